@@ -1,0 +1,207 @@
+"""The `sie3d` command line: one verb per stage.
+
+Every user-caused failure is a `Sie3dError`: printed as one message plus its fix, with a distinct exit
+code (see `sie3d.errors`), never a traceback; outputs are written only when the command succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from sie3d import __version__
+from sie3d.errors import AssetError, Sie3dError, UsageError
+
+log = logging.getLogger("sie3d")
+
+
+# -- assets ---------------------------------------------------------------------------------------
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sie3d.assets import ict, registry
+
+    names = list(registry.manifest())
+    wanted = args.names or ["all"]
+    if args.action == "list":
+        print(f"cache: {registry.cache_dir()}")
+        for asset in registry.manifest().values():
+            state = _summarise(registry.check(asset, full_hash=False))
+            print(f"  {asset.name:15s} {state:8s} {asset.requirement:28s} {asset.license}")
+            print(f"  {'':15s} {'':8s} {asset.role}")
+        state, detail = ict.verify()
+        source = ict.locate_source()
+        print(f"  {'ict':15s} {state:8s} {'ICT-FaceKit @' + ict.ICT_COMMIT[:8]:28s} MIT (USC ICT)")
+        print(f"  {'':15s} {'':8s} head model; source: {source or ict.ICT_UPSTREAM_ZIP}")
+        return 0
+    if "all" in wanted:
+        wanted = [*names, "ict"]
+    unknown = [n for n in wanted if n not in names and n != "ict"]
+    if unknown:
+        raise UsageError(f"unknown asset(s): {', '.join(unknown)}", f"choose from: {', '.join(names)}, ict, all")
+    failures = 0
+    for name in tqdm(wanted, desc=f"{args.action} assets", unit="asset", disable=args.quiet):
+        if name == "ict":
+            if args.action == "fetch":
+                ict.convert(force=args.force)
+            state, detail = ict.verify()
+            statuses = [(state, detail)]
+        else:
+            asset = registry.spec(name)
+            if args.action == "fetch":
+                registry.fetch(asset, force=args.force)
+            statuses = [(s.state, f"{s.path} {s.detail}".strip()) for s in registry.check(asset)]
+        for state, detail in statuses:
+            failures += state != "ok"
+            tqdm.write(f"{name:15s} {state:8s} {detail}")
+    if failures:
+        raise AssetError(f"{failures} asset file(s) missing or corrupt", "run `sie3d assets fetch --force`")
+    return 0
+
+
+def _summarise(statuses: list) -> str:
+    states = {s.state for s in statuses}
+    return "ok" if states == {"ok"} else "missing" if "missing" in states else "corrupt"
+
+
+# -- inspect --------------------------------------------------------------------------------------
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from sie3d.face.annotate import annotate
+    from sie3d.face.landmarker import FaceObserver
+    from sie3d.photo import load_photo
+
+    photo = load_photo(args.photo)
+    with FaceObserver() as observer:
+        chosen, faces = observer.observe(photo, face=args.face)
+    report = {
+        "photo": str(args.photo),
+        "photo_size": list(photo.original_size),
+        "scale": photo.scale,
+        "faces_found": len(faces),
+        "faces": [{k: v for k, v in f.to_json().items() if k in ("index", "confidence", "box")} for f in faces],
+        "chosen": chosen.to_json(),
+    }
+    out = Path(args.output) if args.output else Path("sie3d-out") / Path(args.photo).stem
+    with _staged_output(out) as stage:
+        (stage / "observation.json").write_text(json.dumps(report, indent=1))
+        annotate(photo.rgb, faces, chosen.index).save(stage / "annotated.png")
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    yaw, pitch, roll = chosen.yaw_pitch_roll_degrees
+    top = sorted(chosen.blendshape_dict.items(), key=lambda kv: -kv[1])[:6]
+    print(f"{args.photo}: {photo.original_size[0]}x{photo.original_size[1]} px, {len(faces)} face(s)")
+    for face in faces:
+        mark = "*" if face.index == chosen.index else " "
+        conf = "n/a" if face.confidence != face.confidence else f"{face.confidence:.2f}"
+        box = ", ".join(f"{v:.0f}" for v in face.box)
+        print(f" {mark} face #{face.index}: box ({box}) confidence {conf}")
+    print(f"face #{chosen.index}: yaw {yaw:+.1f}°, pitch {pitch:+.1f}°, roll {roll:+.1f}°, "
+          f"inter-ocular {chosen.interocular_px:.0f} px")
+    print("strongest blendshapes: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+    print(f"wrote {out / 'observation.json'} and {out / 'annotated.png'}")
+    return 0
+
+
+class _staged_output:  # noqa: N801 -- used as a context manager, reads like a function
+    """Write into a temporary folder beside `out`; move the files into `out` only on success, so a
+    failed run leaves nothing behind."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def __enter__(self) -> Path:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
+        return self.stage
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self.out.mkdir(parents=True, exist_ok=True)
+                for item in self.stage.iterdir():
+                    os.replace(item, self.out / item.name)
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from sie3d.eval.bench import run_observation_benchmark
+
+    result = run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
+    print(json.dumps(result, indent=1) if args.json else result["markdown"])
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sie3d", description="One face photo + a sentence -> an expressive, rigged 3D head avatar."
+    )
+    parser.add_argument("--version", action="version", version=f"sie3d {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (and native library output)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    assets = sub.add_parser("assets", help="list, fetch or verify the model files")
+    assets.add_argument("action", choices=["list", "fetch", "verify"])
+    assets.add_argument("names", nargs="*", help="asset names (default: all); 'ict' is the head model")
+    assets.add_argument("--force", action="store_true", help="fetch/convert again even if present")
+    assets.set_defaults(run=_cmd_assets)
+
+    inspect = sub.add_parser("inspect", help="show what sie3d sees in a photo (landmarks, blendshapes, pose)")
+    inspect.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo")
+    inspect.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default)")
+    inspect.add_argument("--json", action="store_true", help="print the full observation as JSON")
+    inspect.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
+    inspect.set_defaults(run=_cmd_inspect)
+
+    bench = sub.add_parser("bench", help="measure cold start, per-photo time and peak memory")
+    bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo)")
+    bench.add_argument("--runs", type=int, default=3, help="repetitions per photo; the median is reported")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    bench.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return UsageError.exit_code
+    try:
+        return args.run(args)
+    except Sie3dError as exc:
+        print(f"sie3d: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sie3d: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
