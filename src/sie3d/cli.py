@@ -62,7 +62,8 @@ def _cmd_assets(args: argparse.Namespace) -> int:
             statuses = [(s.state, f"{s.path} {s.detail}".strip()) for s in registry.check(asset)]
         for state, detail in statuses:
             failures += state != "ok"
-            tqdm.write(f"{name:15s} {state:8s} {detail}")
+            if state != "ok" or not args.quiet:
+                tqdm.write(f"{name:15s} {state:8s} {detail}")
     if failures:
         raise AssetError(f"{failures} asset file(s) missing or corrupt", "run `sie3d assets fetch --force`")
     return 0

@@ -132,6 +132,9 @@ class FaceObserver:
             if landmarks.shape != (N_LANDMARKS, 3):
                 raise RuntimeError(f"MediaPipe returned {landmarks.shape[0]} landmarks, expected {N_LANDMARKS}")
             scores = {c.category_name: c.score for c in result.face_blendshapes[k]}
+            if set(scores) != set(BLENDSHAPE_NAMES):
+                unexpected = sorted(set(scores) ^ set(BLENDSHAPE_NAMES))
+                raise RuntimeError(f"unexpected MediaPipe blendshape names: {unexpected}")
             blendshapes = np.array([scores[n] for n in BLENDSHAPE_NAMES], np.float32)
             box = (*landmarks[:, :2].min(0).tolist(), *landmarks[:, :2].max(0).tolist())
             overlaps = [(_iou(box, d[:4]), d[4]) for d in det_boxes]

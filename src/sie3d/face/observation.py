@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# MediaPipe's 52 ARKit blendshape names, in the order of the face_blendshapes model output (its
-# "_neutral" class is dropped).
+# The 52 outputs of MediaPipe's face_blendshapes model, in its order: a "_neutral" score followed by
+# 51 ARKit blendshapes (ARKit's 52nd, tongueOut, is not predicted by MediaPipe).
 BLENDSHAPE_NAMES: tuple[str, ...] = (
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
     "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
     "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
     "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
@@ -51,7 +51,7 @@ class FaceObservation:
     """
 
     landmarks_px: np.ndarray  # (478, 3) float32
-    blendshapes: np.ndarray  # (52,) float32 scores in [0, 1], order of BLENDSHAPE_NAMES
+    blendshapes: np.ndarray  # (52,) float32 sigmoid scores in [0, 1], order of BLENDSHAPE_NAMES
     head_pose: np.ndarray  # (4, 4) float32: MediaPipe canonical face (cm) -> camera space
     box: tuple[float, float, float, float]  # (x0, y0, x1, y1) landmark extent, pixels
     confidence: float  # face detector score of the matching detection (nan if none matched)

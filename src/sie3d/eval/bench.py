@@ -1,0 +1,152 @@
+"""`sie3d bench`: cold start, per-photo observation time and peak memory, measured on this machine.
+
+Cold start runs in a fresh Python process (interpreter, imports, model loading, first photo), so it
+is what a user waits for on the first `sie3d inspect`. Warm times are the median over photos of the
+median over `runs` repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sie3d.errors import UsageError
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def default_photos() -> Path:
+    shared = Path(__file__).resolve().parents[3].parent / "shared" / "faces"
+    if shared.is_dir():
+        return shared
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
+
+
+def _photos_in(folder: Path) -> list[Path]:
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise UsageError(f"no photos in {folder}", "pass --photos with a folder of JPEG/PNG photos")
+    return photos
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _observe(photo_path: Path, observer, embedder) -> None:
+    from sie3d.photo import load_photo
+
+    photo = load_photo(photo_path)
+    faces = observer.observe_all(photo)
+    if faces and embedder is not None:
+        embedder(photo.rgb, faces[0])
+
+
+def _make_stack():
+    """The observation stage's models: MediaPipe landmarker/detector and the SFace identity net."""
+    from sie3d.face.landmarker import FaceObserver
+    from sie3d.face.sface import IdentityEmbedder
+
+    return FaceObserver(), IdentityEmbedder()
+
+
+def cold_start_child(photo: str) -> dict:
+    """Runs inside the fresh process started by `measure_cold_start`."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401 -- part of what every start pays
+
+    import sie3d.face.landmarker  # noqa: F401
+    import sie3d.face.sface  # noqa: F401
+
+    t1 = time.perf_counter()
+    observer, embedder = _make_stack()
+    t2 = time.perf_counter()
+    _observe(Path(photo), observer, embedder)
+    t3 = time.perf_counter()
+    observer.close()
+    return {"imports_s": t1 - t0, "model_load_s": t2 - t1, "first_photo_s": t3 - t2, "peak_rss_mb": _peak_rss_mb()}
+
+
+def measure_cold_start(photo: Path) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sie3d.eval.bench", str(photo)], capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold-start child failed: {proc.stderr.strip()[-500:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = wall  # includes the interpreter's own start-up
+    return result
+
+
+def run_observation_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3,
+                              threads: int | None = None) -> dict:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(photos) if photos else default_photos()
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder", "pass --photos with a folder of photos")
+    paths = _photos_in(folder)
+    cold = measure_cold_start(paths[0])
+
+    from tqdm import tqdm
+
+    observer, embedder = _make_stack()
+    per_photo = []
+    with observer:
+        _observe(paths[0], observer, embedder)  # warm-up
+        for path in tqdm(paths, desc="observing", unit="photo"):
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                _observe(path, observer, embedder)
+                times.append(time.perf_counter() - t)
+            per_photo.append(statistics.median(times))
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "torch": torch.__version__},
+        "photos": len(paths),
+        "runs_per_photo": runs,
+        "cold_start": {k: round(v, 3) for k, v in cold.items()},
+        "observation_ms": {
+            "median": round(1000 * statistics.median(per_photo), 1),
+            "p90": round(1000 * sorted(per_photo)[int(0.9 * (len(per_photo) - 1))], 1),
+            "max": round(1000 * max(per_photo), 1),
+        },
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    result["markdown"] = to_markdown(result)
+    return result
+
+
+def to_markdown(result: dict) -> str:
+    cold, obs, machine = result["cold_start"], result["observation_ms"], result["machine"]
+    return "\n".join([
+        f"| measure ({machine['cpu_count']} CPU cores, torch {machine['torch']}, "
+        f"{machine['torch_threads']} threads) | value |",
+        "|---|---|",
+        f"| cold start: new process to first observation | {cold['process_wall_s']:.2f} s |",
+        f"| &nbsp; imports (torch, mediapipe, sie3d) | {cold['imports_s']:.2f} s |",
+        f"| &nbsp; model loading (landmarker, detector, SFace) | {cold['model_load_s']:.2f} s |",
+        f"| &nbsp; first photo | {cold['first_photo_s']:.2f} s |",
+        f"| observation per photo, warm (load + landmarks + blendshapes + identity), median of "
+        f"{result['photos']} photos | {obs['median']:.0f} ms (p90 {obs['p90']:.0f}, max {obs['max']:.0f}) |",
+        f"| peak memory (RSS), benchmark process | {result['peak_rss_mb']:.0f} MB |",
+        f"| peak memory (RSS), cold-start process | {cold['peak_rss_mb']:.0f} MB |",
+    ])
+
+
+if __name__ == "__main__":
+    print(json.dumps(cold_start_child(sys.argv[1])))
