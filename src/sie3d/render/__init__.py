@@ -1,0 +1,46 @@
+"""Differentiable mesh renderer in pure PyTorch (CPU first; runs on the inputs' device).
+
+One functional API with batched cameras: `rasterize` (which face covers each pixel, no gradients),
+differentiable shading ops (`barycentrics`, `interpolate`, `sample_texture`, `sh_shading`, ...) and
+`render_mesh`, which chains them. `rasterize_reference` is the slow oracle used by the tests.
+Conventions (world +y up / +z toward the viewer, OpenCV cameras, pixel centres at +0.5, OBJ UVs with
+v up) are documented in `sie3d.render.camera` and `sie3d.render.shade`.
+"""
+
+from .camera import Cameras, look_at, orbit_cameras, perspective_K, project, to_camera
+from .rasterize import Fragments, rasterize
+from .reference import rasterize_reference
+from .renderer import DirectionalLight, RenderOutput, render_mesh
+from .shade import (
+    barycentrics,
+    composite,
+    interpolate,
+    lambert,
+    sample_texture,
+    sh_basis,
+    sh_shading,
+    vertex_normals,
+)
+
+__all__ = [
+    "Cameras",
+    "DirectionalLight",
+    "Fragments",
+    "RenderOutput",
+    "barycentrics",
+    "composite",
+    "interpolate",
+    "lambert",
+    "look_at",
+    "orbit_cameras",
+    "perspective_K",
+    "project",
+    "rasterize",
+    "rasterize_reference",
+    "render_mesh",
+    "sample_texture",
+    "sh_basis",
+    "sh_shading",
+    "to_camera",
+    "vertex_normals",
+]
