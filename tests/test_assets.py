@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from sie3d.assets import ict, registry
 from sie3d.errors import AssetError
+
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("name", list(registry.manifest()))

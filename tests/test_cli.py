@@ -7,8 +7,9 @@ import json
 
 from PIL import Image
 
-from conftest import run_cli
 from sie3d.errors import AssetError, NoFaceError, PhotoError, UsageError
+
+from conftest import run_cli
 
 
 def test_inspect_writes_observation_and_annotated_image(tmp_path, faces):

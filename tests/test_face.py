@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import london_people
 from sie3d.errors import UsageError
 from sie3d.face.observation import BLENDSHAPE_NAMES, N_LANDMARKS
 from sie3d.photo import load_photo
+
+from conftest import london_people
 
 
 def test_observation_fields_on_every_studio_photo(london_observations):
