@@ -52,7 +52,10 @@ def _cmd_assets(args: argparse.Namespace) -> int:
     for name in tqdm(wanted, desc=f"{args.action} assets", unit="asset", disable=args.quiet):
         if name == "ict":
             if args.action == "fetch":
+                from sie3d.head import correspondence
+
                 ict.convert(force=args.force)
+                correspondence.load(rebuild=args.force)  # MediaPipe -> ICT landmark map, built once
             state, detail = ict.verify()
             statuses = [(state, detail)]
         else:

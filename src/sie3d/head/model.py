@@ -1,0 +1,131 @@
+"""The ICT-FaceKit head as a small, batched, differentiable PyTorch module.
+
+    verts = neutral + identity @ identity_basis + expression @ expression_basis
+
+Units are centimetres; axes +x = the subject's left, +y up, +z out of the face (as glTF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sie3d.assets import ict
+from sie3d.head.names import ICT_NAMES
+
+N_IDENTITY = ict.N_IDENTITY
+N_EXPRESSION = len(ICT_NAMES)
+
+
+@dataclass(frozen=True)
+class HeadTopology:
+    """Everything about the mesh that does not change with the coefficients."""
+
+    faces: np.ndarray  # (F, 3) int64 triangles
+    uvs: np.ndarray  # (T, 2) float32, UDIM tiles along u
+    uv_faces: np.ndarray  # (F, 3) int64
+    face_material: np.ndarray  # (F,) int16 index into material_names
+    material_names: tuple[str, ...]
+    landmarks_68: np.ndarray  # (68,) vertex ids
+
+    def faces_of(self, *materials: str) -> np.ndarray:
+        """Indices of the triangles whose material is one of `materials`."""
+        ids = [self.material_names.index(m) for m in materials]
+        return np.flatnonzero(np.isin(self.face_material, ids))
+
+
+class HeadModel(nn.Module):
+    """ICT-FaceKit: (identity (B,100), expression (B,53)) -> vertices (B,V,3) in centimetres."""
+
+    def __init__(self, arrays: ict.IctArrays | None = None) -> None:
+        super().__init__()
+        arrays = arrays or ict.load()
+        if arrays.expression_names != ICT_NAMES:
+            raise ValueError("ICT-FaceKit expression order differs from sie3d.head.names.ICT_NAMES")
+        self.register_buffer("neutral", torch.from_numpy(arrays.neutral.astype(np.float32)))
+        # Bases kept as (K, V*3) matrices: one matmul per evaluation.
+        n_verts = arrays.neutral.shape[0]
+        self.register_buffer(
+            "identity_basis", torch.from_numpy(arrays.identity_basis.astype(np.float32).reshape(-1, n_verts * 3))
+        )
+        self.register_buffer(
+            "expression_basis",
+            torch.from_numpy(arrays.expression_basis.astype(np.float32).reshape(-1, n_verts * 3)),
+        )
+        self.topology = HeadTopology(
+            faces=arrays.faces.astype(np.int64),
+            uvs=arrays.uvs,
+            uv_faces=arrays.uv_faces.astype(np.int64),
+            face_material=arrays.polygon_material[arrays.face_polygon],
+            material_names=arrays.material_names,
+            landmarks_68=arrays.landmarks_68.astype(np.int64),
+        )
+        self.expression_names = ICT_NAMES
+
+    @property
+    def n_verts(self) -> int:
+        return int(self.neutral.shape[0])
+
+    def forward(self, identity: Tensor | None = None, expression: Tensor | None = None) -> Tensor:
+        """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3)."""
+        batch = _batch_size(identity, expression)
+        offsets = self.neutral.new_zeros(batch, self.n_verts * 3)
+        if identity is not None:
+            _check(identity, N_IDENTITY, "identity")
+            offsets = offsets + identity.reshape(batch, -1) @ self.identity_basis
+        if expression is not None:
+            _check(expression, N_EXPRESSION, "expression")
+            offsets = offsets + expression.reshape(batch, -1) @ self.expression_basis
+        return self.neutral + offsets.reshape(batch, self.n_verts, 3)
+
+    def expression_deltas(self) -> Tensor:
+        """(53, V, 3) per-blendshape vertex offsets (for morph-target export)."""
+        return self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
+
+    def surface_points(self, tri: Tensor, bary: Tensor) -> SurfacePointModel:
+        """A linear model of the points (triangle `tri`, barycentrics `bary`) on the surface."""
+        return SurfacePointModel.build(self, tri, bary)
+
+
+@dataclass
+class SurfacePointModel:
+    """The head model evaluated only at N surface points: what a landmark fit needs (tiny and fast)."""
+
+    neutral: Tensor  # (N, 3)
+    identity_basis: Tensor  # (100, N*3)
+    expression_basis: Tensor  # (53, N*3)
+
+    @staticmethod
+    def build(head: HeadModel, tri: Tensor, bary: Tensor) -> SurfacePointModel:
+        corners = torch.as_tensor(head.topology.faces, device=tri.device)[tri]  # (N, 3) vertex ids
+
+        def at_points(per_vertex: Tensor) -> Tensor:  # (K, V*3) -> (K, N*3)
+            k = per_vertex.shape[0]
+            grid = per_vertex.reshape(k, head.n_verts, 3)[:, corners]  # (K, N, 3 corners, 3 xyz)
+            return (grid * bary[None, :, :, None]).sum(2).reshape(k, -1)
+
+        return SurfacePointModel(
+            neutral=at_points(head.neutral.reshape(1, -1))[0].reshape(-1, 3),
+            identity_basis=at_points(head.identity_basis),
+            expression_basis=at_points(head.expression_basis),
+        )
+
+    def __call__(self, identity: Tensor, expression: Tensor) -> Tensor:
+        """identity (B,100), expression (B,53) -> (B,N,3)."""
+        offsets = identity @ self.identity_basis + expression @ self.expression_basis
+        return self.neutral + offsets.reshape(offsets.shape[0], -1, 3)
+
+
+def _batch_size(*tensors: Tensor | None) -> int:
+    sizes = {t.shape[0] for t in tensors if t is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"identity and expression batch sizes differ: {sorted(sizes)}")
+    return sizes.pop() if sizes else 1
+
+
+def _check(coefficients: Tensor, width: int, name: str) -> None:
+    if coefficients.ndim != 2 or coefficients.shape[1] != width:
+        raise ValueError(f"{name} coefficients must have shape (B, {width}), got {tuple(coefficients.shape)}")
