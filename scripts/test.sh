@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/ruff" check "$ROOT"
 "$VENV/bin/python" -m pytest "$@"

@@ -20,6 +20,8 @@ def test_inspect_writes_observation_and_annotated_image(tmp_path, faces):
     report = json.loads((out / "observation.json").read_text())
     assert report["faces_found"] == 1 and len(report["chosen"]["landmarks_px"]) == 478
     assert len(report["chosen"]["blendshapes"]) == 52
+    identity = report["chosen"]["identity_sface"]
+    assert len(identity) == 128 and abs(sum(v * v for v in identity) - 1) < 1e-3
     assert Image.open(out / "annotated.png").size == (768, 768)
     assert sorted(p.name for p in out.iterdir()) == ["annotated.png", "observation.json"]
 

@@ -8,7 +8,6 @@ the 24 London people (neutral and happy photo each).
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -345,25 +344,3 @@ def test_wrong_crop_shape_raises(model: SFace) -> None:
         crops_to_tensor(np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError):
         warp_crop(np.zeros((10, 10), np.uint8), np.eye(2, 3))
-
-
-def test_batch_of_eight_is_faster_than_the_original_runtime(model: SFace, crops: dict, runtime) -> None:
-    """Speed guard that survives a shared, busy CPU: the port and onnxruntime, one thread each, are
-    timed interleaved on the same 8 crops (measured under load: port 0.19 s, onnxruntime 0.36 s)."""
-    x = crops_to_tensor(np.stack([crops[n] for n in LONDON[:BATCH]]))
-    blob = x.numpy()
-    port_s, runtime_s = [], []
-    with torch.no_grad():
-        model(x)
-        runtime(blob[:1])
-        for _ in range(3):
-            start = time.perf_counter()
-            model(x)
-            port_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            runtime(blob)
-            runtime_s.append(time.perf_counter() - start)
-    message = (f"batch of {BATCH}: port {min(port_s):.3f} s, onnxruntime {min(runtime_s):.3f} s "
-               f"(best of 3, {torch.get_num_threads()} torch thread(s))")
-    log.info(message)
-    assert min(port_s) < min(runtime_s), message

@@ -81,13 +81,15 @@ def _summarise(statuses: list) -> str:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from sie3d.face import observe_photo
     from sie3d.face.annotate import annotate
     from sie3d.face.landmarker import FaceObserver
+    from sie3d.face.sface import IdentityEmbedder
     from sie3d.photo import load_photo
 
     photo = load_photo(args.photo)
     with FaceObserver() as observer:
-        chosen, faces = observer.observe(photo, face=args.face)
+        chosen, faces = observe_photo(photo, observer, IdentityEmbedder(), face=args.face)
     report = {
         "photo": str(args.photo),
         "photo_size": list(photo.original_size),

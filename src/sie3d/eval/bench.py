@@ -7,6 +7,7 @@ median over `runs` repetitions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -43,12 +44,12 @@ def _peak_rss_mb() -> float:
 
 
 def _observe(photo_path: Path, observer, embedder) -> None:
+    from sie3d.errors import NoFaceError
+    from sie3d.face import observe_photo
     from sie3d.photo import load_photo
 
-    photo = load_photo(photo_path)
-    faces = observer.observe_all(photo)
-    if faces and embedder is not None:
-        embedder(photo.rgb, faces[0])
+    with contextlib.suppress(NoFaceError):  # still timed: a photo without a face costs the detector's time
+        observe_photo(load_photo(photo_path), observer, embedder)
 
 
 def _make_stack():

@@ -57,6 +57,7 @@ class FaceObservation:
     confidence: float  # face detector score of the matching detection (nan if none matched)
     image_size: tuple[int, int]  # (width, height) of the photo the coordinates refer to
     index: int = 0  # rank among the faces of the photo, 0 = largest
+    identity: np.ndarray | None = None  # (128,) unit SFace embedding of the aligned face, when computed
     extras: dict = field(default_factory=dict, compare=False)  # free-form diagnostics, JSON-safe
 
     @property
@@ -98,5 +99,6 @@ class FaceObservation:
                           "matrix": np.round(self.head_pose, 5).tolist()},
             "blendshapes": {n: round(v, 5) for n, v in self.blendshape_dict.items()},
             "landmarks_px": np.round(self.landmarks_px, 3).tolist(),
+            **({"identity_sface": np.round(self.identity, 6).tolist()} if self.identity is not None else {}),
             **({"extras": self.extras} if self.extras else {}),
         }
