@@ -12,6 +12,7 @@ from .rasterize import Fragments, rasterize
 from .reference import rasterize_reference
 from .renderer import DirectionalLight, RenderOutput, render_mesh
 from .shade import (
+    PackedPixels,
     barycentrics,
     composite,
     interpolate,
@@ -19,6 +20,7 @@ from .shade import (
     sample_texture,
     sh_basis,
     sh_shading,
+    texture_tiles,
     vertex_normals,
 )
 
@@ -26,6 +28,7 @@ __all__ = [
     "Cameras",
     "DirectionalLight",
     "Fragments",
+    "PackedPixels",
     "RenderOutput",
     "barycentrics",
     "composite",
@@ -41,6 +44,7 @@ __all__ = [
     "sample_texture",
     "sh_basis",
     "sh_shading",
+    "texture_tiles",
     "to_camera",
     "vertex_normals",
 ]

@@ -1,0 +1,243 @@
+"""`render_mesh`: one call from a posed, textured mesh and B cameras to images.
+
+Rasterization (no gradients) picks the visible face per pixel; everything after it -- barycentrics,
+UVs, texture lookups, normals, lighting, depth -- is differentiable, so a loss on the images reaches
+vertex positions, textures, vertex colours and lighting. Coverage (the silhouette) is not
+differentiable; there is no anti-aliasing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .camera import Cameras, _check_faces, _check_points, _check_shape, _check_tensor, _to_pixel_homogeneous
+from .rasterize import Fragments, rasterize
+from .shade import (
+    PackedPixels,
+    _barycentrics_packed,
+    _interpolate_packed,
+    _sample_packed,
+    lambert,
+    sh_shading,
+    texture_tiles,
+    vertex_normals,
+)
+
+__all__ = ["DirectionalLight", "RenderOutput", "render_mesh"]
+
+
+@dataclass(frozen=True)
+class DirectionalLight:
+    """A distant light plus ambient term (see `sie3d.render.shade.lambert`).
+
+    ``direction`` points from the surface *toward* the light, in world space; (3,) or (B, 3).
+    """
+
+    direction: Tensor | tuple[float, float, float] = (0.3, 0.4, 1.0)
+    ambient: float = 0.35
+    diffuse: float = 0.65
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """Images from `render_mesh`; B views of H x W pixels.
+
+    Attributes:
+        rgb: (B, H, W, 3) shaded colour composited over the background.
+        alpha: (B, H, W) coverage, 1 on the mesh, 0 on background (hard edges, no gradient).
+        depth: (B, H, W) camera-space z of the visible surface, 0 on background (differentiable
+            with respect to the vertices).
+        normals: (B, H, W, 3) unit world-space normals (interpolated vertex normals), 0 on background.
+        fragments: the rasterizer output (face ids, barycentrics) for further lookups.
+    """
+
+    rgb: Tensor
+    alpha: Tensor
+    depth: Tensor
+    normals: Tensor
+    fragments: Fragments
+
+
+def render_mesh(
+    verts_world: Tensor,
+    faces: Tensor,
+    cams: Cameras,
+    *,
+    uv: Tensor | None = None,
+    uv_faces: Tensor | None = None,
+    texture: Tensor | Sequence[Tensor] | None = None,
+    vertex_colors: Tensor | None = None,
+    sh_coeffs: Tensor | None = None,
+    light: DirectionalLight | None = None,
+    background: Sequence[float] | Tensor = (1.0, 1.0, 1.0),
+    face_mask: Tensor | None = None,
+    cull_backfaces: bool = False,
+    near: float = 1e-3,
+) -> RenderOutput:
+    """Render a triangle mesh from B cameras.
+
+    Args:
+        verts_world: (V, 3) shared by all views, or (B, V, 3) per view (B may be 1). World convention in
+            `sie3d.render.camera`.
+        faces: (F, 3) long, counter-clockwise seen from outside.
+        cams: B cameras.
+        uv: (T, 2) OBJ-convention UV coordinates (``v`` up; see `sie3d.render.shade`). With ``uv_faces``
+            they have their own topology (as in ICT-FaceKit); without, ``T == V`` and ``faces`` index them.
+            Or (F, 3, 2): one UV per face corner (no ``uv_faces``).
+            UDIM: ``u`` in ``[k, k+1)`` reads tile k; each face reads the tile of its UV centroid.
+        uv_faces: (F, 3) long indices into ``uv``, one row per row of ``faces``.
+        texture: (B or 1, C=3, Ht, Wt) one texture, or UDIM tiles as a (B or 1, N, 3, Ht, Wt) tensor or a
+            list of N (3, Ht, Wt) / (B or 1, 3, Ht, Wt) tensors. Needs ``uv``.
+        vertex_colors: (V, 3) or (B, V, 3) albedo per vertex (instead of a texture).
+            With neither, the albedo is white.
+        sh_coeffs: (B or 1, 9, 3) or (B or 1, 9) world-space SH lighting (`sh_shading`), or
+        light: a `DirectionalLight`. With neither, the output is the unlit albedo.
+        background: (3,) colour or a (B, H, W, 3) image behind the mesh.
+        face_mask: optional (F,) bool, False hides a face.
+        cull_backfaces, near: see `rasterize`.
+
+    Returns:
+        RenderOutput.
+    """
+    verts_world = _check_points(verts_world, cams, "verts_world")
+    faces = _check_faces(faces, verts_world.shape[-2]).to(verts_world.device)
+    B, V = cams.batch_size, verts_world.shape[-2]
+    if texture is not None and vertex_colors is not None:
+        raise ValueError("render_mesh: give either texture or vertex_colors, not both")
+    if sh_coeffs is not None and light is not None:
+        raise ValueError("render_mesh: give either sh_coeffs or light, not both")
+    if light is not None and not isinstance(light, DirectionalLight):
+        raise ValueError(f"light must be a DirectionalLight, got {type(light).__name__}")
+    tiles = None
+    if texture is not None:
+        if uv is None:
+            raise ValueError(
+                "render_mesh: a texture needs uv coordinates "
+                "(uv=..., plus uv_faces=... if the UVs have their own topology)"
+            )
+        tiles = texture_tiles(texture)
+        if tiles[0].shape[1] != 3:
+            raise ValueError(f"texture must have 3 channels (RGB), got {tiles[0].shape[1]}")
+        if tiles[0].shape[0] not in (1, B):
+            raise ValueError(f"texture has batch size {tiles[0].shape[0]}; use 1 (shared) or {B} (per view)")
+        uv = _check_tensor("uv", uv, floating=True)
+        _check_shape(
+            "uv",
+            uv,
+            f"(T, 2) or ({faces.shape[0]}, 3, 2)",
+            (uv.ndim == 2 and uv.shape[1] == 2) or (uv.ndim == 3 and uv.shape == (faces.shape[0], 3, 2)),
+        )
+        if uv.ndim == 3:  # one UV per face corner
+            if uv_faces is not None:
+                raise ValueError("uv_faces must be None when uv is given per face corner (F, 3, 2)")
+            uv = uv.reshape(-1, 2)
+            uv_faces = torch.arange(uv.shape[0], device=faces.device).reshape(-1, 3)
+        if uv_faces is None:
+            if uv.shape[0] != V:
+                raise ValueError(
+                    f"uv has {uv.shape[0]} rows but the mesh has {V} vertices; pass uv_faces when the UVs "
+                    "have their own topology"
+                )
+            uv_faces = faces
+        uv_faces = _check_faces(uv_faces, uv.shape[0], "uv_faces").to(faces.device)
+        if uv_faces.shape != faces.shape:
+            raise ValueError(f"uv_faces has shape {tuple(uv_faces.shape)} but faces has {tuple(faces.shape)}")
+    if sh_coeffs is not None:
+        sh_coeffs = _check_tensor("sh_coeffs", sh_coeffs, floating=True)
+        _check_shape(
+            "sh_coeffs",
+            sh_coeffs,
+            f"(B, 9, 3) or (B, 9) with B = 1 or {B}",
+            sh_coeffs.ndim in (2, 3)
+            and sh_coeffs.shape[0] in (1, B)
+            and sh_coeffs.shape[1] == 9
+            and (sh_coeffs.ndim == 2 or sh_coeffs.shape[2] in (1, 3)),
+        )
+    if vertex_colors is not None:
+        vertex_colors = _check_tensor("vertex_colors", vertex_colors, floating=True)
+        _check_shape(
+            "vertex_colors",
+            vertex_colors,
+            f"({V}, 3) or (B, {V}, 3)",
+            vertex_colors.ndim in (2, 3)
+            and vertex_colors.shape[-2:] == (V, 3)
+            and (vertex_colors.ndim == 2 or vertex_colors.shape[0] in (1, B)),
+        )
+
+    dtype = verts_world.dtype
+    if light is not None:
+        direction = torch.as_tensor(light.direction, dtype=dtype, device=verts_world.device)
+        direction = direction if direction.ndim == 2 else direction.unsqueeze(0)
+        _check_shape("light.direction", direction, f"(3,) or ({B}, 3)", direction.shape in ((1, 3), (B, 3)))
+    bg = torch.as_tensor(background, dtype=dtype, device=verts_world.device)
+    if bg.shape not in ((3,), (B, cams.height, cams.width, 3)):
+        raise ValueError(
+            f"background must be an RGB colour (3,) or a (B, H, W, 3) image, got {tuple(bg.shape)}"
+        )
+
+    fragments = rasterize(
+        verts_world, faces, cams, face_mask=face_mask, cull_backfaces=cull_backfaces, near=near
+    )
+    # Everything below runs on the P covered pixels only, then is scattered into the images.
+    pixels = PackedPixels.from_fragments(fragments)
+    hom = _to_pixel_homogeneous(verts_world, cams)  # (B, V, 3), last component = camera depth
+    bary = _barycentrics_packed(hom, faces, pixels)  # (P, 3), differentiable
+
+    # One gather for everything indexed by the vertex faces: normals, camera depth, colours.
+    per_vertex = [vertex_normals(verts_world, faces).expand(B, V, 3), hom[..., 2:]]
+    if vertex_colors is not None:
+        per_vertex.append(vertex_colors.to(dtype).expand(B, V, 3))
+    attrs = _interpolate_packed(torch.cat(per_vertex, dim=-1), faces, pixels, bary)
+    normals = torch.nn.functional.normalize(attrs[:, 0:3], dim=-1, eps=1e-12)
+
+    if tiles is not None:
+        uv_pix = _interpolate_packed(uv, uv_faces, pixels, bary)
+        # UDIM: each face reads the tile of its UV centroid (its corners may sit on a tile border).
+        tile_of_face = torch.floor(uv.detach()[uv_faces, 0].mean(1)).long().clamp(0, len(tiles) - 1)
+        albedo = _sample_packed(
+            tiles, uv_pix, tile_of_face.index_select(0, pixels.face), pixels.camera, "bilinear"
+        )
+    elif vertex_colors is not None:
+        albedo = attrs[:, 4:7]
+    else:
+        albedo = torch.ones_like(normals)
+
+    if sh_coeffs is not None:
+        shading = _per_view(
+            lambda n, c: sh_shading(n.unsqueeze(0), c.unsqueeze(0))[0], normals, sh_coeffs, pixels
+        )
+        shaded = albedo * shading
+    elif light is not None:
+        shading = _per_view(
+            lambda n, d: lambert(n.unsqueeze(0), d, light.ambient, light.diffuse)[0],
+            normals,
+            direction,
+            pixels,
+        )
+        shaded = albedo * shading
+    else:
+        shaded = albedo
+
+    return RenderOutput(
+        rgb=pixels.scatter(shaded, bg.to(shaded.dtype)),
+        alpha=fragments.mask.to(shaded.dtype),
+        depth=pixels.scatter(attrs[:, 3:4])[..., 0],
+        normals=pixels.scatter(normals),
+        fragments=fragments,
+    )
+
+
+def _per_view(
+    fn: Callable[[Tensor, Tensor], Tensor], normals: Tensor, param: Tensor, pixels: PackedPixels
+) -> Tensor:
+    """``fn(normals_b (P_b, 3), param[b])`` view by view when ``param`` has one entry per view, else
+    ``fn(normals, param[0])`` once. Packed pixels are ordered by view."""
+    B = pixels.shape[0]
+    if B == 1 or param.shape[0] == 1:
+        return fn(normals, param[0])
+    counts = torch.bincount(pixels.camera, minlength=B).tolist()
+    return torch.cat([fn(chunk, param[b]) for b, chunk in enumerate(normals.split(counts))])
