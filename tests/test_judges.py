@@ -47,7 +47,8 @@ LONDON = [f"{person}_{e}.jpg" for person in london_people() for e in ("neutral",
 POSED = {"max_angry.jpg": "anger", "max_happy-baby.jpeg": "happy", "max_neutral.jpeg": "neutral",
          "max_sad-baby.jpeg": "sadness", "max_surprised.jpeg": "surprised", "mpl_grace_hopper.jpg": "neutral",
          "skimage_astronaut.png": "happy"}  # fmt: skip
-GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception", "assets", "pipeline.py", "photo.py")
+GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception", "assets", "pipeline.py", "photo.py",
+                   "previews.py")
 JUDGES = "sie3d.eval.judges"
 
 
@@ -86,7 +87,6 @@ def images(faces: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def facex():
-    pytest.importorskip("ai_edge_litert", reason="the facex judge runs on ai-edge-litert")
     from sie3d.eval.judges.expression import FacexJudge
 
     return FacexJudge()

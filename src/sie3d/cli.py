@@ -137,18 +137,68 @@ class _staged_output:  # noqa: N801 -- used as a context manager, reads like a f
             if exc_type is None:
                 self.out.mkdir(parents=True, exist_ok=True)
                 for item in self.stage.iterdir():
-                    os.replace(item, self.out / item.name)
+                    target = self.out / item.name
+                    if target.is_dir():  # a previous run's folder: replaced as a whole
+                        shutil.rmtree(target)
+                    os.replace(item, target)
         finally:
             shutil.rmtree(self.stage, ignore_errors=True)
+
+
+# -- reconstruct ----------------------------------------------------------------------------------
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sie3d.photo import load_photo
+    from sie3d.pipeline import Models, reconstruct, write_reconstruction
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    if not set(formats) <= {"glb", "obj"}:
+        raise UsageError(f"unknown format(s) in --formats {args.formats!r}", "use glb, obj or glb,obj")
+    if not 256 <= args.texture_size <= 4096 or args.texture_size & (args.texture_size - 1):
+        raise UsageError(f"--texture-size {args.texture_size} is not a power of two in [256, 4096]",
+                         "use 512, 1024 (default) or 2048")
+    photo = load_photo(args.photo)
+    out = Path(args.output) if args.output else Path("sie3d-out") / Path(args.photo).stem
+    steps = tqdm(total=3, desc="loading models", unit="stage", disable=args.quiet,
+                 bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+    models = Models.load()
+    try:
+        steps.set_description("observe, fit, texture")
+        steps.update()
+        result = reconstruct(photo, models, face=args.face, texture_size=args.texture_size)
+        steps.set_description("render and export")
+        steps.update()
+        with _staged_output(out) as stage:
+            write_reconstruction(result, models, stage, formats=formats)
+        steps.set_description("done")
+        steps.update()
+    finally:
+        steps.close()
+        models.close()
+    fit = result.fit
+    print(f"{args.photo}: face #{result.observation.index} of {len(result.faces)}, landmark error "
+          f"{100 * fit.landmark_error_iod:.1f}% of the eye distance, {100 * result.textures.coverage:.0f}% of the "
+          f"face texture from the photo")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {out}/expression/ and {out}/neutral/ (avatar.{', avatar.'.join(formats)}, preview.png, "
+          f"in_photo.png) and {out}/report.json")
+    return 0
 
 
 # -- bench ----------------------------------------------------------------------------------------
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from sie3d.eval.bench import run_observation_benchmark
+    from sie3d.eval import bench
 
-    result = run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
+    if args.stage == "observe":
+        result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
+    else:
+        result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
     return 0
 
@@ -163,24 +213,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sie3d {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and native library output)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    # The same two flags after the command (`sie3d reconstruct x.jpg -q`); SUPPRESS keeps the global value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    assets = sub.add_parser("assets", help="list, fetch or verify the model files")
+    assets = sub.add_parser("assets", parents=[common], help="list, fetch or verify the model files")
     assets.add_argument("action", choices=["list", "fetch", "verify"])
     assets.add_argument("names", nargs="*", help="asset names (default: all); 'ict' is the head model")
     assets.add_argument("--force", action="store_true", help="fetch/convert again even if present")
     assets.set_defaults(run=_cmd_assets)
 
-    inspect = sub.add_parser("inspect", help="show what sie3d sees in a photo (landmarks, blendshapes, pose)")
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show what sie3d sees in a photo (landmarks, blendshapes, pose)"
+    )
     inspect.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo")
     inspect.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default)")
     inspect.add_argument("--json", action="store_true", help="print the full observation as JSON")
     inspect.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
     inspect.set_defaults(run=_cmd_inspect)
 
-    bench = sub.add_parser("bench", help="measure cold start, per-photo time and peak memory")
+    rec = sub.add_parser(
+        "reconstruct", parents=[common], help="photo -> textured, rigged 3D head (GLB, OBJ, previews, report)"
+    )
+    rec.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo")
+    rec.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
+    rec.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default)")
+    rec.add_argument("--texture-size", type=int, default=1024, help="texture tile size in texels (default 1024)")
+    rec.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
+    rec.set_defaults(run=_cmd_reconstruct)
+
+    bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo)")
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct"], default="observe",
+                       help="observe: cold start, observation time, memory; reconstruct: fit error and "
+                       "per-stage times (default: observe)")
     bench.add_argument("--runs", type=int, default=3, help="repetitions per photo; the median is reported")
+    bench.add_argument("--full-runs", type=int, default=3,
+                       help="reconstruct: photos that also go through texture, render and export")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     bench.set_defaults(run=_cmd_bench)

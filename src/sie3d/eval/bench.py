@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from sie3d.errors import UsageError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -130,6 +132,87 @@ def run_observation_benchmark(photos: str | os.PathLike | None = None, *, runs: 
     }
     result["markdown"] = to_markdown(result)
     return result
+
+
+def run_reconstruction_benchmark(photos: str | os.PathLike | None = None, *, full_runs: int = 3,
+                                 threads: int | None = None) -> dict:
+    """Fit error and per-stage wall time of `sie3d reconstruct`.
+
+    Every photo is observed and fitted (fit error over all of them); the first `full_runs` photos also
+    go through texture, render and export, whose times are reported as medians.
+    """
+    import tempfile
+
+    import torch
+    from tqdm import tqdm
+
+    from sie3d.errors import NoFaceError
+    from sie3d.photo import load_photo
+    from sie3d.pipeline import Models, reconstruct, write_reconstruction
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(photos) if photos else default_photos()
+    paths = _photos_in(folder)
+    start = time.perf_counter()
+    models = Models.load()
+    load_s = time.perf_counter() - start
+    errors, stage_times, skipped = {}, {}, []
+    try:
+        for k, path in enumerate(tqdm(paths, desc="reconstructing", unit="photo")):
+            try:
+                photo = load_photo(path)
+                if k < full_runs:
+                    result = reconstruct(photo, models)
+                    with tempfile.TemporaryDirectory() as tmp:
+                        write_reconstruction(result, models, Path(tmp))
+                        report = json.loads((Path(tmp) / "report.json").read_text())
+                    for stage, seconds in report["timings_s"].items():
+                        stage_times.setdefault(stage, []).append(seconds)
+                    fit = result.fit
+                else:
+                    obs, _ = models.observer.observe(photo)
+                    fit = models.fitter.fit(obs)
+                    stage_times.setdefault("fit", []).append(fit.seconds)
+                errors[path.name] = fit.landmark_error_iod
+            except NoFaceError:
+                skipped.append(path.name)
+    finally:
+        models.close()
+    values = np.array(list(errors.values()))
+    frontal = np.array([v for name, v in errors.items() if name.startswith("london_")])
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "photos": len(paths), "fitted": len(errors), "no_face": skipped,
+        "model_load_s": round(load_s, 3),
+        "fit_error_iod": {"mean": round(float(values.mean()), 5), "median": round(float(np.median(values)), 5),
+                          "max": round(float(values.max()), 5)},
+        "fit_error_iod_frontal_studio": ({"n": int(len(frontal)), "mean": round(float(frontal.mean()), 5),
+                                          "max": round(float(frontal.max()), 5)} if len(frontal) else None),
+        "stage_median_s": {k: round(statistics.median(v), 3) for k, v in stage_times.items()},
+        "stage_runs": {k: len(v) for k, v in stage_times.items()},
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    result["markdown"] = reconstruction_markdown(result)
+    return result
+
+
+def reconstruction_markdown(result: dict) -> str:
+    machine, err, frontal = result["machine"], result["fit_error_iod"], result["fit_error_iod_frontal_studio"]
+    lines = [
+        f"| measure ({machine['cpu_count']} CPU cores, {machine['torch_threads']} torch threads) | value |",
+        "|---|---|",
+        f"| landmark fit error, all {result['fitted']} photos with a face (mean / median / max, "
+        f"% of eye distance) | {100 * err['mean']:.2f} / {100 * err['median']:.2f} / {100 * err['max']:.2f} |",
+    ]
+    if frontal:
+        lines.append(f"| landmark fit error, {frontal['n']} frontal studio photos (mean / max) | "
+                     f"{100 * frontal['mean']:.2f} / {100 * frontal['max']:.2f} |")
+    lines.append(f"| model loading (once per process) | {result['model_load_s']:.2f} s |")
+    for stage, seconds in result["stage_median_s"].items():
+        lines.append(f"| {stage} (median of {result['stage_runs'][stage]}) | {seconds:.3f} s |")
+    lines.append(f"| peak memory (RSS) | {result['peak_rss_mb']:.0f} MB |")
+    return "\n".join(lines)
 
 
 def to_markdown(result: dict) -> str:

@@ -50,12 +50,19 @@ def export(mesh: AvatarMesh, fmt: Format, stem: str = "avatar") -> dict[str, byt
     return EXPORTERS[fmt](mesh, stem)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are ordinary user files
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -83,7 +90,7 @@ def write(
         path = folder / name
         _write_atomic(path, data)
         paths.append(path)
-        log.info("wrote %s (%.2f MB)", path, len(data) / 1e6)
+        log.debug("wrote %s (%.2f MB)", path, len(data) / 1e6)
     return paths
 
 

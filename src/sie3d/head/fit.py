@@ -81,6 +81,11 @@ class HeadFit:
         matrix[:3, :3], matrix[:3, 3] = self.rotation, self.translation
         return matrix
 
+    def project(self, points_head: np.ndarray) -> np.ndarray:
+        """(N, 3) head-space points (cm) -> (N, 2) pixels of the photo."""
+        cam = points_head @ self.rotation.T + self.translation
+        return cam[:, :2] / cam[:, 2:3] * self.focal_px + np.asarray(self.principal_px, np.float32)
+
     def to_json(self) -> dict:
         return {
             "landmark_error_px": round(self.landmark_error_px, 3),

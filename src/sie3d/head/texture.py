@@ -1,0 +1,349 @@
+"""Photo -> UV textures for the fitted head (ICT's UV layout), with the photo's lighting removed.
+
+Tiles (UDIM along u, each its own image): 0 face skin (from the photo), 1 back of the head, neck, mouth
+socket and eye sockets, 2 gums and tongue, 3 teeth, 6 eyelashes, and an extra tile 7 that sie3d adds
+for the eyeballs (ICT lays the eyes over the face tile's UV square; a tile of their own lets the face
+and the eyes carry different images).
+
+The face tile is sampled from the photo through the *expressive* fit (so the rest pose shows the
+person's neutral face), only where the texel is visible, faces the camera and lies inside MediaPipe's
+face oval (never hair or background) and outside the eye and mouth openings. Texels the photo does not
+see are filled from their left/right mirror (ICT's face UVs are exactly symmetric: u' = 1 - u), then
+by a smooth skin-tone extrapolation, blended without seams. The photo's low-order lighting is
+estimated from the fitted normals (9 spherical-harmonic coefficients per channel, assuming a uniform
+skin albedo) and divided out, so the albedo can be re-lit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from sie3d.face.observation import FaceObservation
+from sie3d.head.fit import FACE_OVAL, HeadFit
+from sie3d.head.model import HeadModel
+from sie3d.render import Cameras, rasterize, sh_shading, vertex_normals
+
+log = logging.getLogger(__name__)
+
+EYE_TILE = 7
+# Unreal-specific helper shells, and the eyelash cards (they need an alpha-textured strip; opaque, they
+# read as a thick black band around the eyes).
+HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid", "M_EyeLashes")
+# MediaPipe contours of the openings whose pixels are not skin.
+RIGHT_EYE_OPENING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+# Linear-RGB albedos of the generic materials.
+TEETH = (0.80, 0.76, 0.66)
+GUMS = (0.62, 0.25, 0.27)
+MOUTH_SOCKET = (0.30, 0.09, 0.09)
+EYE_SOCKET = (0.10, 0.06, 0.05)
+SCLERA = (0.78, 0.74, 0.70)
+PUPIL = (0.01, 0.01, 0.01)
+VISIBILITY_TOLERANCE_CM = 0.35
+MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
+
+
+@dataclass(frozen=True)
+class HeadTextures:
+    """Albedo textures per tile (linear RGB in [0, 1], (S, S, 3) float32, row 0 = top = v 1) and the
+    photo's estimated lighting."""
+
+    tiles: dict[int, np.ndarray]
+    sh_lighting: np.ndarray  # (9, 3) SH irradiance coefficients of the photo, in head space
+    skin_albedo: np.ndarray  # (3,) median linear albedo of the seen skin
+    coverage: float  # fraction of face-tile texels taken from the photo (directly or mirrored)
+
+    def srgb_tiles(self) -> dict[int, np.ndarray]:
+        """Tiles as 8-bit sRGB images, for files and viewers."""
+        return {k: to_srgb8(v) for k, v in self.tiles.items()}
+
+
+@dataclass(frozen=True)
+class RenderLayout:
+    """UVs and face mask for rendering/exporting with `HeadTextures` (eyes moved to tile 7)."""
+
+    uvs: np.ndarray  # (T', 2)
+    uv_faces: np.ndarray  # (F, 3)
+    visible_faces: np.ndarray  # (F,) bool, False for the hidden helper shells
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def to_srgb8(linear: np.ndarray) -> np.ndarray:
+    return (linear_to_srgb(linear) * 255.0 + 0.5).astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def render_layout(head: HeadModel) -> RenderLayout:
+    """ICT's UVs, except the eyeballs: ICT overlaps several eye UV shells (and both eyes), so a texture
+    cannot tell iris from sclera. Each eyeball instead gets UVs from an orthographic projection along
+    its own forward axis into tile 7: a point's UV radius is the sine of its angle from the axis."""
+    topo = head.topology
+    neutral = head.neutral.numpy()
+    uvs, uv_faces = [topo.uvs], topo.uv_faces.copy()
+    next_id = len(topo.uvs)
+    for side in ("Left", "Right"):
+        iris_tris = topo.faces_of(f"M_Iris{side}")
+        eye_tris = np.concatenate([topo.faces_of(f"M_Sclera{side}"), iris_tris])
+        eye_verts = np.unique(topo.faces[eye_tris])
+        centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+        side_vec = np.cross([0.0, 1.0, 0.0], axis)
+        side_vec /= np.linalg.norm(side_vec)
+        up_vec = np.cross(axis, side_vec)
+        direction = neutral[eye_verts] - centre
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        eye_uvs = np.stack([0.5 + 0.5 * direction @ side_vec, 0.5 + 0.5 * direction @ up_vec], -1)
+        remap = np.full(len(neutral), -1, np.int64)
+        remap[eye_verts] = next_id + np.arange(len(eye_verts))
+        uv_faces[eye_tris] = remap[topo.faces[eye_tris]]
+        uvs.append(eye_uvs + np.array([EYE_TILE, 0.0]))
+        next_id += len(eye_verts)
+    visible = ~np.isin(np.arange(len(topo.faces)), topo.faces_of(*HIDDEN_MATERIALS))
+    return RenderLayout(np.concatenate(uvs).astype(np.float32), uv_faces, visible)
+
+
+def _eye_axis(verts: np.ndarray, faces: np.ndarray, eye_verts: np.ndarray, iris_tris: np.ndarray):
+    """Centre of an eyeball and the unit direction toward its iris."""
+    centre = verts[eye_verts].mean(0)
+    axis = verts[np.unique(faces[iris_tris])].mean(0) - centre
+    return centre, axis / np.linalg.norm(axis)
+
+
+@lru_cache(maxsize=8)
+def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The texels of `tile` covered by `material`'s triangles: (triangle ids (N,), rows/cols (2, N),
+    barycentrics (N, 3)). Depends only on the topology, so it is computed once per head and size."""
+    tris = head.topology.faces_of(material)
+    tri_local, bary = uv_rasterize(head.topology.uvs, head.topology.uv_faces[tris], tile, size)
+    covered = tri_local >= 0
+    return tris[tri_local[covered]], np.stack(np.nonzero(covered)), bary[covered]
+
+
+def uv_rasterize(uvs: np.ndarray, uv_faces: np.ndarray, tile: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `uv_faces` covers each texel of `tile`, and where: ((S,S) index or -1, (S,S,3) barycentrics).
+
+    Row 0 is the top of the image (v = 1), as in image files and glTF.
+    """
+    corners = uvs[uv_faces]  # (F, 3, 2)
+    points = np.stack([(corners[..., 0] - tile) * size, (1.0 - corners[..., 1]) * size,
+                       np.ones(corners.shape[:2])], -1).reshape(-1, 3)
+    faces = np.arange(len(points)).reshape(-1, 3)
+    cams = Cameras(torch.eye(3)[None], torch.eye(4)[None], size, size)
+    frags = rasterize(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(faces), cams)
+    return frags.tri_id[0].numpy(), frags.bary[0].numpy()
+
+
+def _polygon_mask(points: np.ndarray, size: tuple[int, int], shrink: float = 0.0) -> np.ndarray:
+    """(H, W) bool mask of a polygon given by pixel points, optionally shrunk toward its centroid."""
+    centre = points.mean(0)
+    points = centre + (points - centre) * (1.0 - shrink)
+    image = Image.new("L", size, 0)
+    ImageDraw.Draw(image).polygon([tuple(p) for p in points.tolist()], fill=255)
+    return np.asarray(image) > 0
+
+
+def _sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """image (H, W, C) at pixel coordinates xy (N, 2) (pixel centres at +0.5)."""
+    h, w = image.shape[:2]
+    x = np.clip(xy[:, 0] - 0.5, 0, w - 1.001)
+    y = np.clip(xy[:, 1] - 0.5, 0, h - 1.001)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def push_pull_fill(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Smoothly extrapolate (S,S,C) colours known with (S,S) weights into the unknown texels."""
+    if colour.shape[0] <= 4 or weight.sum() == 0:
+        total = max(weight.sum(), 1e-8)
+        mean = (colour * weight[..., None]).sum((0, 1)) / total
+        return np.broadcast_to(mean, colour.shape).copy()
+    w = weight[..., None]
+    h2, w2 = colour.shape[0] // 2, colour.shape[1] // 2
+    premult = (colour * w)[: h2 * 2, : w2 * 2].reshape(h2, 2, w2, 2, -1).sum((1, 3))
+    coarse_w = weight[: h2 * 2, : w2 * 2].reshape(h2, 2, w2, 2).sum((1, 3))
+    coarse = push_pull_fill(premult / np.maximum(coarse_w, 1e-8)[..., None], np.minimum(coarse_w, 1.0))
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(coarse, np.float32)).permute(2, 0, 1)[None],
+        size=colour.shape[:2], mode="bilinear", align_corners=False,
+    )[0].permute(1, 2, 0).numpy()
+    wc = np.clip(w, 0.0, 1.0)
+    return colour * wc + up * (1 - wc)
+
+
+def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
+    image = Image.fromarray((np.clip(mask, 0, 1) * 255).astype(np.uint8))
+    return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), np.float32) / 255.0
+
+
+def _shading_basis(normals: np.ndarray) -> np.ndarray:
+    """(N, 9): the renderer's SH shading of each normal under each unit SH light (linear in the light)."""
+    n = torch.from_numpy(normals.astype(np.float32))[None]
+    return sh_shading(n, torch.eye(9)[None])[0].numpy().astype(np.float64)
+
+
+def estimate_sh_lighting(normals: np.ndarray, colours_linear: np.ndarray) -> np.ndarray:
+    """(N,3) unit normals, (N,3) linear colours -> (9, 3) SH light in the renderer's convention
+    (`sie3d.render.sh_shading`), assuming a uniform albedo (absorbed into the light). Ridge-regularised
+    on the higher bands: a single photo sees only half of the sphere."""
+    basis = _shading_basis(normals)
+    ridge = 1e-2 * len(normals) * np.diag([0.0] + [1.0] * 3 + [4.0] * 5) * (basis**2).mean()
+    return np.linalg.solve(basis.T @ basis + ridge, basis.T @ colours_linear.astype(np.float64)).astype(np.float32)
+
+
+def _shading(normals: np.ndarray, sh: np.ndarray) -> np.ndarray:
+    return (_shading_basis(normals) @ sh).astype(np.float32)  # (N, 3)
+
+
+def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, head: HeadModel,
+                   size: int = 1024) -> HeadTextures:
+    topo = head.topology
+    layout = render_layout(head)
+    with torch.no_grad():
+        verts = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.expression)[None])[0]
+        normals = vertex_normals(verts[None], torch.from_numpy(topo.faces))[0].numpy()
+    verts = verts.numpy()
+    height, width = photo_rgb.shape[:2]
+
+    # Depth of the visible surface in the photo's camera (eyes, teeth and skin all occlude).
+    cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None], width, height)
+    mask_faces = torch.from_numpy(layout.visible_faces)
+    photo_frags = rasterize(torch.from_numpy(verts), torch.from_numpy(topo.faces), cams, face_mask=mask_faces)
+    photo_depth = photo_frags.depth[0].numpy()
+
+    # Where the photo shows skin: inside the face oval, outside the eye and mouth openings.
+    landmarks = obs.landmarks_px[:, :2]
+    skin = _polygon_mask(landmarks[list(FACE_OVAL)], (width, height), shrink=0.03)
+    for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING, MOUTH_OPENING):
+        skin &= ~_polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
+
+    # Face tile: texel -> surface point -> photo pixel.
+    tri, (rows, cols), bary = material_texels(head, "M_Face", 0, size)
+    covered = np.zeros((size, size), bool)
+    covered[rows, cols] = True
+    corners = topo.faces[tri]
+    b = bary[..., None]
+    points = (verts[corners] * b).sum(1)
+    texel_normals = (normals[corners] * b).sum(1)
+    texel_normals /= np.linalg.norm(texel_normals, axis=1, keepdims=True) + 1e-9
+    cam_points = points @ fit.rotation.T + fit.translation
+    pixels = fit.project(points)
+    to_camera = -cam_points / np.linalg.norm(cam_points, axis=1, keepdims=True)
+    facing = ((texel_normals @ fit.rotation.T) * to_camera).sum(1)
+    px = np.clip(pixels.astype(int), 0, [width - 1, height - 1])
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
+    visible = inside & (cam_points[:, 2] <= photo_depth[px[:, 1], px[:, 0]] + VISIBILITY_TOLERANCE_CM)
+    usable = visible & (facing > MIN_FACING) & skin[px[:, 1], px[:, 0]]
+
+    photo_linear = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
+    colours = _sample_bilinear(photo_linear, pixels)
+
+    # Lighting from the usable skin texels (assumes one skin albedo), then the albedo.
+    sh = estimate_sh_lighting(texel_normals[usable], colours[usable])
+    shading = _shading(texel_normals, sh)
+    mean_shading = np.median(_shading(texel_normals[usable], sh), axis=0)
+    sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
+    # Albedo up to one global scale: the photo's mean exposure stays in the texture.
+    albedo = colours / np.clip(shading / mean_shading, 0.35, None)
+    skin_albedo = np.median(albedo[usable], axis=0)
+
+    weight = np.zeros((size, size), np.float32)
+    tile = np.zeros((size, size, 3), np.float32)
+    confidence = np.clip((facing - MIN_FACING) / 0.3, 0.0, 1.0) * usable
+    weight[rows, cols] = confidence
+    tile[rows, cols] = albedo
+    # Left/right symmetry: a texel the photo does not see takes its mirror's colour.
+    mirror_weight, mirror_tile = weight[:, ::-1], tile[:, ::-1]
+    take_mirror = mirror_weight > weight
+    tile = np.where(take_mirror[..., None], mirror_tile, tile)
+    weight = np.maximum(weight, mirror_weight)
+    coverage = float((weight[covered] > 0.5).mean())
+    # Seamless fill: push-pull extrapolation, blended through a feathered mask.
+    solid = (weight > 0.5).astype(np.float32)
+    filled = push_pull_fill(tile, solid)
+    blend = _blur(solid * _blur(solid, 2) ** 4, size / 256)
+    face_tile = filled * (1 - blend[..., None]) + tile * blend[..., None]
+    # Pull the far extrapolation toward the median skin so ears and neck edges do not inherit stray tones.
+    far = 1.0 - _blur(solid, size / 24)
+    face_tile = face_tile * (1 - 0.6 * far[..., None]) + skin_albedo * 0.6 * far[..., None]
+
+    tiles = {0: face_tile.astype(np.float32)}
+    tiles[1] = _back_head_tile(head, skin_albedo, size)
+    tiles[2] = _flat_tile(size, GUMS)
+    tiles[3] = _flat_tile(size, TEETH)
+    tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
+    tiles = {k: np.ascontiguousarray(np.clip(v, 0.0, 1.0), np.float32) for k, v in tiles.items()}
+    return HeadTextures(tiles, sh, skin_albedo.astype(np.float32), coverage)
+
+
+def _flat_tile(size: int, colour: tuple[float, float, float]) -> np.ndarray:
+    return np.broadcast_to(np.asarray(colour, np.float32), (size // 4, size // 4, 3)).copy()
+
+
+def _back_head_tile(head: HeadModel, skin: np.ndarray, size: int) -> np.ndarray:
+    """Skin for head and neck; a dark red cavity for the mouth socket; dark eye sockets."""
+    from sie3d.assets.ict import REGIONS
+
+    tri, (rows, cols), _ = material_texels(head, "M_BackHead", 1, size)
+    tile = np.broadcast_to(skin, (size, size, 3)).copy()
+    vertex = head.topology.faces[tri, 0]
+
+    def in_region(name: str) -> np.ndarray:
+        first, end = REGIONS[name][:2]
+        return (vertex >= first) & (vertex < end)
+
+    mouth = in_region("mouth_socket")
+    eye = in_region("eye_socket_left") | in_region("eye_socket_right")
+    tile[rows[mouth], cols[mouth]] = MOUTH_SOCKET
+    tile[rows[eye], cols[eye]] = EYE_SOCKET
+    return tile
+
+
+def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, size: int) -> np.ndarray:
+    """Procedural eyeball in the projected eye UVs (see `render_layout`): sclera, an iris in the person's
+    eye colour with a darker limbal ring, and a pupil. Both eyes share it."""
+    topo, neutral = head.topology, head.neutral.numpy()
+    iris_tris = topo.faces_of("M_IrisLeft")
+    eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
+    centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+    iris_dirs = neutral[np.unique(topo.faces[iris_tris])] - centre
+    iris_dirs /= np.linalg.norm(iris_dirs, axis=1, keepdims=True)
+    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.92
+    grid = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(grid, 1.0 - grid)
+    radius = np.hypot(u - 0.5, v - 0.5)
+    iris = np.asarray(_iris_colour(photo_linear, obs))
+    ring = np.clip((radius / iris_radius - 0.78) / 0.22, 0.0, 1.0)[..., None]
+    texture = np.where((radius < iris_radius)[..., None], iris * (1.0 - 0.55 * ring), np.asarray(SCLERA))
+    texture = np.where((radius < 0.42 * iris_radius)[..., None], np.asarray(PUPIL), texture)
+    return texture.astype(np.float32)
+
+
+def _iris_colour(photo_linear: np.ndarray, obs: FaceObservation) -> np.ndarray:
+    """Median colour around the two iris centres (inside the iris radius, away from the pupil)."""
+    samples = []
+    for centre_id in (468, 473):
+        centre = obs.landmarks_px[centre_id, :2]
+        radius = np.linalg.norm(obs.landmarks_px[centre_id + 1, :2] - centre)
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        for r in (0.55, 0.75):
+            ring = centre + r * radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+            samples.append(_sample_bilinear(photo_linear, ring + 0.5))
+    colour = np.median(np.concatenate(samples), axis=0)
+    return np.clip(colour * 1.3, 0.02, 0.6).astype(np.float32)  # photos under-expose irises

@@ -1,0 +1,107 @@
+"""Pictures of an avatar: a turntable preview sheet and the avatar composited back into the photo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from sie3d.head.fit import HeadFit
+from sie3d.head.model import HeadModel
+from sie3d.head.texture import EYE_TILE, HeadTextures, RenderLayout, linear_to_srgb
+from sie3d.render import Cameras, DirectionalLight, orbit_cameras, render_mesh
+
+PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
+BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
+STUDIO_LIGHT = DirectionalLight(direction=(0.35, 0.45, 1.0), ambient=0.45, diffuse=0.6)
+# Materials composited into the photo: the face and what shows through it; hair, ears and neck stay real.
+IN_PHOTO_MATERIALS = ("M_Face", "M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight", "M_Teeth",
+                      "M_GumsTongue")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TexturedHead:
+    """What the renderer needs for one person: model, UV layout and texture tiles (as torch tensors)."""
+
+    head: HeadModel
+    layout: RenderLayout
+    tiles: list[torch.Tensor]  # per tile id 0..7: (1, 3, S, S) linear albedo
+
+    @staticmethod
+    def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures) -> TexturedHead:
+        tiles = []
+        for tile in range(EYE_TILE + 1):
+            image = textures.tiles.get(tile, np.zeros((4, 4, 3), np.float32))  # 4, 5: hidden lacrimal shells
+            tiles.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
+        return TexturedHead(head, layout, tiles)
+
+    def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
+        expression = torch.from_numpy(np.asarray(expression, np.float32))[None]
+        with torch.no_grad():
+            return self.head(torch.from_numpy(identity)[None], expression)[0]
+
+    def render(self, verts: torch.Tensor, cams: Cameras, *, face_mask: np.ndarray | None = None,
+               sh_coeffs: np.ndarray | None = None, background=BACKGROUND):
+        visible = self.layout.visible_faces if face_mask is None else self.layout.visible_faces & face_mask
+        if sh_coeffs is not None:
+            lighting = {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
+        else:
+            lighting = {"light": STUDIO_LIGHT}
+        with torch.no_grad():
+            return render_mesh(
+                verts, torch.from_numpy(self.head.topology.faces), cams,
+                uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
+                texture=self.tiles, face_mask=torch.from_numpy(visible), background=background, **lighting,
+            )  # fmt: skip
+
+
+def to_image(linear_rgb: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) linear RGB tensor -> uint8 sRGB array."""
+    return (linear_to_srgb(linear_rgb.numpy()) * 255 + 0.5).astype(np.uint8)
+
+
+def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.ndarray, size: int = 512,
+                  yaws: tuple[float, ...] = PREVIEW_YAWS) -> np.ndarray:
+    """(size, len(yaws) * size, 3) uint8: the head from the front, at ±30° and in profile."""
+    verts = textured.verts(identity, expression)
+    skin = textured.head.topology.faces_of("M_Face")
+    target = verts[np.unique(textured.head.topology.faces[skin])].mean(0)
+    target = target + torch.tensor([0.0, 1.0, -3.0])  # centre of the head rather than of the face surface
+    focal = 1.2 * size
+    cams = orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal,
+                         width=size, height=size)
+    views = textured.render(verts, cams).rgb
+    return np.concatenate([to_image(view) for view in views], axis=1)
+
+
+def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
+             expression: np.ndarray, face_outline_px: np.ndarray, feather_px: float | None = None) -> np.ndarray:
+    """The avatar rendered with the photo's own camera and lighting, composited over the photo's face
+    with a feathered mask (the person's real hair, ears, neck and background stay).
+
+    `face_outline_px` (N, 2): the face oval of the rendered expression in photo pixels; the composite
+    stays inside it (slightly widened), so the neck and the bald scalp of the model never show."""
+    height, width = photo_rgb.shape[:2]
+    cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None],
+                   width, height)
+    topo = textured.head.topology
+    face_mask = np.isin(np.arange(len(topo.faces)), topo.faces_of(*IN_PHOTO_MATERIALS))
+    # Occlusion by the rest of the head matters (the nose hides a cheek); draw everything, keep the face.
+    out = textured.render(textured.verts(fit.identity, expression), cams, sh_coeffs=textures.sh_lighting)
+    frags = out.fragments.tri_id[0].numpy()
+    outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 1.04
+    oval = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(oval).polygon([tuple(p) for p in outline.tolist()], fill=255)
+    keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & (np.asarray(oval) > 0)
+    feather = feather_px or max(2.0, 0.012 * max(width, height))
+    mask = Image.fromarray((keep * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(3))
+    alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
+    alpha = np.minimum(alpha * 1.6, 1.0) * keep[..., None]  # solid inside, soft only at the inner edge
+    rendered = to_image(out.rgb[0]).astype(np.float32)
+    return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path) -> None:
+    Image.fromarray(image).save(path, optimize=False)

