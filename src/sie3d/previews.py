@@ -91,14 +91,16 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     # Occlusion by the rest of the head matters (the nose hides a cheek); draw everything, keep the face.
     out = textured.render(textured.verts(fit.identity, expression), cams, sh_coeffs=textures.sh_lighting)
     frags = out.fragments.tri_id[0].numpy()
-    outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 1.04
+    outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 0.98
     oval = Image.new("L", (width, height), 0)
     ImageDraw.Draw(oval).polygon([tuple(p) for p in outline.tolist()], fill=255)
     keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & (np.asarray(oval) > 0)
-    feather = feather_px or max(2.0, 0.012 * max(width, height))
-    mask = Image.fromarray((keep * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(3))
+    # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
+    # jaw silhouette nor the model's bald forehead edge shows.
+    face_size = float(np.ptp(face_outline_px[:, 1]))
+    feather = feather_px or max(2.0, 0.025 * face_size)
+    mask = Image.fromarray((keep * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(2 * round(feather) + 1))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
-    alpha = np.minimum(alpha * 1.6, 1.0) * keep[..., None]  # solid inside, soft only at the inner edge
     rendered = to_image(out.rgb[0]).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
 

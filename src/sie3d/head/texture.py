@@ -40,7 +40,7 @@ RIGHT_EYE_OPENING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 15
 LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 # Linear-RGB albedos of the generic materials.
-TEETH = (0.80, 0.76, 0.66)
+TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
 GUMS = (0.62, 0.25, 0.27)
 MOUTH_SOCKET = (0.30, 0.09, 0.09)
 EYE_SOCKET = (0.10, 0.06, 0.05)
@@ -324,7 +324,7 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
     iris_dirs = neutral[np.unique(topo.faces[iris_tris])] - centre
     iris_dirs /= np.linalg.norm(iris_dirs, axis=1, keepdims=True)
-    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.92
+    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.8
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     radius = np.hypot(u - 0.5, v - 0.5)

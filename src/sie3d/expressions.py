@@ -1,0 +1,70 @@
+"""The expression space: ICT/ARKit blendshape coefficients, and prototypes of the seven basic emotions.
+
+The prototypes are built from the facial action units (FACS) that characterise each emotion (Ekman &
+Friesen's EMFACS prototypes), translated into ICT shapes with ICT-FaceKit's own AU table (see its README):
+AU1 browInnerUp, AU2 browOuterUp, AU4 browDown, AU5 eyeWide, AU6 cheekSquint, AU7 eyeSquint,
+AU9 noseSneer, AU10 mouthUpperUp, AU12 mouthSmile, AU15 mouthFrown, AU16 mouthLowerDown, AU20
+mouthStretch, AU23/24 mouthPress, AU26/27 jawOpen. Weights are this project's choice of a clear,
+unexaggerated expression at intensity 1.0; they are what the text conditioning will later start from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sie3d.head.names import ICT_NAMES
+
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")
+
+
+def _both(shape: str, value: float) -> dict[str, float]:
+    return {f"{shape}_L": value, f"{shape}_R": value}
+
+
+PROTOTYPES: dict[str, dict[str, float]] = {
+    # AU4 + AU5 + AU7 + AU23/24: lowered, drawn-together brows, staring yet tightened lids, pressed lips.
+    "anger": {**_both("browDown", 0.9), **_both("eyeWide", 0.25), **_both("eyeSquint", 0.45),
+              **_both("mouthPress", 0.7), **_both("noseSneer", 0.2), "mouthRollUpper": 0.1},
+    # AU9 + AU10 + AU15 + AU16 (+AU4): wrinkled nose, raised upper lip, lip corners down.
+    "disgust": {**_both("noseSneer", 0.85), **_both("mouthUpperUp", 0.6), **_both("mouthFrown", 0.4),
+                **_both("browDown", 0.4), **_both("cheekSquint", 0.3), **_both("mouthLowerDown", 0.2),
+                "mouthShrugUpper": 0.3},
+    # AU1 + AU2 + AU4 + AU5 + AU7 + AU20 + AU26: raised yet knitted brows, wide eyes, stretched lips.
+    "fear": {**_both("browInnerUp", 0.9), **_both("browOuterUp", 0.4), **_both("browDown", 0.3),
+             **_both("eyeWide", 0.8), **_both("mouthStretch", 0.7), "jawOpen": 0.2,
+             **_both("mouthLowerDown", 0.3)},
+    # AU6 + AU12 (+AU25): the Duchenne smile, lips parted.
+    "happy": {**_both("mouthSmile", 0.85), **_both("cheekSquint", 0.6), **_both("eyeSquint", 0.2),
+              "jawOpen": 0.12, **_both("mouthUpperUp", 0.2), **_both("mouthDimple", 0.2)},
+    "neutral": {},
+    # AU1 + AU4 + AU15 (+AU17): inner brows up and together, lip corners down, chin raised.
+    "sadness": {**_both("browInnerUp", 0.9), **_both("browDown", 0.35), **_both("mouthFrown", 0.75),
+                "mouthShrugLower": 0.45, **_both("eyeSquint", 0.15), **_both("eyeLookDown", 0.15)},
+    # AU1 + AU2 + AU5 + AU26: brows up, eyes wide, jaw dropped.
+    "surprise": {**_both("browInnerUp", 0.9), **_both("browOuterUp", 0.85), **_both("eyeWide", 0.8),
+                 "jawOpen": 0.45, "mouthFunnel": 0.15},
+}  # fmt: skip
+
+
+def coefficients(weights: dict[str, float]) -> np.ndarray:
+    """{ICT name: value} -> (53,) float32 coefficients."""
+    unknown = set(weights) - set(ICT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown ICT expression names: {sorted(unknown)}")
+    vector = np.zeros(len(ICT_NAMES), np.float32)
+    for name, value in weights.items():
+        vector[ICT_NAMES.index(name)] = value
+    return vector
+
+
+def prototype(emotion: str, intensity: float = 1.0) -> np.ndarray:
+    """(53,) coefficients of a basic emotion at `intensity` (1.0 = clear; values are clipped to [0, 1])."""
+    if emotion not in PROTOTYPES:
+        raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(EMOTIONS)}")
+    return np.clip(coefficients(PROTOTYPES[emotion]) * intensity, 0.0, 1.0)
+
+
+def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
+    """Combine the person's rest coefficients with an emotional expression: per shape the stronger one,
+    so the expression acts fully and the person's resting eye and brow shape stays where it does not."""
+    return np.clip(np.maximum(rest, expression), 0.0, 1.0)

@@ -1,0 +1,45 @@
+"""Emotion prototypes of the expression space."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sie3d.expressions import EMOTIONS, PROTOTYPES, coefficients, on_top_of_rest, prototype
+from sie3d.head.names import ICT_NAMES
+
+
+def test_every_emotion_has_a_prototype_made_of_ict_shapes():
+    assert set(PROTOTYPES) == set(EMOTIONS) and len(EMOTIONS) == 7
+    for emotion in EMOTIONS:
+        vector = prototype(emotion)
+        assert vector.shape == (53,) and vector.min() >= 0 and vector.max() <= 1
+        assert (vector.sum() == 0) == (emotion == "neutral")
+
+
+@pytest.mark.parametrize(("emotion", "defining"), [
+    ("happy", "mouthSmile_L"), ("sadness", "mouthFrown_R"), ("surprise", "browOuterUp_L"),
+    ("anger", "browDown_L"), ("disgust", "noseSneer_R"), ("fear", "mouthStretch_L"),
+])
+def test_prototypes_carry_their_defining_action_unit(emotion, defining):
+    vector = prototype(emotion)
+    assert vector[ICT_NAMES.index(defining)] >= 0.5
+    assert np.allclose(vector[[ICT_NAMES.index(n) for n in ICT_NAMES if n.endswith("_L")]],
+                       vector[[ICT_NAMES.index(n[:-2] + "_R") for n in ICT_NAMES if n.endswith("_L")]])
+
+
+def test_intensity_scales_and_clips():
+    assert np.allclose(prototype("happy", 0.5), 0.5 * prototype("happy"))
+    assert prototype("surprise", 1.5).max() == 1.0
+    with pytest.raises(ValueError, match="unknown emotion"):
+        prototype("smug")
+    with pytest.raises(ValueError, match="unknown ICT"):
+        coefficients({"mouthSmileLeft": 1.0})
+
+
+def test_rest_stays_under_an_expression():
+    rest = coefficients({"eyeWide_L": 0.3, "browInnerUp_L": 0.2})
+    combined = on_top_of_rest(rest, prototype("anger"))
+    assert combined[ICT_NAMES.index("eyeWide_L")] == pytest.approx(0.3)  # anger's own 0.25 is weaker
+    assert combined[ICT_NAMES.index("browDown_L")] == pytest.approx(0.9)
+    assert combined[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.2)
