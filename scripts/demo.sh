@@ -7,4 +7,4 @@ source "$ROOT/scripts/setup.sh"
 # Default photo: Grace Hopper (US Navy, public domain), shipped inside matplotlib's sample data.
 PHOTO="${1:-$("$PY" -c 'import matplotlib.cbook as c; print(c.get_sample_data("grace_hopper.jpg", asfileobj=False))')}"
 OUT="${2:-$ROOT/demo-output}"
-"$VENV/bin/sie3d" inspect "$PHOTO" -o "$OUT"
+"$VENV/bin/sie3d" reconstruct "$PHOTO" -o "$OUT"

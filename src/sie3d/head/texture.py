@@ -192,6 +192,21 @@ def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), np.float32) / 255.0
 
 
+def _skin_like(colours: np.ndarray, skin: np.ndarray, tolerance: float = 3.0) -> np.ndarray:
+    """(N,) True where a linear colour is within `tolerance` robust deviations of the skin samples, in
+    log-luminance and chromaticity (so shading alone does not disqualify a texel, hair does)."""
+
+    def features(c: np.ndarray) -> np.ndarray:
+        c = np.maximum(c, 1e-4)
+        total = c.sum(-1, keepdims=True)
+        return np.concatenate([np.log(total) * 0.5, c[:, :2] / total], -1)
+
+    reference, query = features(skin), features(colours)
+    centre = np.median(reference, 0)
+    spread = np.median(np.abs(reference - centre), 0) * 1.4826 + np.array([0.04, 0.004, 0.004])
+    return (np.abs(query - centre) / spread).max(-1) < tolerance
+
+
 def _shading_basis(normals: np.ndarray) -> np.ndarray:
     """(N, 9): the renderer's SH shading of each normal under each unit SH light (linear in the light)."""
     n = torch.from_numpy(normals.astype(np.float32))[None]
@@ -253,14 +268,19 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
 
     photo_linear = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
     colours = _sample_bilinear(photo_linear, pixels)
-
-    # Lighting from the usable skin texels (assumes one skin albedo), then the albedo.
-    sh = estimate_sh_lighting(texel_normals[usable], colours[usable])
+    # Lighting from the skin below the brows (one skin albedo assumed; hair may hang over the forehead),
+    # then the albedo everywhere.
+    forehead = points[:, 1] > verts[topo.landmarks_68[[19, 24]], 1].mean() + 0.3  # cm above the brow peaks
+    reference = usable & ~forehead
+    sh = estimate_sh_lighting(texel_normals[reference], colours[reference])
     shading = _shading(texel_normals, sh)
-    mean_shading = np.median(_shading(texel_normals[usable], sh), axis=0)
+    mean_shading = np.median(shading[reference], axis=0)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
     # Albedo up to one global scale: the photo's mean exposure stays in the texture.
     albedo = colours / np.clip(shading / mean_shading, 0.35, None)
+    # A fringe is inside the face oval but is not skin: on the forehead, drop texels whose albedo is far
+    # from the skin seen below the brows.
+    usable &= ~(forehead & ~_skin_like(albedo, albedo[reference]))
     skin_albedo = np.median(albedo[usable], axis=0)
 
     weight = np.zeros((size, size), np.float32)
@@ -280,8 +300,10 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     blend = _blur(solid * _blur(solid, 2) ** 4, size / 256)
     face_tile = filled * (1 - blend[..., None]) + tile * blend[..., None]
     # Pull the far extrapolation toward the median skin so ears and neck edges do not inherit stray tones.
+    # Far from anything seen, converge to the median skin, which is also the back-of-head colour: no seam
+    # where the face tile meets the back tile on the scalp and the neck.
     far = 1.0 - _blur(solid, size / 24)
-    face_tile = face_tile * (1 - 0.6 * far[..., None]) + skin_albedo * 0.6 * far[..., None]
+    face_tile = face_tile * (1 - far[..., None]) + skin_albedo * far[..., None]
 
     tiles = {0: face_tile.astype(np.float32)}
     tiles[1] = _back_head_tile(head, skin_albedo, size)
@@ -324,19 +346,23 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
     iris_dirs = neutral[np.unique(topo.faces[iris_tris])] - centre
     iris_dirs /= np.linalg.norm(iris_dirs, axis=1, keepdims=True)
-    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.8
+    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.85
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     radius = np.hypot(u - 0.5, v - 0.5)
     iris = np.asarray(_iris_colour(photo_linear, obs))
     ring = np.clip((radius / iris_radius - 0.78) / 0.22, 0.0, 1.0)[..., None]
-    texture = np.where((radius < iris_radius)[..., None], iris * (1.0 - 0.55 * ring), np.asarray(SCLERA))
+    # The sclera darkens away from the iris, as under the lids' shadow: no flat white crescents where a
+    # wider-open eye shows what the photo never saw.
+    sclera = np.asarray(SCLERA) * (1.0 - 0.5 * np.clip((radius - iris_radius) / (0.5 - iris_radius), 0, 1))[..., None]
+    texture = np.where((radius < iris_radius)[..., None], iris * (1.0 - 0.55 * ring), sclera)
     texture = np.where((radius < 0.42 * iris_radius)[..., None], np.asarray(PUPIL), texture)
     return texture.astype(np.float32)
 
 
 def _iris_colour(photo_linear: np.ndarray, obs: FaceObservation) -> np.ndarray:
-    """Median colour around the two iris centres (inside the iris radius, away from the pupil)."""
+    """The iris colour: the darker half of samples on two rings around each iris centre (the brighter
+    half is catch-lights, lids and sclera), kept within the range of real eye colours."""
     samples = []
     for centre_id in (468, 473):
         centre = obs.landmarks_px[centre_id, :2]
@@ -345,5 +371,9 @@ def _iris_colour(photo_linear: np.ndarray, obs: FaceObservation) -> np.ndarray:
         for r in (0.55, 0.75):
             ring = centre + r * radius * np.stack([np.cos(angles), np.sin(angles)], -1)
             samples.append(_sample_bilinear(photo_linear, ring + 0.5))
-    colour = np.median(np.concatenate(samples), axis=0)
-    return np.clip(colour * 1.3, 0.02, 0.6).astype(np.float32)  # photos under-expose irises
+    samples = np.concatenate(samples)
+    luminance = samples.mean(1)
+    colour = np.median(samples[luminance <= np.median(luminance)], axis=0)
+    # Irises are not skin-red: pull the chroma halfway toward a neutral of the same brightness.
+    colour = 0.5 * colour + 0.5 * colour.mean()
+    return np.clip(colour * 1.6, 0.04, 0.45).astype(np.float32)  # photos under-expose irises
