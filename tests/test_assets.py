@@ -111,3 +111,22 @@ def test_ict_source_with_wrong_content_is_rejected(tmp_path):
 def test_ict_source_without_model_files_is_rejected(tmp_path):
     with pytest.raises(AssetError, match="does not contain"):
         ict.read_source(tmp_path)
+
+
+def test_ict_sources_folder_tarball_and_zip_yield_the_same_files(tmp_path):
+    """The three accepted layouts (repository folder, .tar.xz mirror, upstream GitHub zip) are read alike."""
+    import tarfile
+    import zipfile
+
+    files = {"generic_neutral_mesh.obj": b"v 0 0 0\n", "vertex_indices.json": b"{}"}
+    folder = tmp_path / "ICT-FaceKit" / "FaceXModel"
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with tarfile.open(tmp_path / "mirror.tar.xz", "w:xz") as archive:
+        archive.add(tmp_path / "ICT-FaceKit", arcname="ICT-FaceKit")
+    with zipfile.ZipFile(tmp_path / "upstream.zip", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(f"ICT-FaceKit-{ict.ICT_COMMIT}/FaceXModel/{name}", data)
+    for source in (tmp_path / "ICT-FaceKit", folder, tmp_path / "mirror.tar.xz", tmp_path / "upstream.zip"):
+        assert dict(ict._iter_model_files(source)) == files, source
