@@ -1,0 +1,114 @@
+"""Ablations by name: how the evaluated avatar's expression is made, one registered function each.
+
+An ablation turns a reconstruction and a target (emotion, intensity) into the (53,) ICT expression
+coefficients of the avatar to render, or None for "no expression change" (the avatar keeps the
+expression fitted to the photo). Later features plug in by registering a function:
+
+    @register("text", description="text conditioning only", takes_prompt=True)
+    def _text(result, models, emotion, intensity, *, prompt): ...
+
+and `sie3d eval --ablations text,prototype` compares them on the same photos, judges and crops.
+
+Flags tell the harness what a function depends on, so that it neither repeats identical renders nor
+reports intensities that change nothing: `uses_emotion` (False: the same avatar for every target),
+`uses_intensity` (False: evaluated once, intensity left empty), `takes_prompt` (the function is called
+with the prompt text as keyword `prompt`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sie3d.errors import UsageError
+from sie3d.expressions import on_top_of_rest, prototype
+from sie3d.pipeline import Models, Reconstruction
+
+# (reconstruction, models, emotion, intensity) -> (53,) coefficients, or None for the photo's own expression
+ExpressionFunction = Callable[..., np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    function: ExpressionFunction
+    description: str
+    uses_emotion: bool = True
+    uses_intensity: bool = False
+    takes_prompt: bool = False
+
+    def expression(self, result: Reconstruction, models: Models, emotion: str, intensity: float,
+                   prompt: str | None = None) -> np.ndarray:
+        """(53,) float32 coefficients of the avatar to render (None from the function = the photo's own)."""
+        extra = {"prompt": prompt if prompt is not None else emotion} if self.takes_prompt else {}
+        coefficients = self.function(result, models, emotion, intensity, **extra)
+        if coefficients is None:
+            return np.asarray(result.photo_expression, np.float32)
+        coefficients = np.asarray(coefficients, np.float32)
+        expected = np.shape(result.photo_expression)
+        if coefficients.shape != expected:
+            raise ValueError(f"ablation {self.name!r} returned shape {coefficients.shape}, expected {expected}")
+        return coefficients
+
+
+_REGISTRY: dict[str, Ablation] = {}
+
+
+def register(name: str, *, description: str, uses_emotion: bool = True, uses_intensity: bool = False,
+             takes_prompt: bool = False, replace: bool = False) -> Callable[[ExpressionFunction], ExpressionFunction]:
+    """Decorator: register `function` as ablation `name` (an existing name needs `replace=True`)."""
+    if not name or "," in name or name != name.strip():
+        raise ValueError(f"ablation names must be non-empty, without commas or surrounding spaces: {name!r}")
+
+    def decorate(function: ExpressionFunction) -> ExpressionFunction:
+        if name in _REGISTRY and not replace:
+            raise ValueError(f"ablation {name!r} is already registered (pass replace=True to override it)")
+        _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt)
+        return function
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Ablation:
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown ablation {name!r}", f"choose from: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def parse(spec: str) -> list[Ablation]:
+    """'photo,rest,prototype' -> the registered ablations, in that order (duplicates dropped)."""
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    if not wanted:
+        raise UsageError("--ablations is empty", f"choose from: {', '.join(_REGISTRY)}")
+    return [get(name) for name in dict.fromkeys(wanted)]
+
+
+# -- the built-in ablations --------------------------------------------------------------------------
+
+
+@register("photo", description="the fitted avatar with the photo's own expression (no expression change)",
+          uses_emotion=False)
+def _photo(result: Reconstruction, models: Models, emotion: str, intensity: float) -> None:
+    return None
+
+
+@register("rest", description="the neutral avatar: the person's rest pose only (identity upper bound)",
+          uses_emotion=False)
+def _rest(result: Reconstruction, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return result.neutral_expression
+
+
+@register("prototype", description="the emotion's FACS prototype at the given intensity on top of the rest pose",
+          uses_intensity=True)
+def _prototype(result: Reconstruction, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return on_top_of_rest(result.neutral_expression, prototype(emotion, intensity))

@@ -1,0 +1,921 @@
+"""`sie3d eval`: avatars of real people judged by held-out networks, next to what those judges score on
+real photos.
+
+For each photo x ablation (x intensity) x target (emotion or prompt) x view the harness renders the avatar
+-- turntable views on a plain background at the requested yaws, and the `photo` view: the avatar
+composited back into the photo with the photo's camera and lighting -- crops each image with the judges'
+own landmark rules (from the exactly known projected landmarks) and records facex's distribution and
+top-1, and FaceNet's cosine to the source photo (SFace's for information). Each photo is reconstructed
+once, identical expressions are rendered once (the `rest` avatar is also every `prototype`'s neutral),
+and the judges run in batches.
+
+Outputs (`-o OUT/`): `rows.csv` and `rows.json` (one row per judged image), `references.json` (the judges
+on labelled real photos, `sie3d.eval.references`), `summary.md` and `aggregate.json` (accuracy and identity
+with bootstrap intervals), `accuracy.png`, `identity.png` -- all made from rows.json and references.json by
+`write_report`, so they can be rebuilt from the raw files -- and `contact/` sheets (photo, neutral, each
+target, with facex's top-1 under every cell).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from sie3d import __version__
+from sie3d.errors import NoFaceError, UsageError
+from sie3d.eval import ablations as ablation_registry
+from sie3d.eval.references import References, canonical_emotion, compute_references, confusion_markdown, read_manifest
+from sie3d.eval.stats import Interval, bootstrap_mean
+from sie3d.expressions import EMOTIONS
+from sie3d.face.observation import N_LANDMARKS, FaceObservation
+
+log = logging.getLogger(__name__)
+
+PHOTO_VIEW = "photo"  # the avatar composited into the photo (yaw 0, the photo's own camera and lighting)
+DEFAULT_VIEWS = ("0", "30", "-30", PHOTO_VIEW)
+DEFAULT_ABLATIONS = ("photo", "rest", "prototype")
+DEFAULT_INTENSITIES = (0.5, 1.0, 1.5)
+RENDER_SIZE = 320  # px; the judges' crops are 200 (facex) and 160 (FaceNet) px
+TEXTURE_SIZE = 512  # texels per tile: enough for ~200 px judge crops, 4x cheaper than the default 1024
+FACE_FILL = 0.85  # the FaceNet crop box (the larger one) spans this fraction of the image height
+FOCAL_FACTOR = 2.0  # focal = 2 x image size (~28° field of view): portrait distance, little perspective
+THUMB = 128  # px per contact-sheet cell
+SHEET_ROWS = 8  # photos per contact-sheet page
+# MediaPipe ids: eye corners, mouth corners (as in judges.crops) and the iris centres 468/473.
+_EYES, _MOUTH = ((33, 133), (263, 362)), (61, 291)
+PROBABILITY_COLUMNS = tuple(f"p_{e}" for e in EMOTIONS)
+ROW_COLUMNS = ("photo", "person", "ablation", "intensity", "series", "prompt", "emotion", "expected", "view",
+               "facex_top1", "facex_p_top1", "facex_p_expected", "facex_correct", *PROBABILITY_COLUMNS,
+               "identity_facenet", "identity_facenet_delta", "identity_facenet_other_max", "identity_rank1",
+               "identity_sface", "image", "seconds_render", "seconds_judge")  # fmt: skip
+
+
+# -- configuration -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an avatar should show: the prompt text, the emotion it is built from, the emotion expected."""
+
+    prompt: str
+    emotion: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class View:
+    name: str  # "0", "30", "-30" (yaw in degrees) or "photo"
+    yaw: float | None  # None for the in-photo composite
+
+    @property
+    def in_photo(self) -> bool:
+        return self.yaw is None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    photos: tuple[Path, ...]
+    targets: tuple[Target, ...]
+    ablations: tuple[str, ...] = DEFAULT_ABLATIONS
+    views: tuple[View, ...] = ()
+    intensities: tuple[float, ...] = DEFAULT_INTENSITIES
+    size: int = RENDER_SIZE
+    texture_size: int = TEXTURE_SIZE
+    references: Path | None = None  # manifest.csv of the labelled real photos; None: no references
+    seed: int = 0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.photos:
+            raise UsageError("no photos to evaluate", "pass --photos with a folder or a manifest.csv")
+        if not self.targets:
+            raise UsageError("no prompts to evaluate", "pass --prototypes or a --prompts file with prompts")
+        if not self.views:
+            object.__setattr__(self, "views", parse_views(",".join(DEFAULT_VIEWS)))
+        for name in self.ablations:
+            ablation_registry.get(name)
+        if not 128 <= self.size <= 1024:
+            raise UsageError(f"render size {self.size} px is outside [128, 1024]", "use --size 320 (the default)")
+
+
+def prototype_targets() -> tuple[Target, ...]:
+    """The seven emotions, each its own prompt and expectation."""
+    return tuple(Target(e, e, e) for e in EMOTIONS)
+
+
+def read_prompts(path: Path) -> tuple[Target, ...]:
+    """One prompt per line, optionally ``prompt<TAB>expected_emotion``; blank lines and ``#`` comments skipped.
+
+    Until sie3d has a text model (sie3d.semantics: a sentence embedding and the conditioning network), an
+    avatar can only be made for a prompt that is itself an emotion word (``happy``, ``anger``, ``sad``...);
+    any other prompt raises a UsageError that says so."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"prompts file {path} not found", "pass a text file with one prompt per line")
+    targets = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        prompt, _, expected_text = line.partition("\t")
+        prompt = prompt.strip()
+        emotion = canonical_emotion(prompt)
+        if emotion is None:
+            raise UsageError(
+                f"{path}:{number}: the prompt {prompt!r} is free text, and sie3d has no text model yet (the "
+                "sentence embedding and conditioning network of sie3d.semantics), so it cannot be evaluated",
+                f"use prompts that are exactly an emotion word ({', '.join(EMOTIONS)}) or --prototypes")
+        expected = canonical_emotion(expected_text) if expected_text.strip() else emotion
+        if expected is None:
+            raise UsageError(f"{path}:{number}: expected emotion {expected_text.strip()!r} is not one of the seven",
+                             f"write prompt<TAB>emotion with one of: {', '.join(EMOTIONS)}")  # fmt: skip
+        targets.append(Target(prompt, emotion, expected))
+    if not targets:
+        raise UsageError(f"{path} holds no prompts", "write one prompt per line")
+    return tuple(targets)
+
+
+def parse_views(spec: str) -> tuple[View, ...]:
+    """'0,30,-30,photo' -> views (yaw in degrees, or the in-photo composite)."""
+    views = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == PHOTO_VIEW:
+            views.append(View(PHOTO_VIEW, None))
+            continue
+        try:
+            yaw = float(item)
+        except ValueError:
+            raise UsageError(f"--views: {item!r} is neither a yaw angle nor 'photo'",
+                             "use e.g. --views 0,30,-30,photo") from None  # fmt: skip
+        if not -90.0 <= yaw <= 90.0:
+            raise UsageError(f"--views: yaw {yaw:g} is outside [-90, 90] degrees", "use frontal-ish yaws")
+        views.append(View(f"{yaw:g}", yaw))
+    if not views:
+        raise UsageError("--views is empty", "use e.g. --views 0,30,-30,photo")
+    return tuple(dict.fromkeys(views))
+
+
+def parse_intensities(spec: str) -> tuple[float, ...]:
+    try:
+        values = tuple(dict.fromkeys(float(s) for s in spec.split(",") if s.strip()))
+    except ValueError:
+        raise UsageError(f"--intensities {spec!r} is not a list of numbers", "use e.g. 0.5,1,1.5") from None
+    if not values or any(not 0.0 <= v <= 3.0 for v in values):
+        raise UsageError(f"--intensities {spec!r}: give numbers in [0, 3]", "use e.g. 0.5,1,1.5")
+    return values
+
+
+def default_faces_dir() -> Path | None:
+    """$SIE3D_FACES, else the shared photo folder beside the checkout, if present."""
+    env = os.environ.get("SIE3D_FACES")
+    folder = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "faces"
+    return folder if (folder / "manifest.csv").is_file() else None
+
+
+def resolve_photos(spec: str | None) -> tuple[tuple[Path, ...], Path | None]:
+    """(photos, manifest for the references) from --photos: a folder, a manifest.csv, or None for the
+    London Set's neutral photos of the shared faces folder."""
+    from sie3d.eval.bench import PHOTO_SUFFIXES
+
+    if spec is None:
+        folder = default_faces_dir()
+        if folder is None:
+            raise UsageError("no default photos: the shared faces folder was not found",
+                             "pass --photos DIR or --photos manifest.csv (or set SIE3D_FACES)")  # fmt: skip
+        manifest = folder / "manifest.csv"
+        photos = [p.path for p in read_manifest(manifest) if p.name.startswith("london_") and p.label == "neutral"]
+        return tuple(photos), manifest
+    path = Path(spec)
+    if path.is_dir():
+        photos = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not photos:
+            raise UsageError(f"no photos in {path}", "pass a folder of JPEG/PNG photos")
+        manifest = path / "manifest.csv"
+        return tuple(photos), manifest if manifest.is_file() else None
+    if path.suffix.lower() == ".csv":
+        photos = [p.path for p in read_manifest(path)]
+        missing = [p.name for p in photos if not p.is_file()]
+        if missing:
+            raise UsageError(f"{path} lists photos that do not exist: {', '.join(missing[:5])}",
+                             "fix the manifest or the folder it sits in")  # fmt: skip
+        return tuple(photos), path
+    raise UsageError(f"--photos {spec}: not a folder or a .csv manifest", "pass a folder or a manifest.csv")
+
+
+# -- rendering and judging ---------------------------------------------------------------------------
+
+
+def landmark_observation(landmarks_px: np.ndarray, image_size: tuple[int, int]) -> FaceObservation:
+    """A `FaceObservation` that carries only landmarks, for crops of renders whose landmarks are known.
+
+    `landmarks_px` (468 or 478, 2 or 3) pixels; the 10 iris points MediaPipe adds (468-477) are filled in
+    as a small ring around each eye's corner midpoint, where crops that read them expect the iris."""
+    lm = np.asarray(landmarks_px, np.float32)
+    if lm.ndim != 2 or lm.shape[0] not in (468, N_LANDMARKS) or lm.shape[1] not in (2, 3):
+        raise ValueError(f"expected (468 or 478, 2 or 3) landmarks, got {lm.shape}")
+    full = np.zeros((N_LANDMARKS, 3), np.float32)
+    full[: lm.shape[0], : lm.shape[1]] = lm
+    if lm.shape[0] == 468:
+        for centre_id, corners in ((468, _EYES[0]), (473, _EYES[1])):
+            a, b = full[list(corners), :2]
+            radius = 0.2 * float(np.linalg.norm(b - a))  # iris diameter ~0.4 of the eye width
+            centre = (a + b) / 2
+            full[centre_id, :2] = centre
+            for k, (dx, dy) in enumerate(((1, 0), (0, -1), (-1, 0), (0, 1)), 1):
+                full[centre_id + k, :2] = centre + radius * np.array([dx, dy], np.float32)
+    xy = full[:, :2]
+    box = (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
+    return FaceObservation(full, np.zeros(52, np.float32), np.eye(4, dtype=np.float32), box, math.nan,
+                           (int(image_size[0]), int(image_size[1])))  # fmt: skip
+
+
+@dataclass
+class Judges:
+    """The held-out judges plus SFace (for information), loaded once."""
+
+    facex: object
+    facenet: object
+    sface: object  # pipeline.Models.embedder
+
+    @staticmethod
+    def load(models) -> Judges:
+        from sie3d.eval.judges.expression import FacexJudge
+        from sie3d.eval.judges.identity import FacenetJudge
+
+        return Judges(FacexJudge(num_threads=max(1, torch.get_num_threads())), FacenetJudge(), models.embedder)
+
+
+@dataclass
+class JudgedImage:
+    """One rendered (or real) image and its crops; filled with the judges' outputs after the batch runs."""
+
+    key: str  # expression hash + view: identical images share it
+    view: str
+    facex_crop: np.ndarray | None  # (200, 200, 3) float32 in [0, 1]; None once judged
+    facenet_crop: np.ndarray | None  # (160, 160, 3) uint8
+    sface_crop: np.ndarray | None  # (112, 112, 3) uint8
+    thumbnail: np.ndarray  # (THUMB, THUMB, 3) uint8: the FaceNet box, for contact sheets
+    seconds_render: float
+    probabilities: np.ndarray | None = None  # (7,) `EMOTIONS` order
+    facenet: np.ndarray | None = None  # (512,)
+    sface: np.ndarray | None = None  # (128,)
+    seconds_judge: float = 0.0
+
+
+def _judge_crops(judges: Judges, rgb: np.ndarray, landmarks_px: np.ndarray,
+                 obs: FaceObservation | None = None) -> tuple[np.ndarray, ...]:
+    """facex, FaceNet, SFace crops and a thumbnail of the face `landmarks_px` (468|478, 2|3) in `rgb`
+    (`obs`, a photo's own observation, when there is one)."""
+    from sie3d.eval.judges.crops import crop_face
+
+    obs = obs or landmark_observation(landmarks_px[:, :2], (rgb.shape[1], rgb.shape[0]))
+    facenet_crop = judges.facenet.crop(rgb, landmarks_px)
+    thumb = crop_face(rgb, landmarks_px, judges.facenet.rule, THUMB)
+    return judges.facex.crop(rgb, landmarks_px), facenet_crop, judges.sface.crop(rgb, obs), thumb
+
+
+def _expression_key(expression: np.ndarray) -> str:
+    return hashlib.sha1(np.round(np.asarray(expression, np.float64), 5).astype(np.float32).tobytes()).hexdigest()[:12]
+
+
+def _turntable_cameras(landmarks_head: np.ndarray, yaws: Sequence[float], size: int):
+    """Orbit cameras around the centre of the FaceNet crop box, at the distance where that box spans
+    FACE_FILL of the image: every person's face is framed alike, whatever their head size."""
+    from sie3d.eval.judges.crops import load_rule
+    from sie3d.render import orbit_cameras
+
+    rule = load_rule("facenet")
+    eye = np.mean([landmarks_head[list(c)].mean(0) for c in _EYES], axis=0)
+    mouth = landmarks_head[list(_MOUTH)].mean(0)
+    d = float(np.linalg.norm(mouth - eye))
+    focal = FOCAL_FACTOR * size
+    distance = focal * rule.height * d / (FACE_FILL * size)
+    target = torch.from_numpy((eye + rule.down * (mouth - eye)).astype(np.float32))
+    return orbit_cameras(list(yaws), distance=distance, target=target, focal_px=focal, width=size, height=size)
+
+
+def _photo_window(result, size: int):
+    """The photo cut to a square around the face at most `size` px wide, and the fit's camera moved into
+    it: the in-photo composite costs a 320 px render instead of a full-photo one. Returns (rgb, fit)."""
+    from sie3d.eval.judges.crops import crop_box, judge_crop_box, load_rule
+
+    x0, y0, x1, y1 = judge_crop_box(result.observation, load_rule("facenet"))
+    side = (y1 - y0) / FACE_FILL
+    out = max(32, round(min(side, size)))
+    scale = out / side
+    left, top = (x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2
+    rgb = crop_box(result.photo.rgb, (left, top, left + side, top + side), out)
+    px, py = result.fit.principal_px
+    fit = dataclasses.replace(result.fit, focal_px=result.fit.focal_px * scale,
+                              principal_px=((px - left) * scale, (py - top) * scale), image_size=(out, out))
+    return rgb, fit
+
+
+def _render_expression(result, models, textured, expression: np.ndarray, views: Sequence[View], size: int,
+                       window) -> list[tuple[View, np.ndarray, np.ndarray, float]]:
+    """[(view, rgb (H, W, 3) uint8, landmarks (468, 2) px, seconds)] of one expression in every view."""
+    from sie3d.head.fit import FACE_OVAL
+    from sie3d.previews import in_photo, to_image
+    from sie3d.render import project
+
+    out = []
+    landmarks_head = models.fitter.landmarks_3d(result.fit, expression)  # (468, 3) head space, cm
+    turntable = [v for v in views if not v.in_photo]
+    if turntable:
+        start = time.perf_counter()
+        cams = _turntable_cameras(models.fitter.landmarks_3d(result.fit, result.neutral_expression),
+                                  [v.yaw for v in turntable], size)
+        rendered = textured.render(textured.verts(result.fit.identity, expression), cams).rgb
+        pixels, _ = project(torch.from_numpy(landmarks_head), cams)  # (B, 468, 2)
+        seconds = (time.perf_counter() - start) / len(turntable)
+        out += [(v, to_image(rendered[i]), pixels[i].numpy(), seconds) for i, v in enumerate(turntable)]
+    if any(v.in_photo for v in views):
+        start = time.perf_counter()
+        rgb, fit = window
+        outline = fit.project(landmarks_head[list(FACE_OVAL)])
+        composite = in_photo(textured, rgb, fit, result.textures, expression, outline)
+        out.append((View(PHOTO_VIEW, None), composite, fit.project(landmarks_head), time.perf_counter() - start))
+    return out
+
+
+def _run_judges(judges: Judges, images: list[JudgedImage]) -> None:
+    """Fill probabilities and embeddings of `images` in three batched calls; time shared equally."""
+    from sie3d.eval.references import facex_emotions
+
+    if not images:
+        return
+    start = time.perf_counter()
+    raw = judges.facex.predict_batch(np.stack([i.facex_crop for i in images]))
+    order = [facex_emotions().index(e) for e in EMOTIONS]  # facex's class order -> EMOTIONS order
+    facenet = judges.facenet.predict_batch(np.stack([i.facenet_crop for i in images]))
+    # SFace in chunks: its convolutions run ~1.7x slower per image in batches of 64 than of 16 on this CPU.
+    sface = np.concatenate([judges.sface.embed_crops(np.stack([i.sface_crop for i in images[k : k + 16]]))
+                            for k in range(0, len(images), 16)])  # fmt: skip
+    each = (time.perf_counter() - start) / len(images)
+    for image, probs, fn, sf in zip(images, raw[:, order], facenet, sface, strict=True):
+        image.probabilities, image.facenet, image.sface, image.seconds_judge = probs, fn, sf, each
+        image.facex_crop = image.facenet_crop = image.sface_crop = None  # judged: only the thumbnail is kept
+
+
+@dataclass
+class PhotoResult:
+    """Everything judged for one photo: its own image, the unique renders and the rows that use them."""
+
+    name: str
+    person: str
+    source: JudgedImage
+    images: dict[str, JudgedImage]  # key -> image
+    rows: list[dict]
+    info: dict = field(default_factory=dict)
+
+
+def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: Judges) -> PhotoResult:
+    """Reconstruct one photo, render every distinct expression in every view, judge all images in batches."""
+    from sie3d.head.texture import render_layout
+    from sie3d.photo import load_photo
+    from sie3d.pipeline import reconstruct
+    from sie3d.previews import TexturedHead
+
+    start = time.perf_counter()
+    photo = load_photo(path)
+    result = reconstruct(photo, models, texture_size=config.texture_size)
+    seconds_reconstruct = time.perf_counter() - start
+    textured = TexturedHead.build(models.head, render_layout(models.head), result.textures)
+    obs = result.observation
+    source = JudgedImage("source", "source", *_judge_crops(judges, photo.rgb, obs.landmarks_px, obs), 0.0)
+
+    # Plan: which expression each (ablation, intensity, target) asks for; distinct ones are rendered once.
+    plan, expressions = [], {}
+    rest_key = _expression_key(result.neutral_expression)
+    expressions[rest_key] = result.neutral_expression  # every identity delta is taken against the rest avatar
+    for name in config.ablations:
+        ablation = ablation_registry.get(name)
+        for intensity in config.intensities if ablation.uses_intensity else (None,):
+            for target in config.targets:
+                coefficients = ablation.expression(result, models, target.emotion, 1.0 if intensity is None
+                                                   else intensity, prompt=target.prompt)  # fmt: skip
+                key = _expression_key(coefficients)
+                expressions.setdefault(key, coefficients)
+                plan.append((ablation, intensity, target, key))
+    window = _photo_window(result, config.size) if any(v.in_photo for v in config.views) else None
+    images: dict[str, JudgedImage] = {}
+    for key, expression in expressions.items():
+        for view, rgb, landmarks, seconds in _render_expression(result, models, textured, expression, config.views,
+                                                                config.size, window):  # fmt: skip
+            image_key = f"{key}@{view.name}"
+            images[image_key] = JudgedImage(image_key, view.name, *_judge_crops(judges, rgb, landmarks), seconds)
+    _run_judges(judges, [source, *images.values()])
+
+    rows = []
+    for ablation, intensity, target, key in plan:
+        for view in config.views:
+            image = images[f"{key}@{view.name}"]
+            rest = images[f"{rest_key}@{view.name}"]
+            p = image.probabilities
+            top1 = EMOTIONS[int(p.argmax())]
+            identity = float(image.facenet @ source.facenet)
+            rows.append({
+                "photo": path.name, "person": person, "ablation": ablation.name, "intensity": intensity,
+                "series": series_name(ablation.name, intensity), "prompt": target.prompt, "emotion": target.emotion,
+                "expected": target.expected, "view": view.name, "facex_top1": top1,
+                "facex_p_top1": round(float(p.max()), 5), "facex_p_expected": round(float(p[EMOTIONS.index(
+                    target.expected)]), 5), "facex_correct": top1 == target.expected,
+                **{c: round(float(v), 5) for c, v in zip(PROBABILITY_COLUMNS, p, strict=True)},
+                "identity_facenet": round(identity, 5),
+                "identity_facenet_delta": round(identity - float(rest.facenet @ source.facenet), 5),
+                "identity_facenet_other_max": None, "identity_rank1": None,  # filled once every photo is done
+                "identity_sface": round(float(image.sface @ source.sface), 5),
+                "image": image.key, "seconds_render": round(image.seconds_render, 4),
+                "seconds_judge": round(image.seconds_judge, 4),
+            })  # fmt: skip
+    source_top1 = EMOTIONS[int(source.probabilities.argmax())]
+    info = {"photo": path.name, "person": person, "seconds_reconstruct": round(seconds_reconstruct, 3),
+            "fit_error_iod": round(float(result.fit.landmark_error_iod), 5),
+            "facex_top1": source_top1, "facex_p_top1": round(float(source.probabilities.max()), 5),
+            "images_rendered": len(images), "warnings": list(result.warnings),
+            "seconds_render": round(sum(i.seconds_render for i in images.values()), 3),
+            "seconds_judge": round(sum(i.seconds_judge for i in [source, *images.values()]), 3)}  # fmt: skip
+    return PhotoResult(path.name, person, source, images, rows, info)
+
+
+def series_name(ablation: str, intensity: float | None) -> str:
+    """How an ablation at an intensity is named in tables and plots: 'rest', 'prototype 1'."""
+    return ablation if intensity is None else f"{ablation} {intensity:g}"
+
+
+def _cross_identity(results: list[PhotoResult]) -> None:
+    """Fill `identity_facenet_other_max` (the closest other evaluated person's photo) and `identity_rank1`
+    (the own photo is the closest of all evaluated photos): is the render still told apart from others?"""
+    people = [r.person for r in results]
+    if len(set(people)) < 2:
+        return
+    sources = np.stack([r.source.facenet for r in results])  # (P, 512)
+    for i, result in enumerate(results):
+        others = np.array([p != result.person for p in people])
+        for row in result.rows:
+            cosines = sources @ result.images[row["image"]].facenet
+            row["identity_facenet_other_max"] = round(float(cosines[others].max()), 5)
+            row["identity_rank1"] = bool(cosines[i] >= cosines[others].max())
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalOutput:
+    rows: list[dict]
+    references: References | None
+    files: list[Path]
+    seconds: float
+    skipped: list[str]
+
+
+def run_eval(config: EvalConfig, out: Path, progress: bool = True) -> EvalOutput:
+    """Evaluate every photo of `config` and write rows, references, summary, plots and contact sheets to `out`."""
+    from sie3d.pipeline import Models
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    people = _people_of(config)
+    models = Models.load()
+    try:
+        judges = Judges.load(models)
+        references = compute_references(config.references, models, judges.facex, judges.facenet, progress) \
+            if config.references is not None else None  # fmt: skip
+        results, skipped = [], []
+        bar = tqdm(config.photos, desc="eval: photos", unit="photo", disable=not progress)
+        for path in bar:
+            try:
+                results.append(evaluate_photo(path, people.get(path.name, path.stem), config, models, judges))
+            except NoFaceError as exc:
+                log.warning("%s: %s; skipped", path.name, exc.message)
+                skipped.append(path.name)
+                continue
+            bar.set_postfix_str(f"{results[-1].info['images_rendered']} images")
+    finally:
+        models.close()
+    if not results:
+        raise NoFaceError("no face found in any of the photos", "check the --photos folder")
+    _cross_identity(results)
+    rows = [row for r in results for row in r.rows]
+    seconds = time.perf_counter() - start
+    meta = {"command": config.command, "sie3d_version": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "wall_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "photos": len(config.photos),
+            "evaluated": len(results), "skipped": skipped, "ablations": list(config.ablations),
+            "intensities": list(config.intensities), "views": [v.name for v in config.views],
+            "targets": [dataclasses.asdict(t) for t in config.targets], "render_size": config.size,
+            "texture_size": config.texture_size, "seed": config.seed,
+            "images_judged": sum(len(r.images) + 1 for r in results)}  # fmt: skip
+    files = write_rows(out, rows, [r.info for r in results], meta)
+    if references is not None:
+        (out / "references.json").write_text(json.dumps(references.to_json(config.seed), indent=1))
+        files.append(out / "references.json")
+    files += write_report(out)
+    files += write_contact_sheets(out / "contact", results, config)
+    return EvalOutput(rows, references, files, seconds, skipped)
+
+
+def _people_of(config: EvalConfig) -> dict[str, str]:
+    """photo file name -> person id, from the manifest beside the photos when there is one."""
+    people = {}
+    for manifest in {p.parent / "manifest.csv" for p in config.photos}:
+        if manifest.is_file():
+            people.update({p.name: p.person for p in read_manifest(manifest) if p.person})
+    return people
+
+
+def write_rows(out: Path, rows: list[dict], photos: list[dict], meta: dict) -> list[Path]:
+    """rows.csv (one line per judged image) and rows.json ({meta, photos, rows})."""
+    with open(out / "rows.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=ROW_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_COLUMNS})
+    (out / "rows.json").write_text(json.dumps({"meta": meta, "photos": photos, "rows": rows}, indent=None))
+    return [out / "rows.csv", out / "rows.json"]
+
+
+# -- aggregation -------------------------------------------------------------------------------------
+
+
+def _series_order(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["series"] for r in rows))
+
+
+def _emotional_series(rows: list[dict]) -> set[str]:
+    """Series whose image changes with the target for some photo and view (not 'photo' or 'rest')."""
+    images: dict[tuple, set] = {}
+    for r in rows:
+        images.setdefault((r["series"], r["photo"], r["view"]), set()).add(r["image"])
+    return {key[0] for key, found in images.items() if len(found) > 1}
+
+
+def distinct_images(rows: list[dict]) -> list[dict]:
+    """One row per (photo, image): identity is a property of the image, so the 'photo' and 'rest' avatars,
+    repeated for every target, count once per photo."""
+    return list({(r["photo"], r["image"]): r for r in rows}.values())
+
+
+def _interval(rows: list[dict], key: str, seed: int) -> Interval:
+    values = [np.nan if r[key] is None else float(r[key]) for r in rows]
+    return bootstrap_mean(values, [r["photo"] for r in rows], seed=seed)
+
+
+def aggregate(rows: list[dict], seed: int = 0) -> dict:
+    """Accuracy per expected emotion, identity and identity change per series x view, with bootstrap
+    intervals over photos (clusters). Keys: accuracy[view][series][emotion|'all'], identity[...][series][view]."""
+    views = list(dict.fromkeys(r["view"] for r in rows))
+    series = _series_order(rows)
+    expected = [e for e in EMOTIONS if any(r["expected"] == e for r in rows)]
+    by = {}
+    for r in rows:
+        by.setdefault((r["series"], r["view"]), []).append(r)
+    emotional = _emotional_series(rows)
+    result = {"views": views, "series": series, "expected": expected,
+              "accuracy": {}, "confusion": {}, "identity_facenet": {}, "identity_sface": {}, "identity_delta": {},
+              "above_threshold": {}, "rank1": {}, "delta_by_emotion": {}}  # fmt: skip
+    for view in views:
+        result["accuracy"][view], result["confusion"][view] = {}, {}
+        for s in series:
+            chosen = by.get((s, view), [])
+            accuracy = {e: _interval([r for r in chosen if r["expected"] == e], "facex_correct", seed)
+                        for e in expected}
+            accuracy["all"] = _interval(chosen, "facex_correct", seed)
+            result["accuracy"][view][s] = {k: v.to_json() for k, v in accuracy.items()}
+            matrix = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)
+            for r in chosen:
+                matrix[EMOTIONS.index(r["expected"]), EMOTIONS.index(r["facex_top1"])] += 1
+            result["confusion"][view][s] = matrix.tolist()
+    for s in series:
+        for name, key in (("identity_facenet", "identity_facenet"), ("identity_sface", "identity_sface"),
+                          ("rank1", "identity_rank1")):  # fmt: skip
+            result[name][s] = {v: _interval(distinct_images(by.get((s, v), [])), key, seed).to_json() for v in views}
+        # Identity change from the neutral avatar: expressive renders only (not the neutral target, not the
+        # photo's own expression, not the rest avatar itself).
+        deltas = {v: [r for r in by.get((s, v), []) if r["emotion"] != "neutral"] for v in views}
+        if s in emotional:
+            result["identity_delta"][s] = {v: _interval(deltas[v], "identity_facenet_delta", seed).to_json()
+                                           for v in views}  # fmt: skip
+            result["delta_by_emotion"][s] = {v: {e: _interval([r for r in deltas[v] if r["emotion"] == e],
+                                                              "identity_facenet_delta", seed).to_json()
+                                                 for e in expected if e != "neutral"} for v in views}  # fmt: skip
+    return result
+
+
+def _threshold_share(rows: list[dict], threshold: float, seed: int) -> Interval:
+    values = [float(r["identity_facenet"] >= threshold) for r in rows]
+    return bootstrap_mean(values, [r["photo"] for r in rows], seed=seed)
+
+
+def _fmt(data: dict | None, digits: int = 2, n: bool = True) -> str:
+    if not data or not data.get("n"):
+        return "–"
+    return Interval(data["mean"], data["low"], data["high"], data["n"], data["clusters"]).format(digits, n)
+
+
+def summary_markdown(rows: list[dict], meta: dict, references: References | None, seed: int = 0) -> tuple[str, dict]:
+    """The aggregate report (Markdown) and the aggregate numbers it shows."""
+    agg = aggregate(rows, seed)
+    views, series, expected = agg["views"], agg["series"], agg["expected"]
+    frontal = "0" if "0" in views else views[0]
+    facenet_ref = references.identity_judge("facenet") if references else None
+    threshold = facenet_ref.threshold if facenet_ref is not None else None
+    lines = ["# sie3d evaluation", "",
+             f"`{meta.get('command') or 'sie3d eval'}` — sie3d {meta.get('sie3d_version')}, {meta.get('date')}, "
+             f"{meta.get('evaluated')} of {meta.get('photos')} photos, {len(rows)} judged rows "
+             f"({meta.get('images_judged')} distinct images), wall time {meta.get('wall_seconds')} s on "
+             f"{meta.get('cpu_count')} cores (torch threads {meta.get('torch_threads')}).", "",
+             "Judges: facex (expression, top-1 of 7) and FaceNet (identity, cosine to the source photo) are "
+             "held out: nothing in generation uses them. SFace figures are for information only. Intervals: "
+             "95% percentile bootstrap over photos (every render of one photo resampled together); n = rows.",
+             "", f"Views: yaw {', '.join(v for v in views if v != PHOTO_VIEW)}° on a plain background"
+             + ("; `photo` = the avatar composited into the source photo (its camera and lighting)"
+                if PHOTO_VIEW in views else "") + ".", ""]  # fmt: skip
+    if meta.get("skipped"):
+        lines += [f"Skipped (no face found): {', '.join(meta['skipped'])}.", ""]
+    if references is not None:
+        lines += ["## Real-photo references", "", references.markdown(seed), ""]
+    for view in [frontal, *([PHOTO_VIEW] if PHOTO_VIEW in views and frontal != PHOTO_VIEW else [])]:
+        title = "frontal render (yaw 0)" if view == "0" else "in-photo composite" if view == PHOTO_VIEW else view
+        lines += [f"## Expression accuracy — {title}", "",
+                  "facex top-1 = expected emotion; mean [95% interval] n.", "",
+                  "| expected | " + " | ".join(series) + " |", "|---|" + "---|" * len(series)]  # fmt: skip
+        for e in [*expected, "all"]:
+            label = "**all**" if e == "all" else e
+            lines.append(f"| {label} | " + " | ".join(_fmt(agg["accuracy"][view][s].get(e)) for s in series) + " |")
+        lines.append("")
+    lines += ["## Expression accuracy by view (all expected emotions)", "",
+              "| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]
+    lines += [f"| {s} | " + " | ".join(_fmt(agg["accuracy"][v][s]["all"]) for v in views) + " |" for s in series]
+    emotional = [s for s in series if s in agg["identity_delta"]]
+    for s in emotional:
+        lines += ["", f"What facex reads on the frontal renders of **{s}** (rows: expected, columns: top-1):", "",
+                  confusion_markdown(np.asarray(agg["confusion"][frontal][s]))]
+    lines += ["", "## Identity (FaceNet cosine to the source photo)", ""]
+    if facenet_ref is not None:
+        lines += [f"Real photos: same person {facenet_ref.same.mean():.3f} (n={len(facenet_ref.same)}), different "
+                  f"people {facenet_ref.different.mean():.3f} (n={len(facenet_ref.different)}), threshold at 1% "
+                  f"false accepts {threshold:.3f}.", ""]  # fmt: skip
+    lines += ["| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]
+    lines += [f"| {s} | " + " | ".join(_fmt(agg["identity_facenet"][s][v], 3) for v in views) + " |" for s in series]
+    by = {}
+    for r in rows:
+        by.setdefault((r["series"], r["view"]), []).append(r)
+    if threshold is not None:
+        lines += ["", f"Share of renders at or above the real-photo threshold ({threshold:.3f}), i.e. accepted as "
+                  "the same person at 1% false accepts:", "",
+                  "| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]  # fmt: skip
+        shares = {s: {v: _threshold_share(distinct_images(by.get((s, v), [])), threshold, seed).to_json()
+                      for v in views} for s in series}  # fmt: skip
+        agg["above_threshold"] = shares
+        lines += [f"| {s} | " + " | ".join(_fmt(shares[s][v], 2, False) for v in views) + " |" for s in series]
+    if any(r["identity_rank1"] is not None for r in rows):
+        lines += ["", "Rank-1 identification: the source photo is the closest (FaceNet) of all evaluated people's "
+                  "photos:", "", "| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]
+        lines += [f"| {s} | " + " | ".join(_fmt(agg["rank1"][s][v], 2, False) for v in views) + " |" for s in series]
+    if emotional:
+        lines += ["", "## Expression transfer without identity loss", "",
+                  "FaceNet identity of each expressive render minus that of the same person's neutral (rest) render "
+                  "in the same view; the goal is ≥ −0.05.", "",
+                  "| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]  # fmt: skip
+        lines += [f"| {s} | " + " | ".join(_fmt(agg["identity_delta"][s][v], 3) for v in views) + " |"
+                  for s in emotional]  # fmt: skip
+        lines += ["", f"By emotion, {'frontal render' if frontal == '0' else frontal}:", "",
+                  "| series | " + " | ".join(e for e in expected if e != "neutral") + " |",
+                  "|---|" + "---|" * len([e for e in expected if e != "neutral"])]  # fmt: skip
+        lines += [f"| {s} | " + " | ".join(_fmt(agg["delta_by_emotion"][s][frontal].get(e), 3, False)
+                                           for e in expected if e != "neutral") + " |" for s in emotional]  # fmt: skip
+    lines += ["", "SFace cosine (for information; SFace is not held out):", "",
+              "| series | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]
+    lines += [f"| {s} | " + " | ".join(_fmt(agg["identity_sface"][s][v], 3, False) for v in views) + " |"
+              for s in series]  # fmt: skip
+    return "\n".join(lines) + "\n", agg
+
+
+def _timing_markdown(photos: list[dict], meta: dict) -> str:
+    if not photos:
+        return ""
+    rec = np.array([p["seconds_reconstruct"] for p in photos])
+    render = np.array([p["seconds_render"] for p in photos])
+    judge = np.array([p["seconds_judge"] for p in photos])
+    images = sum(p["images_rendered"] for p in photos)
+    return "\n".join([
+        "## Time", "",
+        f"Wall time {meta.get('wall_seconds')} s for {meta.get('evaluated')} photos (model loading and references "
+        f"included). Per photo, median: reconstruction (texture {meta.get('texture_size')}) {np.median(rec):.2f} s, "
+        f"rendering {np.median(render):.2f} s, judges {np.median(judge):.2f} s; {images} distinct images rendered "
+        f"({render.sum() / max(images, 1) * 1000:.0f} ms each, {meta.get('render_size')} px; in-photo composites "
+        "included) and judged in batches.", ""])  # fmt: skip
+
+
+def write_report(out: Path) -> list[Path]:
+    """summary.md, aggregate.json, accuracy.png and identity.png from `out`/rows.json (+ references.json)."""
+    data = json.loads((out / "rows.json").read_text())
+    rows, meta = data["rows"], data["meta"]
+    references = None
+    if (out / "references.json").is_file():
+        references = References.from_json(json.loads((out / "references.json").read_text()))
+    seed = int(meta.get("seed", 0))
+    text, agg = summary_markdown(rows, meta, references, seed)
+    text += "\n" + _timing_markdown(data.get("photos", []), meta)
+    text += ("\nFiles: `rows.csv`/`rows.json` (one row per judged image), `references.json`, `aggregate.json`, "
+             "`accuracy.png`, `identity.png`, `contact/`.\n")  # fmt: skip
+    (out / "summary.md").write_text(text)
+    (out / "aggregate.json").write_text(json.dumps(agg, indent=1))
+    files = [out / "summary.md", out / "aggregate.json"]
+    files += plot_accuracy(out / "accuracy.png", agg, references)
+    files += plot_identity(out / "identity.png", rows, references)
+    return files
+
+
+def digest(out: Path) -> str:
+    """A few lines for the terminal from `out`/aggregate.json: per series, accuracy over all targets and
+    FaceNet identity, frontal and in the photo."""
+    agg = json.loads((out / "aggregate.json").read_text())
+    views = [v for v in ("0", PHOTO_VIEW) if v in agg["views"]] or agg["views"][:1]
+    lines = [f"{'series':16s} " + " ".join(f"{'accuracy ' + v:>24s} {'identity ' + v:>24s}" for v in views)]
+    for s in agg["series"]:
+        cells = [f"{_fmt(agg['accuracy'][v][s]['all'], 2, False):>24s} "
+                 f"{_fmt(agg['identity_facenet'][s][v], 3, False):>24s}" for v in views]  # fmt: skip
+        lines.append(f"{s:16s} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+# -- plots -------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # no pyplot, no global backend: safe inside any program
+    return fig
+
+
+def plot_accuracy(path: Path, agg: dict, references: References | None) -> list[Path]:
+    """Bars: facex accuracy per expected emotion per series (frontal render, and the in-photo composite),
+    with bootstrap intervals; diamonds: facex's accuracy on real photos of that label, where there are any."""
+    views = [v for v in ("0", PHOTO_VIEW) if v in agg["views"]] or agg["views"][:1]
+    series, expected = agg["series"], agg["expected"]
+    ref = references.expression_judge("facex") if references else None
+    real = {}
+    if ref is not None:
+        for e in expected:
+            hits = [p["top1"] == e for p in ref.photos if p["label"] == e]
+            if hits:
+                real[e] = (float(np.mean(hits)), len(hits))
+    fig = _figure(max(7.0, 1.1 * len(expected) + 2), 3.2 * len(views))
+    axes = fig.subplots(len(views), 1, squeeze=False)[:, 0]
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(expected))
+    for ax, view in zip(axes, views, strict=True):
+        for k, s in enumerate(series):
+            stats = [agg["accuracy"][view][s][e] for e in expected]
+            means = np.array([np.nan if st["mean"] is None else st["mean"] for st in stats])
+            low = np.array([np.nan if st["low"] is None else st["low"] for st in stats])
+            high = np.array([np.nan if st["high"] is None else st["high"] for st in stats])
+            ax.bar(x + (k - (len(series) - 1) / 2) * width, np.nan_to_num(means), width, label=s,
+                   yerr=np.nan_to_num(np.stack([means - low, high - means])), capsize=2, error_kw={"lw": 0.8})
+        if real:
+            idx = [expected.index(e) for e in real]
+            ax.scatter(idx, [real[e][0] for e in real], marker="D", color="black", zorder=5, s=22,
+                       label="facex on real photos (n)")  # fmt: skip
+            for i, e in zip(idx, real, strict=True):
+                ax.annotate(f"n={real[e][1]}", (i, real[e][0]), textcoords="offset points", xytext=(6, 3), fontsize=7)
+        ax.set_xticks(x, expected)
+        ax.set_ylim(0, 1.25)
+        ax.set_ylabel("facex top-1 accuracy")
+        ax.set_title("frontal render (yaw 0)" if view == "0" else "avatar composited into the photo"
+                     if view == PHOTO_VIEW else f"view {view}", fontsize=10)  # fmt: skip
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=min(6, len(series) + 1), loc="upper center")
+    fig.savefig(path)
+    return [path]
+
+
+def plot_identity(path: Path, rows: list[dict], references: References | None) -> list[Path]:
+    """Box plots of FaceNet cosine to the source photo per series and view, beside the real-photo
+    same-person and different-people distributions and the 1%-false-accept threshold."""
+    views = list(dict.fromkeys(r["view"] for r in rows))
+    series = _series_order(rows)
+    groups, labels, colours = [], [], []
+    ref = references.identity_judge("facenet") if references else None
+    if ref is not None:
+        groups += [ref.same, ref.different]
+        labels += ["real: same person", "real: different people"]
+        colours += ["#4c72b0", "#c44e52"]
+    palette = ["#55a868", "#8172b2", "#ccb974", "#64b5cd", "#dd8452", "#937860"]
+    for k, view in enumerate(views):
+        for s in series:
+            chosen = distinct_images([r for r in rows if r["series"] == s and r["view"] == view])
+            values = [r["identity_facenet"] for r in chosen]
+            groups.append(np.asarray(values, np.float64))
+            labels.append(f"{s} · {view}")
+            colours.append(palette[k % len(palette)])
+    fig = _figure(max(7.0, 0.42 * len(groups) + 2), 4.6)
+    ax = fig.subplots()
+    parts = ax.boxplot(groups, patch_artist=True, widths=0.6, showfliers=True, flierprops={"markersize": 2})
+    for patch, colour in zip(parts["boxes"], colours, strict=True):
+        patch.set_facecolor(colour)
+        patch.set_alpha(0.6)
+    if ref is not None:
+        ax.axhline(ref.threshold, color="black", ls="--", lw=0.8, label=f"1% false accepts ({ref.threshold:.2f})")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_xticks(np.arange(1, len(labels) + 1), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("FaceNet cosine to the source photo")
+    ax.set_title("Identity: avatar renders (series · view) against real-photo references", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path)
+    return [path]
+
+
+# -- contact sheets ----------------------------------------------------------------------------------
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def contact_sheet(cells: list[list[tuple[np.ndarray, str, bool | None]]], header: list[str], title: str) -> Image.Image:
+    """A grid of thumbnails, each with a caption (green when it reads as expected, red when not).
+
+    `cells[row][column]` = (THUMB x THUMB x 3 uint8 image, caption of up to two lines, correct or None)."""
+    caption_h, header_h, title_h, pad = 30, 18, 22, 4
+    cols = len(header)
+    width = cols * (THUMB + pad) + pad
+    height = title_h + header_h + len(cells) * (THUMB + caption_h + pad) + pad
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    small, big = _font(11), _font(13)
+    draw.text((pad, 4), title, fill=(0, 0, 0), font=big)
+    for c, name in enumerate(header):
+        draw.text((pad + c * (THUMB + pad) + 2, title_h), name, fill=(60, 60, 60), font=small)
+    for r, row in enumerate(cells):
+        top = title_h + header_h + r * (THUMB + caption_h + pad)
+        for c, (image, caption, correct) in enumerate(row):
+            left = pad + c * (THUMB + pad)
+            sheet.paste(Image.fromarray(image), (left, top))
+            colour = (0, 0, 0) if correct is None else (0, 120, 0) if correct else (180, 0, 0)
+            for k, text in enumerate(caption.split("\n")[:2]):  # the verdict colours the first line only
+                draw.text((left + 2, top + THUMB + 2 + 13 * k), text, fill=colour if k == 0 else (70, 70, 70),
+                          font=small)  # fmt: skip
+    return sheet
+
+
+def write_contact_sheets(folder: Path, results: list[PhotoResult], config: EvalConfig) -> list[Path]:
+    """One sheet per emotion-dependent series and view, SHEET_ROWS photos per page: the photo (with facex's
+    reading of it), then each target's render with facex's top-1 and probability under it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    targets = sorted(config.targets, key=lambda t: t.emotion != "neutral")  # neutral first, as the reference
+    header = ["photo", *[t.prompt if t.prompt == t.expected else f"{t.prompt} ({t.expected})" for t in targets]]
+    for name in config.ablations:
+        ablation = ablation_registry.get(name)
+        if not ablation.uses_emotion:
+            continue  # the same avatar in every column: its renders are the 'neutral'/'photo' columns elsewhere
+        for intensity in config.intensities if ablation.uses_intensity else (None,):
+            series = series_name(name, intensity)
+            for view in config.views:
+                pages = [results[i : i + SHEET_ROWS] for i in range(0, len(results), SHEET_ROWS)]
+                for page, chunk in enumerate(pages, 1):
+                    cells = []
+                    for result in chunk:
+                        info = result.info
+                        row = [(result.source.thumbnail, f"{result.person}\n{info['facex_top1']} "
+                                f"{info['facex_p_top1']:.2f}", None)]  # fmt: skip
+                        lookup = {(r["prompt"], r["expected"]): r for r in result.rows
+                                  if r["series"] == series and r["view"] == view.name}  # fmt: skip
+                        for t in targets:
+                            r = lookup[(t.prompt, t.expected)]
+                            row.append((result.images[r["image"]].thumbnail,
+                                        f"{r['facex_top1']} {r['facex_p_top1']:.2f}\nid {r['identity_facenet']:.2f}",
+                                        r["facex_correct"]))  # fmt: skip
+                        cells.append(row)
+                    view_text = "in-photo composite" if view.in_photo else f"yaw {view.name}°"
+                    title = (f"{series}, {view_text}: facex top-1 + probability (green = expected), FaceNet "
+                             f"cosine to the photo · page {page}/{len(pages)}")  # fmt: skip
+                    path = folder / f"{series.replace(' ', '_')}_view_{view.name}_p{page}.png"
+                    contact_sheet(cells, header, title).save(path)
+                    files.append(path)
+    return files
