@@ -99,6 +99,7 @@ class EvalConfig:
     references: Path | None = None  # manifest.csv of the labelled real photos; None: no references
     seed: int = 0
     command: str = ""
+    redact_photos: bool = False  # contact sheets without the source photos (for sheets that get published)
 
     def __post_init__(self) -> None:
         if not self.photos:
@@ -883,6 +884,9 @@ def contact_sheet(cells: list[list[tuple[np.ndarray, str, bool | None]]], header
     return sheet
 
 
+_REDACTED = np.full((THUMB, THUMB, 3), 225, np.uint8)  # the source photo's cell when photos are redacted
+
+
 def write_contact_sheets(folder: Path, results: list[PhotoResult], config: EvalConfig) -> list[Path]:
     """One sheet per emotion-dependent series and view, SHEET_ROWS photos per page: the photo (with facex's
     reading of it), then each target's render with facex's top-1 and probability under it."""
@@ -902,7 +906,8 @@ def write_contact_sheets(folder: Path, results: list[PhotoResult], config: EvalC
                     cells = []
                     for result in chunk:
                         info = result.info
-                        row = [(result.source.thumbnail, f"{result.person}\n{info['facex_top1']} "
+                        photo = _REDACTED if config.redact_photos else result.source.thumbnail
+                        row = [(photo, f"{result.person}\n{info['facex_top1']} "
                                 f"{info['facex_p_top1']:.2f}", None)]  # fmt: skip
                         lookup = {(r["prompt"], r["expected"]): r for r in result.rows
                                   if r["series"] == series and r["view"] == view.name}  # fmt: skip
