@@ -111,7 +111,6 @@ def input_warnings(obs: FaceObservation, fit: HeadFit) -> tuple[str, ...]:
 def _avatar_mesh(result: Reconstruction, models: Models, weights: np.ndarray):
     import torch
 
-    from sie3d.assets import ict
     from sie3d.export import avatar_mesh_from_ict
 
     # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into [0, 1):
@@ -119,7 +118,7 @@ def _avatar_mesh(result: Reconstruction, models: Models, weights: np.ndarray):
     layout = render_layout(models.head)
     uvs = layout.uvs.copy()
     uvs[len(models.head.topology.uvs):, 0] -= EYE_TILE
-    arrays = dataclasses.replace(ict.load(), uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
+    arrays = dataclasses.replace(models.head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
     with torch.no_grad():
         identity_shape = models.head(identity=torch.from_numpy(result.fit.identity)[None])[0].numpy()
     srgb = result.textures.srgb_tiles()

@@ -43,6 +43,7 @@ class HeadModel(nn.Module):
     def __init__(self, arrays: ict.IctArrays | None = None) -> None:
         super().__init__()
         arrays = arrays or ict.load()
+        self.arrays = arrays  # the converted model as loaded (exporters read its bases and materials)
         if arrays.expression_names != ICT_NAMES:
             raise ValueError("ICT-FaceKit expression order differs from sie3d.head.names.ICT_NAMES")
         self.register_buffer("neutral", torch.from_numpy(arrays.neutral.astype(np.float32)))
