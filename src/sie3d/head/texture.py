@@ -41,7 +41,7 @@ LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 # Linear-RGB albedos of the generic materials.
 TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
-GUMS = (0.62, 0.25, 0.27)
+GUMS = (0.34, 0.11, 0.12)  # in shadow under the palate even where near the lips
 MOUTH_SOCKET = (0.30, 0.09, 0.09)
 EYE_SOCKET = (0.10, 0.06, 0.05)
 SCLERA = (0.78, 0.74, 0.70)
@@ -307,15 +307,26 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
 
     tiles = {0: face_tile.astype(np.float32)}
     tiles[1] = _back_head_tile(head, skin_albedo, size)
-    tiles[2] = _flat_tile(size, GUMS)
-    tiles[3] = _flat_tile(size, TEETH)
+    tiles[2] = _mouth_tile(head, "M_GumsTongue", 2, GUMS, size // 2, falloff=3.0)  # the tongue lies deep
+    tiles[3] = _mouth_tile(head, "M_Teeth", 3, TEETH, size // 2, falloff=1.5)
     tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
     tiles = {k: np.ascontiguousarray(np.clip(v, 0.0, 1.0), np.float32) for k, v in tiles.items()}
     return HeadTextures(tiles, sh, skin_albedo.astype(np.float32), coverage)
 
 
-def _flat_tile(size: int, colour: tuple[float, float, float]) -> np.ndarray:
-    return np.broadcast_to(np.asarray(colour, np.float32), (size // 4, size // 4, 3)).copy()
+def _mouth_tile(head: HeadModel, material: str, tile: int, colour: tuple[float, float, float],
+                size: int, falloff: float) -> np.ndarray:
+    """Teeth or gums and tongue, darkened with depth into the mouth: the front incisors and the lips'
+    inner gums catch the light, the molars and the back of the tongue sit in the cavity's shadow (a
+    baked stand-in for the occlusion a single SH light cannot produce)."""
+    tri, (rows, cols), bary = material_texels(head, material, tile, size)
+    neutral = head.neutral.numpy()
+    depth = (neutral[head.topology.faces[tri], 2] * bary).sum(1)  # +z = toward the lips
+    front, back = np.percentile(depth, 98), np.percentile(depth, 2)
+    openness = np.clip((depth - back) / max(front - back, 1e-6), 0.0, 1.0) ** falloff
+    tile_image = np.broadcast_to(np.asarray(colour, np.float32) * 0.15, (size, size, 3)).copy()
+    tile_image[rows, cols] = np.asarray(colour, np.float32) * (0.15 + 0.85 * openness)[:, None]
+    return tile_image
 
 
 def _back_head_tile(head: HeadModel, skin: np.ndarray, size: int) -> np.ndarray:
