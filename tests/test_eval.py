@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sie3d.errors import UsageError
-from sie3d.eval import ablations, harness
+from sie3d.eval import ablations, harness, report
 from sie3d.eval.references import EMOTION_ALIASES, LabelledPhoto, canonical_emotion, identity_reference
 from sie3d.eval.stats import bootstrap_mean
 from sie3d.expressions import EMOTIONS, on_top_of_rest, prototype
@@ -260,11 +260,11 @@ def test_eval_cli_writes_the_full_report(tmp_path: Path) -> None:
     assert len(rows) == 2 * 3 * 7 * 2  # photos x ablations (one intensity) x emotions x views
     with open(out / "rows.csv", newline="") as stream:
         reader = csv.DictReader(stream)
-        assert tuple(reader.fieldnames) == harness.ROW_COLUMNS
+        assert tuple(reader.fieldnames) == report.ROW_COLUMNS
         assert len(list(reader)) == len(rows)
     assert {r["photo"] for r in rows} == {"london_001_neutral.jpg", "london_002_neutral.jpg"}
     for r in rows:
-        probs = np.array([r[c] for c in harness.PROBABILITY_COLUMNS])
+        probs = np.array([r[c] for c in report.PROBABILITY_COLUMNS])
         assert probs.sum() == pytest.approx(1.0, abs=1e-3)
         assert r["facex_top1"] == EMOTIONS[int(probs.argmax())]
         assert r["facex_correct"] == (r["facex_top1"] == r["expected"])
@@ -302,7 +302,7 @@ def test_eval_cli_writes_the_full_report(tmp_path: Path) -> None:
     rebuilt.mkdir()
     for name in ("rows.json", "references.json"):
         shutil.copy(out / name, rebuilt / name)
-    harness.write_report(rebuilt)
+    report.write_report(rebuilt)
     assert (rebuilt / "summary.md").read_text() == summary
     assert (rebuilt / "accuracy.png").is_file() and (rebuilt / "identity.png").is_file()
 

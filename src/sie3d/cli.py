@@ -211,7 +211,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sie3d.eval import ablations, harness
+    from sie3d.eval import ablations, harness, report
 
     torch.set_num_threads(args.threads)
     if args.limit is not None and args.limit < 1:
@@ -239,7 +239,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _staged_output(out) as stage:
         result = harness.run_eval(config, stage, progress=not args.quiet)
-    print(harness.digest(out))
+    print(report.digest(out))
     print(f"{len(result.rows)} rows from {len(config.photos) - len(result.skipped)} photos in "
           f"{time.perf_counter() - start:.0f} s; wrote {out}/ (summary.md, rows.csv, rows.json, references.json, "
           "accuracy.png, identity.png, contact/)")
