@@ -24,7 +24,7 @@ from sie3d.head.canonical import N_CANONICAL, load_canonical_mesh
 
 log = logging.getLogger(__name__)
 
-CORRESPONDENCE_VERSION = 1
+CORRESPONDENCE_VERSION = 2
 # MediaPipe landmark id -> ICT 68-point landmark number (Multi-PIE order).
 ANCHORS = {33: 36, 133: 39, 362: 42, 263: 45, 1: 30, 61: 48, 291: 54, 152: 8}
 IDENTITY_PRIOR = 0.3  # ridge weight on identity coefficients while adapting ICT to the canonical face
@@ -50,13 +50,18 @@ def similarity_transform_3d(src: np.ndarray, dst: np.ndarray) -> tuple[float, np
 
 
 def closest_points_on_triangles(
-    points: np.ndarray, tri_verts: np.ndarray, chunk: int = 32
+    points: np.ndarray, tri_verts: np.ndarray, chunk: int = 32, point_normals: np.ndarray | None = None,
+    min_normal_agreement: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each point (N,3), the closest point on any triangle (T,3,3).
 
     Returns (triangle index (N,), barycentrics (N,3), distance (N,)). Brute force over all triangles
-    with the standard region tests (vertex / edge / face), vectorised in chunks of points.
+    with the standard region tests (vertex / edge / face), vectorised in chunks of points. With
+    `point_normals` (N,3), only triangles facing the same way (cosine > `min_normal_agreement`) qualify:
+    a point on the front of an eyelid must not land on the lid's inner rim that faces the eyeball.
     """
+    tri_normals = np.cross(tri_verts[:, 1] - tri_verts[:, 0], tri_verts[:, 2] - tri_verts[:, 0])
+    tri_normals /= np.linalg.norm(tri_normals, axis=1, keepdims=True) + 1e-12
     a, b, c = tri_verts[:, 0], tri_verts[:, 1], tri_verts[:, 2]
     ab, ac = b - a, c - a
     best_tri = np.empty(len(points), np.int64)
@@ -96,6 +101,9 @@ def closest_points_on_triangles(
         closest = u[..., None] * a + v[..., None] * b + w[..., None] * c
         dist = np.linalg.norm(closest - p, axis=-1)
         dist = np.where(np.isfinite(dist), dist, np.inf)
+        if point_normals is not None:
+            agree = point_normals[start : start + chunk] @ tri_normals.T > min_normal_agreement
+            dist = np.where(agree, dist, np.inf)
         k = dist.argmin(1)
         rows = np.arange(len(k))
         best_tri[start : start + chunk] = k
@@ -106,8 +114,8 @@ def closest_points_on_triangles(
 
 def build(arrays: ict.IctArrays | None = None, canonical_verts: np.ndarray | None = None) -> Correspondence:
     arrays = arrays or ict.load()
-    canonical = load_canonical_mesh().verts if canonical_verts is None else canonical_verts
-    canonical = canonical.astype(np.float64)
+    mesh = load_canonical_mesh()
+    canonical = (mesh.verts if canonical_verts is None else canonical_verts).astype(np.float64)
     faces = arrays.faces.astype(np.int64)
     face_material = arrays.polygon_material[arrays.face_polygon]
     skin = np.flatnonzero(face_material == arrays.material_names.index("M_Face"))
@@ -119,7 +127,8 @@ def build(arrays: ict.IctArrays | None = None, canonical_verts: np.ndarray | Non
     scale, rotation, translation = similarity_transform_3d(canonical[mp_ids], shape[ict_ids])
     for _ in range(ROUNDS):
         target = scale * canonical @ rotation.T + translation
-        tri, bary, _ = closest_points_on_triangles(target, shape[faces[skin]])
+        normals = _vertex_normals(target, mesh.faces)
+        tri, bary, _ = closest_points_on_triangles(target, shape[faces[skin]], point_normals=normals)
         corners = faces[skin[tri]]  # (N, 3)
         # Linear least squares for identity: points(id) = sum_k bary_k (neutral + B id)[corner_k].
         basis_at = np.einsum("nk,mnkd->mnd", bary, identity_basis[:, corners]).reshape(len(identity_basis), -1)
@@ -130,9 +139,19 @@ def build(arrays: ict.IctArrays | None = None, canonical_verts: np.ndarray | Non
         anchors_now = np.einsum("nk,nkd->nd", bary, shape[corners])[mp_ids]
         scale, rotation, translation = similarity_transform_3d(canonical[mp_ids], anchors_now)
     target = scale * canonical @ rotation.T + translation
-    tri, bary, dist = closest_points_on_triangles(target, shape[faces[skin]])
+    normals = _vertex_normals(target, mesh.faces)
+    tri, bary, dist = closest_points_on_triangles(target, shape[faces[skin]], point_normals=normals)
     log.info("MediaPipe->ICT correspondence: median residual %.3f cm, max %.3f cm", np.median(dist), dist.max())
     return Correspondence(skin[tri].astype(np.int64), bary.astype(np.float32), dist.astype(np.float32))
+
+
+def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V,3) area-weighted unit vertex normals of a triangle mesh (counter-clockwise = outward)."""
+    face_normals = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    normals = np.zeros_like(verts)
+    for corner in range(3):
+        np.add.at(normals, faces[:, corner], face_normals)
+    return normals / (np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12)
 
 
 def cache_path() -> Path:

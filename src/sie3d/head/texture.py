@@ -44,8 +44,10 @@ TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
 GUMS = (0.34, 0.11, 0.12)  # in shadow under the palate even where near the lips
 MOUTH_SOCKET = (0.30, 0.09, 0.09)
 EYE_SOCKET = (0.10, 0.06, 0.05)
-SCLERA = (0.78, 0.74, 0.70)
+SCLERA = (0.50, 0.46, 0.43)  # linear; photographed sclera is off-white and in the lids' shade
 PUPIL = (0.01, 0.01, 0.01)
+IRIS_RADIUS_CM = 0.66
+PUPIL_FRACTION = 0.4
 VISIBILITY_TOLERANCE_CM = 0.35
 MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
 
@@ -355,9 +357,11 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     iris_tris = topo.faces_of("M_IrisLeft")
     eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
     centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
-    iris_dirs = neutral[np.unique(topo.faces[iris_tris])] - centre
-    iris_dirs /= np.linalg.norm(iris_dirs, axis=1, keepdims=True)
-    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * 0.85
+    # Anatomical sizes rather than ICT's iris mesh, which spans the whole corneal dome: an iris of
+    # ~13 mm visible diameter (iris with its limbal ring) on this eyeball, a pupil of ~40% of it. UV radius =
+    # sin(angle from the axis) / 2.
+    eyeball_radius = float(np.median(np.linalg.norm(neutral[eye_verts] - centre, axis=1)))
+    iris_radius = 0.5 * min(IRIS_RADIUS_CM / eyeball_radius, 1.0)
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     radius = np.hypot(u - 0.5, v - 0.5)
@@ -365,9 +369,9 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     ring = np.clip((radius / iris_radius - 0.78) / 0.22, 0.0, 1.0)[..., None]
     # The sclera darkens away from the iris, as under the lids' shadow: no flat white crescents where a
     # wider-open eye shows what the photo never saw.
-    sclera = np.asarray(SCLERA) * (1.0 - 0.5 * np.clip((radius - iris_radius) / (0.5 - iris_radius), 0, 1))[..., None]
+    sclera = np.asarray(SCLERA) * (1.0 - 0.6 * np.clip((radius - iris_radius) / (0.5 - iris_radius), 0, 1))[..., None]
     texture = np.where((radius < iris_radius)[..., None], iris * (1.0 - 0.55 * ring), sclera)
-    texture = np.where((radius < 0.42 * iris_radius)[..., None], np.asarray(PUPIL), texture)
+    texture = np.where((radius < PUPIL_FRACTION * iris_radius)[..., None], np.asarray(PUPIL), texture)
     return texture.astype(np.float32)
 
 
