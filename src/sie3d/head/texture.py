@@ -46,7 +46,7 @@ MOUTH_SOCKET = (0.30, 0.09, 0.09)
 EYE_SOCKET = (0.10, 0.06, 0.05)
 SCLERA = (0.50, 0.46, 0.43)  # linear; photographed sclera is off-white and in the lids' shade
 PUPIL = (0.01, 0.01, 0.01)
-IRIS_RADIUS_CM = 0.66
+IRIS_FRACTION_OF_MESH = 0.85  # see _eye_tile
 PUPIL_FRACTION = 0.4
 VISIBILITY_TOLERANCE_CM = 0.35
 MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
@@ -357,11 +357,12 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     iris_tris = topo.faces_of("M_IrisLeft")
     eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
     centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
-    # Anatomical sizes rather than ICT's iris mesh, which spans the whole corneal dome: an iris of
-    # ~13 mm visible diameter (iris with its limbal ring) on this eyeball, a pupil of ~40% of it. UV radius =
-    # sin(angle from the axis) / 2.
-    eyeball_radius = float(np.median(np.linalg.norm(neutral[eye_verts] - centre, axis=1)))
-    iris_radius = 0.5 * min(IRIS_RADIUS_CM / eyeball_radius, 1.0)
+    # The iris spans 85% of ICT's iris mesh, which is larger than an anatomical iris (~6 mm radius): the
+    # fitted lids open wider than the photo's (see README, limitations), and an anatomically sized iris
+    # then shows sclera all around it -- a startled stare. UV radius = sin(angle from the axis) / 2.
+    iris_dirs = neutral[np.unique(topo.faces[iris_tris])] - centre
+    iris_dirs /= np.linalg.norm(iris_dirs, axis=1, keepdims=True)
+    iris_radius = 0.5 * np.sqrt(1.0 - np.clip(iris_dirs @ axis, -1, 1) ** 2).max() * IRIS_FRACTION_OF_MESH
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     radius = np.hypot(u - 0.5, v - 0.5)
