@@ -26,8 +26,11 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def default_photos() -> Path:
-    shared = Path(__file__).resolve().parents[3].parent / "shared" / "faces"
-    if shared.is_dir():
+    """The shared photo set (as `sie3d eval` finds it), else matplotlib's sample photo's folder."""
+    from sie3d.eval.harness import default_faces_dir
+
+    shared = default_faces_dir()
+    if shared is not None:
         return shared
     import matplotlib.cbook
 
