@@ -108,25 +108,40 @@ def input_warnings(obs: FaceObservation, fit: HeadFit) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _avatar_mesh(result: Reconstruction, models: Models, weights: np.ndarray):
-    import torch
+@dataclass(frozen=True)
+class _ExportBase:
+    """What every exported variant of one person shares: computed once, not per expression."""
 
-    from sie3d.export import avatar_mesh_from_ict
+    arrays: object  # IctArrays with sie3d's eye UVs
+    identity_shape: np.ndarray  # (V, 3) the person's head with a zero expression, cm
+    expression_basis: np.ndarray  # (53, V, 3) float32
+    tiles_srgb: dict[int, np.ndarray]
+    eye_textures: dict[str, np.ndarray]
 
-    # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into [0, 1):
-    # the eye materials carry their own texture, so they need no tile of their own in glTF/OBJ.
-    layout = render_layout(models.head)
-    uvs = layout.uvs.copy()
-    uvs[len(models.head.topology.uvs):, 0] -= EYE_TILE
-    arrays = dataclasses.replace(models.head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
-    with torch.no_grad():
-        identity_shape = models.head(identity=torch.from_numpy(result.fit.identity)[None])[0].numpy()
-    srgb = result.textures.srgb_tiles()
-    eye = srgb.pop(EYE_TILE)
-    eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
-    verts = identity_shape + np.tensordot(weights, arrays.expression_basis.astype(np.float32), axes=1)
-    return avatar_mesh_from_ict(arrays, verts=verts.astype(np.float32), textures_per_tile=srgb, weights=weights,
-                                textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)
+    @staticmethod
+    def build(result: Reconstruction, models: Models) -> _ExportBase:
+        import torch
+
+        # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
+        # [0, 1): the eye materials carry their own texture, so they need no tile of their own in glTF/OBJ.
+        layout = render_layout(models.head)
+        uvs = layout.uvs.copy()
+        uvs[len(models.head.topology.uvs):, 0] -= EYE_TILE
+        arrays = dataclasses.replace(models.head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
+        with torch.no_grad():
+            identity_shape = models.head(identity=torch.from_numpy(result.fit.identity)[None])[0].numpy()
+        tiles = result.textures.srgb_tiles()
+        eye = tiles.pop(EYE_TILE)
+        eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
+        return _ExportBase(arrays, identity_shape, arrays.expression_basis.astype(np.float32), tiles, eyes)
+
+    def mesh(self, weights: np.ndarray):
+        from sie3d.export import avatar_mesh_from_ict
+
+        verts = self.identity_shape + np.tensordot(weights, self.expression_basis, axes=1)
+        return avatar_mesh_from_ict(self.arrays, verts=verts.astype(np.float32), textures_per_tile=self.tiles_srgb,
+                                    weights=weights, textures_per_material=self.eye_textures,
+                                    drop_materials=HIDDEN_MATERIALS)
 
 
 def write_reconstruction(result: Reconstruction, models: Models, out: Path, formats=("glb", "obj"),
@@ -138,6 +153,9 @@ def write_reconstruction(result: Reconstruction, models: Models, out: Path, form
 
     textured = TexturedHead.build(models.head, render_layout(models.head), result.textures)
     written, timings = [], dict(result.timings)
+    start = time.perf_counter()
+    export_base = _ExportBase.build(result, models)
+    timings["export_shared"] = time.perf_counter() - start
     for variant, weights in (("expression", result.photo_expression), ("neutral", result.neutral_expression)):
         folder = out / variant
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +167,7 @@ def write_reconstruction(result: Reconstruction, models: Models, out: Path, form
         timings[f"render_{variant}"] = time.perf_counter() - start
         written += [folder / "preview.png", folder / "in_photo.png"]
         start = time.perf_counter()
-        written += write(_avatar_mesh(result, models, weights), folder, formats=formats)
+        written += write(export_base.mesh(weights), folder, formats=formats)
         timings[f"export_{variant}"] = time.perf_counter() - start
     report_path = out / "report.json"
     report_path.write_text(json.dumps(build_report(result, timings), indent=1))
