@@ -56,8 +56,8 @@ def test_other_languages_are_flagged_but_processed():
 
 
 def test_short_prompts_need_evidence_before_a_warning():
-    """One short word that happens to be foreign ("lol" is Dutch, "leer" German) decides nothing, nor does a
-    detector on a few letters; a longer unknown-word phrase goes to the detector."""
+    """One short word that happens to be foreign ("leer" is German for "empty") decides nothing, nor does a
+    detector on a few letters ("lol"); a longer phrase of unknown words goes to the detector."""
     assert detect_language("lol").reason == "undecided" and detect_language("leer").english
     assert detect_language("smirk").reason == "english words"
     assert detect_language("muy triste").reason == "foreign words"  # "triste" is in the English list, but rare
