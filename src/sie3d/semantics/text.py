@@ -103,11 +103,20 @@ class LanguageVerdict:
 
 @cache
 def _lexicon(lang: str) -> tuple[dict[str, int], int]:
-    """pyspellchecker's word-frequency list for `lang` (lower-case words -> counts) and its total count."""
+    """pyspellchecker's word-frequency list for `lang` (lower-case words -> counts) and its total count.
+
+    Foreign lists keep only words counted above the list's floor (50): most of the German and Portuguese lists
+    (320k and 370k words) sit at the floor -- dictionary fill-ins without a real frequency -- and would cost
+    ~150 MB of memory for words a prompt hardly ever holds. The English list is kept whole: membership is what
+    clears a word there."""
     from spellchecker import SpellChecker
 
     frequency = SpellChecker(language=lang, distance=1).word_frequency
-    return frequency.dictionary, frequency.total_words
+    words, total = frequency.dictionary, frequency.total_words
+    if lang != "en":
+        floor = min(words.values())
+        words = {w: c for w, c in words.items() if c > floor}
+    return words, total
 
 
 @cache
