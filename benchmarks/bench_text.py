@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -102,7 +103,9 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--runs", str(args.runs)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"long text: {rows[0]['tokens_long']} word pieces, cut to 128\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"long text: {rows[0]['tokens_long']} word pieces, cut to 128; load average (1, 5, 15 min): {load} "
+          f"on {os.cpu_count()} cores\n")
     print("| threads | import torch | TextEncoder() | first encode | cold total | short prompts/s | 128-piece texts/s "
           "| one prompt | check_text first | + foreign lists | check_text |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
