@@ -59,3 +59,11 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     return subprocess.run(
         [sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd
     )
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    """The real all-MiniLM-L6-v2 text encoder, loaded once per session (about 5 s cold)."""
+    from sie3d.semantics.encoder import TextEncoder
+
+    return TextEncoder()

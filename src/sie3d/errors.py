@@ -28,6 +28,12 @@ class UsageError(Sie3dError):
     exit_code = 2
 
 
+class TextError(UsageError):
+    """The expression text cannot be used: empty, control characters, or far too long."""
+
+    exit_code = 2
+
+
 class AssetError(Sie3dError):
     """A model file or the head model is missing, corrupt or cannot be fetched."""
 
@@ -46,4 +52,4 @@ class NoFaceError(Sie3dError):
     exit_code = 5
 
 
-EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, AssetError, PhotoError, NoFaceError)}
+EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError)}
