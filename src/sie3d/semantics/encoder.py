@@ -7,10 +7,10 @@ states averaged over the attention mask -- [CLS] and [SEP] included, padding exc
 sentence-transformers itself.
 
 Nothing here can reach the network or changes the process: the tokenizer is read from ``tokenizer.json`` with
-`tokenizers`, the network is built from ``config.json`` as a `transformers.BertModel` and its weights are read
-from ``model.safetensors`` with `safetensors`. No hub code path runs, so no offline switch or environment
-variable is needed. transformers and tokenizers (~4 s to import cold) are imported by `TextEncoder.__init__`,
-not at ``import sie3d.semantics.encoder``.
+`tokenizers`, the network is sie3d's own plain-PyTorch BERT (`sie3d.semantics.minilm`) built from
+``config.json`` with its weights read from ``model.safetensors`` with `safetensors`. No hub code path runs, so
+no offline switch or environment variable is needed, and no `transformers` import (4 s cold) is paid: a new
+sentence on a saved person must take seconds. The port is compared with sentence-transformers in the tests.
 """
 
 from __future__ import annotations
@@ -108,9 +108,9 @@ class TextEncoder:
 
     def __init__(self, config: EncoderConfig = EncoderConfig(), device: str | torch.device = "cpu") -> None:
         start = time.perf_counter()
-        from safetensors.torch import load_file
         from tokenizers import Tokenizer
-        from transformers import BertConfig, BertModel  # slow import, kept out of `import sie3d.semantics`
+
+        from sie3d.semantics.minilm import BertShape, MiniLM
 
         folder = asset_folder(ASSET)
         window = _model_window(folder)
@@ -128,19 +128,16 @@ class TextEncoder:
         self._tokenizer.enable_truncation(max_length=config.max_tokens)
         self._tokenizer.no_padding()  # batches are padded here, to their own longest text
 
-        bert_config = BertConfig.from_json_file(str(folder / "config.json"))
-        if bert_config.hidden_size != self.dim:
-            raise AssetError(f"the text model in {folder} has width {bert_config.hidden_size}, not {self.dim}",
+        shape = BertShape.read(folder / "config.json")
+        if shape.hidden_size != self.dim:
+            raise AssetError(f"the text model in {folder} has width {shape.hidden_size}, not {self.dim}",
                              "the manifest and the package disagree; report this as a bug")
-        model = BertModel(bert_config, add_pooling_layer=False)
-        weights = load_file(str(folder / "model.safetensors"))
-        # The checkpoint also holds BERT's pooler (unused by sentence-transformers) and the constant position ids.
-        weights = {k: v for k, v in weights.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise AssetError(f"the text model weights do not fit BERT: missing {missing}, unexpected {unexpected}",
-                             f"run `sie3d assets verify`, then `sie3d assets fetch {ASSET}`")
-        self._model = model.eval().requires_grad_(False).to(self.device)
+        try:
+            model = MiniLM.load(folder)
+        except (KeyError, RuntimeError) as exc:
+            raise AssetError(f"the text model weights do not fit BERT: {exc}",
+                             f"run `sie3d assets verify`, then `sie3d assets fetch {ASSET}`") from None
+        self._model = model.to(self.device)
         self._pad_id = self._tokenizer.token_to_id("[PAD]")
         self.load_seconds = time.perf_counter() - start
         log.debug("text encoder ready in %.2f s (window %d, %s)", self.load_seconds, config.max_tokens, self.device)
@@ -161,6 +158,22 @@ class TextEncoder:
             mean = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, 384)
             out[rows] = F.normalize(mean, p=2, dim=1).cpu().numpy()
         return out
+
+    def word_ids(self, texts: Sequence[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word-piece ids (N, length) int64 ([CLS] first, [PAD] after the end, cut at `length`) and their mask
+        (N, length) bool: what the conditioning network's word branch reads (`word_vectors` of them)."""
+        texts = _check_texts(texts)
+        ids = torch.full((len(texts), length), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(texts), length), dtype=torch.bool)
+        for row, encoding in enumerate(self._tokenizer.encode_batch(texts)):
+            piece = encoding.ids[:length]
+            ids[row, : len(piece)] = torch.tensor(piece)
+            mask[row, : len(piece)] = True
+        return ids, mask
+
+    def word_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """(N, T) word-piece ids -> (N, T, 384) the model's static input word vectors (no transformer pass)."""
+        return self._model.words.weight[ids.to(self.device)]
 
     def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per-token last hidden states and their mask.
@@ -198,6 +211,5 @@ class TextEncoder:
                 mask[j, :n] = True
             ids, mask = ids.to(self.device), mask.to(self.device)
             with torch.inference_mode():
-                states = self._model(input_ids=ids, attention_mask=mask.long(),
-                                     token_type_ids=torch.zeros_like(ids)).last_hidden_state
+                states = self._model(ids, mask)
             yield np.asarray(rows), states.float(), mask
