@@ -171,6 +171,10 @@ class TextEncoder:
             mask[row, : len(piece)] = True
         return ids, mask
 
+    @property
+    def vocabulary_size(self) -> int:
+        return self._model.words.num_embeddings
+
     def word_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         """(N, T) word-piece ids -> (N, T, 384) the model's static input word vectors (no transformer pass)."""
         return self._model.words.weight[ids.to(self.device)]

@@ -1,0 +1,172 @@
+"""Text -> expression for a person: the sentence encoder and the conditioning network behind one call.
+
+    model = TextModel()                                  # loads MiniLM and the conditioning weights lazily
+    reading = model.interpret("a gleeful grin", person_features)
+    reading.coefficients   # (53,) ICT coefficients in [0, 1] for this person
+    reading.emotions       # {"anger": …, …} 7-emotion distribution
+    reading.confidence     # does the text describe a face? (low for "purple banana")
+
+`person_features` come from `conditioning.identity_features` (a reconstructed person); without them the
+text is read for an average person whose photo and rest are the zero expression (`sie3d explain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sie3d.errors import AssetError
+from sie3d.expressions import EMOTIONS
+from sie3d.head.names import ICT_NAMES
+from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, ConditioningConfig, ConditioningNet, Words
+
+WEIGHTS = Path(__file__).with_name("conditioning.pt")
+# Names of the emotions in what users read (JSON, tables): the common adjectives.
+EMOTION_LABELS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
+                  "sadness": "sad", "surprise": "surprise"}  # fmt: skip
+OPPOSED = {frozenset(("happy", e)) for e in ("anger", "disgust", "fear", "sadness")}
+
+
+@dataclass(frozen=True)
+class InterpretConfig:
+    low_confidence: float = 0.5  # below: warned, and the face is pulled towards the rest in proportion
+    blend_share: float = 0.25  # a second emotion with at least this share makes the reading a blend
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a text means for one person."""
+
+    text: str  # the text as read (cleaned, possibly truncated)
+    coefficients: np.ndarray  # (53,) ICT coefficients in [0, 1]
+    emotion_probabilities: np.ndarray  # (7,) `EMOTIONS` order
+    confidence: float
+    intensity: float
+    warnings: tuple[str, ...] = ()
+    blend: tuple[str, ...] = ()  # the emotions of a blend, strongest first ("happy", "sadness")
+    extras: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def emotions(self) -> dict[str, float]:
+        return {EMOTION_LABELS[e]: float(p) for e, p in zip(EMOTIONS, self.emotion_probabilities, strict=True)}
+
+    @property
+    def top_emotion(self) -> str:
+        return EMOTION_LABELS[EMOTIONS[int(self.emotion_probabilities.argmax())]]
+
+    def to_json(self) -> dict:
+        return {
+            "text": self.text,
+            "emotions": {k: round(v, 4) for k, v in self.emotions.items()},
+            "top_emotion": self.top_emotion,
+            "confidence": round(self.confidence, 4),
+            "intensity": self.intensity,
+            "blend": [EMOTION_LABELS[e] for e in self.blend],
+            "blendshapes": {n: round(float(v), 4) for n, v in zip(ICT_NAMES, self.coefficients, strict=True)},
+            "warnings": list(self.warnings),
+        }
+
+
+def load_network(path: Path = WEIGHTS) -> tuple[ConditioningNet, dict]:
+    """The trained conditioning network and its metadata; a clear AssetError if the file is missing or foreign."""
+    if not path.is_file():
+        raise AssetError(f"the conditioning network weights {path} are missing",
+                         "reinstall sie3d, or train them: python -m sie3d.semantics.train")  # fmt: skip
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file is the same user problem
+        raise AssetError(f"cannot read the conditioning weights {path}: {exc}",
+                         "reinstall sie3d, or train them: python -m sie3d.semantics.train") from None
+    if list(data.get("names", [])) != list(ICT_NAMES) or list(data.get("emotions", [])) != list(EMOTIONS):
+        raise AssetError(f"{path} was trained for another expression space",
+                         "retrain: python -m sie3d.semantics.train")  # fmt: skip
+    model = ConditioningNet(ConditioningConfig(**data["model_config"]))
+    model.load_state_dict({k: v.float() for k, v in data["state"].items()})
+    return model.eval(), data
+
+
+def weights_digest(path: Path = WEIGHTS) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class TextModel:
+    """The sentence encoder and the conditioning network, each loaded on first use."""
+
+    def __init__(self, config: InterpretConfig = InterpretConfig(), weights: Path = WEIGHTS) -> None:
+        self.config = config
+        self._weights = weights
+        self._encoder = None
+        self._network = None
+        self._meta: dict = {}
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from sie3d.semantics.encoder import TextEncoder
+
+            self._encoder = TextEncoder()
+        return self._encoder
+
+    @property
+    def network(self) -> ConditioningNet:
+        if self._network is None:
+            self._network, self._meta = load_network(self._weights)
+        return self._network
+
+    @property
+    def average_person(self) -> np.ndarray:
+        """(334,) features of an average person with a zero photo and rest expression."""
+        self.network  # noqa: B018 -- loads the metadata
+        return np.asarray(self._meta["average_person"], np.float32)
+
+    def interpret(self, text: str, person: np.ndarray | None = None, intensity: float = 1.0) -> Interpretation:
+        return self.interpret_many([text], person, intensity)[0]
+
+    def interpret_many(self, texts: list[str], person: np.ndarray | None = None,
+                       intensity: float = 1.0) -> list[Interpretation]:
+        """Read several texts for one person (`person`: (334,) identity features, None: average person).
+
+        Each text is checked first (`sie3d.semantics.text.check_text`: empty, control characters, too long,
+        not English); `intensity` in [0, 1] scales the change from the person's rest."""
+        from sie3d.semantics.text import check_text
+
+        if not 0.0 <= intensity <= 1.0:
+            raise ValueError(f"intensity {intensity} is outside [0, 1]")
+        checks = [check_text(t, encoder_tokens=self.encoder.count_tokens) for t in texts]
+        features = self.average_person if person is None else np.asarray(person, np.float32)
+        if features.shape != (IDENTITY_DIM,):
+            raise ValueError(f"person features must be ({IDENTITY_DIM},), got {features.shape}")
+        texts = [c.text for c in checks]
+        embeddings = self.encoder.encode(texts)
+        ids, mask = self.encoder.word_ids(texts, MAX_WORDS)
+        with torch.no_grad():
+            words = Words(ids, mask, self.encoder.word_vectors(torch.arange(self.encoder.vocabulary_size)))
+            out = self.network(torch.from_numpy(embeddings),
+                               torch.from_numpy(np.repeat(features[None], len(checks), 0)), words)  # fmt: skip
+        rest = features[-len(ICT_NAMES) :]
+        results = []
+        for i, check in enumerate(checks):
+            confidence = float(out.confidence[i])
+            coefficients = out.coefficients[i].numpy()
+            warnings = list(check.warnings)
+            trust = min(1.0, confidence / self.config.low_confidence)
+            if trust < 1.0:
+                warnings.append(f"the text does not read as a facial expression (confidence {confidence:.2f}): the "
+                                "face stays close to the person's rest; describe an expression, e.g. "
+                                "'a warm smile' or 'raised eyebrows'")  # fmt: skip
+            coefficients = np.clip(rest + intensity * trust * (coefficients - rest), 0.0, 1.0).astype(np.float32)
+            probabilities = out.emotions[i].numpy()
+            order = np.argsort(-probabilities)
+            blend = ()
+            if probabilities[order[1]] >= self.config.blend_share:
+                blend = (EMOTIONS[order[0]], EMOTIONS[order[1]])
+                if frozenset(blend) in OPPOSED:
+                    warnings.append(f"the text asks for opposite feelings ({EMOTION_LABELS[blend[0]]} and "
+                                    f"{EMOTION_LABELS[blend[1]]}): the face shows a blend of both")  # fmt: skip
+            results.append(Interpretation(check.text, coefficients, probabilities, confidence, intensity,
+                                          tuple(warnings), blend))  # fmt: skip
+        return results

@@ -1,0 +1,432 @@
+"""Train and evaluate the conditioning network; run its ablations.
+
+    python -m sie3d.semantics.train                 # train the shipped weights, print the held-out report
+    python -m sie3d.semantics.train --ablations     # + text-only / MLP / no-augmentation variants (a table)
+    python -m sie3d.semantics.train --check         # retrain and compare with the committed report
+
+Data: the seeded corpus (`sie3d.semantics.corpus`), embedded once by the frozen MiniLM encoder (cached in
+``$SIE3D_CACHE/train/``), paired with people: the shared photos' observed and fitted identities (SFace, ICT
+identity, photo and rest expressions; cached) and synthetic people drawn around them (identity noise, the
+expressions of random vocabulary concepts). Each epoch pairs every sentence with a random person and
+computes its target from the sentence's recipe. Everything is seeded; on the same machine and library
+versions a rerun gives the same weights, elsewhere the held-out figures agree within the tolerance the
+``--check`` mode states (float summation order differs between CPUs and thread counts).
+
+Outputs: ``src/sie3d/semantics/conditioning.pt`` (weights + configs + corpus digest) and
+``conditioning_report.json`` beside it (held-out metrics), unless ``--output`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sie3d.expressions import EMOTIONS
+from sie3d.head.names import ICT_NAMES
+from sie3d.semantics import corpus as corpus_module
+from sie3d.semantics.conditioning import MAX_WORDS, ConditioningConfig, ConditioningNet, Words, identity_features
+from sie3d.semantics.corpus import Corpus, CorpusConfig, apply_recipe, emotion_reading
+from sie3d.semantics.vocabulary import load as load_vocabulary
+from sie3d.semantics.vocabulary import mirror
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS = PACKAGE_DIR / "conditioning.pt"
+REPORT = PACKAGE_DIR / "conditioning_report.json"
+HANDWRITTEN = PACKAGE_DIR / "handwritten_prompts.tsv"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    synthetic_people: int = 3000
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class People:
+    """Identity features of a bank of people, (P, …) arrays."""
+
+    sface: np.ndarray  # (P, 128)
+    identity: np.ndarray  # (P, 100)
+    photo: np.ndarray  # (P, 53)
+    rest: np.ndarray  # (P, 53)
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def features(self, index: np.ndarray) -> np.ndarray:
+        return identity_features(self.sface[index], self.identity[index], self.photo[index], self.rest[index])
+
+    def concat(self, other: People) -> People:
+        return People(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in
+                        ("sface", "identity", "photo", "rest")), self.names + other.names)  # fmt: skip
+
+
+def cache_folder() -> Path:
+    from sie3d.assets.registry import cache_dir
+
+    folder = cache_dir() / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def embed(texts: list[str], digest: str, progress: bool = True) -> np.ndarray:
+    """(N, 384) sentence embeddings of `texts`, cached under the corpus digest."""
+    from sie3d.semantics.encoder import TextEncoder
+
+    path = cache_folder() / f"embeddings-{digest}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if len(cached) == len(texts):
+            return cached
+    encoder = TextEncoder()
+    chunks = [texts[i : i + 1024] for i in range(0, len(texts), 1024)]
+    out = np.concatenate([encoder.encode(c) for c in tqdm(chunks, desc="embedding the corpus", unit="k",
+                                                          disable=not progress)])  # fmt: skip
+    np.save(path, out.astype(np.float32))
+    return out.astype(np.float32)
+
+
+def real_people(faces: Path, progress: bool = True) -> People:
+    """Observe and fit every photo of `faces` once (cached by the photos' names and sizes)."""
+    from sie3d.face import observe_photo
+    from sie3d.face.landmarker import FaceObserver
+    from sie3d.face.sface import IdentityEmbedder
+    from sie3d.head.fit import HeadFitter
+    from sie3d.head.model import HeadModel
+    from sie3d.photo import load_photo
+
+    photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    key = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in photos).encode())
+    key.update((PACKAGE_DIR.parent / "head" / "fit.py").read_bytes())  # a changed fit gives other people
+    path = cache_folder() / f"people-{key.hexdigest()[:16]}.npz"
+    if path.is_file():
+        data = np.load(path)
+        return People(data["sface"], data["identity"], data["photo"], data["rest"], tuple(data["names"]))
+    head = HeadModel()
+    fitter = HeadFitter(head)
+    rows = []
+    with FaceObserver() as observer:
+        embedder = IdentityEmbedder()
+        for photo_path in tqdm(photos, desc="fitting the shared photos", unit="photo", disable=not progress):
+            try:
+                obs, _ = observe_photo(load_photo(photo_path), observer, embedder)
+            except Exception as exc:  # noqa: BLE001 -- a photo without a usable face is simply not in the bank
+                log.info("%s: %s", photo_path.name, exc)
+                continue
+            fit = fitter.fit(obs)
+            rows.append((obs.identity, fit.identity, fit.expression, fit.rest_expression, photo_path.stem))
+    people = People(*(np.stack([r[i] for r in rows]).astype(np.float32) for i in range(4)),
+                    tuple(r[4] for r in rows))  # fmt: skip
+    np.savez(path, sface=people.sface, identity=people.identity, photo=people.photo, rest=people.rest,
+             names=np.array(people.names))
+    return people
+
+
+def synthetic_people(real: People, count: int, seed: int) -> People:
+    """People around the real ones: identity and SFace perturbed, rest taken from a real person, the photo's
+    expression = rest + a random vocabulary concept at a random intensity (or the rest itself)."""
+    rng = np.random.default_rng(seed)
+    voc = load_vocabulary()
+    concepts = np.stack([c.coefficients for c in voc.concepts.values()])
+    base = rng.integers(len(real), size=count)
+    identity = real.identity[base] + rng.normal(0, 0.5, (count, real.identity.shape[1]))
+    sface = real.sface[base] + rng.normal(0, 0.05, (count, real.sface.shape[1]))
+    sface /= np.linalg.norm(sface, axis=1, keepdims=True)
+    rest = np.clip(real.rest[rng.integers(len(real), size=count)] + rng.normal(0, 0.03, (count, 53)), 0, 1)
+    chosen = concepts[rng.integers(len(concepts), size=count)] * rng.uniform(0.2, 1.2, (count, 1))
+    chosen = np.where(rng.random((count, 1)) < 0.5, mirror(chosen), chosen)
+    photo = np.where(rng.random((count, 1)) < 0.25, rest, np.clip(np.maximum(rest, chosen), 0, 1))
+    photo = np.clip(photo + rng.normal(0, 0.03, photo.shape) * (photo > 0), 0, 1)
+    return People(sface.astype(np.float32), identity.astype(np.float32), photo.astype(np.float32),
+                  rest.astype(np.float32), tuple(f"synthetic_{i}" for i in range(count)))  # fmt: skip
+
+
+def corpus_words(texts: list[str]) -> Words:
+    """The word pieces of every text, with MiniLM's word-vector table."""
+    from sie3d.semantics.encoder import TextEncoder
+
+    encoder = TextEncoder()
+    ids, mask = encoder.word_ids(texts, MAX_WORDS)
+    return Words(ids, mask, encoder.word_vectors(torch.arange(encoder.vocabulary_size)))
+
+
+def batch_targets(corpus: Corpus, rows: np.ndarray, people: People, who: np.ndarray):
+    """Targets for examples `rows` applied to people `who`: coefficients, emotions, confidence, recipe."""
+    photo, rest = people.photo[who], people.rest[who]
+    keep_photo, keep_rest, add = corpus.keep_photo[rows], corpus.keep_rest[rows], corpus.add[rows]
+    target = apply_recipe(keep_photo, keep_rest, add, photo, rest)
+    emotion = corpus.emotion[rows].copy()
+    derived = np.isnan(emotion[:, 0])
+    if derived.any():
+        emotion[derived] = emotion_reading(target[derived] - rest[derived])
+    return target, emotion, corpus.confidence[rows], (keep_photo, keep_rest, add)
+
+
+def train(corpus: Corpus, embeddings: np.ndarray, people: People, model_config: ConditioningConfig,
+          config: TrainConfig, words: Words, progress: bool = True) -> ConditioningNet:
+    """`words`: the corpus texts' word pieces (row i = example i)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = ConditioningNet(model_config)
+    train_rows = np.flatnonzero(corpus.split == "train")
+    steps = config.epochs * math.ceil(len(train_rows) / config.batch_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    bar = tqdm(total=steps, desc=f"training ({model_config.fusion})", unit="step", disable=not progress)
+    model.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(train_rows)
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            who = rng.integers(len(people), size=len(rows))
+            target, emotion, confidence, recipe = batch_targets(corpus, rows, people, who)
+            out = model(torch.from_numpy(embeddings[rows]), torch.from_numpy(people.features(who)),
+                        words.select(torch.from_numpy(rows)))
+            terms = model.loss(out, torch.from_numpy(target), torch.from_numpy(emotion),
+                               torch.from_numpy(confidence), tuple(torch.from_numpy(x) for x in recipe))
+            optimiser.zero_grad()
+            terms["total"].backward()
+            optimiser.step()
+            schedule.step()
+            bar.update()
+            bar.set_postfix_str(f"loss {terms['total'].item():.4f}", refresh=False)
+    bar.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: ConditioningNet, embeddings: np.ndarray, features: np.ndarray, words: Words):
+    out = model(torch.from_numpy(embeddings), torch.from_numpy(features), words)
+    return out.coefficients.numpy(), out.emotions.numpy(), out.confidence.numpy()
+
+
+def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, people: People, words: Words,
+             seed: int = 1) -> dict:
+    """Held-out metrics per category (test split), each example applied to a seeded real person."""
+    rng = np.random.default_rng(seed)
+    test = np.flatnonzero(corpus.split == "test")
+    who = rng.integers(len(people), size=len(test))
+    target, emotion, _, _ = batch_targets(corpus, test, people, who)
+    pred, dist, conf = predict(model, embeddings[test], people.features(who), words.select(torch.from_numpy(test)))
+    rest = people.rest[who]
+    top1 = np.array(EMOTIONS)[dist.argmax(1)]
+    result = {}
+    for category in corpus_module.CATEGORIES:
+        m = corpus.category[test] == category
+        if not m.any():
+            continue
+        row = {"n": int(m.sum()), "coefficient_mae": round(float(np.abs(pred[m] - target[m]).mean()), 4)}
+        expected = corpus.expected[test]
+        named = m & (expected != "")
+        if named.any():
+            row["top1"] = round(float((top1[named] == expected[named]).mean()), 4)
+            row["n_top1"] = int(named.sum())
+        if category == "laterality":
+            key = corpus.key[test][m]
+            asked = (pred[m] * key).sum(1) - (mirror(pred[m]) * key).sum(1)
+            wanted = (target[m] * key).sum(1) - (mirror(target[m]) * key).sum(1)
+            row["correct"] = round(float(((asked > 0.5 * wanted) & (wanted > 0)).mean()), 4)
+        if category == "negation":
+            off = corpus.negated[test][m]
+            active = ((pred[m] - rest[m]) * off).max(1)
+            ok = (top1[m] == expected[m]) & (active < 0.25)
+            row["correct"] = round(float(ok.mean()), 4)
+            row["negated_shapes_off"] = round(float((active < 0.25).mean()), 4)
+        if category == "part":
+            key = corpus.key[test][m]
+            err = np.abs(pred[m] - target[m])
+            on_key = (err * key).sum(1) / np.maximum(key.sum(1), 1)
+            touched = (corpus.keep_rest[test][m] < 0.5) | key  # shapes the request sets or relaxes
+            off_key = (err * ~touched).sum(1) / np.maximum((~touched).sum(1), 1)
+            row["correct"] = round(float(((on_key < 0.15) & (off_key < 0.05)).mean()), 4)
+        if category == "nonsense":
+            row["confidence_mean"] = round(float(conf[m].mean()), 4)
+            row["low_confidence"] = round(float((conf[m] < 0.5).mean()), 4)
+        else:
+            row["confidence_mean"] = round(float(conf[m].mean()), 4)
+        row["emotion_kl"] = round(float((emotion[m] * (np.log(emotion[m] + 1e-6) - np.log(dist[m] + 1e-6)))
+                                        .sum(1).mean()), 4)  # fmt: skip
+        result[category] = row
+    paraphrase = (corpus.category[test] == "paraphrase") & np.isin(corpus.expected[test], EMOTIONS)
+    basic = paraphrase & _basic_concept_rows(corpus, test)
+    if basic.any():
+        result["paraphrase"]["top1_basic"] = round(float((top1[basic] == corpus.expected[test][basic]).mean()), 4)
+        result["paraphrase"]["n_basic"] = int(basic.sum())
+    return result
+
+
+def _basic_concept_rows(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
+    """Rows whose recipe is one of the seven basic prototypes (at some intensity)."""
+    voc = load_vocabulary()
+    basic = np.stack([voc.concepts[n].coefficients for n in corpus_module.BASIC])  # (7, 53)
+    add = corpus.add[rows]
+    norm = np.linalg.norm(add, axis=1, keepdims=True)
+    unit = add / np.maximum(norm, 1e-6)
+    cos = unit @ (basic / np.maximum(np.linalg.norm(basic, axis=1, keepdims=True), 1e-6)).T
+    return (cos.max(1) > 0.999) | (norm[:, 0] < 1e-6)
+
+
+def read_handwritten(path: Path = HANDWRITTEN) -> list[tuple[str, str]]:
+    """Hand-written prompts (never generated): (text, expected emotion)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            text, expected = line.split("\t")
+            rows.append((text.strip(), expected.strip()))
+    return rows
+
+
+def evaluate_handwritten(model: ConditioningNet, people: People) -> dict:
+    rows = read_handwritten()
+    texts = [t for t, _ in rows]
+    words = corpus_words(texts)
+    neutral_people = np.array([i for i, n in enumerate(people.names) if n.endswith("neutral")] or [0])
+    who = neutral_people[np.arange(len(rows)) % len(neutral_people)]
+    digest = "handwritten-" + hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    _, dist, conf = predict(model, embed(texts, digest, False), people.features(who), words)
+    top1 = np.array(EMOTIONS)[dist.argmax(1)]
+    expected = np.array([e for _, e in rows])
+    wrong = [(t, e, p) for (t, e), p in zip(rows, top1, strict=True) if p != e]
+    return {"n": len(rows), "top1": round(float((top1 == expected).mean()), 4), "wrong": wrong[:40]}
+
+
+def average_person(people: People) -> np.ndarray:
+    """(334,) features of an average person (mean SFace direction, mean identity) with zero photo and rest
+    expressions: how `sie3d explain` reads a text without a photo."""
+    sface = people.sface.mean(0)
+    zero = np.zeros(people.photo.shape[1], np.float32)
+    return identity_features(sface / np.linalg.norm(sface), people.identity.mean(0), zero, zero)
+
+
+def save(model: ConditioningNet, corpus: Corpus, config: TrainConfig, report: dict, people: People,
+         path: Path = WEIGHTS) -> None:
+    """Weights in float16 (half the size; predictions change by < 1e-3) with everything needed to use them."""
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"format_version": FORMAT_VERSION, "model_config": model.config_json(), "state": state,
+                "average_person": average_person(people).tolist(),
+                "corpus_config": dataclasses.asdict(corpus.config), "corpus_digest": corpus.digest,
+                "train_config": dataclasses.asdict(config), "names": list(ICT_NAMES), "emotions": list(EMOTIONS)},
+               path)  # fmt: skip
+    path.with_name(REPORT.name if path == WEIGHTS else path.stem + "_report.json").write_text(
+        json.dumps(report, indent=1))
+
+
+def run(config: TrainConfig, corpus_config: CorpusConfig, model_config: ConditioningConfig, faces: Path,
+        progress: bool = True) -> tuple[ConditioningNet, dict, Corpus, People]:
+    torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    corpus = corpus_module.generate(corpus_config)
+    full = corpus if corpus_config.augment else corpus_module.generate(dataclasses.replace(corpus_config, augment=True))
+    # The held-out test set is always the augmented corpus's: the no-augmentation ablation is judged alike.
+    embeddings = embed(full.texts, full.digest, progress)
+    if not corpus_config.augment:
+        train_part = corpus.select(corpus.split == "train")
+        train_emb = embed(train_part.texts, train_part.digest, progress)
+        test_part = full.select(full.split == "test")
+        corpus = _join(train_part, test_part)
+        embeddings = np.concatenate([train_emb, embeddings[full.split == "test"]])
+    real = real_people(faces, progress)
+    people = real.concat(synthetic_people(real, config.synthetic_people, config.seed))
+    words = corpus_words(corpus.texts)
+    seconds_data = time.perf_counter() - start
+    start = time.perf_counter()
+    model = train(corpus, embeddings, people, model_config, config, words, progress)
+    seconds_train = time.perf_counter() - start
+    report = {"metrics": evaluate(model, corpus, embeddings, real, words), "train_seconds": round(seconds_train, 1),
+              "data_seconds": round(seconds_data, 1), "corpus": {"train": int((corpus.split == "train").sum()),
+              "test": int((corpus.split == "test").sum()), "digest": full.digest},
+              "people": {"real": len(real), "synthetic": config.synthetic_people},
+              "model": model.config_json(), "train": dataclasses.asdict(config),
+              "torch": torch.__version__, "threads": torch.get_num_threads()}  # fmt: skip
+    if HANDWRITTEN.is_file():
+        report["handwritten"] = evaluate_handwritten(model, real)
+    return model, report, corpus, real
+
+
+def _join(a: Corpus, b: Corpus) -> Corpus:
+    fields = ("category", "split", "keep_photo", "keep_rest", "add", "emotion", "confidence", "key", "negated",
+              "expected", "side")
+    return Corpus(a.texts + b.texts, *(np.concatenate([getattr(a, f), getattr(b, f)]) for f in fields), a.config)
+
+
+def summary_table(reports: dict[str, dict]) -> str:
+    """Markdown: one row per variant, the headline held-out figures."""
+    head = ("| variant | plain top-1 | paraphrase top-1 (basic / all) | identity top-1 | laterality | negation | "
+            "part | relative MAE | nonsense low-conf | hand-written top-1 |")
+    lines = [head, "|" + "---|" * 10]
+    for name, r in reports.items():
+        m = r["metrics"]
+        hand = r.get("handwritten", {}).get("top1")
+        lines.append(
+            f"| {name} | {m['plain']['top1']:.3f} | {m['paraphrase'].get('top1_basic', float('nan')):.3f} / "
+            f"{m['paraphrase']['top1']:.3f} | {m['identity']['top1']:.3f} | {m['laterality']['correct']:.3f} | "
+            f"{m['negation']['correct']:.3f} | {m['part']['correct']:.3f} | {m['relative']['coefficient_mae']:.3f} | "
+            f"{m['nonsense']['low_confidence']:.3f} | {'' if hand is None else f'{hand:.3f}'} |")
+    return "\n".join(lines)
+
+
+ABLATIONS = {  # name -> (model config, corpus augmentation)
+    "FiLM, text + identity (shipped)": (ConditioningConfig("film"), True),
+    "MLP, text + identity": (ConditioningConfig("mlp"), True),
+    "text only": (ConditioningConfig("text"), True),
+    "FiLM, sentence embedding only (no word branch)": (ConditioningConfig("film", words=False), True),
+    "FiLM, no corpus augmentation": (ConditioningConfig("film"), False),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sie3d.eval.harness import default_faces_dir
+
+    parser = argparse.ArgumentParser(prog="python -m sie3d.semantics.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--faces", help="folder of photos for the people bank (default: the shared faces)")
+    parser.add_argument("--ablations", action="store_true", help="also train and report the ablation variants")
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
+    parser.add_argument("--output", help="weights file (default: the shipped src/sie3d/semantics/conditioning.pt)")
+    parser.add_argument("--no-save", action="store_true", help="train and report only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    faces = Path(args.faces) if args.faces else default_faces_dir()
+    if faces is None:
+        parser.error("no shared faces folder found: pass --faces DIR (or set SIE3D_FACES)")
+    config = TrainConfig(seed=args.seed, epochs=args.epochs, threads=args.threads)
+    corpus_config = CorpusConfig(seed=args.seed)
+    reports = {}
+    variants = ABLATIONS if args.ablations else dict(list(ABLATIONS.items())[:1])
+    for name, (model_config, augment) in variants.items():
+        model, report, corpus, real = run(config, dataclasses.replace(corpus_config, augment=augment), model_config,
+                                          faces)
+        reports[name] = report
+        if name.endswith("(shipped)") and not args.no_save:
+            save(model, corpus, config, report, real, Path(args.output) if args.output else WEIGHTS)
+        print(json.dumps({name: report["metrics"]}, indent=1))
+    print(summary_table(reports))
+    if args.ablations:
+        (cache_folder() / "ablations.json").write_text(json.dumps(reports, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The expression vocabulary, the corpus generator and the conditioning network (real trained weights)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from sie3d.expressions import EMOTIONS
+from sie3d.head.names import ICT_NAMES
+from sie3d.semantics import corpus as corpus_module
+from sie3d.semantics.conditioning import IDENTITY_DIM, ConditioningConfig, ConditioningNet, Words, identity_features
+from sie3d.semantics.corpus import CorpusConfig, Generator, apply_recipe, emotion_reading
+from sie3d.semantics.vocabulary import load, mirror
+
+SMALL = CorpusConfig(train_sizes=dict.fromkeys(corpus_module.CATEGORIES, 150), test_size=60)
+
+
+def test_vocabulary_names_every_ict_shape_with_action_units_and_words():
+    voc = load()
+    assert set(voc.shapes) == set(ICT_NAMES)
+    for shape in voc.shapes.values():
+        assert re.search(r"AU\d+", shape.au), shape
+        assert len(shape.words.split()) >= 3, shape
+        assert shape.region in ("brows", "eyes", "gaze", "cheeks", "nose", "mouth", "jaw")
+
+
+def test_vocabulary_has_the_required_concepts():
+    voc = load()
+    required = [
+        "anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise", "contempt",
+        "happily_surprised", "sadly_angry", "fearfully_surprised", "happily_disgusted", "sadly_fearful",
+        "sadly_surprised", "sadly_disgusted", "fearfully_angry", "fearfully_disgusted", "angrily_surprised",
+        "angrily_disgusted", "disgustedly_surprised", "appalled", "hatred", "awed",
+        "smirk", "wink", "pout", "kiss", "grimace", "yawn", "scream", "skeptical", "confused", "sleepy",
+        "laughing", "crying", "sneer", "puffed_cheeks", "eyes_closed", "looking_left", "looking_right",
+        "looking_up", "looking_down",
+    ]  # fmt: skip
+    assert not set(required) - set(voc.concepts)
+    for concept in voc.concepts.values():
+        assert concept.coefficients.shape == (53,) and concept.coefficients.min() >= 0
+        assert concept.coefficients.max() <= 1
+        assert abs(concept.emotion.sum() - 1) < 1e-5
+        assert concept.adj or concept.verb or concept.noun
+    # The basic emotions read as themselves; the one-sided concepts really are one-sided.
+    for name in ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise"):
+        assert voc.concepts[name].top_emotion == name
+    for concept in voc.concepts.values():
+        if concept.side:
+            c = concept.coefficients
+            assert np.abs(c - mirror(c)).max() > 0.2, concept.name
+
+
+def test_generator_is_deterministic_in_its_seed():
+    a, b = corpus_module.generate(SMALL), corpus_module.generate(SMALL)
+    assert a.texts == b.texts and a.digest == b.digest
+    for field in ("keep_photo", "keep_rest", "add", "confidence", "key", "negated"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    c = corpus_module.generate(CorpusConfig(seed=1, train_sizes=SMALL.train_sizes, test_size=SMALL.test_size))
+    assert c.texts != a.texts
+
+
+def test_held_out_sentences_words_and_templates_are_unseen_in_training():
+    generator = Generator(SMALL)
+    corpus = generator.build()
+    train = [t for t, s in zip(corpus.texts, corpus.split, strict=True) if s == "train"]
+    test = [t for t, s in zip(corpus.texts, corpus.split, strict=True) if s == "test"]
+    assert set(corpus.category[corpus.split == "test"]) == set(corpus_module.CATEGORIES)
+    assert not set(test) & set(train) - {t for t, c in zip(corpus.texts, corpus.category, strict=True)
+                                          if c == "plain"}  # fmt: skip
+    joined = "\n".join(train)
+    # Held-out multi-word phrases of the basic emotions never occur in a training sentence.
+    for name in ("happy", "sadness", "anger", "surprise", "disgust", "fear"):
+        for form in ("verb", "noun"):
+            _, held = generator.partition(f"{name}:{form}", getattr(generator.voc.concepts[name], form))
+            for phrase in held:
+                if len(phrase.split()) >= 3:
+                    assert phrase not in joined, phrase
+    assert "purple banana" not in joined
+
+
+def test_recipes_leave_other_parts_at_rest_and_relative_requests_use_the_photo():
+    generator = Generator(SMALL)
+    voc = generator.voc
+    rest = np.full(53, 0.05, np.float32)
+    smiling = rest.copy()
+    smiling[[ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]] = 0.8
+    open_mouth = generator.recipe.with_part(generator.recipe.absolute(np.zeros(53, np.float32)),
+                                            voc.parts["open_mouth"].values, voc.parts["open_mouth"].mask)
+    target = apply_recipe(*open_mouth, smiling, rest)
+    assert target[ICT_NAMES.index("jawOpen")] == pytest.approx(0.6)
+    others = ~voc.parts["open_mouth"].mask
+    np.testing.assert_allclose(target[others & (generator.recipe._opposed(voc.parts["open_mouth"].mask) == 0)],
+                               rest[others & (generator.recipe._opposed(voc.parts["open_mouth"].mask) == 0)])
+    more = apply_recipe(*generator.recipe.relative(voc.concepts["happy"].coefficients, 0.5), smiling, rest)
+    assert more[ICT_NAMES.index("mouthSmile_L")] > 0.8
+    neutral = apply_recipe(*generator.recipe.absolute(voc.concepts["neutral"].coefficients), smiling, rest)
+    np.testing.assert_allclose(neutral, rest)
+    reading = emotion_reading(voc.concepts["happy"].coefficients[None])[0]
+    assert EMOTIONS[int(reading.argmax())] == "happy"
+
+
+def test_network_output_ranges_and_gradients():
+    torch.manual_seed(0)
+    words = Words(torch.randint(0, 100, (5, 12)), torch.arange(12)[None].repeat(5, 1) < torch.tensor([[3], [5], [12],
+                                                                                                     [1], [7]]),
+                  torch.randn(100, 384))  # fmt: skip
+    for fusion, word_branch in (("film", True), ("mlp", True), ("text", True), ("film", False)):
+        net = ConditioningNet(ConditioningConfig(fusion, words=word_branch))
+        text = torch.nn.functional.normalize(torch.randn(5, 384), dim=-1)
+        person = torch.from_numpy(identity_features(np.random.rand(5, 128), np.random.randn(5, 100),
+                                                    np.random.rand(5, 53), np.random.rand(5, 53)))  # fmt: skip
+        out = net(text, person.float(), words)
+        assert out.coefficients.shape == (5, 53) and out.emotion_logits.shape == (5, 7)
+        assert out.coefficients.min() >= 0 and out.coefficients.max() <= 1
+        assert torch.allclose(out.emotions.sum(-1), torch.ones(5))
+        assert ((out.confidence >= 0) & (out.confidence <= 1)).all()
+        loss = net.loss(out, torch.rand(5, 53), torch.softmax(torch.randn(5, 7), -1), torch.ones(5))["total"]
+        loss.backward()
+        assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="expected"):
+        ConditioningNet()(torch.zeros(2, 384), torch.zeros(2, IDENTITY_DIM - 1), words.select(slice(0, 2)))
+    with pytest.raises(ValueError, match="word pieces"):
+        ConditioningNet()(torch.zeros(2, 384), torch.zeros(2, IDENTITY_DIM))
