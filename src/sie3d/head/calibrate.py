@@ -1,0 +1,186 @@
+"""Learn the landmark calibration (`calibration.py`) from neutral photos.
+
+    python -m sie3d.head.calibrate [--faces DIR] [--out FILE] [--check]
+
+Photos: the London Set's neutral photos of the shared faces folder (``manifest.csv``: filename
+``london_*``, expression ``neutral``; $SIE3D_FACES or ``../shared/faces`` beside the checkout).
+
+Alternating least squares, deterministic (no randomness; fixed photo order; one torch thread):
+
+1. fit every photo with its expression held at MediaPipe's own blendshape scores for it -- what a neutral
+   face shows -- solving only camera pose and identity;
+2. for each landmark, the offset step that best explains its residuals over all photos: a 3x3 ridge
+   solve of the linearised reprojection (and relative-depth) residuals, mapped into the head frame by
+   each photo's rotation;
+3. remove the part of the offsets that a change of pose or scale would explain (a similarity transform
+   of the landmark set) and the part the identity space explains (identity must explain shape, not the
+   calibration), and repeat.
+
+Face-oval landmarks keep a zero offset: they are silhouette points that slide over the head as it turns,
+so an offset learned on frontal photos would be wrong on turned ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sie3d.head.calibration import CALIBRATION_PATH, LandmarkCalibration
+
+COMMAND = "python -m sie3d.head.calibrate"
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    rounds: int = 3  # alternations of (fit every photo, update the offsets); converged after 2
+    ridge: float = 2e-4  # per-landmark prior on the offset, in (eye distances)² per cm² summed over photos
+    identity_orthogonal: bool = True  # keep the offsets out of the identity space (see module doc)
+
+
+def default_faces_dir() -> Path:
+    env = os.environ.get("SIE3D_FACES")
+    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "faces"
+
+
+def calibration_photos(faces: Path) -> list[Path]:
+    """The London Set's neutral photos listed in `faces/manifest.csv`, sorted by file name."""
+    with open(faces / "manifest.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    names = sorted(r["filename"] for r in rows if r["filename"].startswith("london_") and r["expression"] == "neutral")
+    return [faces / name for name in names]
+
+
+def _similarity_and_identity_free(offsets: np.ndarray, points: np.ndarray, identity_basis: np.ndarray | None,
+                                  movable: np.ndarray) -> np.ndarray:
+    """Offsets (N, 3) minus their least-squares explanation by an infinitesimal similarity of `points`
+    (translation, rotation, scale: 7 directions) and, if given, by `identity_basis` (K, N*3)."""
+    centred = points - points.mean(0)
+    directions = [np.tile(axis, (len(points), 1)) for axis in np.eye(3)]
+    directions += [np.cross(axis, centred) for axis in np.eye(3)]
+    directions.append(centred)
+    basis = np.stack([d.reshape(-1) for d in directions])
+    if identity_basis is not None:
+        basis = np.concatenate([basis, identity_basis])
+    mask = np.repeat(movable, 3)
+    basis = basis[:, mask]
+    flat = offsets.reshape(-1)[mask]
+    coefficients, *_ = np.linalg.lstsq(basis.T, flat, rcond=None)
+    result = np.zeros_like(offsets.reshape(-1))
+    result[mask] = flat - basis.T @ coefficients
+    return result.reshape(-1, 3)
+
+
+def learn(observations: list, settings: CalibrationSettings | None = None, head=None,
+          log=print) -> tuple[np.ndarray, dict]:
+    """(468, 3) offsets (cm, ICT head frame) from neutral `observations`, and per-round figures."""
+    import torch
+
+    from sie3d.face.observation import FaceObservation  # noqa: F401 -- the type of `observations`
+    from sie3d.head.fit import FACE_OVAL, FitSettings, HeadFitter, project
+    from sie3d.head.model import HeadModel
+    from sie3d.head.names import ict_from_mediapipe
+
+    settings = settings or CalibrationSettings()
+    head = head or HeadModel()
+    fit_settings = FitSettings()
+    base = HeadFitter(head, fit_settings, LandmarkCalibration.zero())
+    n = base.points.neutral.shape[0]
+    movable = np.ones(n, bool)
+    movable[list(FACE_OVAL)] = False
+    surface = base.surface_points
+    identity_basis = surface.identity_basis.double().numpy() if settings.identity_orthogonal else None
+    offsets = np.zeros((n, 3))
+    history = []
+    for round_ in range(settings.rounds + 1):
+        fitter = HeadFitter(head, fit_settings, LandmarkCalibration(offsets.astype(np.float32)))
+        normal = np.zeros((n, 3, 3))
+        rhs = np.zeros((n, 3))
+        errors = []
+        for obs in observations:
+            scores = np.clip(ict_from_mediapipe(obs.blendshapes), 0.0, 1.0)
+            fit = fitter.fit(obs, fixed_expression=scores)
+            errors.append(fit.landmark_error_iod)
+            points = fitter.landmarks_3d(fit).astype(np.float64)
+            rotation = fit.rotation.astype(np.float64)
+            cam = points @ rotation.T + fit.translation
+            scale = obs.interocular_px
+            pixels = project(torch.from_numpy(cam), fit.focal_px, fit.principal_px).numpy()
+            residual_2d = (obs.landmarks_px[:n, :2] - pixels) / scale  # (N, 2) eye distances
+            x, y, z = cam.T
+            zeros = np.zeros_like(z)
+            d_pixel = fit.focal_px * np.stack([np.stack([1 / z, zeros, -x / z**2], -1),
+                                               np.stack([zeros, 1 / z, -y / z**2], -1)], 1)  # (N, 2, 3)
+            jac = d_pixel @ rotation / scale  # (N, 2, 3): d residual / d offset (head frame)
+            depth = cam[:, 2] * fit.focal_px / cam[:, 2].mean()
+            target_depth = obs.landmarks_px[:n, 2] - obs.landmarks_px[:n, 2].mean()
+            residual_depth = (target_depth - (depth - depth.mean())) / scale
+            jac_depth = fit.focal_px / cam[:, 2].mean() * rotation[2] / scale  # (3,)
+            w_depth = fit_settings.depth_weight
+            normal += np.einsum("nij,nik->njk", jac, jac) + w_depth * np.outer(jac_depth, jac_depth)[None]
+            rhs += np.einsum("nij,ni->nj", jac, residual_2d) + w_depth * residual_depth[:, None] * jac_depth
+        history.append({"round": round_, "fit_error_iod_mean": round(float(np.mean(errors)), 5),
+                        "offset_rms_cm": round(float(np.sqrt((offsets**2).sum(1).mean())), 4)})
+        log(f"calibration round {round_}: fit error {100 * np.mean(errors):.3f}% of the eye distance (expression "
+            f"held at MediaPipe's scores), offsets RMS {history[-1]['offset_rms_cm']:.3f} cm")
+        if round_ == settings.rounds:
+            break
+        # Ridge on the new total offset (o + step), summed over the photos like the data term.
+        ridge = settings.ridge * len(observations)
+        step = np.linalg.solve(normal + ridge * np.eye(3), (rhs - ridge * offsets)[..., None])[..., 0]
+        offsets = offsets + step
+        offsets[~movable] = 0.0
+        offsets = _similarity_and_identity_free(offsets, surface.neutral.double().numpy(), identity_basis, movable)
+    return offsets.astype(np.float32), {"rounds": history}
+
+
+def rest_ceiling(observations: list) -> np.ndarray:
+    """(53,) the highest score MediaPipe gives each ICT shape on the (neutral) `observations`."""
+    from sie3d.head.names import ict_from_mediapipe
+
+    return np.clip(np.max([ict_from_mediapipe(obs.blendshapes) for obs in observations], axis=0), 0.0, 1.0)
+
+
+def observe(paths: list[Path]) -> list:
+    from sie3d.face.landmarker import FaceObserver
+    from sie3d.photo import load_photo
+
+    with FaceObserver() as observer:
+        return [observer.observe(load_photo(path))[0] for path in paths]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=Path, default=default_faces_dir(), help="the shared faces folder")
+    parser.add_argument("--out", type=Path, default=CALIBRATION_PATH, help="where to write the calibration")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    paths = calibration_photos(args.faces)
+    if not paths:
+        print(f"no London neutral photos listed in {args.faces / 'manifest.csv'}", file=sys.stderr)
+        return 2
+    settings = CalibrationSettings()
+    observations = observe(paths)
+    offsets, figures = learn(observations, settings)
+    meta = {
+        "command": COMMAND,
+        "date": datetime.date.today().isoformat(),
+        "photos": [p.name for p in paths],
+        "settings": asdict(settings),
+        **figures,
+    }
+    LandmarkCalibration(offsets, rest_ceiling(observations), meta).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
