@@ -121,7 +121,7 @@ def test_fit_recovers_known_coefficients_from_synthetic_landmarks(fitter, head):
     translation = np.array([1.0, -2.0, 55.0], np.float32)
     obs = _synthetic_observation(fitter, identity, expression, rotation, translation)
     # The landmarks alone (a negligible pull towards the observation's all-zero blendshape scores) ...
-    geometric = HeadFitter(head, FitSettings(blendshape_prior=1e-7, gaze_prior=1e-7), fitter.calibration)
+    geometric = HeadFitter(head, FitSettings(blendshape_prior=1e-7), fitter.calibration)
     fit = geometric.fit(obs)
     assert fit.landmark_error_iod < 0.004, fit.landmark_error_iod
     for name, value in truth.items():

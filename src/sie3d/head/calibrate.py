@@ -31,8 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from sie3d.face.observation import FaceObservation
 from sie3d.head.calibration import CALIBRATION_PATH, LandmarkCalibration
+from sie3d.head.fit import FACE_OVAL, FitSettings, HeadFitter, expression_prior, project
+from sie3d.head.model import HeadModel
 
 COMMAND = "python -m sie3d.head.calibrate"
 
@@ -77,16 +81,9 @@ def _similarity_and_identity_free(offsets: np.ndarray, points: np.ndarray, ident
     return result.reshape(-1, 3)
 
 
-def learn(observations: list, settings: CalibrationSettings | None = None, head=None,
-          log=print) -> tuple[np.ndarray, dict]:
+def learn(observations: list[FaceObservation], settings: CalibrationSettings | None = None,
+          head: HeadModel | None = None, log=print) -> tuple[np.ndarray, dict]:
     """(468, 3) offsets (cm, ICT head frame) from neutral `observations`, and per-round figures."""
-    import torch
-
-    from sie3d.face.observation import FaceObservation  # noqa: F401 -- the type of `observations`
-    from sie3d.head.fit import FACE_OVAL, FitSettings, HeadFitter, project
-    from sie3d.head.model import HeadModel
-    from sie3d.head.names import ict_from_mediapipe
-
     settings = settings or CalibrationSettings()
     head = head or HeadModel()
     fit_settings = FitSettings()
@@ -104,8 +101,7 @@ def learn(observations: list, settings: CalibrationSettings | None = None, head=
         rhs = np.zeros((n, 3))
         errors = []
         for obs in observations:
-            scores = np.clip(ict_from_mediapipe(obs.blendshapes), 0.0, 1.0)
-            fit = fitter.fit(obs, fixed_expression=scores)
+            fit = fitter.fit(obs, fixed_expression=expression_prior(obs))
             errors.append(fit.landmark_error_iod)
             points = fitter.landmarks_3d(fit).astype(np.float64)
             rotation = fit.rotation.astype(np.float64)
@@ -121,7 +117,7 @@ def learn(observations: list, settings: CalibrationSettings | None = None, head=
             depth = cam[:, 2] * fit.focal_px / cam[:, 2].mean()
             target_depth = obs.landmarks_px[:n, 2] - obs.landmarks_px[:n, 2].mean()
             residual_depth = (target_depth - (depth - depth.mean())) / scale
-            jac_depth = fit.focal_px / cam[:, 2].mean() * rotation[2] / scale  # (3,)
+            jac_depth = fit.focal_px / cam[:, 2].mean() * rotation[2] / scale  # (3,), the centring neglected
             w_depth = fit_settings.depth_weight
             normal += np.einsum("nij,nik->njk", jac, jac) + w_depth * np.outer(jac_depth, jac_depth)[None]
             rhs += np.einsum("nij,ni->nj", jac, residual_2d) + w_depth * residual_depth[:, None] * jac_depth
@@ -140,14 +136,12 @@ def learn(observations: list, settings: CalibrationSettings | None = None, head=
     return offsets.astype(np.float32), {"rounds": history}
 
 
-def rest_ceiling(observations: list) -> np.ndarray:
-    """(53,) the highest score MediaPipe gives each ICT shape on the (neutral) `observations`."""
-    from sie3d.head.names import ict_from_mediapipe
-
-    return np.clip(np.max([ict_from_mediapipe(obs.blendshapes) for obs in observations], axis=0), 0.0, 1.0)
+def rest_ceiling(observations: list[FaceObservation]) -> np.ndarray:
+    """(53,) the most MediaPipe reads of each ICT shape (`expression_prior`) on the neutral `observations`."""
+    return np.max([expression_prior(obs) for obs in observations], axis=0).astype(np.float32)
 
 
-def observe(paths: list[Path]) -> list:
+def observe(paths: list[Path]) -> list[FaceObservation]:
     from sie3d.face.landmarker import FaceObserver
     from sie3d.photo import load_photo
 
@@ -156,8 +150,6 @@ def observe(paths: list[Path]) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=default_faces_dir(), help="the shared faces folder")
     parser.add_argument("--out", type=Path, default=CALIBRATION_PATH, help="where to write the calibration")

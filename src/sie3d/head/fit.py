@@ -92,11 +92,8 @@ class FitSettings:
     oval_weight: float = 0.3  # silhouette landmarks slide over the head: they count less
     depth_weight: float = 0.05  # MediaPipe's relative depth is a shape cue, noisier than x, y
     identity_prior: float = 2e-4  # identity RMS ~0.75 on the studio photos; weaker priors overfit 2D noise
-    blendshape_prior: float = 2e-2  # pull of each coefficient towards MediaPipe's score for the photo
-    # ... of the gaze shapes (eyeLook*): no landmark sees the eyeball (MediaPipe reads gaze off the iris,
-    # which the fit does not use), yet they move the lids, so a weak pull lets them stand in for lid shape.
-    gaze_prior: float = 2e-2
-    exclusive_penalty: float = 0.05  # on the product of the two members of each exclusive pair
+    blendshape_prior: float = 1e-2  # pull of each coefficient towards MediaPipe's score for the photo
+    exclusive_penalty: float = 5.0  # on the product of the two members of each exclusive pair
     calibrated: bool = True  # add the learned per-landmark offsets (calibration.py) to the model points
 
 
@@ -227,7 +224,13 @@ def exclusive_projection(expression: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return projected.astype(np.asarray(expression).dtype), frozen, changed
 
 
-_GAZE = np.array([n.startswith("eyeLook") for n in ICT_NAMES])
+def expression_prior(obs: FaceObservation) -> np.ndarray:
+    """(53,) what MediaPipe reads of the expression in `obs`, in ICT shapes: its blendshape scores mapped
+    to ICT names, with the exclusive pairs projected (MediaPipe co-activates antagonists a little, e.g.
+    gaze up and down at 0.1 each: the net effect is what counts)."""
+    return exclusive_projection(np.clip(ict_from_mediapipe(obs.blendshapes), 0.0, 1.0))[0]
+
+
 _PAIR_INDEX = np.array([[ICT_NAMES.index(a), ICT_NAMES.index(b)] for a, b in EXCLUSIVE_PAIRS])
 
 
@@ -292,7 +295,7 @@ class HeadFitter:
         w_2d = (self.weights.to(dtype).sqrt() / scale)[:, None]
         w_depth = (self.weights.to(dtype) * settings.depth_weight).sqrt() / scale
 
-        scores = np.clip(ict_from_mediapipe(obs.blendshapes), 0.0, 1.0)
+        scores = expression_prior(obs)
         prior_target = torch.from_numpy(scores if fixed_expression is None else fixed_expression).to(dtype)
         rotation0_np, translation0 = self.initial_pose(obs, focal, principal, self.points.neutral)
         rotation0 = torch.from_numpy(rotation0_np).to(dtype)
@@ -303,8 +306,7 @@ class HeadFitter:
                             torch.zeros(N_IDENTITY, dtype=dtype), prior_target.clone()])
         pair_a, pair_b = torch.from_numpy(_PAIR_INDEX[:, 0]), torch.from_numpy(_PAIR_INDEX[:, 1])
         sqrt_exclusive = math.sqrt(settings.exclusive_penalty)
-        sqrt_blendshape_prior = torch.from_numpy(
-            np.where(_GAZE, settings.gaze_prior, settings.blendshape_prior)).to(dtype).sqrt()
+        sqrt_blendshape_prior = torch.full((N_EXPRESSION,), math.sqrt(settings.blendshape_prior), dtype=dtype)
 
         def camera_points(x: Tensor) -> Tensor:
             omega, translation, identity, expression = torch.split(x, sections)
