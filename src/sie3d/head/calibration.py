@@ -1,17 +1,22 @@
 """The landmark calibration: where MediaPipe puts each of its 468 landmarks relative to the ICT surface.
 
 The correspondence (`correspondence.py`) puts every landmark on a point of the ICT surface by geometry
-alone -- registering MediaPipe's canonical mesh to ICT's neutral head. MediaPipe places some landmarks
-elsewhere on real faces: its upper-lid points sit above ICT's lid margin, for example, and a fit then
-opens the lids (``eyeWide``) to meet them. The calibration is a small offset per landmark, in the ICT
-head frame (centimetres, +x the subject's left, +y up, +z out of the face), learned on neutral photos by
-``python -m sie3d.head.calibrate`` and committed as `landmark_calibration.json` next to this module.
+alone -- registering MediaPipe's canonical mesh to ICT's neutral head. On real faces MediaPipe draws some
+contours elsewhere: fitted at MediaPipe's own expression reading, its upper-lid landmarks sit ~2 mm below
+those surface points (which lie on the front of the lid) and its lower-lid ones ~0.6 mm above; unexplained,
+the fit bent the eyes with expression shapes to meet them. The calibration is a small offset per
+landmark, in the ICT head frame (centimetres, +x the subject's left, +y up, +z out of the face), learned on
+neutral photos by ``python -m sie3d.head.calibrate`` and committed as `landmark_calibration.json` next to
+this module, with the command, date, photo list and settings.
 
-Why offsets in the head frame rather than new points on the surface: the bias is a property of the
-detector (where it draws a lid or a brow), not of the skin, so it should not stretch with the expression
-the way a surface point does; on the calibration photos' near-frontal views the offsets lie in the image
-plane, where a head-frame offset and a slide along the surface are the same to first order; and a fixed
-offset keeps the model points linear in the coefficients (the fit's Jacobian does not change).
+Why offsets in the head frame rather than new surface points: on the near-frontal calibration photos the
+offsets are learned in the image plane, where a head-frame offset and a slide along the surface agree to
+first order; a fixed offset keeps the model points linear in the coefficients (the fit's Jacobian does
+not change) and leaves the rendered mesh alone. Its limit: it does not follow the skin under a strong
+expression (with the eye closed, the upper-lid points stay ~2 mm below the lid).
+
+The file also carries `rest_ceiling`: how much of each shape MediaPipe reads on those neutral faces at
+most, which caps what a fit may keep as the person's rest (see fit.py).
 """
 
 from __future__ import annotations

@@ -2,27 +2,31 @@
 
 Regularised least squares over all 468 MediaPipe face landmarks (2D reprojection plus MediaPipe's
 relative depth), solved by Levenberg-Marquardt on the CPU: pose first, then everything. Three things keep
-the expression honest, i.e. make identity explain the person's shape and expression only what the photo
-shows:
+the expression honest -- identity explains the person's shape, expression only what the photo shows:
 
 - **a calibrated correspondence**: each landmark's model point is its surface point plus a small offset
-  in the ICT head frame (`calibration.py`), learned on neutral photos so that a neutral face fits
-  without expression. Without it the fit met MediaPipe's eye and brow landmarks with `eyeWide` near 1
-  on most neutral photos;
-- **MediaPipe's blendshape scores as a prior**: a data term pulls every coefficient towards the score
-  MediaPipe reads off the photo (mapped to ICT names), weak enough that clear geometric evidence -- a
-  wide-eyed stare MediaPipe under-scores -- still wins;
+  in the ICT head frame (`calibration.py`), learned on neutral photos so that a neutral face fits at
+  MediaPipe's own reading of it. Without it the fit met the eye landmarks with contradictory shapes
+  (eyeWide ~0.8 with eyeSquint ~0.3 on neutral photos, jawLeft with jawRight);
+- **MediaPipe's blendshape scores as a prior** (`expression_prior`): a data term pulls every coefficient
+  towards the score MediaPipe reads off the photo (mapped to ICT names). It decides what landmarks alone
+  cannot: whether an eye opens wider because of the person's shape (identity) or a stare (eyeWide).
+  Clear geometric evidence still wins over it -- a wide-eyed stare MediaPipe scores at 0.07-0.2 fits at
+  ~0.3 -- and it is also what the calibration holds the expression at;
 - **exclusive pairs** (`EXCLUSIVE_PAIRS`): shapes that cannot act together (a jaw pushed both left and
   right, an upper lid both raised and lowered). A penalty on their product during the solve, then a
   projection keeping the larger minus the smaller (they are antagonists, so that is their net effect)
-  and a short refit of everything else with the zeroed one frozen, so after a fit at most one of each
-  pair is non-zero -- exactly.
+  and a short refit of everything else with every zero member frozen: after a fit at most one of each
+  pair is non-zero, exactly. The penalty does most of the work, the projection guarantees it.
 
-`HeadFit.rest_expression` is the part of the fitted expression kept in the person's neutral face: the
-eye and brow coefficients (`REST_SHAPES`) at what the photo shows beyond MediaPipe's own reading of it --
-``max(0, fitted - MediaPipe score)``. With the calibrated fit that is small (a person whose brows sit
-higher or whose eyes open wider than the population keeps that), while the expression MediaPipe itself
-sees in the photo (a squint, a raised brow, the gaze) counts as expression, not as the person.
+`HeadFit.rest_expression` (53,) is what stays in the person's neutral face: the fitted lid and brow
+coefficients (`REST_SHAPES`), each capped at the most MediaPipe reads of it on the neutral calibration
+photos (`LandmarkCalibration.rest_ceiling`); zero elsewhere. A rest is still needed because a neutral face
+is not ICT's zero: on the neutral London photos MediaPipe reads a lower-lid squint of ~0.26 and brows of
+~0.1 (some people's brows rest high: 0.87 on one), and the calibration keeps that reading, so dropping it
+would change the person's lids and brows. The cap keeps out what no neutral face shows: a surprised
+photo's stare (eyeWide is at most 0.04 on neutral faces) stays in that photo's expression, not in the
+person. Everything else is the emotional part (`HeadFit.emotional_expression`).
 """
 
 from __future__ import annotations
@@ -166,7 +170,8 @@ def project(points_cam: Tensor, focal: float, principal: tuple[float, float]) ->
     return points_cam[..., :2] / z * focal + points_cam.new_tensor(principal)
 
 
-def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, iterations: int) -> Tensor:
+def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, iterations: int,
+                         tolerance: float = 1e-6) -> Tensor:
     """Minimise ||residuals(x)||² over the `free` entries of x; expression entries stay in [0, 1].
 
     Bounds by an active set: an entry at a bound whose gradient points outwards sits out the iteration
@@ -178,11 +183,10 @@ def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, 
     r = residuals(x)
     cost = float(r @ r)
     for _ in range(iterations):
-        j_all = jacobian(x)
-        gradient = j_all.T @ r
+        j = jacobian(x)
+        gradient = j.T @ r
         active = free & ~(((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0)))
-        j = j_all[:, active]
-        jtj, jtr = j.T @ j, gradient[active]
+        jtj, jtr = (j.T @ j)[active][:, active], gradient[active]
         damping = torch.diag(jtj).clamp_min(1e-9)
         while True:
             step = torch.linalg.solve(jtj + lam * torch.diag(damping), -jtr)
@@ -192,7 +196,7 @@ def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, 
             cost_new = float(r_new @ r_new)
             if cost_new < cost:
                 x, r, lam = retract(candidate), r_new, max(lam / 3.0, 1e-7)
-                converged = cost - cost_new < 1e-6 * cost
+                converged = cost - cost_new < tolerance * cost
                 cost = cost_new
                 break
             lam *= 4.0
