@@ -70,8 +70,10 @@ def _sides(left: str, right: str) -> tuple[tuple[str, str], ...]:
 # mouth sides, -0.67 brow lowerer vs outer raiser) -- except eyeWide/eyeSquint (cosine 0: upper vs lower
 # lid), where co-activation raises both lids at once, which on a still photo is a shifted eye, i.e. the
 # person's shape. MediaPipe's own scores never have both members above 0.1 on the 79 shared photos.
-# Not pairs: browDown with browInnerUp/Up (FACS AU1+4 in sadness, AU1+2+4 in fear act together, and the
-# inner raiser is not the outer one's antagonist), mouthSmile/mouthFrown (cosine -0.23).
+# browDown/browOuterUp is a judgement call: FACS fear (AU1+2+4) has both, but in ICT they move the outer
+# brow in opposite directions, so in a fit they only cancel (the fear prototype still uses both, and
+# `expressions.on_top_of_rest` allows it). Not pairs: browDown/browInnerUp (AU1+4 in sadness and fear;
+# cosine -0.34), mouthSmile/mouthFrown (cosine -0.23).
 EXCLUSIVE_PAIRS: tuple[tuple[str, str], ...] = (
     *_sides("eyeWide", "eyeSquint"),
     *_sides("eyeWide", "eyeBlink"),
@@ -95,7 +97,7 @@ class FitSettings:
     focal_factor: float = FOCAL_FACTOR
     oval_weight: float = 0.3  # silhouette landmarks slide over the head: they count less
     depth_weight: float = 0.05  # MediaPipe's relative depth is a shape cue, noisier than x, y
-    identity_prior: float = 2e-4  # identity RMS ~0.75 on the studio photos; weaker priors overfit 2D noise
+    identity_prior: float = 2e-4  # identity RMS ~0.9 on the studio photos; weaker priors overfit 2D noise
     blendshape_prior: float = 1e-2  # pull of each coefficient towards MediaPipe's score for the photo
     exclusive_penalty: float = 5.0  # on the product of the two members of each exclusive pair
     calibrated: bool = True  # add the learned per-landmark offsets (calibration.py) to the model points
