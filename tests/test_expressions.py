@@ -37,9 +37,18 @@ def test_intensity_scales_and_clips():
         coefficients({"mouthSmileLeft": 1.0})
 
 
-def test_rest_stays_under_an_expression():
-    rest = coefficients({"eyeWide_L": 0.3, "browInnerUp_L": 0.2})
+def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
+    rest = coefficients({"eyeWide_L": 0.3, "browInnerUp_L": 0.2, "browOuterUp_L": 0.4, "eyeSquint_R": 0.2})
     combined = on_top_of_rest(rest, prototype("anger"))
-    assert combined[ICT_NAMES.index("eyeWide_L")] == pytest.approx(0.3)  # anger's own 0.25 is weaker
+    # anger drives browDown and eyeSquint: the rest's browOuterUp and eyeWide (their antagonists) let go.
+    assert combined[ICT_NAMES.index("browOuterUp_L")] == 0
+    assert combined[ICT_NAMES.index("eyeWide_L")] == pytest.approx(0.25)  # anger's own, not 0.3 + 0.25
     assert combined[ICT_NAMES.index("browDown_L")] == pytest.approx(0.9)
-    assert combined[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.2)
+    assert combined[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.2)  # not an antagonist: kept
+    assert combined[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.45)  # anger drives eyeWide too
+    happy = on_top_of_rest(rest, prototype("happy"))
+    assert happy[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.4)  # added: 0.2 + 0.2
+    surprise = on_top_of_rest(rest, prototype("surprise"))
+    assert surprise[ICT_NAMES.index("eyeSquint_R")] == 0  # a resting squint does not fight the wide eyes
+    assert surprise[ICT_NAMES.index("browInnerUp_L")] == 1.0  # 0.2 + 0.9, clipped
+    assert np.array_equal(on_top_of_rest(rest, prototype("neutral")), rest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from sie3d.assets import ict
 from sie3d.face.observation import BLENDSHAPE_NAMES, FaceObservation
 from sie3d.head import correspondence
-from sie3d.head.fit import HeadFitter, project
+from sie3d.head.fit import FitSettings, HeadFitter, project
 from sie3d.head.model import HeadModel
 from sie3d.head.names import ICT_NAMES, MEDIAPIPE_TO_ICT, ict_from_mediapipe, mediapipe_from_ict
 
@@ -118,10 +120,16 @@ def test_fit_recovers_known_coefficients_from_synthetic_landmarks(fitter, head):
     rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]], np.float32)
     translation = np.array([1.0, -2.0, 55.0], np.float32)
     obs = _synthetic_observation(fitter, identity, expression, rotation, translation)
-    fit = fitter.fit(obs)
+    # The landmarks alone (a negligible pull towards the observation's all-zero blendshape scores) ...
+    geometric = HeadFitter(head, FitSettings(blendshape_prior=1e-7), fitter.calibration)
+    fit = geometric.fit(obs)
     assert fit.landmark_error_iod < 0.004, fit.landmark_error_iod
     for name, value in truth.items():
         assert fit.expression[ICT_NAMES.index(name)] == pytest.approx(value, abs=0.15), name
+    # ... and with the default prior, when MediaPipe's scores read the truth, the fit stays there.
+    consistent = fitter.fit(dataclasses.replace(obs, blendshapes=mediapipe_from_ict(expression)))
+    assert np.abs(consistent.expression - expression).max() < 0.1
+    assert consistent.landmark_error_iod < 0.004
     assert np.allclose(fit.rotation, rotation, atol=0.03)
     # The recovered face surface matches the true one to a few millimetres.
     with torch.no_grad():

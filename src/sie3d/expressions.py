@@ -65,6 +65,18 @@ def prototype(emotion: str, intensity: float = 1.0) -> np.ndarray:
 
 
 def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
-    """Combine the person's rest coefficients with an emotional expression: per shape the stronger one,
-    so the expression acts fully and the person's resting eye and brow shape stays where it does not."""
-    return np.clip(np.maximum(rest, expression), 0.0, 1.0)
+    """Pose an emotional expression (53,) on the person's rest coefficients (53,): added and clipped to
+    [0, 1] -- the expression acts as a change from the person's neutral face -- except that where the
+    expression drives one member of an exclusive pair (`head.fit.EXCLUSIVE_PAIRS`), the rest's other
+    member is released (a surprise's eyeWide is not fought by a resting squint)."""
+    from sie3d.head.fit import EXCLUSIVE_PAIRS
+
+    rest = np.array(rest, np.float32)
+    expression = np.asarray(expression, np.float32)
+    for first, second in EXCLUSIVE_PAIRS:
+        a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
+        if expression[a] > 0:
+            rest[b] = 0.0
+        if expression[b] > 0:
+            rest[a] = 0.0
+    return np.clip(rest + expression, 0.0, 1.0)

@@ -1,12 +1,32 @@
 """Fit ICT-FaceKit to a `FaceObservation`: camera, head pose, identity and the photo's expression.
 
 Regularised least squares over all 468 MediaPipe face landmarks (2D reprojection plus MediaPipe's
-relative depth), solved by Levenberg-Marquardt on the CPU in two stages: pose first, then everything. The
-expression starts from MediaPipe's own blendshape scores (mapped to ICT names).
+relative depth), solved by Levenberg-Marquardt on the CPU: pose first, then everything. Three things keep
+the expression honest -- identity explains the person's shape, expression only what the photo shows:
 
-The result separates the person's *rest* expression -- eye and brow coefficients that a 2D landmark
-fit uses to explain the person's own eye and brow shape -- from the *emotional* expression. The rest
-stays in every output; the user's expression goes on top of it.
+- **a calibrated correspondence**: each landmark's model point is its surface point plus a small offset
+  in the ICT head frame (`calibration.py`), learned on neutral photos so that a neutral face fits at
+  MediaPipe's own reading of it. Without it the fit met the eye landmarks with contradictory shapes
+  (eyeWide ~0.8 with eyeSquint ~0.3 on neutral photos, jawLeft with jawRight);
+- **MediaPipe's blendshape scores as a prior** (`expression_prior`): a data term pulls every coefficient
+  towards the score MediaPipe reads off the photo (mapped to ICT names). It decides what landmarks alone
+  cannot: whether an eye opens wider because of the person's shape (identity) or a stare (eyeWide).
+  Clear geometric evidence still wins over it -- a wide-eyed stare MediaPipe scores at 0.07-0.2 fits at
+  ~0.3 -- and it is also what the calibration holds the expression at;
+- **exclusive pairs** (`EXCLUSIVE_PAIRS`): shapes that cannot act together (a jaw pushed both left and
+  right, an upper lid both raised and lowered). A penalty on their product during the solve, then a
+  projection keeping the larger minus the smaller (they are antagonists, so that is their net effect)
+  and a short refit of everything else with every zero member frozen: after a fit at most one of each
+  pair is non-zero, exactly. The penalty does most of the work, the projection guarantees it.
+
+`HeadFit.rest_expression` (53,) is what stays in the person's neutral face: the fitted lid and brow
+coefficients (`REST_SHAPES`), each capped at the most MediaPipe reads of it on the neutral calibration
+photos (`LandmarkCalibration.rest_ceiling`); zero elsewhere. A rest is still needed because a neutral face
+is not ICT's zero: on the neutral London photos MediaPipe reads a lower-lid squint of ~0.26 and brows of
+~0.1 (some people's brows rest high: 0.87 on one), and the calibration keeps that reading, so dropping it
+would change the person's lids and brows. The cap keeps out what no neutral face shows: a surprised
+photo's stare (eyeWide is at most 0.04 on neutral faces) stays in that photo's expression, not in the
+person. Everything else is the emotional part (`HeadFit.emotional_expression`).
 """
 
 from __future__ import annotations
@@ -21,6 +41,7 @@ from torch import Tensor
 
 from sie3d.face.observation import FaceObservation
 from sie3d.head import correspondence
+from sie3d.head.calibration import LandmarkCalibration
 from sie3d.head.model import N_EXPRESSION, N_IDENTITY, HeadModel, SurfacePointModel
 from sie3d.head.names import ICT_NAMES, ict_from_mediapipe
 
@@ -30,23 +51,56 @@ FACE_OVAL = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
     149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
-OVAL_WEIGHT = 0.3
-DEPTH_WEIGHT = 0.05
-IDENTITY_PRIOR = 2e-4  # identity RMS ~0.75 on the studio photos; weaker priors overfit 2D noise (RMS 1.8)
-EXPRESSION_PRIOR = 2e-4
-# Coefficients that shape the resting eyes and brows: kept as part of the person (see module doc).
+# The eye and brow coefficients a person's rest may hold (see module doc). Not the gaze (eyeLook*): in ICT
+# those move only the lids -- the eyeballs are separate and stay looking ahead in every render -- so lids
+# following the photo's gaze over irises that do not would look like a stare or a droop.
 REST_SHAPES = tuple(
-    n for n in ICT_NAMES if n.startswith(("eyeWide", "eyeLookUp", "eyeLookDown", "eyeLookIn", "eyeLookOut",
-                                          "browInnerUp", "browOuterUp", "browDown", "eyeSquint"))
+    n for n in ICT_NAMES if n.startswith(("eyeWide", "eyeSquint", "eyeBlink", "browInnerUp", "browOuterUp",
+                                          "browDown"))
 )  # fmt: skip
+
+
+def _sides(left: str, right: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{left}_{s}", f"{right}_{s}") for s in ("L", "R"))
+
+
+# Shapes that cannot both act in one face, chosen from ICT's shape semantics and checked against the data:
+# each is an antagonist pair -- the same vertices moved in opposite directions (cosine of the two
+# displacement fields -0.97 for jaw and gaze in/out, -0.93 gaze up/down, -0.81 lid raise vs blink, -0.80
+# mouth sides, -0.67 brow lowerer vs outer raiser) -- except eyeWide/eyeSquint (cosine 0: upper vs lower
+# lid), where co-activation raises both lids at once, which on a still photo is a shifted eye, i.e. the
+# person's shape. MediaPipe's own scores never have both members above 0.1 on the 79 shared photos.
+# browDown/browOuterUp is a judgement call: FACS fear (AU1+2+4) has both, but in ICT they move the outer
+# brow in opposite directions, so in a fit they only cancel (the fear prototype still uses both, and
+# `expressions.on_top_of_rest` allows it). Not pairs: browDown/browInnerUp (AU1+4 in sadness and fear;
+# cosine -0.34), mouthSmile/mouthFrown (cosine -0.23).
+EXCLUSIVE_PAIRS: tuple[tuple[str, str], ...] = (
+    *_sides("eyeWide", "eyeSquint"),
+    *_sides("eyeWide", "eyeBlink"),
+    *_sides("eyeLookUp", "eyeLookDown"),
+    *_sides("eyeLookIn", "eyeLookOut"),
+    *_sides("browDown", "browOuterUp"),
+    ("jawLeft", "jawRight"),
+    ("mouthLeft", "mouthRight"),
+)
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass(frozen=True)
 class FitSettings:
+    """Weights are relative to the 2D term, whose residuals are in units of the eye distance: a weight w
+    on a coefficient equals one landmark off by sqrt(w) eye distances per unit of that coefficient."""
+
     pose_steps: int = 8  # Levenberg-Marquardt iterations with only the pose free
     steps: int = 20  # then with everything free (stops earlier once converged)
+    refit_steps: int = 4  # after the exclusive-pair projection, with the zeroed members frozen
     focal_factor: float = FOCAL_FACTOR
+    oval_weight: float = 0.3  # silhouette landmarks slide over the head: they count less
+    depth_weight: float = 0.05  # MediaPipe's relative depth is a shape cue, noisier than x, y
+    identity_prior: float = 2e-4  # identity RMS ~0.9 on the studio photos; weaker priors overfit 2D noise
+    blendshape_prior: float = 1e-2  # pull of each coefficient towards MediaPipe's score for the photo
+    exclusive_penalty: float = 5.0  # on the product of the two members of each exclusive pair
+    calibrated: bool = True  # add the learned per-landmark offsets (calibration.py) to the model points
 
 
 @dataclass(frozen=True)
@@ -118,8 +172,12 @@ def project(points_cam: Tensor, focal: float, principal: tuple[float, float]) ->
     return points_cam[..., :2] / z * focal + points_cam.new_tensor(principal)
 
 
-def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, iterations: int) -> Tensor:
-    """Minimise ||residuals(x)||² over the `free` entries of x; expression entries stay in [0, 1]."""
+def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, iterations: int,
+                         tolerance: float = 1e-6) -> Tensor:
+    """Minimise ||residuals(x)||² over the `free` entries of x; expression entries stay in [0, 1].
+
+    Bounds by an active set: an entry at a bound whose gradient points outwards sits out the iteration
+    (clamping its step instead would stall the solver on the many coefficients resting at zero)."""
     lam = 1e-3
     lower = x.new_full(x.shape, -math.inf)
     upper = x.new_full(x.shape, math.inf)
@@ -127,18 +185,20 @@ def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, 
     r = residuals(x)
     cost = float(r @ r)
     for _ in range(iterations):
-        j = jacobian(x)[:, free]
-        jtj, jtr = j.T @ j, j.T @ r
+        j = jacobian(x)
+        gradient = j.T @ r
+        active = free & ~(((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0)))
+        jtj, jtr = (j.T @ j)[active][:, active], gradient[active]
         damping = torch.diag(jtj).clamp_min(1e-9)
         while True:
             step = torch.linalg.solve(jtj + lam * torch.diag(damping), -jtr)
             candidate = x.clone()
-            candidate[free] = torch.minimum(torch.maximum(x[free] + step, lower[free]), upper[free])
+            candidate[active] = torch.minimum(torch.maximum(x[active] + step, lower[active]), upper[active])
             r_new = residuals(candidate)
             cost_new = float(r_new @ r_new)
             if cost_new < cost:
                 x, r, lam = retract(candidate), r_new, max(lam / 3.0, 1e-7)
-                converged = cost - cost_new < 1e-6 * cost
+                converged = cost - cost_new < tolerance * cost
                 cost = cost_new
                 break
             lam *= 4.0
@@ -149,20 +209,61 @@ def _levenberg_marquardt(residuals, jacobian, retract, x: Tensor, free: Tensor, 
     return x
 
 
-class HeadFitter:
-    """Reusable fitter: holds the head model evaluated at the MediaPipe correspondence points."""
+def exclusive_projection(expression: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(53,) coefficients -> (projected (53,), frozen (53,) bool, changed): in each `EXCLUSIVE_PAIRS` pair
+    where both act, the larger keeps the difference and the smaller becomes zero (antagonists: that is
+    their net effect). `frozen` marks every member that is zero in some pair after the projection: held
+    at zero, a refit cannot make a pair co-active again."""
+    projected = np.array(expression, dtype=np.float64)
+    changed = False
+    for first, second in EXCLUSIVE_PAIRS:
+        a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
+        if projected[a] > 0 and projected[b] > 0:
+            big, small = (a, b) if projected[a] >= projected[b] else (b, a)
+            projected[big] -= projected[small]
+            projected[small] = 0.0
+            changed = True
+    frozen = np.zeros(len(projected), bool)
+    for first, second in EXCLUSIVE_PAIRS:
+        a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
+        frozen[[a, b]] |= projected[[a, b]] == 0
+    return projected.astype(np.asarray(expression).dtype), frozen, changed
 
-    def __init__(self, head: HeadModel | None = None, settings: FitSettings | None = None) -> None:
+
+def expression_prior(obs: FaceObservation) -> np.ndarray:
+    """(53,) what MediaPipe reads of the expression in `obs`, in ICT shapes: its blendshape scores mapped
+    to ICT names, with the exclusive pairs projected (MediaPipe co-activates antagonists a little, e.g.
+    gaze up and down at 0.1 each: the net effect is what counts)."""
+    return exclusive_projection(np.clip(ict_from_mediapipe(obs.blendshapes), 0.0, 1.0))[0]
+
+
+_PAIR_INDEX = np.array([[ICT_NAMES.index(a), ICT_NAMES.index(b)] for a, b in EXCLUSIVE_PAIRS])
+
+
+class HeadFitter:
+    """Reusable fitter: holds the head model evaluated at the (calibrated) MediaPipe correspondence points."""
+
+    def __init__(self, head: HeadModel | None = None, settings: FitSettings | None = None,
+                 calibration: LandmarkCalibration | None = None) -> None:
         self.head = head or HeadModel()
         self.settings = settings or FitSettings()
         corr = correspondence.load()
-        self.points: SurfacePointModel = self.head.surface_points(
+        self.surface_points: SurfacePointModel = self.head.surface_points(
             torch.from_numpy(corr.tri), torch.from_numpy(corr.bary)
         )
+        if calibration is None:
+            calibration = LandmarkCalibration.load() if self.settings.calibrated else LandmarkCalibration.zero()
+        self.calibration = calibration
+        # Where MediaPipe puts each landmark on the ICT head: its surface point plus the learned offset.
+        self.points = SurfacePointModel(
+            neutral=self.surface_points.neutral + torch.from_numpy(calibration.offsets_cm),
+            identity_basis=self.surface_points.identity_basis,
+            expression_basis=self.surface_points.expression_basis,
+        )
         weights = np.ones(len(corr.tri), np.float32)
-        weights[list(FACE_OVAL)] = OVAL_WEIGHT
+        weights[list(FACE_OVAL)] = self.settings.oval_weight
         self.weights = torch.from_numpy(weights)
-        self.rest_mask = torch.tensor([n in REST_SHAPES for n in ICT_NAMES], dtype=torch.float32)
+        self.rest_mask = np.array([n in REST_SHAPES for n in ICT_NAMES])
 
     def initial_pose(self, obs: FaceObservation, focal: float, principal: tuple[float, float],
                      points_head: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +278,12 @@ class HeadFitter:
         txy = (target.mean(0) - np.asarray(principal)) * depth / focal - rotated[:, :2].mean(0)
         return rotation, np.array([txy[0], txy[1], tz])
 
-    def fit(self, obs: FaceObservation) -> HeadFit:
+    def fit(self, obs: FaceObservation, fixed_expression: np.ndarray | None = None) -> HeadFit:
+        """Fit camera, pose, identity and expression to `obs`.
+
+        `fixed_expression` (53,): solve only pose and identity with the expression held there (what the
+        calibration does with MediaPipe's scores).
+        """
         start = time.perf_counter()
         settings = self.settings
         width, height = obs.image_size
@@ -193,15 +299,20 @@ class HeadFitter:
         identity_basis = self.points.identity_basis.to(dtype)
         expression_basis = self.points.expression_basis.to(dtype)
         w_2d = (self.weights.to(dtype).sqrt() / scale)[:, None]
-        w_depth = (self.weights.to(dtype) * DEPTH_WEIGHT).sqrt() / scale
+        w_depth = (self.weights.to(dtype) * settings.depth_weight).sqrt() / scale
 
-        expression_init = torch.from_numpy(ict_from_mediapipe(obs.blendshapes)).to(dtype).clamp(0, 1)
+        scores = expression_prior(obs)
+        prior_target = torch.from_numpy(scores if fixed_expression is None else fixed_expression).to(dtype)
         rotation0_np, translation0 = self.initial_pose(obs, focal, principal, self.points.neutral)
         rotation0 = torch.from_numpy(rotation0_np).to(dtype)
         # Parameter vector: [omega (3), translation (3), identity (100), expression (53)].
         sections = (3, 3, N_IDENTITY, N_EXPRESSION)
+        n_coefficients = N_IDENTITY + N_EXPRESSION
         params = torch.cat([torch.zeros(3, dtype=dtype), torch.from_numpy(translation0).to(dtype),
-                            torch.zeros(N_IDENTITY, dtype=dtype), expression_init])
+                            torch.zeros(N_IDENTITY, dtype=dtype), prior_target.clone()])
+        pair_a, pair_b = torch.from_numpy(_PAIR_INDEX[:, 0]), torch.from_numpy(_PAIR_INDEX[:, 1])
+        sqrt_exclusive = math.sqrt(settings.exclusive_penalty)
+        sqrt_blendshape_prior = torch.full((N_EXPRESSION,), math.sqrt(settings.blendshape_prior), dtype=dtype)
 
         def camera_points(x: Tensor) -> Tensor:
             omega, translation, identity, expression = torch.split(x, sections)
@@ -216,13 +327,15 @@ class HeadFitter:
             return torch.cat([
                 ((pixels - target) * w_2d).reshape(-1),
                 (depth_px - depth_px.mean() - target_depth) * w_depth,
-                math.sqrt(IDENTITY_PRIOR) * identity,
-                math.sqrt(EXPRESSION_PRIOR) * (expression - expression_init),
+                math.sqrt(settings.identity_prior) * identity,
+                sqrt_blendshape_prior * (expression - prior_target),
+                sqrt_exclusive * expression[pair_a] * expression[pair_b],
             ])  # fmt: skip
 
-        coefficient_basis = torch.cat([identity_basis, expression_basis]).reshape(N_IDENTITY + N_EXPRESSION, n, 3)
-        prior_diagonal = torch.cat([torch.full((N_IDENTITY,), math.sqrt(IDENTITY_PRIOR), dtype=dtype),
-                                    torch.full((N_EXPRESSION,), math.sqrt(EXPRESSION_PRIOR), dtype=dtype)])
+        coefficient_basis = torch.cat([identity_basis, expression_basis]).reshape(n_coefficients, n, 3)
+        prior_diagonal = torch.cat([torch.full((N_IDENTITY,), math.sqrt(settings.identity_prior), dtype=dtype),
+                                    sqrt_blendshape_prior])
+        pair_rows = torch.arange(len(_PAIR_INDEX))
 
         def jacobian(x: Tensor) -> Tensor:
             """d residuals / d x at a point whose rotation increment is zero (see `retract`): the points
@@ -243,9 +356,14 @@ class HeadFitter:
             d_z = d_cam[:, :, 2].T  # (N, P)
             d_depth = focal / mean_z * d_z - (focal * z_c / mean_z**2)[:, None] * d_z.mean(0)
             block_depth = (d_depth - d_depth.mean(0)) * w_depth[:, None]
-            pose_zeros = torch.zeros(N_IDENTITY + N_EXPRESSION, 6, dtype=dtype)
+            pose_zeros = torch.zeros(n_coefficients, 6, dtype=dtype)
             block_prior = torch.cat([pose_zeros, torch.diag(prior_diagonal)], 1)
-            return torch.cat([block_2d.reshape(2 * n, -1), block_depth, block_prior])
+            expression = x[-N_EXPRESSION:]
+            block_pairs = torch.zeros(len(_PAIR_INDEX), len(x), dtype=dtype)
+            offset = len(x) - N_EXPRESSION
+            block_pairs[pair_rows, offset + pair_a] = sqrt_exclusive * expression[pair_b]
+            block_pairs[pair_rows, offset + pair_b] = sqrt_exclusive * expression[pair_a]
+            return torch.cat([block_2d.reshape(2 * n, -1), block_depth, block_prior, block_pairs])
 
         def retract(x: Tensor) -> Tensor:
             """Fold the rotation increment into the base rotation, so the next linearisation is at zero."""
@@ -255,10 +373,18 @@ class HeadFitter:
             x[:3] = 0.0
             return x
 
-        pose_only = torch.zeros(len(params), dtype=torch.bool)
-        pose_only[:6] = True
-        params = _levenberg_marquardt(residuals, jacobian, retract, params, pose_only, settings.pose_steps)
-        params = _levenberg_marquardt(residuals, jacobian, retract, params, torch.ones_like(pose_only), settings.steps)
+        free = torch.zeros(len(params), dtype=torch.bool)
+        free[:6] = True
+        params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.pose_steps)
+        free[6 : 6 + N_IDENTITY] = True
+        free[-N_EXPRESSION:] = fixed_expression is None
+        params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.steps)
+        if fixed_expression is None:
+            projected, frozen, changed = exclusive_projection(params[-N_EXPRESSION:].numpy())
+            if changed:
+                params[-N_EXPRESSION:] = torch.from_numpy(projected)
+                free[-N_EXPRESSION:] = torch.from_numpy(~frozen)
+                params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.refit_steps)
 
         with torch.no_grad():
             pixels = project(camera_points(params), focal, principal)
@@ -266,11 +392,12 @@ class HeadFitter:
         omega, translation, identity, expression = (t.numpy() for t in torch.split(params, sections))
         rotation = (_axis_angle_to_matrix(torch.from_numpy(omega)) @ rotation0).numpy()
         expression = expression.astype(np.float32)
+        rest = np.where(self.rest_mask, np.minimum(expression, self.calibration.rest_ceiling), 0.0).astype(np.float32)
         mean_px = float(distances.mean())
         return HeadFit(
             identity=identity.astype(np.float32),
             expression=expression,
-            rest_expression=expression * self.rest_mask.numpy(),
+            rest_expression=rest,
             rotation=rotation.astype(np.float32),
             translation=translation.astype(np.float32),
             focal_px=float(focal),
