@@ -1,4 +1,4 @@
-"""Shared fixtures: the real photos in ../shared/faces and one MediaPipe observer per session."""
+"""Shared fixtures: the real photos in ../shared/faces, one set of models and one reconstructed person per session."""
 
 from __future__ import annotations
 
@@ -33,11 +33,36 @@ def faces() -> Path:
 
 
 @pytest.fixture(scope="session")
-def observer():
-    from sie3d.face.landmarker import FaceObserver
+def models():
+    """One `sie3d.avatar.Models` per session (each model loads on first use)."""
+    from sie3d.avatar import Models
 
-    with FaceObserver() as obs:
-        yield obs
+    with Models.load() as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def observer(models):
+    return models.observer
+
+
+@pytest.fixture(scope="session")
+def happy(models, faces):
+    """The session's reconstructed person: a smiling London studio photo, 512 px texture tiles."""
+    from sie3d.avatar import ReconstructConfig, reconstruct
+    from sie3d.photo import load_photo
+
+    return reconstruct(load_photo(faces / "london_004_happy.jpg"), models, ReconstructConfig(texture_size=512))
+
+
+@pytest.fixture(scope="session")
+def written(happy, models, tmp_path_factory) -> Path:
+    """`write_outputs` of `happy` with both photo variants, 256 px previews."""
+    from sie3d.avatar import OutputConfig, photo_variants, write_outputs
+
+    out = tmp_path_factory.mktemp("avatar")
+    write_outputs(happy, models, photo_variants(happy), out, OutputConfig(preview_size=256))
+    return out
 
 
 @pytest.fixture(scope="session")

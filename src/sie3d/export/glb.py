@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from sie3d.export.mesh import AvatarMesh, Material, texture_png, vertex_normals
+from sie3d.export.mesh import AvatarMesh, Material, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
         if material.texture is not None:
             key = id(material.texture)
             if key not in texture_of_array:
-                images.append({"bufferView": b.view(texture_png(material.texture)), "mimeType": "image/png"})
+                images.append({"bufferView": b.view(material.png), "mimeType": "image/png"})
                 textures.append({"sampler": 0, "source": len(images) - 1})
                 texture_of_array[key] = len(textures) - 1
             texture_index = texture_of_array[key]

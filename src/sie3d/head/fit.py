@@ -11,6 +11,7 @@ stays in every output; the user's expression goes on top of it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,14 @@ class HeadFit:
         """(N, 3) head-space points (cm) -> (N, 2) pixels of the photo."""
         cam = points_head @ self.rotation.T + self.translation
         return cam[:, :2] / cam[:, 2:3] * self.focal_px + np.asarray(self.principal_px, np.float32)
+
+    def crop(self, left: float, top: float, size: tuple[int, int], scale: float = 1.0) -> HeadFit:
+        """This fit seen through a window of the photo: the window's top-left corner is at (`left`, `top`)
+        photo pixels and it is resampled by `scale` to `size` (width, height) px. Same head and pose; the
+        principal point moves and the focal length scales, so `project` gives window pixels."""
+        px, py = self.principal_px
+        return dataclasses.replace(self, focal_px=self.focal_px * scale, image_size=(int(size[0]), int(size[1])),
+                                   principal_px=((px - left) * scale, (py - top) * scale))  # fmt: skip
 
     def to_json(self) -> dict:
         return {
