@@ -484,7 +484,11 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     ``preview.png``; ``in_photo.png`` -- as `config` asks), ``out/person/`` (`Person.save`) when
     `save_person`, and ``out/report.json``. Returns the written paths.
 
-    What all variants share (the person's mesh, materials and encoded textures) is prepared once."""
+    What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
+    are encoded and written by one background thread while the next images render (PNG and zlib
+    encoding release the GIL), and all of them are written when this returns (or its error is raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from sie3d.export import write
     from sie3d.previews import save_png
 
@@ -494,34 +498,47 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
         raise ValueError(f"variant names must be unique, got {names}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings, written = dict(person.timings), []
-    shared = None
-    if config.formats and variants:
+    timings = dict(person.timings)
+
+    def timed(name: str, function, *args):
         start = time.perf_counter()
-        shared = _SharedMesh.build(person, models)
-        timings["export_shared"] = time.perf_counter() - start
-    for variant in variants:
-        folder = out / variant.name
-        folder.mkdir(parents=True, exist_ok=True)
-        if config.previews:
-            start = time.perf_counter()
-            save_png(render_preview(person, models, variant.coefficients, config.preview_size), folder / "preview.png")
-            timings[f"preview_{variant.name}"] = time.perf_counter() - start
-            written.append(folder / "preview.png")
-        if config.in_photo:
-            start = time.perf_counter()
-            save_png(composite(person, models, variant.coefficients), folder / "in_photo.png")
-            timings[f"in_photo_{variant.name}"] = time.perf_counter() - start
-            written.append(folder / "in_photo.png")
-        if shared is not None:
-            start = time.perf_counter()
-            written += write(shared.posed(variant.coefficients), folder, formats=config.formats)
-            timings[f"export_{variant.name}"] = time.perf_counter() - start
-    if save_person:
+        result = function(*args)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    written: list[Path] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie3d-write") as writer:
+        jobs = []
+
+        def write_later(name: str, function, *args):
+            jobs.append(writer.submit(timed, name, function, *args))
+            return jobs[-1]
+
+        if save_person:
+            write_later("save_person", person.save, out / "person")
+            written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
+        exports = []
+        for variant in variants:
+            folder = out / variant.name
+            folder.mkdir(parents=True, exist_ok=True)
+            if config.previews:
+                image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
+                              config.preview_size)  # fmt: skip
+                write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
+                written.append(folder / "preview.png")
+            if config.in_photo:
+                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients)
+                write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
+                written.append(folder / "in_photo.png")
+            if shared is not None:
+                exports.append(write_later(f"export_{variant.name}", write, shared.posed(variant.coefficients),
+                                           folder, config.formats))  # fmt: skip
         start = time.perf_counter()
-        folder = person.save(out / "person")
-        timings["save_person"] = time.perf_counter() - start
-        written += [folder / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        for job in jobs:
+            job.result()  # raises the writer's first error
+        timings["wait_for_writer"] = time.perf_counter() - start
+    written += [path for job in exports for path in job.result()]
     report = build_report(person, models, variants, config, timings, saved_person=save_person)
     report.update(report_extra or {})
     (out / "report.json").write_text(json.dumps(report, indent=1))

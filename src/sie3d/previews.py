@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
@@ -101,7 +102,8 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
     # jaw silhouette nor the model's bald forehead edge shows.
     feather = _feather_px(face_outline_px)
-    mask = Image.fromarray((keep * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(2 * round(feather) + 1))
+    kernel = np.ones((2 * round(feather) + 1,) * 2, np.uint8)  # erosion = PIL's MinFilter, but separable: fast
+    mask = Image.fromarray(cv2.erode((keep * 255).astype(np.uint8), kernel))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
     rendered = to_image(out.rgb[0]).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)

@@ -219,13 +219,18 @@ def estimate_sh_lighting(normals: np.ndarray, colours_linear: np.ndarray) -> np.
     """(N,3) unit normals, (N,3) linear colours -> (9, 3) SH light in the renderer's convention
     (`sie3d.render.sh_shading`), assuming a uniform albedo (absorbed into the light). Ridge-regularised
     on the higher bands: a single photo sees only half of the sphere."""
-    basis = _shading_basis(normals)
-    ridge = 1e-2 * len(normals) * np.diag([0.0] + [1.0] * 3 + [4.0] * 5) * (basis**2).mean()
+    return _solve_sh_lighting(_shading_basis(normals), colours_linear)
+
+
+def _solve_sh_lighting(basis: np.ndarray, colours_linear: np.ndarray) -> np.ndarray:
+    """`estimate_sh_lighting` from the (N, 9) `_shading_basis` of the normals."""
+    ridge = 1e-2 * len(basis) * np.diag([0.0] + [1.0] * 3 + [4.0] * 5) * (basis**2).mean()
     return np.linalg.solve(basis.T @ basis + ridge, basis.T @ colours_linear.astype(np.float64)).astype(np.float32)
 
 
-def _shading(normals: np.ndarray, sh: np.ndarray) -> np.ndarray:
-    return (_shading_basis(normals) @ sh).astype(np.float32)  # (N, 3)
+def _interpolate(values: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """(N, C): per-vertex `values` (V, C) at points given by triangle `corners` (N, 3) and barycentrics (N, 3)."""
+    return sum(values[corners[:, k]] * bary[:, k : k + 1] for k in range(3))
 
 
 def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, head: HeadModel,
@@ -238,68 +243,92 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     verts = verts.numpy()
     height, width = photo_rgb.shape[:2]
 
-    # Depth of the visible surface in the photo's camera (eyes, teeth and skin all occlude).
-    cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None], width, height)
-    mask_faces = torch.from_numpy(layout.visible_faces)
-    photo_frags = rasterize(torch.from_numpy(verts), torch.from_numpy(topo.faces), cams, face_mask=mask_faces)
-    photo_depth = photo_frags.depth[0].numpy()
-
     # Where the photo shows skin: inside the face oval, outside the eye and mouth openings.
     landmarks = obs.landmarks_px[:, :2]
     skin = _polygon_mask(landmarks[list(FACE_OVAL)], (width, height), shrink=0.03)
     for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING, MOUTH_OPENING):
         skin &= ~_polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
 
-    # Face tile: texel -> surface point -> photo pixel.
+    # Face tile: texel -> surface point -> photo pixel. Only texels that land on skin can take the photo's
+    # colour, so normals, visibility and colours are computed for those first (about a third of the tile).
     tri, (rows, cols), bary = material_texels(head, "M_Face", 0, size)
     covered = np.zeros((size, size), bool)
     covered[rows, cols] = True
     corners = topo.faces[tri]
-    b = bary[..., None]
-    points = (verts[corners] * b).sum(1)
-    texel_normals = (normals[corners] * b).sum(1)
-    texel_normals /= np.linalg.norm(texel_normals, axis=1, keepdims=True) + 1e-9
-    cam_points = points @ fit.rotation.T + fit.translation
-    pixels = fit.project(points)
-    to_camera = -cam_points / np.linalg.norm(cam_points, axis=1, keepdims=True)
-    facing = ((texel_normals @ fit.rotation.T) * to_camera).sum(1)
+    points = _interpolate(verts, corners, bary)
+    cam_points = fit.to_camera(points)
+    pixels = fit.project_camera(cam_points)
     px = np.clip(pixels.astype(int), 0, [width - 1, height - 1])
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
-    visible = inside & (cam_points[:, 2] <= photo_depth[px[:, 1], px[:, 0]] + VISIBILITY_TOLERANCE_CM)
-    usable = visible & (facing > MIN_FACING) & skin[px[:, 1], px[:, 0]]
+    seen = np.flatnonzero(inside & skin[px[:, 1], px[:, 0]])  # texel ids
+
+    def facing(ids: np.ndarray) -> np.ndarray:
+        """Cosine between the surface normal and the direction to the camera."""
+        to_camera = -cam_points[ids] / np.linalg.norm(cam_points[ids], axis=1, keepdims=True)
+        return ((texel_normals(ids) @ fit.rotation.T) * to_camera).sum(1)
+
+    def texel_normals(ids: np.ndarray) -> np.ndarray:
+        n = _interpolate(normals, corners[ids], bary[ids])
+        return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-9)
+
+    # Depth of the visible surface in the photo's camera (eyes, teeth and skin all occlude), rendered in
+    # the window of the photo that those texels land in.
+    (x0, y0), (x1, y1) = px[seen].min(0).tolist(), (px[seen].max(0) + 1).tolist()
+    window = fit.crop(x0, y0, (x1 - x0, y1 - y0))
+    cams = Cameras(torch.from_numpy(window.intrinsics)[None], torch.from_numpy(window.world_to_camera)[None],
+                   *window.image_size)  # fmt: skip
+    mask_faces = torch.from_numpy(layout.visible_faces)
+    photo_frags = rasterize(torch.from_numpy(verts), torch.from_numpy(topo.faces), cams, face_mask=mask_faces)
+    depth = photo_frags.depth[0].numpy()[px[seen, 1] - y0, px[seen, 0] - x0]
+    seen_facing = facing(seen)
+    keep = (cam_points[seen, 2] <= depth + VISIBILITY_TOLERANCE_CM) & (seen_facing > MIN_FACING)
+    usable, usable_facing = seen[keep], seen_facing[keep]
 
     photo_linear = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
-    colours = _sample_bilinear(photo_linear, pixels)
     # Lighting from the skin below the brows (one skin albedo assumed; hair may hang over the forehead),
-    # then the albedo everywhere.
+    # then the albedo of the usable texels.
     forehead = points[:, 1] > verts[topo.landmarks_68[[19, 24]], 1].mean() + 0.3  # cm above the brow peaks
-    reference = usable & ~forehead
-    sh = estimate_sh_lighting(texel_normals[reference], colours[reference])
-    shading = _shading(texel_normals, sh)
+    colours = _sample_bilinear(photo_linear, pixels[usable])
+    basis = _shading_basis(texel_normals(usable))
+    reference = ~forehead[usable]
+    sh = _solve_sh_lighting(basis[reference], colours[reference])
+    shading = (basis @ sh).astype(np.float32)
     mean_shading = np.median(shading[reference], axis=0)
-    sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
-    # Albedo up to one global scale: the photo's mean exposure stays in the texture.
-    albedo = colours / np.clip(shading / mean_shading, 0.35, None)
+
+    def albedo_of(colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
+        """Up to one global scale: the photo's mean exposure stays in the texture."""
+        return colours / np.clip(shading / mean_shading, 0.35, None)
+
+    albedo = albedo_of(colours, shading)
     # A fringe is inside the face oval but is not skin: on the forehead, drop texels whose albedo is far
     # from the skin seen below the brows.
-    usable &= ~(forehead & ~_skin_like(albedo, albedo[reference]))
-    skin_albedo = np.median(albedo[usable], axis=0)
+    skin_like = reference.copy()
+    skin_like[~reference] = _skin_like(albedo[~reference], albedo[reference])
+    usable, usable_facing, albedo = usable[skin_like], usable_facing[skin_like], albedo[skin_like]
+    skin_albedo = np.median(albedo, axis=0)
 
     weight = np.zeros((size, size), np.float32)
-    tile = np.zeros((size, size, 3), np.float32)
-    confidence = np.clip((facing - MIN_FACING) / 0.3, 0.0, 1.0) * usable
-    weight[rows, cols] = confidence
-    tile[rows, cols] = albedo
+    weight[rows[usable], cols[usable]] = np.clip((usable_facing - MIN_FACING) / 0.3, 0.0, 1.0)
     # Left/right symmetry: a texel the photo does not see takes its mirror's colour.
-    mirror_weight, mirror_tile = weight[:, ::-1], tile[:, ::-1]
+    mirror_weight = weight[:, ::-1]
     take_mirror = mirror_weight > weight
-    tile = np.where(take_mirror[..., None], mirror_tile, tile)
     weight = np.maximum(weight, mirror_weight)
     coverage = float((weight[covered] > 0.5).mean())
-    # Seamless fill: push-pull extrapolation, blended through a feathered mask.
     solid = (weight > 0.5).astype(np.float32)
-    filled = push_pull_fill(tile, solid)
     blend = _blur(solid * _blur(solid, 2) ** 4, size / 256)
+    # The photo's colour of every texel that shows in the result: the usable texels, and those near them
+    # that the blend below reaches (their own colour, however poorly seen, unless the mirror's is better).
+    tile = np.zeros((size, size, 3), np.float32)
+    tile[rows[usable], cols[usable]] = albedo
+    reached = (blend[rows, cols] > 0) & ~take_mirror[rows, cols]
+    reached[usable] = False
+    near = np.flatnonzero(reached)
+    tile[rows[near], cols[near]] = albedo_of(_sample_bilinear(photo_linear, pixels[near]),
+                                             (_shading_basis(texel_normals(near)) @ sh).astype(np.float32))
+    tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
+    sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
+    # Seamless fill: push-pull extrapolation, blended through the feathered mask.
+    filled = push_pull_fill(tile, solid)
     face_tile = filled * (1 - blend[..., None]) + tile * blend[..., None]
     # Pull the far extrapolation toward the median skin so ears and neck edges do not inherit stray tones.
     # Far from anything seen, converge to the median skin, which is also the back-of-head colour: no seam
