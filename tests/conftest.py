@@ -78,6 +78,17 @@ def london_observations(observer) -> dict[str, object]:
     return result
 
 
+# What `write_outputs` writes for a variant in OBJ format with a preview (no GLB, no in-photo composite).
+OBJ_FILES = ("avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
+             "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "preview.png")  # fmt: skip
+PERSON_FILES = ("person/person.json", "person/arrays.npz", "person/photo.png")
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every file below `folder`, as paths relative to it."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `sie3d` entry point in a fresh process, as a user would."""
     full_env = {**os.environ, **(env or {})}

@@ -28,7 +28,7 @@ from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.face.observation import FaceObservation
 from sie3d.head.names import ICT_NAMES
 
-from conftest import run_cli
+from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 
 
 def _assert_same_fields(a: object, b: object, where: str) -> None:
@@ -118,17 +118,13 @@ def test_damaged_or_foreign_person_folders_fail_clearly(happy: Person, tmp_path:
     assert result.returncode == UsageError.exit_code and "--variants" in result.stderr and not out.exists()
 
 
-def _files(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-
-
 def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, models: Models, tmp_path: Path):
     out = tmp_path / "one"
     config = OutputConfig(formats=("glb",), previews=False, in_photo=True)
     written = write_outputs(happy, models, photo_variants(happy, ["neutral"]), out, config, save_person=False,
                             report_extra={"command": "test"})  # fmt: skip
-    assert _files(out) == {"neutral/avatar.glb", "neutral/in_photo.png", "report.json"}
-    assert {str(p.relative_to(out)) for p in written} == _files(out)
+    assert files_under(out) == {"neutral/avatar.glb", "neutral/in_photo.png", "report.json"}
+    assert {str(p.relative_to(out)) for p in written} == files_under(out)
     report = json.loads((out / "report.json").read_text())
     assert report["command"] == "test" and report["person"] is None
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512}
@@ -143,11 +139,9 @@ def test_write_outputs_three_variants(happy: Person, models: Models, tmp_path: P
     out = tmp_path / "three"
     written = write_outputs(happy, models, variants, out, OutputConfig(formats=("obj",), in_photo=False,
                                                                        preview_size=96))  # fmt: skip
-    obj = {"avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
-           "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "preview.png"}  # fmt: skip
-    expected = {f"{v}/{name}" for v in ("expression", "neutral", "surprise") for name in obj}
-    expected |= {"person/person.json", "person/arrays.npz", "person/photo.png", "report.json"}
-    assert _files(out) == expected and {str(p.relative_to(out)) for p in written} == expected
+    expected = {f"{v}/{name}" for v in ("expression", "neutral", "surprise") for name in OBJ_FILES}
+    expected |= {*PERSON_FILES, "report.json"}
+    assert files_under(out) == expected and {str(p.relative_to(out)) for p in written} == expected
     # The OBJs hold each pose; the textures are the same bytes in every variant (encoded once).
     assert (out / "surprise" / "avatar.obj").read_bytes() != (out / "neutral" / "avatar.obj").read_bytes()
     assert (out / "surprise" / "avatar_M_Face.png").read_bytes() == (out / "neutral" / "avatar_M_Face.png").read_bytes()

@@ -15,7 +15,7 @@ from sie3d.errors import NoFaceError, PhotoError
 from sie3d.head.names import ICT_NAMES
 from sie3d.photo import load_photo
 
-from conftest import run_cli
+from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 
 SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
 
@@ -102,24 +102,18 @@ def test_face_cut_off_at_the_border_warns(models, faces):
     assert any("cut off" in w for w in result.warnings), result.warnings
 
 
-def _files(folder):
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-
-
 def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     out = tmp_path / "avatar"
     ok = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "-o", str(out), "--texture-size", "256",
                  "--formats", "glb", "--variants", "neutral", "--no-previews", "-q")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    person = {"person/person.json", "person/arrays.npz", "person/photo.png", "report.json"}
-    assert _files(out) == {"neutral/avatar.glb", "neutral/in_photo.png"} | person
+    person = {*PERSON_FILES, "report.json"}
+    assert files_under(out) == {"neutral/avatar.glb", "neutral/in_photo.png"} | person
     # The saved person is posed again without reconstructing: only what is asked for is written.
     again = tmp_path / "again"
     ok = run_cli("reconstruct", str(out / "person"), "-o", str(again), "--formats", "obj", "--no-in-photo", "-q")
     assert ok.returncode == 0, ok.stderr
-    obj = {"avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
-           "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "preview.png"}  # fmt: skip
-    assert _files(again) == {f"{v}/{name}" for v in ("expression", "neutral") for name in obj} | person
+    assert files_under(again) == {f"{v}/{name}" for v in ("expression", "neutral") for name in OBJ_FILES} | person
     report = json.loads((again / "report.json").read_text())
     assert report["config"]["reconstruct"]["texture_size"] == 256 and list(report["variants"]) == ["expression",
                                                                                                   "neutral"]
@@ -129,3 +123,23 @@ def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     assert not (tmp_path / "bad").exists()
     wrong = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "--texture-size", "1000")
     assert wrong.returncode == 2 and "power of two" in wrong.stderr
+
+
+def test_texel_tables_are_cached_on_disk_and_rebuilt_when_damaged(models, caplog):
+    from sie3d.head import texture
+
+    args = (models.head, "M_Teeth", 3, 128)
+    path = texture._texels_cache_path(*args)
+    path.unlink(missing_ok=True)
+    texture.material_texels.cache_clear()
+    built = texture.material_texels(*args)
+    assert path.is_file()
+    texture.material_texels.cache_clear()
+    read = texture.material_texels(*args)  # from the file
+    path.write_bytes(b"not an npz")
+    texture.material_texels.cache_clear()
+    rebuilt = texture.material_texels(*args)
+    assert "damaged" in caplog.text and path.stat().st_size > 100
+    for a, b, c in zip(built, read, rebuilt, strict=True):
+        assert a.dtype == b.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)
+    assert built[0].dtype == np.int32 and built[1].shape == (2, len(built[0])) and built[2].shape == (len(built[0]), 3)

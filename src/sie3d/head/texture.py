@@ -16,9 +16,13 @@ skin albedo) and divided out, so the albedo can be re-lit.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -127,12 +131,44 @@ def _eye_axis(verts: np.ndarray, faces: np.ndarray, eye_verts: np.ndarray, iris_
 
 @lru_cache(maxsize=8)
 def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The texels of `tile` covered by `material`'s triangles: (triangle ids (N,), rows/cols (2, N),
-    barycentrics (N, 3)). Depends only on the topology, so it is computed once per head and size."""
+    """The texels of `tile` covered by `material`'s triangles: (triangle ids (N,) int32, rows/cols (2, N)
+    uint16, barycentrics (N, 3) float32).
+
+    Depends only on the topology: computed once per head and size, and kept in the cache folder beside
+    the head model (20 bytes per texel, 34 MB for the face and head tiles at 1024), so a new process
+    reads it instead of rasterising the UV layout again (0.4-0.7 s)."""
+    path = _texels_cache_path(head, material, tile, size)
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                return data["tri"], data["rows_cols"], data["bary"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            log.warning("rebuilding the damaged cache file %s", path)
     tris = head.topology.faces_of(material)
     tri_local, bary = uv_rasterize(head.topology.uvs, head.topology.uv_faces[tris], tile, size)
     covered = tri_local >= 0
-    return tris[tri_local[covered]], np.stack(np.nonzero(covered)), bary[covered]
+    result = (tris[tri_local[covered]].astype(np.int32), np.stack(np.nonzero(covered)).astype(np.uint16),
+              bary[covered].astype(np.float32))  # fmt: skip
+    try:
+        partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
+        np.savez(partial, tri=result[0], rows_cols=result[1], bary=result[2])
+        os.replace(partial, path)
+    except OSError as exc:  # a read-only cache only costs the time
+        log.debug("could not cache %s: %s", path, exc)
+    return result
+
+
+TEXELS_CACHE_VERSION = 1  # bump when `uv_rasterize` changes what it returns
+
+
+def _texels_cache_path(head: HeadModel, material: str, tile: int, size: int) -> Path:
+    """Cache file of `material_texels`, named by a digest of the UV layout it is computed from."""
+    from sie3d.assets import ict
+
+    topo = head.topology
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (
+        topo.uvs, topo.uv_faces, topo.face_material)) + "|".join(topo.material_names).encode()).hexdigest()[:12]
+    return ict.cache_path().with_name(f"texels_v{TEXELS_CACHE_VERSION}_{digest}_{material}_{tile}_{size}.npz")
 
 
 def uv_rasterize(uvs: np.ndarray, uv_faces: np.ndarray, tile: int, size: int) -> tuple[np.ndarray, np.ndarray]:
