@@ -370,11 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Idle OpenMP threads (torch's) sleep instead of spinning: on a busy or shared CPU, spinning threads
-    # fight the other processes and every parallel torch op runs several times slower (the landmark fit
-    # measured 0.17 s passive, 1.1 s spinning, with 2 threads on 2 loaded cores). Read when torch loads,
-    # which the commands do later; a value the user set wins.
+    # Thread pools that spin while they wait fight other processes on a busy or shared CPU. Idle OpenMP
+    # threads (torch's) sleep instead: the landmark fit measured 0.17 s passive, 1.1 s spinning, with 2
+    # threads on 2 loaded cores. numpy's OpenBLAS runs on one thread: sie3d's matrices are skinny
+    # ((N, 3) @ (3, 3)), where its threads only cost (0.8 ms on one thread, 50-100 ms on two, loaded).
+    # Read when torch and numpy load, which the commands do later; values the user set win.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

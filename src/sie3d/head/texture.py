@@ -286,47 +286,56 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
         skin &= ~_polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
 
     # Face tile: texel -> surface point -> photo pixel. Only texels that land on skin can take the photo's
-    # colour, so normals, visibility and colours are computed for those first (about a third of the tile).
+    # colour, so geometry, visibility and colours are computed for those first (about a third of the
+    # tile): the texels of triangles whose projection meets the face oval's box, then those on skin.
     tri, (rows, cols), bary = material_texels(head, "M_Face", 0, size)
     covered = np.zeros((size, size), bool)
     covered[rows, cols] = True
     corners = topo.faces[tri]
-    points = _interpolate(verts, corners, bary)
-    cam_points = fit.to_camera(points)
-    pixels = fit.project_camera(cam_points)
-    px = np.clip(pixels.astype(int), 0, [width - 1, height - 1])
-    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
-    seen = np.flatnonzero(inside & skin[px[:, 1], px[:, 0]])  # texel ids
 
-    def facing(ids: np.ndarray) -> np.ndarray:
-        """Cosine between the surface normal and the direction to the camera."""
-        to_camera = -cam_points[ids] / np.linalg.norm(cam_points[ids], axis=1, keepdims=True)
-        return ((texel_normals(ids) @ fit.rotation.T) * to_camera).sum(1)
+    def points(ids: np.ndarray) -> np.ndarray:
+        """(N, 3) head-space surface points of texels `ids`."""
+        return _interpolate(verts, corners[ids], bary[ids])
 
     def texel_normals(ids: np.ndarray) -> np.ndarray:
         n = _interpolate(normals, corners[ids], bary[ids])
         return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-9)
 
+    triangle_px = fit.project(verts)[topo.faces]  # (F, 3, 2): a texel projects inside its triangle's
+    (ox0, oy0), (ox1, oy1) = landmarks[list(FACE_OVAL)].min(0) - 2, landmarks[list(FACE_OVAL)].max(0) + 2
+    low, high = triangle_px.min(1), triangle_px.max(1)
+    near_oval = (high[:, 0] >= ox0) & (low[:, 0] <= ox1) & (high[:, 1] >= oy0) & (low[:, 1] <= oy1)
+    candidates = np.flatnonzero(near_oval[tri])
+    cam_points = fit.to_camera(points(candidates))
+    pixels = fit.project_camera(cam_points)
+    px = np.clip(pixels.astype(int), 0, [width - 1, height - 1])
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
+    on_skin = np.flatnonzero(inside & skin[px[:, 1], px[:, 0]])  # rows of the candidate arrays
+    seen = candidates[on_skin]  # texel ids
+
     # Depth of the visible surface in the photo's camera (eyes, teeth and skin all occlude), rendered in
     # the window of the photo that those texels land in.
-    (x0, y0), (x1, y1) = px[seen].min(0).tolist(), (px[seen].max(0) + 1).tolist()
+    (x0, y0), (x1, y1) = px[on_skin].min(0).tolist(), (px[on_skin].max(0) + 1).tolist()
     window = fit.crop(x0, y0, (x1 - x0, y1 - y0))
     cams = Cameras(torch.from_numpy(window.intrinsics)[None], torch.from_numpy(window.world_to_camera)[None],
                    *window.image_size)  # fmt: skip
     mask_faces = torch.from_numpy(layout.visible_faces)
     photo_frags = rasterize(torch.from_numpy(verts), torch.from_numpy(topo.faces), cams, face_mask=mask_faces)
-    depth = photo_frags.depth[0].numpy()[px[seen, 1] - y0, px[seen, 0] - x0]
-    seen_facing = facing(seen)
-    keep = (cam_points[seen, 2] <= depth + VISIBILITY_TOLERANCE_CM) & (seen_facing > MIN_FACING)
-    usable, usable_facing = seen[keep], seen_facing[keep]
+    depth = photo_frags.depth[0].numpy()[px[on_skin, 1] - y0, px[on_skin, 0] - x0]
+    seen_cam = cam_points[on_skin]
+    to_camera = -seen_cam / np.linalg.norm(seen_cam, axis=1, keepdims=True)
+    seen_normals = texel_normals(seen)
+    facing = ((seen_normals @ fit.rotation.T) * to_camera).sum(1)  # cosine to the direction to the camera
+    keep = (seen_cam[:, 2] <= depth + VISIBILITY_TOLERANCE_CM) & (facing > MIN_FACING)
+    usable, usable_facing = seen[keep], facing[keep]
 
     photo_linear = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
     # Lighting from the skin below the brows (one skin albedo assumed; hair may hang over the forehead),
     # then the albedo of the usable texels.
-    forehead = points[:, 1] > verts[topo.landmarks_68[[19, 24]], 1].mean() + 0.3  # cm above the brow peaks
-    colours = _sample_bilinear(photo_linear, pixels[usable])
-    basis = _shading_basis(texel_normals(usable))
-    reference = ~forehead[usable]
+    brows = verts[topo.landmarks_68[[19, 24]], 1].mean() + 0.3  # cm above the brow peaks
+    colours = _sample_bilinear(photo_linear, pixels[on_skin[keep]])
+    basis = _shading_basis(seen_normals[keep])
+    reference = points(usable)[:, 1] <= brows  # not the forehead
     sh = _solve_sh_lighting(basis[reference], colours[reference])
     shading = (basis @ sh).astype(np.float32)
     mean_shading = np.median(shading[reference], axis=0)
@@ -359,8 +368,9 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     reached = (blend[rows, cols] > 0) & ~take_mirror[rows, cols]
     reached[usable] = False
     near = np.flatnonzero(reached)
-    tile[rows[near], cols[near]] = albedo_of(_sample_bilinear(photo_linear, pixels[near]),
-                                             (_shading_basis(texel_normals(near)) @ sh).astype(np.float32))
+    near_colours = _sample_bilinear(photo_linear, fit.project(points(near)))
+    tile[rows[near], cols[near]] = albedo_of(near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(
+        np.float32))  # fmt: skip
     tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
     # Seamless fill: push-pull extrapolation, blended through the feathered mask.
