@@ -220,8 +220,9 @@ def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo, or a saved person folder (OUT/person) to "
                         "pose again without reconstructing")
     parser.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
-    parser.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default)")
-    parser.add_argument("--texture-size", type=int, default=1024, help="texture tile size in texels (default 1024)")
+    parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
+    parser.add_argument("--texture-size", type=int, default=1024,
+                        help="texture tile size in texels, for a photo (default 1024)")
     parser.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
     parser.add_argument("--no-previews", dest="previews", action="store_false",
                         help="skip preview.png (the turntable sheet)")
