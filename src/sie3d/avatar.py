@@ -95,7 +95,7 @@ class Models:
 
     def preload(self, *names: str) -> Models:
         """Load the named models (default: every model) now, e.g. to time them apart from the first photo."""
-        for name in names or ("observer", "embedder", "head", "fitter"):
+        for name in names or [n for n, v in vars(Models).items() if isinstance(v, cached_property)]:
             getattr(self, name)
         return self
 
