@@ -117,10 +117,14 @@ def _feather_px(face_outline_px: np.ndarray) -> float:
 def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
                          expression: np.ndarray, face_outline_px: np.ndarray) -> np.ndarray:
     """`in_photo` of a whole (large) photo at its resolution, rendering only the face's region: outside
-    it the mask is zero and the photo stays as it is. Equal to `in_photo` but for a few pixels where float
-    rounding of the moved camera flips which of two nearly coincident triangles (lid and eyeball) wins."""
+    it the mask is zero and the photo stays as it is. Equal to `in_photo` but where float rounding of
+    the moved camera flips which of two nearly coincident triangles (lid and eyeball, teeth and mouth
+    socket) wins a pixel: a few dozen pixels, and, when such a pixel opens a hole in the face mask, the
+    mask's erosion around it (a patch a few feather widths across; seen inside a wide-open mouth)."""
     height, width = photo_rgb.shape[:2]
-    margin = int(np.ceil(4 * _feather_px(face_outline_px))) + 4  # beyond the mask's erosion and blur
+    # The mask is eroded by the feather width, then blurred (PIL's box passes reach 3 x the width): alpha
+    # is 0 beyond 2 widths outside the oval, and the blur at the region's border sees only zeros.
+    margin = int(np.ceil(3 * _feather_px(face_outline_px))) + 4
     (low_x, low_y), (high_x, high_y) = face_outline_px.min(0), face_outline_px.max(0)
     x0, y0 = max(0, int(np.floor(low_x)) - margin), max(0, int(np.floor(low_y)) - margin)
     x1, y1 = min(width, int(np.ceil(high_x)) + margin), min(height, int(np.ceil(high_y)) + margin)
