@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/rest_pose_identity.py [FACES_DIR]
 
-For each London Set neutral photo: reconstruct, render the avatar into the photo (`in_photo`) once with
+For each London Set neutral photo: reconstruct, render the avatar into the photo (`composite`) once with
 the fitted rest expression (what sie3d outputs as "neutral") and once with an all-zero expression, and
 measure the held-out FaceNet cosine to the photo (crop by the judges' landmark rule on MediaPipe's
 landmarks of each image). Prints mean, bootstrap 95% interval and per-photo wins.
