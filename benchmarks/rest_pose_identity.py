@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/rest_pose_identity.py [FACES_DIR]
 
-For each London Set neutral photo: reconstruct, render the avatar into the photo (`in_photo`) once with
+For each London Set neutral photo: reconstruct, render the avatar into the photo (`composite`) once with
 the fitted rest expression (what sie3d outputs as "neutral") and once with an all-zero expression, and
 measure the held-out FaceNet cosine to the photo (crop by the judges' landmark rule on MediaPipe's
 landmarks of each image). Prints mean, bootstrap 95% interval and per-photo wins.
@@ -15,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sie3d.avatar import Models, ReconstructConfig, composite, reconstruct
 from sie3d.eval.judges.identity import FacenetJudge
-from sie3d.head.fit import FACE_OVAL
-from sie3d.head.texture import render_layout
 from sie3d.photo import load_photo, photo_from_array
-from sie3d.pipeline import Models, reconstruct
-from sie3d.previews import TexturedHead, in_photo
 
 
 def bootstrap_mean(values: np.ndarray, runs: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -37,12 +34,10 @@ def main() -> None:
     try:
         for path in photos:
             photo = load_photo(path)
-            result = reconstruct(photo, models, texture_size=512)
-            reference = judge(photo.rgb, result.observation)
-            textured = TexturedHead.build(models.head, render_layout(models.head), result.textures)
-            for name, expression in zip(scores, (result.fit.rest_expression, np.zeros(53, np.float32)), strict=True):
-                outline = result.fit.project(models.fitter.landmarks_3d(result.fit, expression)[list(FACE_OVAL)])
-                image = in_photo(textured, photo.rgb, result.fit, result.textures, expression, outline)
+            person = reconstruct(photo, models, ReconstructConfig(texture_size=512))
+            reference = judge(photo.rgb, person.observation)
+            for name, expression in zip(scores, (person.rest_expression, np.zeros(53, np.float32)), strict=True):
+                image = composite(person, models, expression)
                 obs, _ = models.observer.observe(photo_from_array(image))
                 scores[name].append(float(judge(image, obs) @ reference))
     finally:

@@ -13,10 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from sie3d.head.texture import render_layout
+from sie3d.avatar import Models, photo_variants, reconstruct, render_preview
 from sie3d.photo import load_photo
-from sie3d.pipeline import Models, reconstruct
-from sie3d.previews import TexturedHead, preview_sheet
 
 # Different ages, sexes and skin tones (ages and descriptions from the London Set's own metadata).
 PEOPLE = ("london_025_happy", "london_021_happy", "london_024_happy", "london_038_happy", "london_042_happy",
@@ -36,17 +34,13 @@ under the same licence. Photos used: {photos}.
 def main() -> None:
     faces = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "faces"
     OUT.mkdir(parents=True, exist_ok=True)
-    models = Models.load()
-    try:
+    with Models.load() as models:
         for name in PEOPLE:
-            result = reconstruct(load_photo(faces / f"{name}.jpg"), models)
-            textured = TexturedHead.build(models.head, render_layout(models.head), result.textures)
-            for variant, weights in (("expression", result.photo_expression), ("neutral", result.neutral_expression)):
-                sheet = preview_sheet(textured, result.fit.identity, weights, size=320)
-                Image.fromarray(sheet).save(OUT / f"{name}_{variant}.jpg", quality=88)
-            print(f"{name}: fit error {100 * result.fit.landmark_error_iod:.2f}% of eye distance")
-    finally:
-        models.close()
+            person = reconstruct(load_photo(faces / f"{name}.jpg"), models)
+            for variant in photo_variants(person):
+                sheet = render_preview(person, models, variant.coefficients, size=320)
+                Image.fromarray(sheet).save(OUT / f"{name}_{variant.name}.jpg", quality=88)
+            print(f"{name}: fit error {100 * person.fit.landmark_error_iod:.2f}% of eye distance")
     (OUT / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(photos=", ".join(f"{p}.jpg" for p in PEOPLE)))
 
 

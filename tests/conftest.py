@@ -1,4 +1,4 @@
-"""Shared fixtures: the real photos in ../shared/faces and one MediaPipe observer per session."""
+"""Shared fixtures: the real photos in ../shared/faces, one set of models and one reconstructed person per session."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# As `sie3d` itself runs (cli.main): idle thread pools sleep rather than spin. Set before the test modules
+# import torch and numpy; on the shared 2-core machine spinning threads made renders several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,11 +38,36 @@ def faces() -> Path:
 
 
 @pytest.fixture(scope="session")
-def observer():
-    from sie3d.face.landmarker import FaceObserver
+def models():
+    """One `sie3d.avatar.Models` per session (each model loads on first use)."""
+    from sie3d.avatar import Models
 
-    with FaceObserver() as obs:
-        yield obs
+    with Models.load() as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def observer(models):
+    return models.observer
+
+
+@pytest.fixture(scope="session")
+def happy(models, faces):
+    """The session's reconstructed person: a smiling London studio photo, 512 px texture tiles."""
+    from sie3d.avatar import ReconstructConfig, reconstruct
+    from sie3d.photo import load_photo
+
+    return reconstruct(load_photo(faces / "london_004_happy.jpg"), models, ReconstructConfig(texture_size=512))
+
+
+@pytest.fixture(scope="session")
+def written(happy, models, tmp_path_factory) -> Path:
+    """`write_outputs` of `happy` with both photo variants, 256 px previews."""
+    from sie3d.avatar import OutputConfig, photo_variants, write_outputs
+
+    out = tmp_path_factory.mktemp("avatar")
+    write_outputs(happy, models, photo_variants(happy), out, OutputConfig(preview_size=256))
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +81,17 @@ def london_observations(observer) -> dict[str, object]:
             name = f"{person}_{expression}"
             result[name] = observer.observe(load_photo(faces_dir() / f"{name}.jpg"))[0]
     return result
+
+
+# What `write_outputs` writes for a variant in OBJ format with a preview (no GLB, no in-photo composite).
+OBJ_FILES = ("avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
+             "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "preview.png")  # fmt: skip
+PERSON_FILES = ("person/person.json", "person/arrays.npz", "person/photo.png")
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every file below `folder`, as paths relative to it."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -47,7 +47,7 @@ LONDON = [f"{person}_{e}.jpg" for person in london_people() for e in ("neutral",
 POSED = {"max_angry.jpg": "anger", "max_happy-baby.jpeg": "happy", "max_neutral.jpeg": "neutral",
          "max_sad-baby.jpeg": "sadness", "max_surprised.jpeg": "surprised", "mpl_grace_hopper.jpg": "neutral",
          "skimage_astronaut.png": "happy"}  # fmt: skip
-GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception", "assets", "pipeline.py", "photo.py",
+GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception", "assets", "avatar.py", "photo.py",
                    "previews.py")
 JUDGES = "sie3d.eval.judges"
 

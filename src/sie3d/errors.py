@@ -52,4 +52,11 @@ class NoFaceError(Sie3dError):
     exit_code = 5
 
 
-EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError)}
+class PersonError(Sie3dError):
+    """A saved person folder (`sie3d.avatar.Person.save`) is missing, damaged or of another format version."""
+
+    exit_code = 6
+
+
+EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError,
+                                                    PersonError)}

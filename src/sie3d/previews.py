@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
@@ -77,12 +79,14 @@ def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.n
 
 
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
-             expression: np.ndarray, face_outline_px: np.ndarray, feather_px: float | None = None) -> np.ndarray:
-    """The avatar rendered with the photo's own camera and lighting, composited over the photo's face
-    with a feathered mask (the person's real hair, ears, neck and background stay).
+             expression: np.ndarray, face_outline_px: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the avatar rendered with the photo's own camera and lighting, composited over the
+    photo's face with a feathered mask (the person's real hair, ears, neck and background stay).
 
-    `face_outline_px` (N, 2): the face oval of the rendered expression in photo pixels; the composite
-    stays inside it (slightly widened), so the neck and the bald scalp of the model never show."""
+    `photo_rgb` (H, W, 3) uint8 is the photo or a window of it, `fit` the fit whose camera sees exactly
+    that image (`HeadFit.crop` for a window); `face_outline_px` (N, 2): the face oval of the rendered
+    expression in those pixels. The composite stays inside the oval (slightly widened), so the neck and
+    the bald scalp of the model never show. Every pixel is rendered; see `in_photo_face_region`."""
     height, width = photo_rgb.shape[:2]
     cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None],
                    width, height)
@@ -97,13 +101,43 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & (np.asarray(oval) > 0)
     # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
     # jaw silhouette nor the model's bald forehead edge shows.
-    face_size = float(np.ptp(face_outline_px[:, 1]))
-    feather = feather_px or max(2.0, 0.025 * face_size)
-    mask = Image.fromarray((keep * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(2 * round(feather) + 1))
+    feather = _feather_px(face_outline_px)
+    kernel = np.ones((2 * round(feather) + 1,) * 2, np.uint8)  # erosion = PIL's MinFilter, but separable: fast
+    mask = Image.fromarray(cv2.erode((keep * 255).astype(np.uint8), kernel))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
     rendered = to_image(out.rgb[0]).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
 
 
+def _feather_px(face_outline_px: np.ndarray) -> float:
+    """Width of the composite's soft edge: 2.5% of the face height, at least 2 px."""
+    return max(2.0, 0.025 * float(np.ptp(face_outline_px[:, 1])))
+
+
+def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
+                         expression: np.ndarray, face_outline_px: np.ndarray) -> np.ndarray:
+    """`in_photo` of a whole (large) photo at its resolution, rendering only the face's region: outside
+    it the mask is zero and the photo stays as it is. Equal to `in_photo` but where float rounding of
+    the moved camera flips which of two nearly coincident triangles (lid and eyeball, teeth and mouth
+    socket) wins a pixel: a few dozen pixels, and, when such a pixel opens a hole in the face mask, the
+    mask's erosion around it (a patch a few feather widths across; seen inside a wide-open mouth)."""
+    height, width = photo_rgb.shape[:2]
+    # The mask is eroded by the feather width, then blurred (PIL's box passes reach 3 x the width): alpha
+    # is 0 beyond 2 widths outside the oval, and the blur at the region's border sees only zeros.
+    margin = int(np.ceil(3 * _feather_px(face_outline_px))) + 4
+    (low_x, low_y), (high_x, high_y) = face_outline_px.min(0), face_outline_px.max(0)
+    x0, y0 = max(0, int(np.floor(low_x)) - margin), max(0, int(np.floor(low_y)) - margin)
+    x1, y1 = min(width, int(np.ceil(high_x)) + margin), min(height, int(np.ceil(high_y)) + margin)
+    out = photo_rgb.copy()
+    if x1 > x0 and y1 > y0:  # else the face lies outside the photo
+        region = fit.crop(x0, y0, (x1 - x0, y1 - y0))
+        out[y0:y1, x0:x1] = in_photo(textured, photo_rgb[y0:y1, x0:x1], region, textures, expression,
+                                     face_outline_px - np.array([x0, y0], np.float32))  # fmt: skip
+    return out
+
+
 def save_png(image: np.ndarray, path) -> None:
-    Image.fromarray(image).save(path, optimize=False)
+    """Write an (H, W, 3|4) uint8 image as PNG (the exporters' encoder and compression level)."""
+    from sie3d.export.mesh import texture_png
+
+    Path(path).write_bytes(texture_png(image))

@@ -1,11 +1,11 @@
 """Ablations by name: how the evaluated avatar's expression is made, one registered function each.
 
-An ablation turns a reconstruction and a target (emotion, intensity) into the (53,) ICT expression
+An ablation turns a reconstructed person and a target (emotion, intensity) into the (53,) ICT expression
 coefficients of the avatar to render, or None for "no expression change" (the avatar keeps the
 expression fitted to the photo). Later features plug in by registering a function:
 
     @register("text", description="text conditioning only", takes_prompt=True)
-    def _text(result, models, emotion, intensity, *, prompt): ...
+    def _text(person, models, emotion, intensity, *, prompt): ...
 
 and `sie3d eval --ablations text,prototype` compares them on the same photos, judges and crops.
 
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sie3d.avatar import Models, Person
 from sie3d.errors import UsageError
 from sie3d.expressions import on_top_of_rest, prototype
-from sie3d.pipeline import Models, Reconstruction
 
-# (reconstruction, models, emotion, intensity) -> (53,) coefficients, or None for the photo's own expression
+# (person, models, emotion, intensity) -> (53,) coefficients, or None for the photo's own expression
 ExpressionFunction = Callable[..., np.ndarray | None]
 
 
@@ -39,15 +39,15 @@ class Ablation:
     uses_intensity: bool = False
     takes_prompt: bool = False
 
-    def expression(self, result: Reconstruction, models: Models, emotion: str, intensity: float,
+    def expression(self, person: Person, models: Models, emotion: str, intensity: float,
                    prompt: str | None = None) -> np.ndarray:
         """(53,) float32 coefficients of the avatar to render (None from the function = the photo's own)."""
         extra = {"prompt": prompt if prompt is not None else emotion} if self.takes_prompt else {}
-        coefficients = self.function(result, models, emotion, intensity, **extra)
+        coefficients = self.function(person, models, emotion, intensity, **extra)
         if coefficients is None:
-            return np.asarray(result.photo_expression, np.float32)
+            return np.asarray(person.photo_expression, np.float32)
         coefficients = np.asarray(coefficients, np.float32)
-        expected = np.shape(result.photo_expression)
+        expected = np.shape(person.photo_expression)
         if coefficients.shape != expected:
             raise ValueError(f"ablation {self.name!r} returned shape {coefficients.shape}, expected {expected}")
         return coefficients
@@ -98,17 +98,17 @@ def parse(spec: str) -> list[Ablation]:
 
 @register("photo", description="the fitted avatar with the photo's own expression (no expression change)",
           uses_emotion=False)
-def _photo(result: Reconstruction, models: Models, emotion: str, intensity: float) -> None:
+def _photo(person: Person, models: Models, emotion: str, intensity: float) -> None:
     return None
 
 
 @register("rest", description="the neutral avatar: the person's rest pose only (identity upper bound)",
           uses_emotion=False)
-def _rest(result: Reconstruction, models: Models, emotion: str, intensity: float) -> np.ndarray:
-    return result.neutral_expression
+def _rest(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return person.rest_expression
 
 
 @register("prototype", description="the emotion's FACS prototype at the given intensity on top of the rest pose",
           uses_intensity=True)
-def _prototype(result: Reconstruction, models: Models, emotion: str, intensity: float) -> np.ndarray:
-    return on_top_of_rest(result.neutral_expression, prototype(emotion, intensity))
+def _prototype(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return on_top_of_rest(person.rest_expression, prototype(emotion, intensity))

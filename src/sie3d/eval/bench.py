@@ -149,16 +149,16 @@ def run_reconstruction_benchmark(photos: str | os.PathLike | None = None, *, ful
     import torch
     from tqdm import tqdm
 
+    from sie3d.avatar import Models, photo_variants, reconstruct, write_outputs
     from sie3d.errors import NoFaceError
     from sie3d.photo import load_photo
-    from sie3d.pipeline import Models, reconstruct, write_reconstruction
 
     if threads:
         torch.set_num_threads(threads)
     folder = Path(photos) if photos else default_photos()
     paths = _photos_in(folder)
     start = time.perf_counter()
-    models = Models.load()
+    models = Models.load().preload()
     load_s = time.perf_counter() - start
     errors, stage_times, skipped = {}, {}, []
     try:
@@ -168,10 +168,11 @@ def run_reconstruction_benchmark(photos: str | os.PathLike | None = None, *, ful
                 if k < full_runs:
                     result = reconstruct(photo, models)
                     with tempfile.TemporaryDirectory() as tmp:
-                        write_reconstruction(result, models, Path(tmp))
+                        write_outputs(result, models, photo_variants(result), Path(tmp))
                         report = json.loads((Path(tmp) / "report.json").read_text())
                     for stage, seconds in report["timings_s"].items():
-                        stage_times.setdefault(stage, []).append(seconds)
+                        if stage != "load_models":  # loaded above, timed as model_load_s
+                            stage_times.setdefault(stage, []).append(seconds)
                     fit = result.fit
                 else:
                     obs, _ = models.observer.observe(photo)
@@ -200,6 +201,81 @@ def run_reconstruction_benchmark(photos: str | os.PathLike | None = None, *, ful
     return result
 
 
+# A frontal studio photo (0.6 MP), a phone photo (1.8 MP) and a large portrait (2.5 MP).
+CLI_PHOTOS = ("london_004_happy.jpg", "zoom_30cm.jpg", "max_angry.jpg")
+
+
+def _cli_photos(photos: str | os.PathLike | None) -> list[Path]:
+    """A photo file; or the `CLI_PHOTOS` of a folder (default: the shared faces) when it holds them all,
+    else every photo of that folder."""
+    path = Path(photos) if photos else default_photos()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UsageError(f"{path} is neither a photo nor a folder", "pass --photos with a photo or a folder")
+    named = [path / name for name in CLI_PHOTOS]
+    return named if all(p.is_file() for p in named) else _photos_in(path)
+
+
+def _timed_process(args: list[str]) -> float:
+    """Wall time of one `sie3d ...` process, as a user runs it (interpreter start included)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sie3d.cli", *args, "-q"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"`sie3d {' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return wall
+
+
+def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
+    """Whole processes of `sie3d inspect` and `sie3d reconstruct` (default options) on the same photos,
+    alternated, `runs` times each; medians, their ratio and the reconstruct's stage times (from its
+    report.json) per photo."""
+    import tempfile
+
+    from PIL import Image
+
+    paths = _cli_photos(photos)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            walls: dict[str, list[float]] = {"inspect": [], "reconstruct": []}
+            stages: dict[str, list[float]] = {}
+            for run in range(runs):
+                for command in walls:
+                    out = Path(tmp) / f"{command}-{run}"
+                    walls[command].append(_timed_process([command, str(path), "-o", str(out)]))
+                report = json.loads((Path(tmp) / f"reconstruct-{run}" / "report.json").read_text())
+                for stage, seconds in report["timings_s"].items():
+                    stages.setdefault(stage, []).append(seconds)
+            with Image.open(path) as image:
+                width, height = image.size
+            inspect_s, reconstruct_s = (statistics.median(walls[c]) for c in ("inspect", "reconstruct"))
+            rows.append({"photo": path.name, "size": [width, height], "inspect_s": round(inspect_s, 2),
+                         "reconstruct_s": round(reconstruct_s, 2), "ratio": round(reconstruct_s / inspect_s, 2),
+                         "inspect_runs_s": [round(w, 2) for w in walls["inspect"]],
+                         "reconstruct_runs_s": [round(w, 2) for w in walls["reconstruct"]],
+                         "reconstruct_stages_s": {k: round(statistics.median(v), 3) for k, v in stages.items()}})
+    result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
+              "photos": rows}  # fmt: skip
+    result["markdown"] = cli_markdown(result)
+    return result
+
+
+def cli_markdown(result: dict) -> str:
+    lines = [f"| photo | size | `sie3d inspect` | `sie3d reconstruct` | ratio (median of {result['runs']} runs) |",
+             "|---|---|---|---|---|"]
+    for row in result["photos"]:
+        width, height = row["size"]
+        lines.append(f"| {row['photo']} | {width}x{height} ({width * height / 1e6:.1f} MP) | {row['inspect_s']:.1f} s "
+                     f"| {row['reconstruct_s']:.1f} s | {row['ratio']:.2f} |")
+    for row in result["photos"]:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in row["reconstruct_stages_s"].items())
+        lines.append(f"\n{row['photo']}, reconstruct stages (s): {stages}")
+    return "\n".join(lines)
+
+
 def reconstruction_markdown(result: dict) -> str:
     machine, err, frontal = result["machine"], result["fit_error_iod"], result["fit_error_iod_frontal_studio"]
     lines = [
@@ -215,6 +291,8 @@ def reconstruction_markdown(result: dict) -> str:
     for stage, seconds in result["stage_median_s"].items():
         lines.append(f"| {stage} (median of {result['stage_runs'][stage]}) | {seconds:.3f} s |")
     lines.append(f"| peak memory (RSS) | {result['peak_rss_mb']:.0f} MB |")
+    lines.append("\nsave_person, write_* (PNG files) and export_* run in the writer thread while the next images "
+                 "render; wait_for_writer is what is left of them when the renders are done.")
     return "\n".join(lines)
 
 

@@ -245,7 +245,7 @@ class Judges:
 
     facex: object
     facenet: object
-    sface: object  # pipeline.Models.embedder
+    sface: object  # avatar.Models.embedder
 
     @staticmethod
     def load(models) -> Judges:
@@ -304,47 +304,41 @@ def _turntable_cameras(landmarks_head: np.ndarray, yaws: Sequence[float], size: 
     return orbit_cameras(list(yaws), distance=distance, target=target, focal_px=focal, width=size, height=size)
 
 
-def _photo_window(result, size: int):
+def _photo_window(person, size: int):
     """The photo cut to a square around the face at most `size` px wide, and the fit's camera moved into
-    it: the in-photo composite costs a 320 px render instead of a full-photo one. Returns (rgb, fit)."""
+    it: the in-photo composite costs a 320 px render instead of a full-photo one."""
+    from sie3d.avatar import PhotoWindow
     from sie3d.eval.judges.crops import crop_box, judge_crop_box, load_rule
 
-    x0, y0, x1, y1 = judge_crop_box(result.observation, load_rule("facenet"))
+    x0, y0, x1, y1 = judge_crop_box(person.observation, load_rule("facenet"))
     side = (y1 - y0) / FACE_FILL
     out = max(32, round(min(side, size)))
-    scale = out / side
     left, top = (x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2
-    rgb = crop_box(result.photo.rgb, (left, top, left + side, top + side), out)
-    px, py = result.fit.principal_px
-    fit = dataclasses.replace(result.fit, focal_px=result.fit.focal_px * scale,
-                              principal_px=((px - left) * scale, (py - top) * scale), image_size=(out, out))
-    return rgb, fit
+    rgb = crop_box(person.photo.rgb, (left, top, left + side, top + side), out)
+    return PhotoWindow(rgb, person.fit.crop(left, top, (out, out), out / side))
 
 
-def _render_expression(result, models, textured, expression: np.ndarray, views: Sequence[View], size: int,
+def _render_expression(person, models, expression: np.ndarray, views: Sequence[View], size: int,
                        window) -> list[tuple[View, np.ndarray, np.ndarray, float]]:
     """[(view, rgb (H, W, 3) uint8, landmarks (468, 2) px, seconds)] of one expression in every view."""
-    from sie3d.head.fit import FACE_OVAL
-    from sie3d.previews import in_photo, to_image
+    from sie3d.avatar import composite, render_views
     from sie3d.render import project
 
     out = []
-    landmarks_head = models.fitter.landmarks_3d(result.fit, expression)  # (468, 3) head space, cm
+    landmarks_head = models.fitter.landmarks_3d(person.fit, expression)  # (468, 3) head space, cm
     turntable = [v for v in views if not v.in_photo]
     if turntable:
         start = time.perf_counter()
-        cams = _turntable_cameras(models.fitter.landmarks_3d(result.fit, result.neutral_expression),
+        cams = _turntable_cameras(models.fitter.landmarks_3d(person.fit, person.rest_expression),
                                   [v.yaw for v in turntable], size)
-        rendered = textured.render(textured.verts(result.fit.identity, expression), cams).rgb
+        rendered = render_views(person, models, expression, cams)
         pixels, _ = project(torch.from_numpy(landmarks_head), cams)  # (B, 468, 2)
         seconds = (time.perf_counter() - start) / len(turntable)
-        out += [(v, to_image(rendered[i]), pixels[i].numpy(), seconds) for i, v in enumerate(turntable)]
+        out += [(v, rendered[i], pixels[i].numpy(), seconds) for i, v in enumerate(turntable)]
     if any(v.in_photo for v in views):
         start = time.perf_counter()
-        rgb, fit = window
-        outline = fit.project(landmarks_head[list(FACE_OVAL)])
-        composite = in_photo(textured, rgb, fit, result.textures, expression, outline)
-        out.append((View(PHOTO_VIEW, None), composite, fit.project(landmarks_head), time.perf_counter() - start))
+        image = composite(person, models, expression, window)
+        out.append((View(PHOTO_VIEW, None), image, window.fit.project(landmarks_head), time.perf_counter() - start))
     return out
 
 
@@ -381,36 +375,33 @@ class PhotoResult:
 
 def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: Judges) -> PhotoResult:
     """Reconstruct one photo, render every distinct expression in every view, judge all images in batches."""
-    from sie3d.head.texture import render_layout
+    from sie3d.avatar import ReconstructConfig, reconstruct
     from sie3d.photo import load_photo
-    from sie3d.pipeline import reconstruct
-    from sie3d.previews import TexturedHead
 
     start = time.perf_counter()
     photo = load_photo(path)
-    result = reconstruct(photo, models, texture_size=config.texture_size)
+    avatar = reconstruct(photo, models, ReconstructConfig(texture_size=config.texture_size))
     seconds_reconstruct = time.perf_counter() - start
-    textured = TexturedHead.build(models.head, render_layout(models.head), result.textures)
-    obs = result.observation
+    obs = avatar.observation
     source = JudgedImage("source", "source", *_judge_crops(judges, photo.rgb, obs.landmarks_px, obs), 0.0)
 
     # Plan: which expression each (ablation, intensity, target) asks for; distinct ones are rendered once.
     plan, expressions = [], {}
-    rest_key = _expression_key(result.neutral_expression)
-    expressions[rest_key] = result.neutral_expression  # every identity delta is taken against the rest avatar
+    rest_key = _expression_key(avatar.rest_expression)
+    expressions[rest_key] = avatar.rest_expression  # every identity delta is taken against the rest avatar
     for name in config.ablations:
         ablation = ablation_registry.get(name)
         for intensity in config.intensities if ablation.uses_intensity else (None,):
             for target in config.targets:
-                coefficients = ablation.expression(result, models, target.emotion, 1.0 if intensity is None
+                coefficients = ablation.expression(avatar, models, target.emotion, 1.0 if intensity is None
                                                    else intensity, prompt=target.prompt)  # fmt: skip
                 key = _expression_key(coefficients)
                 expressions.setdefault(key, coefficients)
                 plan.append((ablation, intensity, target, key))
-    window = _photo_window(result, config.size) if any(v.in_photo for v in config.views) else None
+    window = _photo_window(avatar, config.size) if any(v.in_photo for v in config.views) else None
     images: dict[str, JudgedImage] = {}
     for key, expression in expressions.items():
-        for view, rgb, landmarks, seconds in _render_expression(result, models, textured, expression, config.views,
+        for view, rgb, landmarks, seconds in _render_expression(avatar, models, expression, config.views,
                                                                 config.size, window):  # fmt: skip
             image_key = f"{key}@{view.name}"
             images[image_key] = JudgedImage(image_key, view.name, *_judge_crops(judges, rgb, landmarks), seconds)
@@ -440,9 +431,9 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
             })  # fmt: skip
     source_top1 = EMOTIONS[int(source.probabilities.argmax())]
     info = {"photo": path.name, "person": person, "seconds_reconstruct": round(seconds_reconstruct, 3),
-            "fit_error_iod": round(float(result.fit.landmark_error_iod), 5),
+            "fit_error_iod": round(float(avatar.fit.landmark_error_iod), 5),
             "facex_top1": source_top1, "facex_p_top1": round(float(source.probabilities.max()), 5),
-            "images_rendered": len(images), "warnings": list(result.warnings),
+            "images_rendered": len(images), "warnings": list(avatar.warnings),
             "seconds_render": round(sum(i.seconds_render for i in images.values()), 3),
             "seconds_judge": round(sum(i.seconds_judge for i in [source, *images.values()]), 3)}  # fmt: skip
     return PhotoResult(path.name, person, source, images, rows, info)
@@ -482,7 +473,7 @@ class EvalOutput:
 
 def run_eval(config: EvalConfig, out: Path, progress: bool = True) -> EvalOutput:
     """Evaluate every photo of `config` and write rows, references, summary, plots and contact sheets to `out`."""
-    from sie3d.pipeline import Models
+    from sie3d.avatar import Models
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -231,7 +231,7 @@ def confusion_markdown(matrix: np.ndarray, labels: tuple[str, ...] = EMOTIONS) -
 def compute_references(manifest: Path, models, facex, facenet, progress: bool = True) -> References:
     """Observe every labelled or London photo of `manifest` once and score it with the judges.
 
-    `models` is a `pipeline.Models` (MediaPipe observer and SFace embedder), `facex` a `FacexJudge`,
+    `models` is an `avatar.Models` (MediaPipe observer and SFace embedder), `facex` a `FacexJudge`,
     `facenet` a `FacenetJudge`."""
     from sie3d.face import observe_photo
     from sie3d.photo import load_photo

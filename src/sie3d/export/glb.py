@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from sie3d.export.mesh import AvatarMesh, Material, texture_png, vertex_normals
+from sie3d.export.mesh import AvatarMesh, Material, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +91,21 @@ def _index_dtype(n_vertices: int) -> type:
     return np.uint16 if n_vertices <= 65535 else np.uint32
 
 
-def _morph_accessor(b: _Builder, deltas_m: np.ndarray, sparse: bool, min_delta_m: float) -> tuple[int, str]:
-    """Accessor for one target's (N, 3) float32 POSITION deltas; returns (index, layout)."""
-    n = len(deltas_m)
-    moved = np.abs(deltas_m).max(axis=1) > min_delta_m
+def _morph_deltas(deltas_m: np.ndarray, min_delta_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N, 3) POSITION deltas of every target -> (deltas with the unmoved vertices zeroed, (K, N) moved),
+    for all targets at once (per-target numpy calls cost more than the arithmetic)."""
+    size = np.abs(deltas_m)
+    moved = np.maximum(np.maximum(size[..., 0], size[..., 1]), size[..., 2]) > min_delta_m
+    return np.where(moved[..., None], deltas_m, np.float32(0.0)).astype(np.float32), moved
+
+
+def _morph_accessor(b: _Builder, written: np.ndarray, moved: np.ndarray, bounds: dict[str, list[float]],
+                    sparse: bool) -> tuple[int, str]:
+    """Accessor for one target's (N, 3) float32 POSITION deltas (zero where not `moved`), whose min/max
+    are `bounds`; returns (index, layout)."""
+    n = len(written)
     n_moved = int(moved.sum())
-    written = np.where(moved[:, None], deltas_m, np.float32(0.0)).astype(np.float32)
-    base: dict[str, Any] = {"componentType": FLOAT, "count": n, "type": "VEC3", **_bounds(written)}
+    base: dict[str, Any] = {"componentType": FLOAT, "count": n, "type": "VEC3", **bounds}
     if n_moved == 0 and sparse:
         return b.accessor(base), "zero"  # no bufferView: defined as zeros
     index_dtype = _index_dtype(n)
@@ -159,7 +167,7 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
         if material.texture is not None:
             key = id(material.texture)
             if key not in texture_of_array:
-                images.append({"bufferView": b.view(texture_png(material.texture)), "mimeType": "image/png"})
+                images.append({"bufferView": b.view(material.png), "mimeType": "image/png"})
                 textures.append({"sampler": 0, "source": len(images) - 1})
                 texture_of_array[key] = len(textures) - 1
             texture_index = texture_of_array[key]
@@ -183,8 +191,11 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
         }
         if len(mesh.morph_names):
             targets = []
+            written, moved = _morph_deltas(deltas_m[:, vertex], min_delta_m)
+            low, high = written.min(axis=1).tolist(), written.max(axis=1).tolist()  # (K, 3): exact float32
             for k in range(len(mesh.morph_names)):
-                index, layout = _morph_accessor(b, deltas_m[k, vertex], sparse, min_delta_m)
+                bounds = {"min": low[k], "max": high[k]}
+                index, layout = _morph_accessor(b, written[k], moved[k], bounds, sparse)
                 targets.append({"POSITION": index})
                 layouts[layout] += 1
             primitive["targets"] = targets

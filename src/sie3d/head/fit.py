@@ -31,6 +31,7 @@ person. Everything else is the emotional part (`HeadFit.emotional_expression`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -135,10 +136,25 @@ class HeadFit:
         matrix[:3, :3], matrix[:3, 3] = self.rotation, self.translation
         return matrix
 
+    def to_camera(self, points_head: np.ndarray) -> np.ndarray:
+        """(N, 3) head-space points (cm) -> (N, 3) camera-space points (cm)."""
+        return points_head @ self.rotation.T + self.translation
+
+    def project_camera(self, points_camera: np.ndarray) -> np.ndarray:
+        """(N, 3) camera-space points (cm) -> (N, 2) pixels of the photo."""
+        return points_camera[:, :2] / points_camera[:, 2:3] * self.focal_px + np.asarray(self.principal_px, np.float32)
+
     def project(self, points_head: np.ndarray) -> np.ndarray:
         """(N, 3) head-space points (cm) -> (N, 2) pixels of the photo."""
-        cam = points_head @ self.rotation.T + self.translation
-        return cam[:, :2] / cam[:, 2:3] * self.focal_px + np.asarray(self.principal_px, np.float32)
+        return self.project_camera(self.to_camera(points_head))
+
+    def crop(self, left: float, top: float, size: tuple[int, int], scale: float = 1.0) -> HeadFit:
+        """This fit seen through a window of the photo: the window's top-left corner is at (`left`, `top`)
+        photo pixels and it is resampled by `scale` to `size` (width, height) px. Same head and pose; the
+        principal point moves and the focal length scales, so `project` gives window pixels."""
+        px, py = self.principal_px
+        return dataclasses.replace(self, focal_px=self.focal_px * scale, image_size=(int(size[0]), int(size[1])),
+                                   principal_px=((px - left) * scale, (py - top) * scale))  # fmt: skip
 
     def to_json(self) -> dict:
         return {

@@ -8,7 +8,7 @@
   detectors the judges were trained with (`crop_calibration.json`, written by
   benchmarks/calibrate_judge_crops.py).
 
-Nothing in the generation path (face/, head/, render/, export/, semantics/, perception/, pipeline.py)
+Nothing in the generation path (face/, head/, render/, export/, semantics/, perception/, avatar.py)
 may import this package: tests/test_judges.py scans the source tree to enforce it. Import the
 submodules directly; this file imports nothing so that loading one judge does not load the other.
 """

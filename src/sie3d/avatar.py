@@ -1,0 +1,643 @@
+"""One reconstructed person, and everything made from it.
+
+Every surface (the CLI, the evaluation, the gallery, the benchmarks) goes through this module:
+
+    models = Models.load()                       # every model, each loaded on first use
+    person = reconstruct(load_photo(path), models, ReconstructConfig(texture_size=1024))
+    person.save(folder); Person.load(folder)     # a versioned folder, loaded back exactly
+    write_outputs(person, models, [Variant("smile", coefficients)], out)
+
+A `Person` is what the photo says about someone: the observation, the fitted head (identity, pose,
+camera, the photo's expression and the resting eye/brow shape) and the textures. Posing is a pure
+function of (person, coefficients): `render_views`, `render_preview` and `composite` draw a person with
+any (53,) ICT expression, and a `Variant` names one such pose for `write_outputs`, which writes a
+folder of files per variant (GLB, OBJ, previews, the avatar in the photo) and one report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import re
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sie3d import __version__
+from sie3d.errors import PersonError, UsageError
+from sie3d.face.observation import FaceObservation
+from sie3d.head.fit import HeadFit
+from sie3d.head.names import ICT_NAMES
+from sie3d.head.texture import HeadTextures
+from sie3d.photo import Photo
+
+if TYPE_CHECKING:
+    from sie3d.face.landmarker import FaceObserver
+    from sie3d.face.sface import IdentityEmbedder
+    from sie3d.head.fit import HeadFitter
+    from sie3d.head.model import HeadModel
+    from sie3d.render import Cameras
+
+N_COEFFICIENTS = len(ICT_NAMES)  # 53 ICT expression coefficients
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+class Models:
+    """Every model sie3d uses, each loaded on first use and then kept: one instance per process.
+
+    A command that only observes never loads the head model; one that only renders a saved person never
+    starts MediaPipe. `close()` releases what was loaded (the MediaPipe tasks)."""
+
+    @cached_property
+    def observer(self) -> FaceObserver:
+        """MediaPipe face landmarker + detector (about 1 s to start)."""
+        from sie3d.face.landmarker import FaceObserver
+
+        return FaceObserver()
+
+    @cached_property
+    def embedder(self) -> IdentityEmbedder:
+        """SFace identity embedding."""
+        from sie3d.face.sface import IdentityEmbedder
+
+        return IdentityEmbedder()
+
+    @cached_property
+    def head(self) -> HeadModel:
+        """The ICT-FaceKit head model."""
+        from sie3d.head.model import HeadModel
+
+        return HeadModel()
+
+    @cached_property
+    def fitter(self) -> HeadFitter:
+        """The landmark fit, on `head`."""
+        from sie3d.head.fit import HeadFitter
+
+        return HeadFitter(self.head)
+
+    # The text models (sentence embedding + conditioning network) are one more lazy property here.
+
+    @staticmethod
+    def load() -> Models:
+        """A lazy instance: cheap; each model loads when first used."""
+        return Models()
+
+    def preload(self, *names: str) -> Models:
+        """Load the named models (default: every model) now, e.g. to time them apart from the first photo."""
+        for name in names or [n for n, v in vars(Models).items() if isinstance(v, cached_property)]:
+            getattr(self, name)
+        return self
+
+    def close(self) -> None:
+        observer = self.__dict__.pop("observer", None)
+        if observer is not None:
+            observer.close()
+
+    def __enter__(self) -> Models:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- the person --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """How a photo becomes a `Person` (recorded in the person and in every report)."""
+
+    face: int = 0  # which face of the photo, 0 = the largest
+    texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
+
+    def __post_init__(self) -> None:
+        if self.face < 0:
+            raise UsageError(f"--face {self.face} is negative", "use 0 for the largest face, 1 for the next ...")
+        size = self.texture_size
+        if not 256 <= size <= 4096 or size & (size - 1):
+            raise UsageError(f"--texture-size {size} is not a power of two in [256, 4096]",
+                             "use 512, 1024 (default) or 2048")  # fmt: skip
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PERSON_FORMAT = "sie3d-person"
+PERSON_FORMAT_VERSION = 1
+_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "photo.png"
+
+
+@dataclass(frozen=True, eq=False)
+class Person:
+    """A reconstructed person: the photo, the chosen face and every face found, the fitted head and its
+    textures, plus what went wrong (`warnings`) and how long each stage took (`timings`, seconds)."""
+
+    photo: Photo
+    observation: FaceObservation  # the chosen face
+    faces: tuple[FaceObservation, ...]  # every face found, largest first (the chosen one among them)
+    fit: HeadFit
+    textures: HeadTextures
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    config: ReconstructConfig = ReconstructConfig()
+
+    @property
+    def rest_expression(self) -> np.ndarray:
+        """(53,) the person's resting face: the fitted eye/brow shape kept, the emotional expression removed."""
+        return self.fit.rest_expression
+
+    @property
+    def photo_expression(self) -> np.ndarray:
+        """(53,) the expression fitted to the photo (rest + emotional)."""
+        return self.fit.expression
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the person to `folder` (created if needed): ``person.json`` (format version, scalars,
+        checksums), ``arrays.npz`` (every array, float32 exactly) and ``photo.png`` (the photo's pixels).
+        `Person.load` gives back an equal person. Returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        faces = [_face_to_json(f, f"faces.{k}", arrays) for k, f in enumerate(self.faces)]
+        fit = self.fit
+        for name in ("identity", "expression", "rest_expression", "rotation", "translation"):
+            arrays[f"fit.{name}"] = getattr(fit, name)
+        for tile, image in self.textures.tiles.items():
+            arrays[f"textures.tile{tile}"] = _byte_planes(image)
+        arrays["textures.sh_lighting"] = self.textures.sh_lighting
+        arrays["textures.skin_albedo"] = self.textures.skin_albedo
+        meta = {
+            "format": PERSON_FORMAT,
+            "format_version": PERSON_FORMAT_VERSION,
+            "sie3d_version": __version__,
+            "config": self.config.to_json(),
+            "photo": {"path": str(self.photo.path) if self.photo.path else None,
+                      "original_size": list(self.photo.original_size), "scale": self.photo.scale},
+            "observation": _face_to_json(self.observation, "observation", arrays),
+            "faces": faces,
+            "fit": {"focal_px": fit.focal_px, "principal_px": list(fit.principal_px),
+                    "image_size": list(fit.image_size), "landmark_error_px": fit.landmark_error_px,
+                    "landmark_error_iod": fit.landmark_error_iod,
+                    "seconds": fit.seconds, "extras": fit.extras},
+            "textures": {"tiles": {k: list(v.shape) for k, v in sorted(self.textures.tiles.items())},
+                         "tile_encoding": "float32 byte planes", "coverage": self.textures.coverage},
+            "warnings": list(self.warnings),
+            "timings": self.timings,
+        }  # fmt: skip
+        _write_npz(folder / _PERSON_ARRAYS, arrays)
+        from sie3d.export.mesh import texture_png
+
+        (folder / _PERSON_PHOTO).write_bytes(texture_png(self.photo.rgb))
+        meta["files"] = {name: _sha256(folder / name) for name in (_PERSON_ARRAYS, _PERSON_PHOTO)}
+        (folder / _PERSON_JSON).write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @staticmethod
+    def load(folder: str | Path) -> Person:
+        """The person saved in `folder` by `Person.save`; a `PersonError` when the folder holds no person,
+        one of another format version, or a damaged one."""
+        folder = Path(folder)
+        meta = read_person_json(folder)
+        fix = "run `sie3d reconstruct PHOTO -o OUT` again to save the person anew"
+        for name, digest in meta.get("files", {}).items():
+            path = folder / name
+            if not path.is_file():
+                raise PersonError(f"{folder} is damaged: {name} is missing", fix)
+            if _sha256(path) != digest:
+                raise PersonError(f"{folder} is damaged: {name} does not match its checksum", fix)
+        try:
+            from PIL import Image
+
+            with np.load(folder / _PERSON_ARRAYS, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            with Image.open(folder / _PERSON_PHOTO) as image:
+                rgb = np.asarray(image.convert("RGB"), np.uint8)
+            p, f, t = meta["photo"], meta["fit"], meta["textures"]
+            photo = Photo(np.ascontiguousarray(rgb), Path(p["path"]) if p["path"] else None,
+                          tuple(p["original_size"]), float(p["scale"]))  # fmt: skip
+            fit = HeadFit(
+                identity=arrays["fit.identity"], expression=arrays["fit.expression"],
+                rest_expression=arrays["fit.rest_expression"], rotation=arrays["fit.rotation"],
+                translation=arrays["fit.translation"], focal_px=float(f["focal_px"]),
+                principal_px=tuple(f["principal_px"]), image_size=tuple(f["image_size"]),
+                landmark_error_px=float(f["landmark_error_px"]), landmark_error_iod=float(f["landmark_error_iod"]),
+                seconds=float(f["seconds"]), extras=dict(f["extras"]),
+            )  # fmt: skip
+            textures = HeadTextures({int(k): _from_byte_planes(arrays[f"textures.tile{k}"], shape)
+                                     for k, shape in t["tiles"].items()},
+                                    arrays["textures.sh_lighting"], arrays["textures.skin_albedo"],
+                                    float(t["coverage"]))  # fmt: skip
+            return Person(
+                photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
+                faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
+                fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
+                timings={k: float(v) for k, v in meta["timings"].items()},
+                config=ReconstructConfig(**meta["config"]),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None
+
+
+def read_person_json(folder: Path) -> dict:
+    """The checked ``person.json`` of a saved person folder (format and version), else a `PersonError`."""
+    path = folder / _PERSON_JSON
+    if not path.is_file():
+        raise PersonError(f"{folder} is not a saved person (no {_PERSON_JSON})",
+                          "pass the person/ folder that `sie3d reconstruct` writes")  # fmt: skip
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != PERSON_FORMAT:
+        raise PersonError(f"{path} is not a sie3d person file (or is damaged)",
+                          "run `sie3d reconstruct PHOTO -o OUT` again to save the person anew")  # fmt: skip
+    version = meta.get("format_version")
+    if version != PERSON_FORMAT_VERSION:
+        newer = isinstance(version, int) and version > PERSON_FORMAT_VERSION
+        raise PersonError(
+            f"{folder} holds a person in format version {version}; this sie3d ({__version__}) reads version "
+            f"{PERSON_FORMAT_VERSION}",
+            "upgrade sie3d to read it" if newer else "reconstruct the photo again with this sie3d")
+    return meta
+
+
+def _face_to_json(face: FaceObservation, key: str, arrays: dict[str, np.ndarray]) -> dict:
+    """Scalars of `face` as JSON; its arrays go into `arrays` under ``key.<name>``."""
+    arrays[f"{key}.landmarks_px"], arrays[f"{key}.blendshapes"] = face.landmarks_px, face.blendshapes
+    arrays[f"{key}.head_pose"] = face.head_pose
+    if face.identity is not None:
+        arrays[f"{key}.identity"] = face.identity
+    confidence = None if np.isnan(face.confidence) else float(face.confidence)
+    return {"index": face.index, "box": [float(v) for v in face.box], "confidence": confidence,
+            "image_size": list(face.image_size), "identity": face.identity is not None, "extras": face.extras}
+
+
+def _face_from_json(meta: dict, key: str, arrays: dict[str, np.ndarray]) -> FaceObservation:
+    return FaceObservation(
+        landmarks_px=arrays[f"{key}.landmarks_px"], blendshapes=arrays[f"{key}.blendshapes"],
+        head_pose=arrays[f"{key}.head_pose"], box=tuple(float(v) for v in meta["box"]),
+        confidence=float("nan") if meta["confidence"] is None else float(meta["confidence"]),
+        image_size=tuple(meta["image_size"]), index=int(meta["index"]),
+        identity=arrays[f"{key}.identity"] if meta["identity"] else None, extras=dict(meta["extras"]),
+    )  # fmt: skip
+
+
+def _byte_planes(image: np.ndarray) -> np.ndarray:
+    """A float32 array as (4, N) uint8: its values' bytes, the first of every value, then the second ...
+    The exponent bytes line up, so zlib compresses this 25% smaller and 40% faster than the floats."""
+    return np.ascontiguousarray(np.asarray(image, "<f4").reshape(-1).view(np.uint8).reshape(-1, 4).T)
+
+
+def _from_byte_planes(planes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    if planes.dtype != np.uint8 or planes.shape != (4, int(np.prod(shape))):
+        raise ValueError(f"texture bytes of shape {planes.shape} do not make a float32 image of shape {shape}")
+    return np.ascontiguousarray(planes.T).view("<f4").reshape(shape).astype(np.float32)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An ``.npz`` that `np.load` reads, deflated at zlib level 1 (numpy's own compressed writer takes
+    about 1.5x as long for a few percent less)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as stream:
+                np.lib.format.write_array(stream, np.asarray(array), allow_pickle=False)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- reconstruction ----------------------------------------------------------------------------------
+
+
+def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = ReconstructConfig()) -> Person:
+    """Observe the face, fit the head and take the textures from the photo."""
+    from sie3d.face import observe_photo
+    from sie3d.head.texture import build_textures
+
+    start = time.perf_counter()
+    models.preload("observer", "embedder", "head", "fitter")  # loaded on first use; timed apart from the stages
+    timings = {"load_models": time.perf_counter() - start}
+    start = time.perf_counter()
+    chosen, faces = observe_photo(photo, models.observer, models.embedder, face=config.face)
+    timings["observe"] = time.perf_counter() - start
+    start = time.perf_counter()
+    fit = models.fitter.fit(chosen)
+    timings["fit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size)
+    timings["texture"] = time.perf_counter() - start
+    return Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit), timings, config)
+
+
+MAX_RELIABLE_YAW = 45.0  # degrees; beyond this one side of the face is mostly unseen
+MAX_RELIABLE_FIT_ERROR = 0.05  # landmark error as a fraction of the eye distance
+
+
+def input_warnings(obs: FaceObservation, fit: HeadFit) -> tuple[str, ...]:
+    """Known ways a result degrades, said plainly (they also go into report.json)."""
+    warnings = []
+    width, height = obs.image_size
+    x, y = obs.landmarks_px[:, 0], obs.landmarks_px[:, 1]
+    outside = float(((x < 0) | (x >= width) | (y < 0) | (y >= height)).mean())
+    if outside > 0.02:
+        warnings.append(f"the face is cut off by the photo border ({100 * outside:.0f}% of the landmarks lie "
+                        "outside): the hidden part is guessed from the head model and mirrored texture")
+    yaw = obs.yaw_pitch_roll_degrees[0]
+    if abs(yaw) > MAX_RELIABLE_YAW:
+        warnings.append(f"the head is turned {abs(yaw):.0f}° away from the camera: the far side's shape and "
+                        "texture are guessed (mirrored), use a more frontal photo for a faithful avatar")
+    if fit.landmark_error_iod > MAX_RELIABLE_FIT_ERROR:
+        warnings.append(f"the head model fits the landmarks poorly ({100 * fit.landmark_error_iod:.1f}% of the "
+                        "eye distance): the face may be occluded, heavily distorted or not a human face")
+    return tuple(warnings)
+
+
+# -- posing: pictures of a person with any expression -------------------------------------------------
+
+
+def _coefficients(coefficients: np.ndarray) -> np.ndarray:
+    values = np.asarray(coefficients, np.float32)
+    if values.shape != (N_COEFFICIENTS,):
+        raise ValueError(f"expected ({N_COEFFICIENTS},) ICT expression coefficients, got shape {values.shape}")
+    return values
+
+
+def _textured(person: Person, models: Models):
+    from sie3d.head.texture import render_layout
+    from sie3d.previews import TexturedHead
+
+    return TexturedHead.build(models.head, render_layout(models.head), person.textures)
+
+
+def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras) -> np.ndarray:
+    """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
+    the studio light on the preview background."""
+    from sie3d.previews import to_image
+
+    textured = _textured(person, models)
+    views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras).rgb
+    return np.stack([to_image(view) for view in views])
+
+
+def render_preview(person: Person, models: Models, coefficients: np.ndarray, size: int = 512,
+                   yaws: Sequence[float] | None = None) -> np.ndarray:
+    """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default)."""
+    from sie3d.previews import PREVIEW_YAWS, preview_sheet
+
+    return preview_sheet(_textured(person, models), person.fit.identity, _coefficients(coefficients), size,
+                         tuple(PREVIEW_YAWS if yaws is None else yaws))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PhotoWindow:
+    """A window of the photo to composite into: its pixels and the fit whose camera sees exactly them
+    (`HeadFit.crop` of the person's fit)."""
+
+    rgb: np.ndarray  # (h, w, 3) uint8
+    fit: HeadFit
+
+
+def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None
+              ) -> np.ndarray:  # fmt: skip
+    """(H, W, 3) uint8: the person wearing `coefficients` rendered with the photo's camera and lighting and
+    blended over the face with a feathered mask (hair, ears, neck and background stay real).
+
+    Over the whole photo at its resolution by default (rendering only the face's region); into `window`
+    (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size."""
+    from sie3d.head.fit import FACE_OVAL
+    from sie3d.previews import in_photo, in_photo_face_region
+
+    coefficients = _coefficients(coefficients)
+    draw, rgb, fit = (in_photo_face_region, person.photo.rgb, person.fit) if window is None else (
+        in_photo, window.rgb, window.fit)  # fmt: skip
+    outline = fit.project(models.fitter.landmarks_3d(person.fit, coefficients)[list(FACE_OVAL)])
+    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline)
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_NAMES = ("person", "report.json")
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    """One posed output of a person: the folder it is written to, its (53,) ICT coefficients in [0, 1]
+    and what the report should say about it (`info`: JSON-safe, e.g. the text and the emotions read)."""
+
+    name: str
+    coefficients: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _VARIANT_NAME.fullmatch(self.name) or self.name in RESERVED_NAMES:
+            raise ValueError(f"variant name {self.name!r} must be a plain folder name (letters, digits, . _ -; "
+                             f"at most 64) other than {', '.join(RESERVED_NAMES)}")
+        values = _coefficients(self.coefficients).copy()
+        if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
+            raise ValueError(f"variant {self.name!r}: coefficients must lie in [0, 1]")
+        object.__setattr__(self, "coefficients", values)
+
+
+PHOTO_VARIANTS = ("expression", "neutral")
+
+
+def photo_variants(person: Person, names: Sequence[str] = PHOTO_VARIANTS) -> list[Variant]:
+    """The variants a photo gives by itself: ``expression`` (the photo's own) and ``neutral`` (the
+    person's rest face)."""
+    made = {
+        "expression": lambda: Variant("expression", person.photo_expression, {"source": "the photo's expression"}),
+        "neutral": lambda: Variant("neutral", person.rest_expression,
+                                   {"source": "the person's rest face (fitted eye/brow shape, no emotion)"}),
+    }  # fmt: skip
+    unknown = [n for n in names if n not in made]
+    if unknown:
+        raise UsageError(f"unknown variant(s): {', '.join(unknown)}", f"choose from: {', '.join(made)}")
+    return [made[n]() for n in dict.fromkeys(names)]
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What `write_outputs` writes for each variant (recorded in the report)."""
+
+    formats: tuple[str, ...] = ("glb", "obj")  # mesh formats (see `sie3d.export.EXPORTERS`); () for none
+    previews: bool = True  # preview.png: the turntable sheet
+    in_photo: bool = True  # in_photo.png: the avatar composited into the photo
+    preview_size: int = 512  # px per preview view
+
+    def __post_init__(self) -> None:
+        from sie3d.export import EXPORTERS
+
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
+        unknown = [f for f in self.formats if f not in EXPORTERS]
+        if unknown:
+            raise UsageError(f"unknown format(s): {', '.join(unknown)}", f"use {', '.join(EXPORTERS)} or both")
+        if not 64 <= self.preview_size <= 2048:
+            raise UsageError(f"preview size {self.preview_size} px is outside [64, 2048]", "use 512 (the default)")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def write_outputs(person: Person, models: Models, variants: Sequence[Variant], out: str | Path,
+                  config: OutputConfig = OutputConfig(), *, save_person: bool = True,
+                  report_extra: dict | None = None) -> list[Path]:
+    """Write ``out/<variant>/`` for each variant (``avatar.glb``; ``avatar.obj`` + ``.mtl`` + textures;
+    ``preview.png``; ``in_photo.png`` -- as `config` asks), ``out/person/`` (`Person.save`) when
+    `save_person`, and ``out/report.json``. Returns the written paths.
+
+    What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
+    are encoded and written by one background thread while the next images render (PNG and zlib
+    encoding release the GIL), and all of them are written when this returns (or its error is raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sie3d.export import write
+    from sie3d.previews import save_png
+
+    variants = list(variants)
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = dict(person.timings)
+
+    def timed(name: str, function, *args):
+        start = time.perf_counter()
+        result = function(*args)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    written: list[Path] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie3d-write") as writer:
+        jobs = []
+
+        def write_later(name: str, function, *args):
+            jobs.append(writer.submit(timed, name, function, *args))
+            return jobs[-1]
+
+        if save_person:
+            write_later("save_person", person.save, out / "person")
+            written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
+        exports = []
+        for variant in variants:
+            folder = out / variant.name
+            folder.mkdir(parents=True, exist_ok=True)
+            if config.previews:
+                image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
+                              config.preview_size)  # fmt: skip
+                write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
+                written.append(folder / "preview.png")
+            if config.in_photo:
+                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients)
+                write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
+                written.append(folder / "in_photo.png")
+            if shared is not None:
+                exports.append(write_later(f"export_{variant.name}", write, shared.posed(variant.coefficients),
+                                           folder, config.formats))  # fmt: skip
+        start = time.perf_counter()
+        for job in jobs:
+            job.result()  # raises the writer's first error
+        timings["wait_for_writer"] = time.perf_counter() - start
+    written += [path for job in exports for path in job.result()]
+    report = build_report(person, models, variants, config, timings, saved_person=save_person)
+    report.update(report_extra or {})
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return [*written, out / "report.json"]
+
+
+@dataclass(frozen=True)
+class _SharedMesh:
+    """The person's exportable mesh with a zero expression: every variant is this mesh with other
+    vertex positions and morph weights, so materials, UVs and the encoded textures are shared."""
+
+    rest: object  # AvatarMesh: identity shape, weights 0
+    expression_basis: np.ndarray  # (53, V, 3) float32, cm
+
+    @staticmethod
+    def build(person: Person, models: Models) -> _SharedMesh:
+        import torch
+
+        from sie3d.export import avatar_mesh_from_ict
+        from sie3d.head.texture import EYE_TILE, HIDDEN_MATERIALS, render_layout
+
+        head = models.head
+        # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
+        # [0, 1): the eye materials carry their own texture, so they need no tile of their own in glTF/OBJ.
+        layout = render_layout(head)
+        uvs = layout.uvs.copy()
+        uvs[len(head.topology.uvs):, 0] -= EYE_TILE
+        arrays = dataclasses.replace(head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
+        with torch.no_grad():
+            identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
+        tiles = person.textures.srgb_tiles()
+        eye = tiles.pop(EYE_TILE)
+        eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
+        rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
+                                    textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
+        return _SharedMesh(rest, rest.morph_deltas)
+
+    def posed(self, coefficients: np.ndarray):
+        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights)."""
+        weights = _coefficients(coefficients)
+        verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+
+
+def expression_json(coefficients: np.ndarray) -> dict[str, float]:
+    """(53,) coefficients as {ICT name: value rounded to 4 decimals}."""
+    return {n: round(float(v), 4) for n, v in zip(ICT_NAMES, coefficients, strict=True)}
+
+
+def build_report(person: Person, models: Models, variants: Sequence[Variant], config: OutputConfig,
+                 timings: dict[str, float], saved_person: bool = True) -> dict:
+    """The content of ``report.json``: the photo, faces, fit, textures, warnings, configurations, variants,
+    timings, versions and asset checksums."""
+    import torch
+
+    from sie3d.assets import ict, registry
+
+    def digest(path: Path) -> str:
+        return registry.sha256_of(path)[:16] if path.is_file() else "missing"
+
+    fit = person.fit
+    return {
+        "sie3d_version": __version__,
+        "photo": str(person.photo.path) if person.photo.path else None,
+        "photo_size": list(person.photo.original_size),
+        "faces_found": len(person.faces),
+        "warnings": list(person.warnings),
+        "face": {k: v for k, v in person.observation.to_json().items() if k not in ("landmarks_px", "identity_sface")},
+        "fit": fit.to_json(),
+        "expression_photo": expression_json(fit.expression),
+        "expression_neutral": expression_json(fit.rest_expression),
+        "texture": {"coverage_from_photo": round(person.textures.coverage, 4),
+                    "skin_albedo_linear": np.round(person.textures.skin_albedo, 4).tolist(),
+                    "photo_lighting_sh": np.round(person.textures.sh_lighting, 4).tolist()},
+        "config": {"reconstruct": person.config.to_json(), "fit": dataclasses.asdict(models.fitter.settings),
+                   "output": config.to_json()},
+        "person": "person/" if saved_person else None,
+        "variants": {v.name: {"coefficients": expression_json(v.coefficients), "info": v.info} for v in variants},
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "assets": {
+            **{a.name: {"package": a.requirement, "sha256": [f.sha256[:16] for f in a.files][0]}
+               for a in registry.manifest().values()},
+            "ict": {"commit": ict.ICT_COMMIT, "content_digest": ict.ICT_CONTENT_DIGEST[:16],
+                    "cache_sha256": digest(ict.cache_path())},
+        },
+        "photo_sha256": hashlib.sha256(person.photo.rgb.tobytes()).hexdigest()[:16],
+    }  # fmt: skip
