@@ -117,7 +117,8 @@ def test_network_output_ranges_and_gradients():
         assert out.coefficients.min() >= 0 and out.coefficients.max() <= 1
         assert torch.allclose(out.emotions.sum(-1), torch.ones(5))
         assert ((out.confidence >= 0) & (out.confidence <= 1)).all()
-        loss = net.loss(out, torch.rand(5, 53), torch.softmax(torch.randn(5, 7), -1), torch.ones(5))["total"]
+        loss = net.loss(out, person.float(), torch.rand(5, 53), torch.softmax(torch.randn(5, 7), -1),
+                        torch.ones(5))["total"]
         loss.backward()
         assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="expected"):

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from sie3d.head.fit import HeadFitter
     from sie3d.head.model import HeadModel
     from sie3d.render import Cameras
+    from sie3d.semantics.interpret import Interpretation, TextModel
 
 N_COEFFICIENTS = len(ICT_NAMES)  # 53 ICT expression coefficients
 
@@ -86,7 +87,12 @@ class Models:
 
         return HeadFitter(self.head)
 
-    # The text models (sentence embedding + conditioning network) are one more lazy property here.
+    @cached_property
+    def text(self) -> TextModel:
+        """The sentence encoder + conditioning network (loaded only when a text is given)."""
+        from sie3d.semantics.interpret import TextModel
+
+        return TextModel()
 
     @staticmethod
     def load() -> Models:
@@ -466,6 +472,25 @@ def photo_variants(person: Person, names: Sequence[str] = PHOTO_VARIANTS) -> lis
     if unknown:
         raise UsageError(f"unknown variant(s): {', '.join(unknown)}", f"choose from: {', '.join(made)}")
     return [made[n]() for n in dict.fromkeys(names)]
+
+
+def person_features(person: Person) -> np.ndarray:
+    """(334,) what the conditioning network knows of the person: SFace identity, ICT identity, the photo's
+    expression and the rest (`sie3d.semantics.conditioning.identity_features`)."""
+    from sie3d.semantics.conditioning import SFACE_DIM, identity_features
+
+    sface = person.observation.identity if person.observation.identity is not None else np.zeros(SFACE_DIM)
+    return identity_features(sface, person.fit.identity, person.photo_expression, person.rest_expression)
+
+
+def text_variants(person: Person, models: Models, texts: Sequence[str], intensity: float = 1.0) -> list[Variant]:
+    """One variant per text: what each sentence means for this person (`TextModel.interpret_many`); each
+    variant's info holds the reading (emotions, confidence, warnings) for the report."""
+    from sie3d.semantics.interpret import variant_names
+
+    readings: list[Interpretation] = models.text.interpret_many(list(texts), person_features(person), intensity)
+    names = variant_names([r.text for r in readings])
+    return [Variant(name, r.coefficients, {"text": r.to_json()}) for name, r in zip(names, readings, strict=True)]
 
 
 @dataclass(frozen=True)

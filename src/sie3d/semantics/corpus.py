@@ -242,6 +242,17 @@ def _article(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip(" ,")
 
 
+def _simple(phrase: str) -> bool:
+    """A phrase that is one idea: no 'and', 'but', commas (a negation of "sad and angry" is ambiguous)."""
+    return not re.search(r"\b(and|but|yet|though)\b|,", phrase)
+
+
+def _clear(emotion: np.ndarray, share: float = 0.55, margin: float = 0.15) -> bool:
+    """One emotion dominates the reading: what an "expected emotion" can be checked against."""
+    top = np.sort(emotion)[::-1]
+    return bool(top[0] >= share and top[0] - top[1] >= margin)
+
+
 def _bare(noun: str) -> str:
     """'a big smile' -> 'big smile' (for 'no {bare}')."""
     return re.sub(r"^(a|an|the) ", "", noun)
@@ -313,6 +324,8 @@ class Generator:
         self.all = list(self.voc.concepts.values())
         self.sided_parts = [p for p in self.voc.parts.values() if p.sided_values]
         self.sided_concepts = [c for c in self.all if c.sided and c.side]
+        # Concepts whose reading has one clear emotion (the pairs of a negation are told apart by it).
+        self.clear = [c for c in self.expressive if c.name != "neutral" and _clear(c.emotion)]
 
     # -- held-out bookkeeping -----------------------------------------------------------------------
     def partition(self, key: str, items: Sequence, keep_first: bool = True) -> tuple[list, list]:
@@ -479,25 +492,28 @@ class Generator:
         return None
 
     def negation(self, state: dict) -> Example | None:
-        negated = self.rng.choice([c for c in self.expressive if c.name != "neutral"])
+        negated = self.rng.choice(self.clear)
         key_off = negated.coefficients >= 0.5 * negated.coefficients.max()
         if self.rng.random() < 0.5:
             frame = self.draw(state, "frames:negation", NEGATION_ALONE)
             slot = re.search(r"\{(\w+)\}", frame).group(1)
             form = {"adj": "adj", "verb": "verb", "noun": "noun", "bare": "noun"}[slot]
-            if not getattr(negated, form):
+            words = [w for w in getattr(negated, form) if _simple(w)]
+            if not words:
                 return None
-            word = self.draw(state, f"{negated.name}:{form}", getattr(negated, form))
+            word = self.draw(state, f"{negated.name}:{form}:simple", words)
             text = frame.format(**{slot: _bare(word) if slot == "bare" else word})
             neutral = self.voc.concepts["neutral"]
             return self._example(text, "negation", state, self.concept_recipe(neutral, 1.0), NEUTRAL,
                                  expected="neutral", negated=key_off)
-        wanted = self.rng.choice([c for c in self.expressive if c.top_emotion != negated.top_emotion])
+        wanted = self.rng.choice([c for c in self.clear if c.top_emotion != negated.top_emotion])
         frame = self.draw(state, "frames:negation_pair", NEGATION_PAIR)
-        text_a = self.draw(state, f"{wanted.name}:adj", wanted.adj) if wanted.adj else None
-        text_b = self.draw(state, f"{negated.name}:adj", negated.adj) if negated.adj else None
-        if not text_a or not text_b:
+        words_a = [w for w in wanted.adj if _simple(w)]
+        words_b = [w for w in negated.adj if _simple(w)]
+        if not words_a or not words_b:
             return None
+        text_a = self.draw(state, f"{wanted.name}:adj:simple", words_a)
+        text_b = self.draw(state, f"{negated.name}:adj:simple", words_b)
         key_off = key_off & (wanted.coefficients < 0.2)
         return self._example(frame.format(a=text_a, b=text_b), "negation", state,
                              self.concept_recipe(wanted, 1.0), wanted.emotion, expected=wanted.top_emotion,
@@ -546,6 +562,8 @@ class Generator:
     def _example(self, text: str, category: str, state: dict, recipe, emotion, *, confidence: float = 1.0,
                  expected: str = "", key=None, negated=None, side: str = "") -> Example:
         keep_photo, keep_rest, add = recipe
+        if expected and emotion is not None and not _clear(np.asarray(emotion)):
+            expected = ""  # a tie (a compound's 50/50 reading) has no single right answer
         return Example(_article(text), category, state["split"], keep_photo, keep_rest, add,
                        None if emotion is None else np.asarray(emotion, np.float32), confidence,
                        key, negated, expected, side)

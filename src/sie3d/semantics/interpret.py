@@ -12,7 +12,8 @@ text is read for an average person whose photo and rest are the zero expression 
 
 from __future__ import annotations
 
-import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, ConditioningConfig, ConditioningNet, Words
 
-WEIGHTS = Path(__file__).with_name("conditioning.pt")
+ASSET = "conditioning"  # the bundled weights, listed with their sha256 in the asset manifest
 # Names of the emotions in what users read (JSON, tables): the common adjectives.
 EMOTION_LABELS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
                   "sadness": "sad", "surprise": "surprise"}  # fmt: skip
@@ -71,8 +72,13 @@ class Interpretation:
         }
 
 
-def load_network(path: Path = WEIGHTS) -> tuple[ConditioningNet, dict]:
-    """The trained conditioning network and its metadata; a clear AssetError if the file is missing or foreign."""
+def load_network(path: Path | None = None) -> tuple[ConditioningNet, dict]:
+    """The trained conditioning network (default: the bundled one, checked against the manifest) and its
+    metadata; a clear AssetError if the file is missing or foreign."""
+    if path is None:
+        from sie3d.assets.registry import asset_file
+
+        path = asset_file(ASSET)
     if not path.is_file():
         raise AssetError(f"the conditioning network weights {path} are missing",
                          "reinstall sie3d, or train them: python -m sie3d.semantics.train")  # fmt: skip
@@ -89,14 +95,10 @@ def load_network(path: Path = WEIGHTS) -> tuple[ConditioningNet, dict]:
     return model.eval(), data
 
 
-def weights_digest(path: Path = WEIGHTS) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class TextModel:
     """The sentence encoder and the conditioning network, each loaded on first use."""
 
-    def __init__(self, config: InterpretConfig = InterpretConfig(), weights: Path = WEIGHTS) -> None:
+    def __init__(self, config: InterpretConfig = InterpretConfig(), weights: Path | None = None) -> None:
         self.config = config
         self._weights = weights
         self._encoder = None
@@ -162,7 +164,8 @@ class TextModel:
             probabilities = out.emotions[i].numpy()
             order = np.argsort(-probabilities)
             blend = ()
-            if probabilities[order[1]] >= self.config.blend_share:
+            second_share = probabilities[order[1]]
+            if second_share >= self.config.blend_share and "neutral" not in (EMOTIONS[order[0]], EMOTIONS[order[1]]):
                 blend = (EMOTIONS[order[0]], EMOTIONS[order[1]])
                 if frozenset(blend) in OPPOSED:
                     warnings.append(f"the text asks for opposite feelings ({EMOTION_LABELS[blend[0]]} and "
@@ -170,3 +173,40 @@ class TextModel:
             results.append(Interpretation(check.text, coefficients, probabilities, confidence, intensity,
                                           tuple(warnings), blend))  # fmt: skip
         return results
+
+
+def variant_names(texts: list[str], max_length: int = 40) -> list[str]:
+    """Folder names for the variants of several texts: lowercase words joined by '-', cut at `max_length`,
+    made unique with -2, -3 ... ("A gleeful grin!" -> "a-gleeful-grin")."""
+    names, seen = [], {}
+    for text in texts:
+        words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode())
+        name = "-".join(words)[:max_length].strip("-") or "text"
+        name = "person-text" if name == "person" else name  # "person/" holds the saved person
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        names.append(name if count == 1 else f"{name}-{count}")
+    return names
+
+
+def format_reading(reading: Interpretation, top_shapes: int = 12) -> str:
+    """A readable table of what a text maps to: emotions as bars, then the strongest blendshapes."""
+    lines = [f"{reading.text!r}  (confidence {reading.confidence:.2f}, intensity {reading.intensity:g})"]
+    if reading.blend:
+        lines.append("  a blend of " + " and ".join(EMOTION_LABELS[e] for e in reading.blend))
+    lines.append("  emotion      probability")
+    for name, p in sorted(reading.emotions.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:<12} {p:5.2f} {'#' * round(20 * p)}")
+    order = np.argsort(-reading.coefficients)
+    shown = [i for i in order[:top_shapes] if reading.coefficients[i] >= 0.05]
+    lines.append("  blendshape          value   meaning")
+    if not shown:
+        lines.append("  (none: the rest face)")
+    from sie3d.semantics.vocabulary import load
+
+    shapes = load().shapes
+    for i in shown:
+        name = ICT_NAMES[i]
+        lines.append(f"  {name:<18} {reading.coefficients[i]:5.2f}   {shapes[name].au}: {shapes[name].words}")
+    lines += [f"  warning: {w}" for w in reading.warnings]
+    return "\n".join(lines)

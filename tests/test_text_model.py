@@ -1,0 +1,140 @@
+"""The shipped conditioning network read through `TextModel`: identity path, plain words, laterality,
+negation, parts, nonsense, blends (real MiniLM, real trained weights)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sie3d.head.names import ICT_NAMES
+from sie3d.semantics.conditioning import IDENTITY_DIM
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def text_model(models):
+    return models.text
+
+
+def _person(text_model, photo: dict[str, float] | None = None) -> np.ndarray:
+    features = text_model.average_person.copy()
+    if photo:
+        start = IDENTITY_DIM - 2 * 53
+        for name, value in photo.items():
+            features[start + ICT_NAMES.index(name)] = value
+    return features
+
+
+def _smile(coefficients: np.ndarray) -> float:
+    return float(coefficients[[ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]].mean())
+
+
+def test_identity_path_neutral_removes_the_photo_smile_and_smile_more_builds_on_it(text_model):
+    smiling = _person(text_model, {"mouthSmile_L": 0.7, "mouthSmile_R": 0.7, "cheekSquint_L": 0.4,
+                                   "cheekSquint_R": 0.4})  # fmt: skip
+    plain = _person(text_model)
+    assert _smile(text_model.interpret("neutral", smiling).coefficients) < 0.1
+    assert _smile(text_model.interpret("a neutral face", smiling).coefficients) < 0.1
+    more_on_smile = _smile(text_model.interpret("smile more", smiling).coefficients)
+    more_on_plain = _smile(text_model.interpret("smile more", plain).coefficients)
+    assert more_on_smile > 0.75 and more_on_smile > more_on_plain + 0.2
+    same = text_model.interpret("the same face", smiling).coefficients
+    assert abs(_smile(same) - 0.7) < 0.12
+
+
+@pytest.mark.parametrize(("text", "emotion"), [("happy", "happy"), ("sad", "sad"), ("angry", "angry"),
+                                               ("surprised", "surprise"), ("disgusted", "disgust"),
+                                               ("afraid", "fear"), ("neutral", "neutral")])  # fmt: skip
+def test_plain_words(text_model, text, emotion):
+    assert text_model.interpret(text).top_emotion == emotion
+
+
+def test_laterality_negation_and_parts(text_model):
+    idx = ICT_NAMES.index
+    wink = text_model.interpret("winking with the right eye").coefficients
+    assert wink[idx("eyeBlink_R")] > 0.6 > wink[idx("eyeBlink_L")] + 0.3
+    brow = text_model.interpret("raise the left eyebrow").coefficients
+    assert brow[idx("browOuterUp_L")] > brow[idx("browOuterUp_R")] + 0.3
+    not_smiling = text_model.interpret("not smiling").coefficients
+    assert _smile(not_smiling) < 0.15
+    mouth = text_model.interpret("open mouth").coefficients
+    assert mouth[idx("jawOpen")] > 0.4
+    untouched = [i for i, n in enumerate(ICT_NAMES) if n.startswith(("brow", "eye", "cheek", "nose"))]
+    assert np.abs(mouth[untouched]).max() < 0.1
+
+
+def test_nonsense_is_low_confidence_and_near_neutral(text_model):
+    reading = text_model.interpret("purple banana")
+    assert reading.confidence < 0.5
+    assert reading.coefficients.max() < 0.2
+    assert any("does not read as a facial expression" in w for w in reading.warnings)
+    assert text_model.interpret("a warm smile").confidence > 0.8
+
+
+def test_contradictory_text_is_a_reported_blend(text_model):
+    reading = text_model.interpret("happy and sad")
+    assert set(reading.blend) == {"happy", "sadness"}
+    assert any("opposite feelings" in w for w in reading.warnings)
+
+
+def test_the_photo_matters_for_a_real_person(happy, models):
+    """On a smiling photo: "neutral" takes the smile away, "smile more" keeps and raises it."""
+    from sie3d.avatar import text_variants
+
+    photo_smile = _smile(happy.photo_expression)
+    assert photo_smile > 0.3
+    neutral, more, same = text_variants(happy, models, ["neutral", "smile more", "the same face"])
+    assert _smile(neutral.coefficients) < 0.5 * photo_smile
+    assert _smile(more.coefficients) > photo_smile
+    assert abs(_smile(same.coefficients) - photo_smile) < 0.15
+    assert [v.name for v in (neutral, more, same)] == ["neutral", "smile-more", "the-same-face"]
+    assert neutral.info["text"]["top_emotion"] == "neutral"
+
+
+def test_explain_json_and_table():
+    result = run_cli("explain", "--text", "a gleeful grin with raised eyebrows", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["emotions"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert abs(sum(data["emotions"].values()) - 1) < 1e-3 and data["top_emotion"] == "happy"
+    assert set(data["blendshapes"]) == set(ICT_NAMES)
+    assert all(0 <= v <= 1 for v in data["blendshapes"].values())
+    table = run_cli("explain", "--text", "winking with the left eye")
+    assert table.returncode == 0 and "eyeBlink_L" in table.stdout and "AU" in table.stdout
+
+
+@pytest.mark.parametrize("text", ["", "   \t ", "smile\x07", "x" * 25_000])
+def test_bad_text_is_refused_with_exit_2_and_no_output(text, tmp_path):
+    result = run_cli("generate", "nonexistent-photo-is-never-read.jpg", "--text", text, "-o", str(tmp_path / "o"))
+    # The text is checked before the photo is: a bad text is the error reported.
+    explain = run_cli("explain", "--text", text)
+    assert explain.returncode == 2, explain.stderr
+    assert "Traceback" not in explain.stderr and explain.stderr.count("\n") <= 2
+    assert result.returncode == 2 and not (tmp_path / "o").exists()
+
+
+def test_long_foreign_nonsense_and_contradictory_texts_are_reported():
+    long = run_cli("explain", "--json", "--text", "a warm smile " + "and a very happy face " * 60)
+    assert long.returncode == 0 and any("cut" in w or "dropped" in w for w in json.loads(long.stdout)["warnings"])
+    foreign = json.loads(run_cli("explain", "--json", "--text", "une femme qui sourit joyeusement").stdout)
+    assert any("English" in w for w in foreign["warnings"])
+    nonsense = json.loads(run_cli("explain", "--json", "--text", "purple banana").stdout)
+    assert nonsense["confidence"] < 0.5 and max(nonsense["blendshapes"].values()) < 0.2
+    mixed = json.loads(run_cli("explain", "--json", "--text", "happy and sad").stdout)
+    assert set(mixed["blend"]) == {"happy", "sad"} and any("opposite" in w for w in mixed["warnings"])
+
+
+def test_generate_on_a_saved_person_writes_each_text_and_the_reading(written, tmp_path):
+    out = tmp_path / "gen"
+    result = run_cli("generate", str(written / "person"), "--text", "surprised", "--text", "smirk", "-o", str(out),
+                     "--no-previews", "--formats", "glb", "-q")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"surprised", "smirk", "person", "report.json"}
+    assert (out / "surprised" / "avatar.glb").is_file() and (out / "smirk" / "in_photo.png").is_file()
+    report = json.loads((out / "report.json").read_text())
+    reading = report["variants"]["surprised"]["info"]["text"]
+    assert reading["top_emotion"] == "surprise" and reading["confidence"] > 0.8
+    assert "surprised/" in result.stdout
