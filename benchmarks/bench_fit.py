@@ -33,12 +33,12 @@ import torch
 
 from sie3d.face.landmarker import FaceObserver
 from sie3d.face.observation import FaceObservation
-from sie3d.head.calibrate import default_faces_dir, learn, rest_ceiling
+from sie3d.head.calibrate import learn, rest_ceiling
 from sie3d.head.calibration import LandmarkCalibration
 from sie3d.head.fit import EXCLUSIVE_PAIRS, FACE_OVAL, FitSettings, HeadFitter
 from sie3d.head.model import HeadModel
 from sie3d.head.names import ICT_NAMES, ict_from_mediapipe
-from sie3d.photo import load_photo, photo_from_array
+from sie3d.photo import load_photo, photo_from_array, shared_faces_dir
 
 GROUPS = {
     "eyeWide": ("eyeWide_L", "eyeWide_R"),
@@ -109,7 +109,7 @@ def _opening_row(label: str, ratios: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faces", type=Path, default=default_faces_dir())
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir())
     parser.add_argument("--no-render", action="store_true", help="skip the eye-opening renders (section 4)")
     parser.add_argument("--blendshape-prior", type=float, default=FitSettings.blendshape_prior,
                         help="the fit's pull towards MediaPipe's scores (to see the trade-off)")

@@ -172,9 +172,15 @@ def test_prompts_file_parsing(tmp_path: Path) -> None:
         ("happy", "happy", "happy"), ("sad", "sadness", "sadness"), ("Surprised", "surprise", "fear"),
         ("ANGRY", "anger", "anger")]  # fmt: skip
     path.write_text("happy\nquietly furious\tanger\n")
-    with pytest.raises(UsageError, match=r"prompts.txt:2: the prompt 'quietly furious' is free text") as info:
+    assert [(t.prompt, t.emotion, t.expected) for t in harness.read_prompts(path)][1] == (
+        "quietly furious", "anger", "anger")  # free text is read by the `text` ablation
+    path.write_text("happy\nquietly furious\n")
+    with pytest.raises(UsageError, match=r"prompts.txt:2: the prompt 'quietly furious' needs the emotion") as info:
         harness.read_prompts(path)
-    assert "text model" in info.value.message and "--prototypes" in info.value.hint
+    assert "prompt<TAB>emotion" in info.value.hint
+    for shipped in ("emotion_words.tsv", "emotion_paraphrases.tsv"):
+        targets = harness.read_prompts(harness.PROMPTS / shipped)
+        assert {t.expected for t in targets} == set(EMOTIONS)
     path.write_text("happy\tbored\n")
     with pytest.raises(UsageError, match="'bored' is not one of the seven"):
         harness.read_prompts(path)
@@ -296,13 +302,13 @@ def test_eval_cli_writes_the_full_report(tmp_path: Path) -> None:
     assert (rebuilt / "accuracy.png").is_file() and (rebuilt / "identity.png").is_file()
 
 
-def test_eval_cli_refuses_free_text_and_unknown_ablations(tmp_path: Path) -> None:
+def test_eval_cli_refuses_free_text_without_emotion_and_unknown_ablations(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("happy\na gleeful grin with raised eyebrows\n")
     out = tmp_path / "never"
     result = run_cli("eval", "--prompts", str(prompts), "-o", str(out), env=ENV)
     assert result.returncode == UsageError.exit_code and "Traceback" not in result.stderr
-    assert "text model" in result.stderr and "prompts.txt:2" in result.stderr and not out.exists()
+    assert "needs the emotion" in result.stderr and "prompts.txt:2" in result.stderr and not out.exists()
     result = run_cli("eval", "--ablations", "photo,nope", "-o", str(out), env=ENV)
     assert result.returncode == UsageError.exit_code and "unknown ablation 'nope'" in result.stderr
     assert not out.exists()

@@ -8,6 +8,7 @@ the problem.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +103,11 @@ def photo_from_array(rgb: np.ndarray, name: str = "array") -> Photo:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise PhotoError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
     return Photo(np.ascontiguousarray(rgb), None, (rgb.shape[1], rgb.shape[0]), 1.0)
+
+
+def shared_faces_dir() -> Path | None:
+    """The project's shared photo set (tests, evaluation, training): ``$SIE3D_FACES``, else ``../shared/faces``
+    beside the checkout; None when it has no ``manifest.csv``."""
+    env = os.environ.get("SIE3D_FACES")
+    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "faces"
+    return folder if (folder / "manifest.csv").is_file() else None

@@ -112,3 +112,22 @@ def _rest(person: Person, models: Models, emotion: str, intensity: float) -> np.
           uses_intensity=True)
 def _prototype(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
     return on_top_of_rest(person.rest_expression, prototype(emotion, intensity))
+
+
+@register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",
+          takes_prompt=True)
+def _text(person: Person, models: Models, emotion: str, intensity: float, *, prompt: str) -> np.ndarray:
+    from sie3d.avatar import text_variants
+
+    return text_variants(person, models, [prompt])[0].coefficients
+
+
+@register("closed_vocabulary", description="the paper's released behaviour: the prompt snapped to the nearest of "
+          "the 7 emotion words (MiniLM cosine), that emotion's prototype on the rest pose", takes_prompt=True)
+def _closed_vocabulary(person: Person, models: Models, emotion: str, intensity: float, *, prompt: str) -> np.ndarray:
+    from sie3d.expressions import EMOTIONS
+
+    encoder = models.text.encoder
+    words = encoder.encode(list(EMOTIONS))
+    nearest = EMOTIONS[int((words @ encoder.encode([prompt])[0]).argmax())]
+    return on_top_of_rest(person.rest_expression, prototype(nearest, 1.0))

@@ -27,9 +27,9 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 def default_photos() -> Path:
     """The shared photo set (as `sie3d eval` finds it), else matplotlib's sample photo's folder."""
-    from sie3d.eval.harness import default_faces_dir
+    from sie3d.photo import shared_faces_dir
 
-    shared = default_faces_dir()
+    shared = shared_faces_dir()
     if shared is not None:
         return shared
     import matplotlib.cbook
@@ -228,9 +228,13 @@ def _timed_process(args: list[str]) -> float:
     return wall
 
 
+BENCH_TEXT = "a warm smile with raised eyebrows"
+
+
 def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
-    """Whole processes of `sie3d inspect` and `sie3d reconstruct` (default options) on the same photos,
-    alternated, `runs` times each; medians, their ratio and the reconstruct's stage times (from its
+    """Whole processes on the same photos, alternated, `runs` times each: `sie3d inspect`, `sie3d reconstruct`,
+    `sie3d generate PHOTO --text ...` and `sie3d generate OUT/person --text ...` (a new text on the person the
+    reconstruct saved), default options; medians, their ratios and the reconstruct's stage times (from its
     report.json) per photo."""
     import tempfile
 
@@ -240,22 +244,26 @@ def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
-            walls: dict[str, list[float]] = {"inspect": [], "reconstruct": []}
+            walls: dict[str, list[float]] = {"inspect": [], "reconstruct": [], "generate": [], "generate_saved": []}
             stages: dict[str, list[float]] = {}
             for run in range(runs):
                 for command in walls:
                     out = Path(tmp) / f"{command}-{run}"
-                    walls[command].append(_timed_process([command, str(path), "-o", str(out)]))
+                    source = Path(tmp) / f"reconstruct-{run}" / "person" if command == "generate_saved" else path
+                    text = ["--text", BENCH_TEXT] if command.startswith("generate") else []
+                    walls[command].append(_timed_process([command.split("_")[0], str(source), *text, "-o", str(out)]))
                 report = json.loads((Path(tmp) / f"reconstruct-{run}" / "report.json").read_text())
                 for stage, seconds in report["timings_s"].items():
                     stages.setdefault(stage, []).append(seconds)
             with Image.open(path) as image:
                 width, height = image.size
-            inspect_s, reconstruct_s = (statistics.median(walls[c]) for c in ("inspect", "reconstruct"))
+            inspect_s, reconstruct_s, generate_s, saved_s = (statistics.median(walls[c]) for c in walls)
             rows.append({"photo": path.name, "size": [width, height], "inspect_s": round(inspect_s, 2),
                          "reconstruct_s": round(reconstruct_s, 2), "ratio": round(reconstruct_s / inspect_s, 2),
-                         "inspect_runs_s": [round(w, 2) for w in walls["inspect"]],
-                         "reconstruct_runs_s": [round(w, 2) for w in walls["reconstruct"]],
+                         "generate_s": round(generate_s, 2), "generate_saved_s": round(saved_s, 2),
+                         "generate_over_reconstruct": round(generate_s / reconstruct_s, 2),
+                         "saved_over_reconstruct": round(saved_s / reconstruct_s, 2),
+                         "walls_s": {c: [round(w, 2) for w in v] for c, v in walls.items()},
                          "reconstruct_stages_s": {k: round(statistics.median(v), 3) for k, v in stages.items()}})
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
               "photos": rows}  # fmt: skip
@@ -264,12 +272,15 @@ def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3)
 
 
 def cli_markdown(result: dict) -> str:
-    lines = [f"| photo | size | `sie3d inspect` | `sie3d reconstruct` | ratio (median of {result['runs']} runs) |",
-             "|---|---|---|---|---|"]
+    lines = [f"| photo | size | `inspect` | `reconstruct` | ratio | `generate PHOTO` | ratio to reconstruct | "
+             f"`generate PERSON` (new text) | ratio to reconstruct | (medians of {result['runs']} runs) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["photos"]:
         width, height = row["size"]
         lines.append(f"| {row['photo']} | {width}x{height} ({width * height / 1e6:.1f} MP) | {row['inspect_s']:.1f} s "
-                     f"| {row['reconstruct_s']:.1f} s | {row['ratio']:.2f} |")
+                     f"| {row['reconstruct_s']:.1f} s | {row['ratio']:.2f} | {row['generate_s']:.1f} s | "
+                     f"{row['generate_over_reconstruct']:.2f} | {row['generate_saved_s']:.1f} s | "
+                     f"{row['saved_over_reconstruct']:.2f} | |")
     for row in result["photos"]:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in row["reconstruct_stages_s"].items())
         lines.append(f"\n{row['photo']}, reconstruct stages (s): {stages}")

@@ -45,6 +45,7 @@ from sie3d.face.observation import N_LANDMARKS, FaceObservation
 
 log = logging.getLogger(__name__)
 
+PROMPTS = Path(__file__).with_name("prompts")  # the shipped prompt files
 DEFAULT_VIEWS = ("0", "30", "-30", PHOTO_VIEW)
 DEFAULT_ABLATIONS = ("photo", "rest", "prototype")
 DEFAULT_INTENSITIES = (0.5, 1.0, 1.5)
@@ -113,11 +114,11 @@ def prototype_targets() -> tuple[Target, ...]:
 
 
 def read_prompts(path: Path) -> tuple[Target, ...]:
-    """One prompt per line, optionally ``prompt<TAB>expected_emotion``; blank lines and ``#`` comments skipped.
-
-    Until sie3d has a text model (sie3d.semantics: a sentence embedding and the conditioning network), an
-    avatar can only be made for a prompt that is itself an emotion word (``happy``, ``anger``, ``sad``...);
-    any other prompt raises a UsageError that says so."""
+    """One prompt per line, ``prompt<TAB>expected_emotion`` (the emotion may be left out when the prompt is
+    itself an emotion word); blank lines and ``#`` comments skipped. Free text is read by the `text`
+    ablation; the `prototype` ablation shows the expected emotion's prototype for the same target (the
+    baseline the text must not read worse than). sie3d ships ``eval/prompts/emotion_words.tsv`` and
+    ``emotion_paraphrases.tsv``."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"prompts file {path} not found", "pass a text file with one prompt per line")
@@ -127,13 +128,12 @@ def read_prompts(path: Path) -> tuple[Target, ...]:
             continue
         prompt, _, expected_text = line.partition("\t")
         prompt = prompt.strip()
-        emotion = canonical_emotion(prompt)
+        expected_text = expected_text.split("\t")[0].strip()
+        emotion = canonical_emotion(prompt) or canonical_emotion(expected_text)
         if emotion is None:
-            raise UsageError(
-                f"{path}:{number}: the prompt {prompt!r} is free text, and sie3d has no text model yet (the "
-                "sentence embedding and conditioning network of sie3d.semantics), so it cannot be evaluated",
-                f"use prompts that are exactly an emotion word ({', '.join(EMOTIONS)}) or --prototypes")
-        expected = canonical_emotion(expected_text) if expected_text.strip() else emotion
+            raise UsageError(f"{path}:{number}: the prompt {prompt!r} needs the emotion it should read as",
+                             f"write prompt<TAB>emotion with one of: {', '.join(EMOTIONS)}")  # fmt: skip
+        expected = canonical_emotion(expected_text) if expected_text else emotion
         if expected is None:
             raise UsageError(f"{path}:{number}: expected emotion {expected_text.strip()!r} is not one of the seven",
                              f"write prompt<TAB>emotion with one of: {', '.join(EMOTIONS)}")  # fmt: skip
@@ -175,20 +175,15 @@ def parse_intensities(spec: str) -> tuple[float, ...]:
     return values
 
 
-def default_faces_dir() -> Path | None:
-    """$SIE3D_FACES, else the shared photo folder beside the checkout, if present."""
-    env = os.environ.get("SIE3D_FACES")
-    folder = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "faces"
-    return folder if (folder / "manifest.csv").is_file() else None
-
-
 def resolve_photos(spec: str | None) -> tuple[tuple[Path, ...], Path | None]:
     """(photos, manifest for the references) from --photos: a folder, a manifest.csv, or None for the
     London Set's neutral photos of the shared faces folder."""
     from sie3d.eval.bench import PHOTO_SUFFIXES
 
     if spec is None:
-        folder = default_faces_dir()
+        from sie3d.photo import shared_faces_dir
+
+        folder = shared_faces_dir()
         if folder is None:
             raise UsageError("no default photos: the shared faces folder was not found",
                              "pass --photos DIR or --photos manifest.csv (or set SIE3D_FACES)")  # fmt: skip

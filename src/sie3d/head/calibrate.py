@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from sie3d.face.observation import FaceObservation
 from sie3d.head.calibration import CALIBRATION_PATH, LandmarkCalibration
 from sie3d.head.fit import FACE_OVAL, FitSettings, HeadFitter, expression_prior, project
 from sie3d.head.model import HeadModel
+from sie3d.photo import shared_faces_dir
 
 COMMAND = "python -m sie3d.head.calibrate"
 # A re-run reproduces the committed file within these (it is deterministic; threads and BLAS builds may
@@ -56,11 +56,6 @@ class CalibrationSettings:
     rounds: int = 3  # alternations of (fit every photo, update the offsets); converged after 2
     ridge: float = 2e-4  # per-landmark prior on the offset, in (eye distances)² per cm² summed over photos
     identity_orthogonal: bool = True  # keep the offsets out of the identity space (see module doc)
-
-
-def default_faces_dir() -> Path:
-    env = os.environ.get("SIE3D_FACES")
-    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "faces"
 
 
 def calibration_photos(faces: Path) -> list[Path]:
@@ -172,12 +167,12 @@ def observe(paths: list[Path]) -> list[FaceObservation]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=Path, default=default_faces_dir(), help="the shared faces folder")
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir(), help="the shared faces folder")
     parser.add_argument("--out", type=Path, default=CALIBRATION_PATH, help="where to write the calibration")
     parser.add_argument("--check", action="store_true",
                         help=f"write nothing; compare with {CALIBRATION_PATH.name} (exit 1 if it differs)")
     args = parser.parse_args(argv)
-    if not (args.faces / "manifest.csv").is_file():
+    if args.faces is None or not (args.faces / "manifest.csv").is_file():
         print(f"error: no manifest.csv in {args.faces}\n  fix: pass --faces with the shared faces folder "
               "(or set SIE3D_FACES)", file=sys.stderr)
         return 2

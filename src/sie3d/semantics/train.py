@@ -434,7 +434,7 @@ ABLATIONS = {  # name -> (model config, corpus augmentation)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sie3d.eval.harness import default_faces_dir
+    from sie3d.photo import shared_faces_dir
 
     parser = argparse.ArgumentParser(prog="python -m sie3d.semantics.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", help="folder of photos for the people bank (default: the shared faces)")
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"with the committed report (tolerance {CHECK_TOLERANCE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    faces = Path(args.faces) if args.faces else default_faces_dir()
+    faces = Path(args.faces) if args.faces else shared_faces_dir()
     if faces is None:
         parser.error("no shared faces folder found: pass --faces DIR (or set SIE3D_FACES)")
     config = TrainConfig(seed=args.seed, epochs=args.epochs, threads=args.threads)
