@@ -21,6 +21,7 @@ import hashlib
 import json
 import platform
 import re
+import shutil
 import time
 import zipfile
 from collections.abc import Sequence
@@ -518,10 +519,11 @@ class OutputConfig:
 
 def write_outputs(person: Person, models: Models, variants: Sequence[Variant], out: str | Path,
                   config: OutputConfig = OutputConfig(), *, save_person: bool = True,
-                  report_extra: dict | None = None) -> list[Path]:
+                  report_extra: dict | None = None, saved_copy: Path | None = None) -> list[Path]:
     """Write ``out/<variant>/`` for each variant (``avatar.glb``; ``avatar.obj`` + ``.mtl`` + textures;
     ``preview.png``; ``in_photo.png`` -- as `config` asks), ``out/person/`` (`Person.save`) when
-    `save_person`, and ``out/report.json``. Returns the written paths.
+    `save_person`, and ``out/report.json``. Returns the written paths. `saved_copy`: the folder `person`
+    was loaded from; it is copied as it is instead of being encoded again (about 1 s saved).
 
     What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
     are encoded and written by one background thread while the next images render (PNG and zlib
@@ -553,7 +555,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             jobs.append(writer.submit(timed, name, function, *args))
             return jobs[-1]
 
-        if save_person:
+        if save_person and saved_copy is not None:
+            write_later("save_person", shutil.copytree, saved_copy, out / "person")
+        elif save_person:
             write_later("save_person", person.save, out / "person")
             written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
         shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None

@@ -243,7 +243,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
         steps.set_description("render and export")
         steps.update()
         with _staged_output(out) as stage:
-            write_outputs(person, models, chosen, stage, output, report_extra=report_extra)
+            write_outputs(person, models, chosen, stage, output, report_extra=report_extra,
+                          saved_copy=source if saved else None)
         steps.set_description("done")
         steps.update()
     finally:
