@@ -161,7 +161,7 @@ class TextEncoder:
 
     def word_ids(self, texts: Sequence[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Word-piece ids (N, length) int64 ([CLS] first, [PAD] after the end, cut at `length`) and their mask
-        (N, length) bool: what the conditioning network's word branch reads (`word_vectors` of them)."""
+        (N, length) bool: what the conditioning network's word branch reads (rows of `word_table`)."""
         texts = _check_texts(texts)
         ids = torch.full((len(texts), length), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(texts), length), dtype=torch.bool)
@@ -172,12 +172,9 @@ class TextEncoder:
         return ids, mask
 
     @property
-    def vocabulary_size(self) -> int:
-        return self._model.words.num_embeddings
-
-    def word_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        """(N, T) word-piece ids -> (N, T, 384) the model's static input word vectors (no transformer pass)."""
-        return self._model.words.weight[ids.to(self.device)]
+    def word_table(self) -> torch.Tensor:
+        """(vocabulary, 384) the model's static input word vectors (the frozen table itself, not a copy)."""
+        return self._model.words.weight
 
     def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per-token last hidden states and their mask.

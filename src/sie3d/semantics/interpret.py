@@ -146,7 +146,7 @@ class TextModel:
         embeddings = self.encoder.encode(texts)
         ids, mask = self.encoder.word_ids(texts, MAX_WORDS)
         with torch.no_grad():
-            words = Words(ids, mask, self.encoder.word_vectors(torch.arange(self.encoder.vocabulary_size)))
+            words = Words(ids, mask, self.encoder.word_table)
             out = self.network(torch.from_numpy(embeddings),
                                torch.from_numpy(np.repeat(features[None], len(checks), 0)), words)  # fmt: skip
         rest = features[-len(ICT_NAMES) :]

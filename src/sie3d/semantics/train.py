@@ -175,7 +175,7 @@ def corpus_words(texts: list[str]) -> Words:
 
     encoder = TextEncoder()
     ids, mask = encoder.word_ids(texts, MAX_WORDS)
-    return Words(ids, mask, encoder.word_vectors(torch.arange(encoder.vocabulary_size)))
+    return Words(ids, mask, encoder.word_table)
 
 
 def batch_targets(corpus: Corpus, rows: np.ndarray, people: People, who: np.ndarray):
