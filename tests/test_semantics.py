@@ -104,6 +104,7 @@ def test_recipes_leave_other_parts_at_rest_and_relative_requests_use_the_photo()
 
 def test_network_output_ranges_and_gradients():
     torch.manual_seed(0)
+    np.random.seed(0)
     words = Words(torch.randint(0, 100, (5, 12)), torch.arange(12)[None].repeat(5, 1) < torch.tensor([[3], [5], [12],
                                                                                                      [1], [7]]),
                   torch.randn(100, 384))  # fmt: skip

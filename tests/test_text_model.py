@@ -134,7 +134,30 @@ def test_generate_on_a_saved_person_writes_each_text_and_the_reading(written, tm
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} == {"surprised", "smirk", "person", "report.json"}
     assert (out / "surprised" / "avatar.glb").is_file() and (out / "smirk" / "in_photo.png").is_file()
+    for name in ("person.json", "arrays.npz", "photo.png"):  # the saved person is copied, not re-encoded
+        assert (out / "person" / name).read_bytes() == (written / "person" / name).read_bytes()
     report = json.loads((out / "report.json").read_text())
     reading = report["variants"]["surprised"]["info"]["text"]
     assert reading["top_emotion"] == "surprise" and reading["confidence"] > 0.8
     assert "surprised/" in result.stdout
+
+
+def test_variant_names_are_unique_folder_names():
+    from sie3d.semantics.interpret import variant_names
+
+    assert variant_names(["smile", "smile", "smile 2", "Person", "¡Qué sorpresa!", "???"]) == [
+        "smile", "smile-2", "smile-2-2", "person-text", "que-sorpresa", "text"]
+    assert len(set(variant_names(["a"] * 5))) == 5
+
+
+def test_text_and_closed_vocabulary_ablations(happy, models):
+    from sie3d.eval import ablations
+
+    prototype = ablations.get("prototype").expression(happy, models, "anger", 1.0)
+    text = ablations.get("text").expression(happy, models, "anger", 1.0, prompt="boiling with rage")
+    closed = ablations.get("closed_vocabulary").expression(happy, models, "anger", 1.0, prompt="boiling with rage")
+    for coefficients in (text, closed):
+        assert coefficients.shape == (53,) and coefficients.min() >= 0 and coefficients.max() <= 1
+    assert np.abs(text - prototype).max() > 0.05  # the network's reading, not the prototype itself
+    brow_down = [ICT_NAMES.index("browDown_L"), ICT_NAMES.index("browDown_R")]
+    assert text[brow_down].mean() > 0.4  # rage lowers the brows

@@ -555,10 +555,11 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             jobs.append(writer.submit(timed, name, function, *args))
             return jobs[-1]
 
-        if save_person and saved_copy is not None:
-            write_later("save_person", shutil.copytree, saved_copy, out / "person")
-        elif save_person:
-            write_later("save_person", person.save, out / "person")
+        if save_person:
+            if saved_copy is not None:
+                write_later("save_person", shutil.copytree, saved_copy, out / "person")
+            else:
+                write_later("save_person", person.save, out / "person")
             written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
         shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
         exports = []

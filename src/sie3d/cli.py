@@ -233,7 +233,9 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     saved = source.is_dir() and (source / "person.json").exists()
     config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
     photo = None if saved else load_photo(source)
-    out = Path(args.output) if args.output else Path("sie3d-out") / source.stem
+    # A saved person is OUT/person: name the default output after OUT, not after "person".
+    out = Path(args.output) if args.output else Path("sie3d-out") / (source.resolve().parent.name if saved
+                                                                      else source.stem)
     steps = tqdm(total=2, desc="load person" if saved else "observe, fit, texture", unit="stage",
                  disable=args.quiet, bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")  # fmt: skip
     models = Models.load()

@@ -119,6 +119,8 @@ def read_prompts(path: Path) -> tuple[Target, ...]:
     ablation; the `prototype` ablation shows the expected emotion's prototype for the same target (the
     baseline the text must not read worse than). sie3d ships ``eval/prompts/emotion_words.tsv`` and
     ``emotion_paraphrases.tsv``."""
+    from sie3d.semantics.text import check_text
+
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"prompts file {path} not found", "pass a text file with one prompt per line")
@@ -128,6 +130,10 @@ def read_prompts(path: Path) -> tuple[Target, ...]:
             continue
         prompt, _, expected_text = line.partition("\t")
         prompt = prompt.strip()
+        try:
+            check_text(prompt)
+        except UsageError as exc:
+            raise UsageError(f"{path}:{number}: {exc.message}", exc.hint) from None
         expected_text = expected_text.split("\t")[0].strip()
         emotion = canonical_emotion(prompt) or canonical_emotion(expected_text)
         if emotion is None:

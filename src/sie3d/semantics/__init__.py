@@ -1,4 +1,3 @@
-"""Semantics: from a free-text description of an expression to what conditions the avatar.
-
-`text` checks and cleans what a user types; `encoder` turns it into MiniLM sentence and token embeddings.
-"""
+"""Text -> expression: what a user types is checked (`text`), embedded by the frozen MiniLM (`encoder`,
+`minilm`), read against the expression vocabulary (`vocabulary`, `vocabulary.toml`) by the conditioning network
+(`conditioning`, trained on the generated corpus by `train` from `corpus`), behind one call (`interpret`)."""

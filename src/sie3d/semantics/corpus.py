@@ -124,7 +124,7 @@ NONSENSE_FRAMES = ("{adj} {thing}", "a {adj} {thing}", "the {thing} is {adj}", "
                    "a {thing} next to the {thing2}", "compile the {thing}", "the weather is {adj} today",
                    "{thing}", "how much is a {thing}", "put the {thing} in the {thing2}", "{adj} {thing} and {thing2}",
                    "asdf {thing} qwerty", "1234 {thing}", "the {thing2} of the {thing}")
-NONSENSE_EXAMPLES = ("purple banana",)  # the issue's own example: kept out of training (held-out words below)
+NONSENSE_EXAMPLES = ("banana",)  # the issue's own example ("purple banana"): its noun never appears in training
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class Corpus:
 
     def select(self, mask: np.ndarray) -> Corpus:
         idx = np.flatnonzero(mask)
-        return Corpus([self.texts[i] for i in idx], *(getattr(self, f)[idx] for f in _ARRAY_FIELDS), self.config)
+        return Corpus([self.texts[i] for i in idx], *(getattr(self, f)[idx] for f in ARRAY_FIELDS), self.config)
 
     @property
     def digest(self) -> str:
@@ -187,7 +187,7 @@ class Corpus:
         return h.hexdigest()[:16]
 
 
-_ARRAY_FIELDS = ("category", "split", "keep_photo", "keep_rest", "add", "emotion", "confidence", "key", "negated",
+ARRAY_FIELDS = ("category", "split", "keep_photo", "keep_rest", "add", "emotion", "confidence", "key", "negated",
                  "expected", "side")
 
 
@@ -553,7 +553,7 @@ class Generator:
         text = frame.format(adj=self.draw(state, "nonsense:adj", NONSENSE_ADJ, keep_first=False),
                             thing=self.draw(state, "nonsense:things", NONSENSE_WORDS, keep_first=False),
                             thing2=self.rng.choice(things[0]))
-        if any(word in text for word in ("banana",)) and state["split"] == "train":
+        if any(example in text for example in NONSENSE_EXAMPLES) and state["split"] == "train":
             return None  # the issue's own example stays unseen
         neutral = self.voc.concepts["neutral"]
         return self._example(text, "nonsense", state, self.concept_recipe(neutral, 1.0), NEUTRAL, confidence=0.0)

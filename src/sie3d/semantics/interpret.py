@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, ConditioningConfig, ConditioningNet, Words
 
+FORMAT_VERSION = 1  # of the weights file written by `sie3d.semantics.train.save`
 ASSET = "conditioning"  # the bundled weights, listed with their sha256 in the asset manifest
 # Names of the emotions in what users read (JSON, tables): the common adjectives.
 EMOTION_LABELS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
@@ -49,7 +50,6 @@ class Interpretation:
     intensity: float
     warnings: tuple[str, ...] = ()
     blend: tuple[str, ...] = ()  # the emotions of a blend, strongest first ("happy", "sadness")
-    extras: dict = field(default_factory=dict, compare=False)
 
     @property
     def emotions(self) -> dict[str, float]:
@@ -73,8 +73,9 @@ class Interpretation:
 
 
 def load_network(path: Path | None = None) -> tuple[ConditioningNet, dict]:
-    """The trained conditioning network (default: the bundled one, checked against the manifest) and its
-    metadata; a clear AssetError if the file is missing or foreign."""
+    """The trained conditioning network (default: the bundled one; its size is checked against the manifest,
+    `sie3d assets verify` checks its sha256) and its metadata; a clear AssetError if the file is missing,
+    foreign or of another format version."""
     if path is None:
         from sie3d.assets.registry import asset_file
 
@@ -87,6 +88,9 @@ def load_network(path: Path | None = None) -> tuple[ConditioningNet, dict]:
     except Exception as exc:  # noqa: BLE001 -- any unreadable file is the same user problem
         raise AssetError(f"cannot read the conditioning weights {path}: {exc}",
                          "reinstall sie3d, or train them: python -m sie3d.semantics.train") from None
+    if data.get("format_version") != FORMAT_VERSION:
+        raise AssetError(f"{path} has format version {data.get('format_version')}, this sie3d reads "
+                         f"{FORMAT_VERSION}", "reinstall sie3d, or retrain: python -m sie3d.semantics.train")
     if list(data.get("names", [])) != list(ICT_NAMES) or list(data.get("emotions", [])) != list(EMOTIONS):
         raise AssetError(f"{path} was trained for another expression space",
                          "retrain: python -m sie3d.semantics.train")  # fmt: skip
@@ -138,6 +142,8 @@ class TextModel:
 
         if not 0.0 <= intensity <= 1.0:
             raise ValueError(f"intensity {intensity} is outside [0, 1]")
+        if not texts:
+            return []
         checks = [check_text(t, encoder_tokens=self.encoder.count_tokens) for t in texts]
         features = self.average_person if person is None else np.asarray(person, np.float32)
         if features.shape != (IDENTITY_DIM,):
@@ -178,14 +184,16 @@ class TextModel:
 def variant_names(texts: list[str], max_length: int = 40) -> list[str]:
     """Folder names for the variants of several texts: lowercase words joined by '-', cut at `max_length`,
     made unique with -2, -3 ... ("A gleeful grin!" -> "a-gleeful-grin")."""
-    names, seen = [], {}
+    names: list[str] = []
     for text in texts:
         words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode())
-        name = "-".join(words)[:max_length].strip("-") or "text"
-        name = "person-text" if name == "person" else name  # "person/" holds the saved person
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        names.append(name if count == 1 else f"{name}-{count}")
+        base = "-".join(words)[:max_length].strip("-") or "text"
+        base = "person-text" if base == "person" else base  # "person/" holds the saved person
+        name, count = base, 1
+        while name in names:  # "smile", "smile", "smile 2" -> smile, smile-2, smile-2-2
+            count += 1
+            name = f"{base}-{count}"
+        names.append(name)
     return names
 
 

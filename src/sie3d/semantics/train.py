@@ -37,7 +37,8 @@ from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics import corpus as corpus_module
 from sie3d.semantics.conditioning import MAX_WORDS, ConditioningConfig, ConditioningNet, Words, identity_features
-from sie3d.semantics.corpus import Corpus, CorpusConfig, apply_recipe, emotion_reading
+from sie3d.semantics.corpus import ARRAY_FIELDS, Corpus, CorpusConfig, apply_recipe, emotion_reading
+from sie3d.semantics.interpret import FORMAT_VERSION
 from sie3d.semantics.vocabulary import load as load_vocabulary
 from sie3d.semantics.vocabulary import mirror
 
@@ -47,7 +48,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS = PACKAGE_DIR / "conditioning.pt"
 REPORT = PACKAGE_DIR / "conditioning_report.json"
 HANDWRITTEN = PACKAGE_DIR / "handwritten_prompts.tsv"
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ def real_people(faces: Path, progress: bool = True) -> People:
 
     photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     key = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in photos).encode())
-    key.update((PACKAGE_DIR.parent / "head" / "fit.py").read_bytes())  # a changed fit gives other people
+    for source in ("fit.py", "calibration.py", "landmark_calibration.json", "correspondence.py"):
+        key.update((PACKAGE_DIR.parent / "head" / source).read_bytes())  # a changed fit gives other people
     path = cache_folder() / f"people-{key.hexdigest()[:16]}.npz"
     if path.is_file():
         data = np.load(path)
@@ -403,9 +404,8 @@ def run(config: TrainConfig, corpus_config: CorpusConfig, model_config: Conditio
 
 
 def _join(a: Corpus, b: Corpus) -> Corpus:
-    fields = ("category", "split", "keep_photo", "keep_rest", "add", "emotion", "confidence", "key", "negated",
-              "expected", "side")
-    return Corpus(a.texts + b.texts, *(np.concatenate([getattr(a, f), getattr(b, f)]) for f in fields), a.config)
+    return Corpus(a.texts + b.texts, *(np.concatenate([getattr(a, f), getattr(b, f)]) for f in ARRAY_FIELDS),
+                  a.config)
 
 
 def summary_table(reports: dict[str, dict]) -> str:
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             if differences:
                 return 1
         elif name.endswith("(shipped)") and not args.no_save:
-            save(model, corpus, config, report, real, Path(args.output) if args.output else WEIGHTS)
+            save(model, corpus, config, report, real, Path(args.output).resolve() if args.output else WEIGHTS)
         print(json.dumps({name: report["metrics"]}, indent=1))
     print(summary_table(reports))
     if args.ablations:

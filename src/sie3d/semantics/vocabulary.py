@@ -73,9 +73,6 @@ class Vocabulary:
     parts: dict[str, Part]
     antagonists: tuple[tuple[int, int], ...]  # pairs of ICT indices
 
-    def concept_of_kind(self, *kinds: str) -> list[Concept]:
-        return [c for c in self.concepts.values() if c.kind in kinds]
-
 
 def expand(weights: dict[str, float]) -> dict[str, float]:
     """{"mouthSmile": 0.8, "jawOpen": 0.1} -> ICT names (a sideless name of a sided shape means both)."""
