@@ -324,6 +324,7 @@ class Generator:
         self.all = list(self.voc.concepts.values())
         self.sided_parts = [p for p in self.voc.parts.values() if p.sided_values]
         self.sided_concepts = [c for c in self.all if c.sided and c.side]
+        self.compounds = {frozenset(c.combines): c for c in self.all if c.combines}
         # Concepts whose reading has one clear emotion (the pairs of a negation are told apart by it).
         self.clear = [c for c in self.expressive if c.name != "neutral" and _clear(c.emotion)]
 
@@ -479,17 +480,8 @@ class Generator:
                              expected=expected)
 
     def known_compound(self, a: Concept, b: Concept) -> Concept | None:
-        """Du et al.'s compound for two basic emotions, if the vocabulary has it ("happily_surprised")."""
-        adverb = {"happy": "happily", "sadness": "sadly", "fear": "fearfully", "anger": "angrily",
-                  "disgust": "disgustedly"}  # fmt: skip
-        for x, y in ((a, b), (b, a)):
-            name = f"{adverb.get(x.name, '')}_{y.name if y.name != 'surprise' else 'surprised'}"
-            name = {"sadly_sadness": ""}.get(name, name)
-            for candidate in (name, name.replace("_anger", "_angry").replace("_fear", "_fearful")
-                              .replace("_disgust", "_disgusted")):
-                if candidate in self.voc.concepts and self.voc.concepts[candidate].kind == "compound":
-                    return self.voc.concepts[candidate]
-        return None
+        """Du et al.'s compound of two basic emotions, if the vocabulary has it ("happily_surprised")."""
+        return self.compounds.get(frozenset((a.name, b.name)))
 
     def negation(self, state: dict) -> Example | None:
         negated = self.rng.choice(self.clear)

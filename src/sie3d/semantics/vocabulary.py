@@ -45,6 +45,7 @@ class Concept:
     noun: tuple[str, ...]
     side: str | None = None  # the side of a one-sided concept ("L"/"R"); `sided` phrases flip it
     sided: tuple[str, ...] = ()  # phrases with a {side} slot
+    combines: tuple[str, ...] = ()  # a compound's two basic emotions (concept names)
 
     @property
     def top_emotion(self) -> str:
@@ -134,7 +135,7 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
     for name, c in data["concepts"].items():
         concepts[name] = Concept(name, c["kind"], c["aus"], vector(c["shapes"]), emotion_vector(c["emotion"]),
                                  tuple(c["adj"]), tuple(c["verb"]), tuple(c["noun"]), c.get("side"),
-                                 tuple(c.get("sided", ())))  # fmt: skip
+                                 tuple(c.get("sided", ())), tuple(c.get("combines", ())))  # fmt: skip
     parts = {}
     for name, p in data["parts"].items():
         values = vector(p["set"])
@@ -150,6 +151,9 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
                 sided[side] = (vector(chosen), np.isin(np.arange(N_SHAPES), [ICT_NAMES.index(n) for n in chosen]))
         parts[name] = Part(name, values, mask, emotion_vector(p["emotion"]), tuple(p["verb"]), tuple(p["state"]),
                            sided, tuple(p.get("sided_verb", ())), tuple(p.get("sided_state", ())))  # fmt: skip
+    for concept in concepts.values():
+        if set(concept.combines) - set(concepts) or len(concept.combines) not in (0, 2):
+            raise ValueError(f"vocabulary: {concept.name} combines {concept.combines}: name two concepts")
     pairs = []
     for a, b in data["antagonists"]["pairs"]:
         for x, y in zip(expand({a: 1}), expand({b: 1}), strict=False):
