@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -128,6 +129,13 @@ def _closed_vocabulary(person: Person, models: Models, emotion: str, intensity: 
     from sie3d.expressions import EMOTIONS
 
     encoder = models.text.encoder
-    words = encoder.encode(list(EMOTIONS))
-    nearest = EMOTIONS[int((words @ encoder.encode([prompt])[0]).argmax())]
+    nearest = EMOTIONS[int((_emotion_words(encoder) @ encoder.encode([prompt])[0]).argmax())]
     return on_top_of_rest(person.rest_expression, prototype(nearest, 1.0))
+
+
+@cache
+def _emotion_words(encoder) -> np.ndarray:
+    """(7, 384) sentence embeddings of the seven emotion words, once per encoder."""
+    from sie3d.expressions import EMOTIONS
+
+    return encoder.encode(list(EMOTIONS))

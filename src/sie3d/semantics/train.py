@@ -27,6 +27,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +91,18 @@ def cache_folder() -> Path:
     return folder
 
 
+@cache
+def text_encoder():
+    """The frozen MiniLM, loaded once per training run (embedding, word pieces, hand-written prompts)."""
+    from sie3d.semantics.encoder import TextEncoder
+
+    return TextEncoder()
+
+
 def embed(texts: list[str], progress: bool = True) -> np.ndarray:
     """(N, 384) sentence embeddings of `texts`. Every sentence ever embedded is kept in one cache file (keyed by
     the text and the encoder's weights), so a changed corpus only embeds its new sentences."""
     from sie3d.assets.registry import spec
-    from sie3d.semantics.encoder import TextEncoder
 
     model_sha = next(f.sha256 for f in spec("minilm").files if f.path_in_wheel.endswith("model.safetensors"))
     path = cache_folder() / f"embeddings-{model_sha[:12]}.npz"
@@ -104,7 +112,7 @@ def embed(texts: list[str], progress: bool = True) -> np.ndarray:
         known = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
     missing = list(dict.fromkeys(t for t in texts if t not in known))
     if missing:
-        encoder = TextEncoder()
+        encoder = text_encoder()
         chunks = [missing[i : i + 1024] for i in range(0, len(missing), 1024)]
         for chunk in tqdm(chunks, desc="embedding new sentences", unit="k", disable=not progress):
             known.update(zip(chunk, encoder.encode(chunk), strict=True))
@@ -116,11 +124,9 @@ def embed(texts: list[str], progress: bool = True) -> np.ndarray:
 
 def real_people(faces: Path, progress: bool = True) -> People:
     """Observe and fit every photo of `faces` once (cached by the photos' names and sizes)."""
+    from sie3d.avatar import Models
+    from sie3d.errors import NoFaceError, PhotoError
     from sie3d.face import observe_photo
-    from sie3d.face.landmarker import FaceObserver
-    from sie3d.face.sface import IdentityEmbedder
-    from sie3d.head.fit import HeadFitter
-    from sie3d.head.model import HeadModel
     from sie3d.photo import load_photo
 
     photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -131,18 +137,15 @@ def real_people(faces: Path, progress: bool = True) -> People:
     if path.is_file():
         data = np.load(path)
         return People(data["sface"], data["identity"], data["photo"], data["rest"], tuple(data["names"]))
-    head = HeadModel()
-    fitter = HeadFitter(head)
     rows = []
-    with FaceObserver() as observer:
-        embedder = IdentityEmbedder()
+    with Models.load() as models:  # the same observer, embedder and fit as `sie3d reconstruct`
         for photo_path in tqdm(photos, desc="fitting the shared photos", unit="photo", disable=not progress):
             try:
-                obs, _ = observe_photo(load_photo(photo_path), observer, embedder)
-            except Exception as exc:  # noqa: BLE001 -- a photo without a usable face is simply not in the bank
-                log.info("%s: %s", photo_path.name, exc)
+                obs, _ = observe_photo(load_photo(photo_path), models.observer, models.embedder)
+            except (NoFaceError, PhotoError) as exc:  # a photo without a usable face is not in the bank
+                log.info("%s: %s", photo_path.name, exc.message)
                 continue
-            fit = fitter.fit(obs)
+            fit = models.fitter.fit(obs)
             rows.append((obs.identity, fit.identity, fit.expression, fit.rest_expression, photo_path.stem))
     people = People(*(np.stack([r[i] for r in rows]).astype(np.float32) for i in range(4)),
                     tuple(r[4] for r in rows))  # fmt: skip
@@ -172,9 +175,7 @@ def synthetic_people(real: People, count: int, seed: int) -> People:
 
 def corpus_words(texts: list[str]) -> Words:
     """The word pieces of every text, with MiniLM's word-vector table."""
-    from sie3d.semantics.encoder import TextEncoder
-
-    encoder = TextEncoder()
+    encoder = text_encoder()
     ids, mask = encoder.word_ids(texts, MAX_WORDS)
     return Words(ids, mask, encoder.word_table)
 
@@ -272,11 +273,9 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
             touched = (corpus.keep_rest[test][m] < 0.5) | key  # shapes the request sets or relaxes
             off_key = (err * ~touched).sum(1) / np.maximum((~touched).sum(1), 1)
             row["correct"] = round(float(((on_key < 0.15) & (off_key < 0.05)).mean()), 4)
+        row["confidence_mean"] = round(float(conf[m].mean()), 4)
         if category == "nonsense":
-            row["confidence_mean"] = round(float(conf[m].mean()), 4)
             row["low_confidence"] = round(float((conf[m] < 0.5).mean()), 4)
-        else:
-            row["confidence_mean"] = round(float(conf[m].mean()), 4)
         row["emotion_kl"] = round(float((emotion[m] * (np.log(emotion[m] + 1e-6) - np.log(dist[m] + 1e-6)))
                                         .sum(1).mean()), 4)  # fmt: skip
         result[category] = row
