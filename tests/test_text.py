@@ -101,8 +101,15 @@ def test_huge_text_is_rejected_and_long_text_accepted():
 
 
 def test_no_letters_is_warned():
-    check = check_text("😀 :-) 123")
+    check = check_text("123 !!! -- 42")
     assert check.language is None and "no letters" in check.warnings[0]
+
+
+def test_emoji_and_emoticons_are_read_as_words():
+    check = check_text("😀 smiling 👍🏽 :-) ;) see ☹️")
+    assert check.text == "grinning face smiling thumbs up sign smiling face winking face see frowning face"
+    assert check.language == "en" and "emoji read as words" in check.warnings[0]
+    assert check_text("what:) is this").text == "what:) is this"  # only emoticons standing as words
 
 
 def test_text_beyond_the_window_is_cut_at_a_word(text_encoder):

@@ -72,6 +72,9 @@ def test_nonsense_is_low_confidence_and_near_neutral(text_model):
     assert reading.coefficients.max() < 0.2
     assert any("does not read as a facial expression" in w for w in reading.warnings)
     assert text_model.interpret("a warm smile").confidence > 0.8
+    digits = text_model.interpret("12345 !!!")  # nothing to read: no expression, whatever the network says
+    assert digits.confidence == 0.0 and np.abs(digits.coefficients - text_model.average_person[-53:]).max() < 1e-6
+    assert text_model.interpret("😭").top_emotion == "sad"  # "loudly crying face"
 
 
 def test_contradictory_text_is_a_reported_blend(text_model):

@@ -148,7 +148,8 @@ _PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "phot
 @dataclass(frozen=True, eq=False)
 class Person:
     """A reconstructed person: the photo, the chosen face and every face found, the fitted head and its
-    textures, plus what went wrong (`warnings`) and how long each stage took (`timings`, seconds)."""
+    textures, plus what went wrong (`warnings`) and how long each stage took in this process (`timings`, seconds:
+    observe, fit, texture when reconstructed; load_person when loaded -- person.json keeps the original run's)."""
 
     photo: Photo
     observation: FaceObservation  # the chosen face
@@ -214,6 +215,7 @@ class Person:
     def load(folder: str | Path) -> Person:
         """The person saved in `folder` by `Person.save`; a `PersonError` when the folder holds no person,
         one of another format version, or a damaged one."""
+        start = time.perf_counter()
         folder = Path(folder)
         meta = read_person_json(folder)
         fix = "run `sie3d reconstruct PHOTO -o OUT` again to save the person anew"
@@ -249,7 +251,7 @@ class Person:
                 photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
                 fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
-                timings={k: float(v) for k, v in meta["timings"].items()},
+                timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
                 config=ReconstructConfig(**meta["config"]),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:

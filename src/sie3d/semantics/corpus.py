@@ -107,6 +107,13 @@ RELATIVE_MORE = ("{more}", "make it {more}", "the same face but {more}", "keep t
                  "like in the photo but {more}", "{more} than in the photo", "make them look {more}",
                  "the photo's expression, only {more}", "same expression, {more}", "a {more} version of this face",
                  "a bit {more}", "even {more}", "{more} please", "as in the picture but {more}")
+# Frames around a part request, by the phrase's grammatical form (an order vs a description).
+PART_FRAMES = {
+    "verb": ("{x}", "just {x}", "only {x}", "{x}, please", "please {x}", "{x} and nothing else", "simply {x}",
+             "now {x}"),
+    "state": ("{x}", "just {x}", "only {x}", "a face with {x}", "with {x}", "{x} and nothing else", "{x}, please",
+              "a person with {x}", "simply {x}"),
+}
 RELATIVE_KEEP = ("keep the expression but {part}", "the same face but with {part}", "as in the photo, but {part}",
                  "keep everything else but {part}", "same expression with {part}", "keep the smile but {part}",
                  "like the photo, plus {part}", "unchanged except {part}", "the same face, {part}")
@@ -445,8 +452,7 @@ class Generator:
         form = self.rng.choice(("verb", "state"))
         text = self.draw(state, f"{part.name}:{form}", getattr(part, form))
         if self.rng.random() < 0.35:
-            text = self.draw(state, "frames:part", ("{x}", "just {x}", "only {x}", "a face with {x}", "{x}, please",
-                                                    "with {x}", "{x} and nothing else", "simply {x}")).format(x=text)
+            text = self.draw(state, f"frames:part_{form}", PART_FRAMES[form]).format(x=text)
         recipe = self.recipe.with_part(self.recipe.absolute(np.zeros(N, np.float32)), part.values, part.mask)
         return self._example(text, "part", state, recipe, part.emotion, key=part.mask & (part.values > 0))
 

@@ -158,7 +158,9 @@ class TextModel:
         rest = features[-len(ICT_NAMES) :]
         results = []
         for i, check in enumerate(checks):
-            confidence = float(out.confidence[i])
+            # A text without letters (digits, punctuation) gives the encoder nothing to read: whatever the network
+            # makes of it is noise, so it counts as no expression at all.
+            confidence = float(out.confidence[i]) if check.language is not None else 0.0
             coefficients = out.coefficients[i].numpy()
             warnings = list(check.warnings)
             trust = min(1.0, confidence / self.config.low_confidence)

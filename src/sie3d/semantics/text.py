@@ -1,9 +1,15 @@
 """What a user types, checked and cleaned before anything runs.
 
 `check_text` turns the raw prompt into the text the encoder reads -- Unicode NFKC, invisible format characters
-removed, whitespace collapsed, ends stripped -- and either rejects it with a `TextError` (empty, control
-characters, far too long) or returns it with what it noticed: text cut to the model's token window, a
-language other than English, no letters at all.
+removed, whitespace collapsed, ends stripped, emoji and common emoticons written out as words -- and either
+rejects it with a `TextError` (empty, control characters, far too long) or returns it with what it noticed: text
+cut to the model's token window, a language other than English, no letters at all.
+
+Emoji: the encoder's vocabulary has no emoji (they become one unknown piece), so each pictographic symbol is
+replaced by its Unicode name in lower case ("\U0001F600" -> "grinning face", "\U0001F631" -> "face screaming in
+fear"), which the text model reads like any other words; skin-tone modifiers and variation selectors are dropped,
+and the glyph-style words of old names ("white frowning face") with them. A handful of ASCII emoticons typed as
+separate words (":)", ";)", ":(" ...) are written out the same way.
 
 Language: all-MiniLM-L6-v2 is English-only, so a prompt in another language is still encoded but warned
 about. Statistical detectors guess wildly on the short prompts people type here ("smirk" -> Serbian, "pout"
@@ -56,6 +62,16 @@ _BRITISH = tuple((re.compile(a), b) for a, b in (
     (r"ae", "e"), (r"oe", "e"),
 ))  # fmt: skip
 FOREIGN_LEXICONS = ("de", "es", "fr", "it", "pt")
+# Emoticons written as a word of their own -> the Unicode name of the emoji they stand for.
+EMOTICONS = {
+    ":)": "smiling face", ":-)": "smiling face", ":]": "smiling face", ":(": "sad face",
+    ":-(": "sad face", ";)": "winking face", ";-)": "winking face", ":D": "grinning face",
+    ":-D": "grinning face", "XD": "grinning squinting face", ":o": "face with open mouth",
+    ":O": "face with open mouth", ":-o": "face with open mouth", ":P": "face with stuck-out tongue",
+    ":p": "face with stuck-out tongue", ":|": "neutral face", ":'(": "crying face", ">:(": "angry face",
+    ":/": "confused face", ":-/": "confused face",
+}  # fmt: skip
+_GLYPH_WORDS = frozenset({"WHITE", "BLACK", "HEAVY"})  # how old symbol names describe the glyph, not the face
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,33 @@ def _normalise(raw: str) -> tuple[str, int]:
     return " ".join("".join(kept).split()), len(text) - len(kept)
 
 
+def _spell_out_emoji(text: str) -> tuple[str, int]:
+    """Emoji (Unicode category So) -> their names in words, skin-tone modifiers and variation selectors dropped;
+    emoticons standing as words -> their emoji's name. Returns the text and how many symbols were spelled out."""
+    out, count = [], 0
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "So":
+            words = [w for w in unicodedata.name(char, "").split() if w not in _GLYPH_WORDS]
+            if words:
+                out.append(f" {' '.join(words).lower()} ")
+                count += 1
+                continue
+        if category == "Sk" and unicodedata.name(char, "").startswith("EMOJI MODIFIER"):
+            continue
+        if "\ufe00" <= char <= "\ufe0f":  # variation selectors: text or emoji presentation
+            continue
+        out.append(char)
+    words = []
+    for word in "".join(out).split():
+        if word in EMOTICONS:
+            words.append(EMOTICONS[word])
+            count += 1
+        else:
+            words.append(word)
+    return " ".join(words), count
+
+
 def _reject_controls(raw: str) -> None:
     for position, char in enumerate(raw):
         category = unicodedata.category(char)
@@ -274,12 +317,16 @@ def check_text(
         raise _too_long(len(text), max_chars)
 
     warnings = []
+    text, n_symbols = _spell_out_emoji(text)
+    if n_symbols:
+        warnings.append(f"emoji read as words: \"{text}\"" if len(text) <= 80 else
+                        f"{n_symbols} emoji or emoticons read as words (by their Unicode names)")
     if n_format:
         warnings.append(f"removed {n_format} invisible formatting character{'s' if n_format != 1 else ''} "
                         "(zero-width spaces, direction marks or soft hyphens)")
     verdict = detect_language(text, language_rule)
     if verdict.reason == "no letters":
-        warnings.append("the text has no letters: the text model reads words, not symbols, digits or emoji")
+        warnings.append("the text has no letters: the text model reads words, not digits or punctuation")
     elif not verdict.english:
         warnings.append(f"the text looks like '{verdict.language}', not English: the text model is English-only; "
                         "the result may ignore your words")

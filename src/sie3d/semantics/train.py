@@ -298,18 +298,10 @@ def _basic_concept_rows(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
     return (cos.max(1) > 0.999) | (norm[:, 0] < 1e-6)
 
 
-def read_handwritten(path: Path = HANDWRITTEN) -> list[tuple[str, str]]:
-    """Hand-written prompts (never generated): (text, expected emotion)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            text, expected = line.split("\t")
-            rows.append((text.strip(), expected.strip()))
-    return rows
-
-
 def evaluate_handwritten(model: ConditioningNet, people: People) -> dict:
-    rows = read_handwritten()
+    from sie3d.eval.harness import read_prompts  # the one parser of prompt files
+
+    rows = [(t.prompt, t.expected) for t in read_prompts(HANDWRITTEN)]
     texts = [t for t, _ in rows]
     words = corpus_words(texts)
     neutral_people = np.array([i for i, n in enumerate(people.names) if n.endswith("neutral")] or [0])
