@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from sie3d.face.sface import IdentityEmbedder
     from sie3d.head.fit import HeadFitter
     from sie3d.head.model import HeadModel
+    from sie3d.head.wrinkles import WrinkleMaps
     from sie3d.render import Cameras
     from sie3d.semantics.interpret import Interpretation, TextModel
 
@@ -87,6 +88,13 @@ class Models:
         from sie3d.head.fit import HeadFitter
 
         return HeadFitter(self.head)
+
+    @cached_property
+    def wrinkles(self) -> WrinkleMaps:
+        """Expression wrinkle maps of `head` (read from the cache folder, else built once: about 3 s)."""
+        from sie3d.head.wrinkles import wrinkle_maps
+
+        return wrinkle_maps(self.head)
 
     @cached_property
     def text(self) -> TextModel:
@@ -388,23 +396,48 @@ def _textured(person: Person, models: Models):
     return TexturedHead.build(models.head, render_layout(models.head), person.textures)
 
 
-def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras) -> np.ndarray:
+def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray:
+    """(53,) how strongly each shape's wrinkles show on `person` wearing `coefficients` (53,): what the
+    expression adds to the photo's, ``max(0, coefficients - photo_expression)``. The texture is taken
+    from the photo, so the photo's own folds are in it already; a smile on a smiling photo does not fold
+    twice, and the photo's own expression (and the rest of a neutral photo) gets none."""
+    return np.maximum(_coefficients(coefficients) - person.photo_expression, 0.0).astype(np.float32)
+
+
+def wrinkle_detail(person: Person, models: Models, coefficients: np.ndarray):
+    """(1, 3, S, S) torch surface detail of the face tile for `person` wearing `coefficients` (53,)
+    (`WrinkleMaps.detail` of `wrinkle_coefficients`), or None when no fold is driven."""
+    import torch
+
+    weights = wrinkle_coefficients(person, coefficients)
+    maps = models.wrinkles
+    if maps.is_zero(weights):
+        return None
+    with torch.no_grad():
+        return maps.detail(torch.from_numpy(weights))
+
+
+def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
+                 wrinkles: bool = False) -> np.ndarray:  # fmt: skip
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
-    the studio light on the preview background."""
+    the studio light on the preview background; with the expression's `wrinkles` (`wrinkle_detail`)."""
     from sie3d.previews import to_image
 
     textured = _textured(person, models)
-    views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras).rgb
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras,
+                            detail=detail).rgb  # fmt: skip
     return np.stack([to_image(view) for view in views])
 
 
 def render_preview(person: Person, models: Models, coefficients: np.ndarray, size: int = 512,
-                   yaws: Sequence[float] | None = None) -> np.ndarray:
+                   yaws: Sequence[float] | None = None, *, wrinkles: bool = False) -> np.ndarray:
     """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default)."""
     from sie3d.previews import PREVIEW_YAWS, preview_sheet
 
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
     return preview_sheet(_textured(person, models), person.fit.identity, _coefficients(coefficients), size,
-                         tuple(PREVIEW_YAWS if yaws is None else yaws))  # fmt: skip
+                         tuple(PREVIEW_YAWS if yaws is None else yaws), detail)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -416,13 +449,14 @@ class PhotoWindow:
     fit: HeadFit
 
 
-def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None
-              ) -> np.ndarray:  # fmt: skip
+def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None, *,
+              wrinkles: bool = False) -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8: the person wearing `coefficients` rendered with the photo's camera and lighting and
     blended over the face with a feathered mask (hair, ears, neck and background stay real).
 
     Over the whole photo at its resolution by default (rendering only the face's region); into `window`
-    (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size."""
+    (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size. With the
+    expression's `wrinkles` (`wrinkle_detail`), lit by the photo's lighting."""
     from sie3d.head.fit import FACE_OVAL
     from sie3d.previews import in_photo, in_photo_face_region
 
@@ -430,7 +464,8 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
     draw, rgb, fit = (in_photo_face_region, person.photo.rgb, person.fit) if window is None else (
         in_photo, window.rgb, window.fit)  # fmt: skip
     outline = fit.project(models.fitter.landmarks_3d(person.fit, coefficients)[list(FACE_OVAL)])
-    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline)
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline, detail)
 
 
 # -- outputs -----------------------------------------------------------------------------------------
