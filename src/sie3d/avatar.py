@@ -537,6 +537,7 @@ class OutputConfig:
     previews: bool = True  # preview.png: the turntable sheet
     in_photo: bool = True  # in_photo.png: the avatar composited into the photo
     preview_size: int = 512  # px per preview view
+    wrinkles: bool = False  # the expression's wrinkles in previews, composites and (as a normal map) the GLB
 
     def __post_init__(self) -> None:
         from sie3d.export import EXPORTERS
@@ -566,6 +567,7 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     from concurrent.futures import ThreadPoolExecutor
 
     from sie3d.export import write
+    from sie3d.head.wrinkles import normal_map_image
     from sie3d.previews import save_png
 
     variants = list(variants)
@@ -603,16 +605,18 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             folder.mkdir(parents=True, exist_ok=True)
             if config.previews:
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
-                              config.preview_size)  # fmt: skip
+                              config.preview_size, wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:
-                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients)
+                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients,
+                              wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
                 written.append(folder / "in_photo.png")
             if shared is not None:
-                exports.append(write_later(f"export_{variant.name}", write, shared.posed(variant.coefficients),
-                                           folder, config.formats))  # fmt: skip
+                detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
+                posed = shared.posed(variant.coefficients, None if detail is None else normal_map_image(detail))
+                exports.append(write_later(f"export_{variant.name}", write, posed, folder, config.formats))
         start = time.perf_counter()
         for job in jobs:
             job.result()  # raises the writer's first error
@@ -622,6 +626,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     report.update(report_extra or {})
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return [*written, out / "report.json"]
+
+
+FACE_MATERIAL = "M_Face"  # the exported material of the face tile (the one wrinkles are baked into)
 
 
 @dataclass(frozen=True)
@@ -655,11 +662,18 @@ class _SharedMesh:
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
         return _SharedMesh(rest, rest.morph_deltas)
 
-    def posed(self, coefficients: np.ndarray):
-        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights)."""
+    def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
+        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights); with
+        `face_normal_map` ((S, S, 3) uint8, `sie3d.head.wrinkles.normal_map_image`) on the face's material:
+        the expression's wrinkles baked for this pose (the morph targets do not animate them)."""
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+        materials = self.rest.materials
+        if face_normal_map is not None:
+            materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
+                              for m in materials)  # fmt: skip
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights,
+                                   materials=materials)  # fmt: skip
 
 
 def expression_json(coefficients: np.ndarray) -> dict[str, float]:

@@ -140,9 +140,9 @@ class WrinkleMaps:
         """(53,) or (B, 53) ICT coefficients -> (B, S, S) crease height in cm (linear in the coefficients)."""
         coefficients = _batch(coefficients)
         weights = coefficients.index_select(1, self.shape_index).to(self.heights.dtype)  # (B, K)
-        active = (weights.detach() != 0).any(0).nonzero().squeeze(1)
-        if active.numel() == 0:  # nothing folds: zeros, still connected to the coefficients' graph
-            return (weights.sum(1) * 0.0)[:, None, None].expand(-1, self.size, self.size)
+        if weights.requires_grad:  # every map: the derivative in a coefficient at 0 is its map, not 0
+            return torch.einsum("bk,khw->bhw", weights, self.heights)
+        active = (weights != 0).any(0).nonzero().squeeze(1)  # without gradients, skip the idle maps
         return torch.einsum("bk,khw->bhw", weights.index_select(1, active), self.heights.index_select(0, active))
 
     def detail(self, coefficients: Tensor) -> Tensor:
@@ -162,6 +162,15 @@ def detail_from_height(height: Tensor, texel_cm: Tensor, occlusion_per_cm: float
     d_col = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / (2.0 * texel_cm)
     d_row = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / (2.0 * texel_cm)
     return torch.stack([d_col, -d_row, -occlusion_per_cm * height], dim=1)  # rows grow downwards: v = -row
+
+
+def normal_map_image(detail: Tensor) -> np.ndarray:
+    """(3, S, S) or (1, 3, S, S) detail (`WrinkleMaps.detail`) -> (S, S, 3) uint8 tangent-space normal map
+    in glTF's convention (x along +u, y along +v, z out; ``(n + 1) / 2 * 255``); flat where there is no
+    fold. The cavity term has no place in a normal map and is left out."""
+    slopes = detail.detach().reshape(-1, *detail.shape[-3:])[0, :2].to(torch.float64)
+    normal = torch.nn.functional.normalize(torch.cat([-slopes, torch.ones_like(slopes[:1])]), dim=0)
+    return ((normal.permute(1, 2, 0).numpy() + 1.0) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def _batch(coefficients: Tensor) -> Tensor:
