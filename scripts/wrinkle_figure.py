@@ -24,7 +24,7 @@ PEOPLE = (("london_021_neutral", "48, man"), ("london_025_neutral", "21, woman")
           ("london_038_neutral", "40, woman"))  # fmt: skip
 EMOTIONS = ("anger", "sadness", "surprise", "disgust", "happy")
 SIZE = 400  # px per frontal render
-CROP = (105, 120, 295, 290)  # x0, y0, x1, y1 of the face in a SIZE render: brows to mouth
+CROP = (105, 95, 295, 285)  # x0, y0, x1, y1 of the face in a SIZE render: forehead to mouth
 ZOOM = 2
 REPO = Path(__file__).resolve().parents[1]
 

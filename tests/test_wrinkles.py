@@ -15,6 +15,8 @@ from sie3d.head.wrinkles import WrinkleMaps, detail_from_height, normal_map_imag
 from sie3d.render import DirectionalLight, orbit_cameras, render_mesh
 from sie3d.render.detail import bump_normals, uv_tangents
 
+from conftest import run_cli
+
 F64 = torch.float64
 
 
@@ -146,8 +148,10 @@ def test_baked_glb_has_the_normal_map_on_the_face_and_keeps_the_morph_targets(mo
 
     anger = on_top_of_rest(happy.rest_expression, prototype("anger"))
     variants = [Variant("anger", anger), Variant("photo", happy.photo_expression)]
-    write_outputs(happy, models, variants, tmp_path, OutputConfig(formats=("glb",), previews=False, in_photo=False,
-                                                                  wrinkles=True), save_person=False)  # fmt: skip
+    config = OutputConfig(formats=("glb",), previews=True, in_photo=True, preview_size=128, wrinkles=True)
+    write_outputs(happy, models, variants, tmp_path, config, save_person=False)
+    assert (tmp_path / "anger" / "preview.png").is_file() and (tmp_path / "anger" / "in_photo.png").is_file()
+    assert json.loads((tmp_path / "report.json").read_text())["config"]["output"]["wrinkles"] is True
     documents = {}
     for name in ("anger", "photo"):
         data = (tmp_path / name / "avatar.glb").read_bytes()
@@ -175,3 +179,16 @@ def test_avatar_renders_fold_only_what_the_expression_adds_to_the_photo(models, 
     assert wrinkle_coefficients(happy, anger)[ICT_NAMES.index("browDown_L")] > 0.5
     with_folds = render_views(happy, models, anger, cams, wrinkles=True).astype(int)
     assert np.abs(with_folds - render_views(happy, models, anger, cams)).max() > 10
+
+
+def test_generate_bakes_the_wrinkles_on_request_only(happy, tmp_path):
+    happy.save(tmp_path / "person")
+    for flag, baked in (("--wrinkles", True), ("--no-wrinkles", False)):
+        out = tmp_path / flag
+        result = run_cli("generate", str(tmp_path / "person"), "--text", "furious", flag, "--formats", "glb",
+                         "--no-previews", "--no-in-photo", "-q", "-o", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        (glb,) = out.glob("*/avatar.glb")
+        data = glb.read_bytes()
+        document = json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+        assert any("normalTexture" in m for m in document["materials"]) == baked

@@ -578,9 +578,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     out.mkdir(parents=True, exist_ok=True)
     timings = dict(person.timings)
 
-    def timed(name: str, function, *args):
+    def timed(name: str, function, *args, **kwargs):
         start = time.perf_counter()
-        result = function(*args)
+        result = function(*args, **kwargs)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return result
 
