@@ -400,7 +400,8 @@ def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray
     """(53,) how strongly each shape's wrinkles show on `person` wearing `coefficients` (53,): what the
     expression adds to the photo's, ``max(0, coefficients - photo_expression)``. The texture is taken
     from the photo, so the photo's own folds are in it already; a smile on a smiling photo does not fold
-    twice, and the photo's own expression (and the rest of a neutral photo) gets none."""
+    twice, and the photo's own expression (and the rest of a neutral photo) gets none. With gradients
+    (the perceptual loss): ``models.wrinkles.detail(torch.relu(coefficients - photo_expression))``."""
     return np.maximum(_coefficients(coefficients) - person.photo_expression, 0.0).astype(np.float32)
 
 
