@@ -456,6 +456,17 @@ def test_glb_loads_in_three_js_with_named_morph_targets(node_packages, avatar, g
     assert max(np.abs(m["jawOpen"]).max() for m in loaded["meshes"]) > 0.005
 
 
+def test_glb_with_a_face_normal_map_loads_in_three_js(node_packages, avatar, tmp_path):
+    path = tmp_path / "avatar.glb"
+    path.write_bytes(to_glb(_with_face_normal_map(avatar)))
+    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert loaded["warnings"] == []
+    assert [m["material"] for m in loaded["meshes"]] == [m.name for m in avatar.materials]
+
+
 # -- OBJ ------------------------------------------------------------------------------------------
 
 
