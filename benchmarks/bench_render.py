@@ -3,7 +3,8 @@
     PYTHONPATH=src .venv/bin/python benchmarks/bench_render.py [--runs 10] [--threads N]
 
 1. the optimisation workload: 4 views at 256^2, forward + backward (loss on the RGB images, gradients
-   to the vertices and the SH lighting; texture gradients reported separately);
+   to the vertices and the SH lighting; texture gradients reported separately; and with the anger
+   prototype's expression wrinkles, gradients to the 53 expression coefficients too);
 2. a 512^2 single-view preview, forward only.
 
 The mesh is the real ICT-FaceKit head (26,719 vertices, ~52k triangles of which the hidden helper
@@ -113,10 +114,28 @@ def main() -> None:
             )
 
     t_prev, t_prev_min = _median_time(preview_forward, args.runs)
+
+    from sie3d.expressions import prototype
+    from sie3d.head.model import HeadModel
+    from sie3d.head.wrinkles import wrinkle_maps
+
+    maps = wrinkle_maps(HeadModel())
+    none = [torch.zeros(1, 3, 1, 1)] * 7  # tiles 1-7 have no wrinkles
+
+    def step_wrinkles() -> None:
+        v = verts.clone().requires_grad_(True)
+        light = sh.clone().requires_grad_(True)
+        coefficients = torch.from_numpy(prototype("anger")).requires_grad_(True)
+        out = render_mesh(v, faces, views, uv=mesh["uv"], uv_faces=mesh["uv_faces"], texture=tiles, sh_coeffs=light,
+                          face_mask=mask, detail=[maps.detail(coefficients), *none])  # fmt: skip
+        out.rgb.square().mean().backward()
+
+    t_fb_wr, _ = _median_time(step_wrinkles, args.runs)
     log.info("4 x 256^2: mesh covers %.0f%% of the pixels", 100 * coverage)
     log.info("  rasterize only:                     %.3f s  (cull_backfaces=True: %.3f s)", t_rast, t_cull)
     log.info("  render_mesh forward+backward:       %.3f s  (min %.3f)  target <= 0.25 s", t_fb, t_fb_min)
     log.info("  ... with texture gradients too:     %.3f s", t_fb_tex)
+    log.info("  ... with wrinkles (grads to coefficients too): %.3f s", t_fb_wr)
     log.info("1 x 512^2 preview, forward (no grad): %.3f s  (min %.3f)  target <= 0.5 s", t_prev, t_prev_min)
     log.info(
         "median of %d runs; load average while running: %.2f (shared machine)", args.runs, os.getloadavg()[0]

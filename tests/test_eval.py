@@ -139,6 +139,10 @@ def test_builtin_ablations_on_a_real_reconstruction(reconstruction) -> None:
     np.testing.assert_allclose(proto.expression(result, models, "neutral", 1.0), rest)  # neutral = the rest avatar
     strong, weak = proto.expression(result, models, "fear", 1.5), proto.expression(result, models, "fear", 0.5)
     assert (strong >= weak).all() and strong.sum() > weak.sum()
+    wrinkles = ablations.get("wrinkles")  # the same expressions, rendered with their wrinkles
+    assert wrinkles.wrinkles and wrinkles.uses_intensity and not proto.wrinkles
+    np.testing.assert_array_equal(wrinkles.expression(result, models, "anger", 1.0),
+                                  proto.expression(result, models, "anger", 1.0))  # fmt: skip
 
     seen = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -364,10 +365,23 @@ def _validate(validator: Path, data: bytes, tmp_path: Path) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("variant", ["default", "helpers_rgba_dense"])
-def test_khronos_validator_reports_no_errors(gltf_validator, model, glb, tmp_path, variant):
+def _with_face_normal_map(avatar: AvatarMesh) -> AvatarMesh:
+    """`avatar` with a bumpy tangent-space normal map on M_Face (as a wrinkled expression bakes it)."""
+    rng = np.random.default_rng(3)
+    slopes = rng.normal(0.0, 0.3, (TEXTURE_SIZE, TEXTURE_SIZE, 2))
+    normal = np.concatenate([-slopes, np.ones((TEXTURE_SIZE, TEXTURE_SIZE, 1))], -1)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    image = ((normal + 1.0) * 127.5 + 0.5).astype(np.uint8)
+    materials = tuple(m.with_normal_texture(image) if m.name == "M_Face" else m for m in avatar.materials)
+    return dataclasses.replace(avatar, materials=materials)
+
+
+@pytest.mark.parametrize("variant", ["default", "helpers_rgba_dense", "face_normal_map"])
+def test_khronos_validator_reports_no_errors(gltf_validator, model, glb, avatar, tmp_path, variant):
     if variant == "default":
         data = glb
+    elif variant == "face_normal_map":
+        data = to_glb(_with_face_normal_map(avatar))
     else:  # the Unreal helpers kept (BLEND materials), RGBA eyelashes (MASK), no sparse accessors
         full = avatar_mesh_from_ict(model, textures_per_tile=_textures(rgba_tile=6), drop_materials=())
         assert {m.alpha_mode for m in full.materials} == {"OPAQUE", "BLEND", "MASK"}
@@ -380,6 +394,25 @@ def test_khronos_validator_reports_no_errors(gltf_validator, model, glb, tmp_pat
     info = report["info"]
     assert info["hasMorphTargets"] and info["hasTextures"] and info["hasDefaultScene"]
     assert info["drawCallCount"] == len(document["meshes"][0]["primitives"])
+
+
+def test_glb_normal_map_has_unit_tangents_with_handedness(avatar):
+    data = to_glb(_with_face_normal_map(avatar))
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    blob = gltf.binary_blob()
+    face = [m.name for m in gltf.materials].index("M_Face")
+    assert gltf.materials[face].normalTexture is not None
+    for primitive in gltf.meshes[0].primitives:
+        has_tangents = primitive.attributes.TANGENT is not None
+        assert has_tangents == (primitive.material == face)
+        if has_tangents:
+            tangents = read_accessor(gltf, blob, primitive.attributes.TANGENT)
+            normals = read_accessor(gltf, blob, primitive.attributes.NORMAL)
+            assert np.allclose(np.linalg.norm(tangents[:, :3], axis=1), 1.0, atol=1e-5)
+            assert set(np.unique(tangents[:, 3])) <= {-1.0, 1.0}
+            assert np.abs((tangents[:, :3] * normals).sum(1)).max() < 1e-4
+            # ICT's face UVs: +u runs to the subject's left (+x) on the front of the face, +v up (right-handed)
+            assert (tangents[:, 3] == 1.0).mean() > 0.95
 
 
 def test_khronos_validator_catches_a_broken_file(gltf_validator, glb, tmp_path):
@@ -421,6 +454,17 @@ def test_glb_loads_in_three_js_with_named_morph_targets(node_packages, avatar, g
         material = avatar.materials[[m.name for m in avatar.materials].index(three_mesh["material"])]
         assert (three_mesh["texture"] is not None) == (material.texture is not None)
     assert max(np.abs(m["jawOpen"]).max() for m in loaded["meshes"]) > 0.005
+
+
+def test_glb_with_a_face_normal_map_loads_in_three_js(node_packages, avatar, tmp_path):
+    path = tmp_path / "avatar.glb"
+    path.write_bytes(to_glb(_with_face_normal_map(avatar)))
+    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert loaded["warnings"] == []
+    assert [m["material"] for m in loaded["meshes"]] == [m.name for m in avatar.materials]
 
 
 # -- OBJ ------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from sie3d.face.sface import IdentityEmbedder
     from sie3d.head.fit import HeadFitter
     from sie3d.head.model import HeadModel
+    from sie3d.head.wrinkles import WrinkleMaps
     from sie3d.render import Cameras
     from sie3d.semantics.interpret import Interpretation, TextModel
 
@@ -87,6 +88,13 @@ class Models:
         from sie3d.head.fit import HeadFitter
 
         return HeadFitter(self.head)
+
+    @cached_property
+    def wrinkles(self) -> WrinkleMaps:
+        """Expression wrinkle maps of `head` (read from the cache folder, else built once: about 3 s)."""
+        from sie3d.head.wrinkles import wrinkle_maps
+
+        return wrinkle_maps(self.head)
 
     @cached_property
     def text(self) -> TextModel:
@@ -390,23 +398,49 @@ def _textured(person: Person, models: Models):
     return TexturedHead.build(models.head, render_layout(models.head), person.textures)
 
 
-def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras) -> np.ndarray:
+def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray:
+    """(53,) how strongly each shape's wrinkles show on `person` wearing `coefficients` (53,): what the
+    expression adds to the photo's, ``max(0, coefficients - photo_expression)``. The texture is taken
+    from the photo, so the photo's own folds are in it already; a smile on a smiling photo does not fold
+    twice, and the photo's own expression (and the rest of a neutral photo) gets none. With gradients
+    (the perceptual loss): ``models.wrinkles.detail(torch.relu(coefficients - photo_expression))``."""
+    return np.maximum(_coefficients(coefficients) - person.photo_expression, 0.0).astype(np.float32)
+
+
+def wrinkle_detail(person: Person, models: Models, coefficients: np.ndarray):
+    """(1, 3, S, S) torch surface detail of the face tile for `person` wearing `coefficients` (53,)
+    (`WrinkleMaps.detail` of `wrinkle_coefficients`), or None when no fold is driven."""
+    import torch
+
+    weights = wrinkle_coefficients(person, coefficients)
+    maps = models.wrinkles
+    if maps.is_zero(weights):
+        return None
+    with torch.no_grad():
+        return maps.detail(torch.from_numpy(weights))
+
+
+def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
+                 wrinkles: bool = False) -> np.ndarray:  # fmt: skip
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
-    the studio light on the preview background."""
+    the studio light on the preview background; with the expression's `wrinkles` (`wrinkle_detail`)."""
     from sie3d.previews import to_image
 
     textured = _textured(person, models)
-    views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras).rgb
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras,
+                            detail=detail).rgb  # fmt: skip
     return np.stack([to_image(view) for view in views])
 
 
 def render_preview(person: Person, models: Models, coefficients: np.ndarray, size: int = 512,
-                   yaws: Sequence[float] | None = None) -> np.ndarray:
+                   yaws: Sequence[float] | None = None, *, wrinkles: bool = False) -> np.ndarray:
     """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default)."""
     from sie3d.previews import PREVIEW_YAWS, preview_sheet
 
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
     return preview_sheet(_textured(person, models), person.fit.identity, _coefficients(coefficients), size,
-                         tuple(PREVIEW_YAWS if yaws is None else yaws))  # fmt: skip
+                         tuple(PREVIEW_YAWS if yaws is None else yaws), detail)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -418,13 +452,14 @@ class PhotoWindow:
     fit: HeadFit
 
 
-def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None
-              ) -> np.ndarray:  # fmt: skip
+def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None, *,
+              wrinkles: bool = False) -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8: the person wearing `coefficients` rendered with the photo's camera and lighting and
     blended over the face with a feathered mask (hair, ears, neck and background stay real).
 
     Over the whole photo at its resolution by default (rendering only the face's region); into `window`
-    (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size."""
+    (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size. With the
+    expression's `wrinkles` (`wrinkle_detail`), lit by the photo's lighting."""
     from sie3d.head.fit import FACE_OVAL
     from sie3d.previews import in_photo, in_photo_face_region
 
@@ -432,7 +467,8 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
     draw, rgb, fit = (in_photo_face_region, person.photo.rgb, person.fit) if window is None else (
         in_photo, window.rgb, window.fit)  # fmt: skip
     outline = fit.project(models.fitter.landmarks_3d(person.fit, coefficients)[list(FACE_OVAL)])
-    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline)
+    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline, detail)
 
 
 # -- outputs -----------------------------------------------------------------------------------------
@@ -504,6 +540,7 @@ class OutputConfig:
     previews: bool = True  # preview.png: the turntable sheet
     in_photo: bool = True  # in_photo.png: the avatar composited into the photo
     preview_size: int = 512  # px per preview view
+    wrinkles: bool = False  # the expression's wrinkles in previews, composites and (as a normal map) the GLB
 
     def __post_init__(self) -> None:
         from sie3d.export import EXPORTERS
@@ -533,6 +570,7 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     from concurrent.futures import ThreadPoolExecutor
 
     from sie3d.export import write
+    from sie3d.head.wrinkles import normal_map_image
     from sie3d.previews import save_png
 
     variants = list(variants)
@@ -543,9 +581,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     out.mkdir(parents=True, exist_ok=True)
     timings = dict(person.timings)
 
-    def timed(name: str, function, *args):
+    def timed(name: str, function, *args, **kwargs):
         start = time.perf_counter()
-        result = function(*args)
+        result = function(*args, **kwargs)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return result
 
@@ -570,16 +608,18 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             folder.mkdir(parents=True, exist_ok=True)
             if config.previews:
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
-                              config.preview_size)  # fmt: skip
+                              config.preview_size, wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:
-                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients)
+                image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients,
+                              wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
                 written.append(folder / "in_photo.png")
             if shared is not None:
-                exports.append(write_later(f"export_{variant.name}", write, shared.posed(variant.coefficients),
-                                           folder, config.formats))  # fmt: skip
+                detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
+                posed = shared.posed(variant.coefficients, None if detail is None else normal_map_image(detail))
+                exports.append(write_later(f"export_{variant.name}", write, posed, folder, config.formats))
         start = time.perf_counter()
         for job in jobs:
             job.result()  # raises the writer's first error
@@ -589,6 +629,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     report.update(report_extra or {})
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return [*written, out / "report.json"]
+
+
+FACE_MATERIAL = "M_Face"  # the exported material of the face tile (the one wrinkles are baked into)
 
 
 @dataclass(frozen=True)
@@ -622,11 +665,18 @@ class _SharedMesh:
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
         return _SharedMesh(rest, rest.morph_deltas)
 
-    def posed(self, coefficients: np.ndarray):
-        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights)."""
+    def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
+        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights); with
+        `face_normal_map` ((S, S, 3) uint8, `sie3d.head.wrinkles.normal_map_image`) on the face's material:
+        the expression's wrinkles baked for this pose (the morph targets do not animate them)."""
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+        materials = self.rest.materials
+        if face_normal_map is not None:
+            materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
+                              for m in materials)  # fmt: skip
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights,
+                                   materials=materials)  # fmt: skip
 
 
 def expression_json(coefficients: np.ndarray) -> dict[str, float]:

@@ -228,7 +228,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     formats = _split(args.formats)
     if not formats:
         raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
-    output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
+    wrinkles = {} if args.wrinkles is None else {"wrinkles": args.wrinkles}  # None: OutputConfig's default
+    output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo, **wrinkles)
     source = Path(args.photo)
     saved = source.is_dir() and (source / "person.json").exists()
     config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
@@ -278,6 +279,10 @@ def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip preview.png (the turntable sheet)")
     parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
                         help="skip in_photo.png (the avatar composited into the photo)")
+    parser.add_argument("--wrinkles", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the wrinkles and folds the expression adds to the photo's (forehead lines, "
+                        "furrows, crow's feet ...) in the pictures and, as a normal map, in the GLB "
+                        "(default: off; see the README's results)")
 
 
 # -- bench ----------------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ class TexturedHead:
             return self.head(torch.from_numpy(identity)[None], expression)[0]
 
     def render(self, verts: torch.Tensor, cams: Cameras, *, face_mask: np.ndarray | None = None,
-               sh_coeffs: np.ndarray | None = None, background=BACKGROUND):
+               sh_coeffs: np.ndarray | None = None, background=BACKGROUND, detail: torch.Tensor | None = None):
+        """`render_mesh` of `verts` (V, 3); `detail`: optional (1, 3, S, S) surface detail of the face tile
+        (`sie3d.head.wrinkles.WrinkleMaps.detail`)."""
         visible = self.layout.visible_faces if face_mask is None else self.layout.visible_faces & face_mask
         if sh_coeffs is not None:
             lighting = {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
@@ -55,7 +57,8 @@ class TexturedHead:
             return render_mesh(
                 verts, torch.from_numpy(self.head.topology.faces), cams,
                 uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
-                texture=self.tiles, face_mask=torch.from_numpy(visible), background=background, **lighting,
+                texture=self.tiles, face_mask=torch.from_numpy(visible), background=background,
+                detail=None if detail is None else [detail], **lighting,
             )  # fmt: skip
 
 
@@ -65,8 +68,9 @@ def to_image(linear_rgb: torch.Tensor) -> np.ndarray:
 
 
 def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.ndarray, size: int = 512,
-                  yaws: tuple[float, ...] = PREVIEW_YAWS) -> np.ndarray:
-    """(size, len(yaws) * size, 3) uint8: the head from the front, at ±30° and in profile."""
+                  yaws: tuple[float, ...] = PREVIEW_YAWS, detail: torch.Tensor | None = None) -> np.ndarray:
+    """(size, len(yaws) * size, 3) uint8: the head from the front, at ±30° and in profile (with the face's
+    surface `detail`, see `TexturedHead.render`)."""
     verts = textured.verts(identity, expression)
     skin = textured.head.topology.faces_of("M_Face")
     target = verts[np.unique(textured.head.topology.faces[skin])].mean(0)
@@ -74,12 +78,12 @@ def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.n
     focal = 1.2 * size
     cams = orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal,
                          width=size, height=size)
-    views = textured.render(verts, cams).rgb
+    views = textured.render(verts, cams, detail=detail).rgb
     return np.concatenate([to_image(view) for view in views], axis=1)
 
 
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
-             expression: np.ndarray, face_outline_px: np.ndarray) -> np.ndarray:
+             expression: np.ndarray, face_outline_px: np.ndarray, detail: torch.Tensor | None = None) -> np.ndarray:
     """(H, W, 3) uint8: the avatar rendered with the photo's own camera and lighting, composited over the
     photo's face with a feathered mask (the person's real hair, ears, neck and background stay).
 
@@ -93,7 +97,8 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     topo = textured.head.topology
     face_mask = np.isin(np.arange(len(topo.faces)), topo.faces_of(*IN_PHOTO_MATERIALS))
     # Occlusion by the rest of the head matters (the nose hides a cheek); draw everything, keep the face.
-    out = textured.render(textured.verts(fit.identity, expression), cams, sh_coeffs=textures.sh_lighting)
+    out = textured.render(textured.verts(fit.identity, expression), cams, sh_coeffs=textures.sh_lighting,
+                          detail=detail)
     frags = out.fragments.tri_id[0].numpy()
     outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 0.98
     oval = Image.new("L", (width, height), 0)
@@ -115,7 +120,8 @@ def _feather_px(face_outline_px: np.ndarray) -> float:
 
 
 def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
-                         expression: np.ndarray, face_outline_px: np.ndarray) -> np.ndarray:
+                         expression: np.ndarray, face_outline_px: np.ndarray,
+                         detail: torch.Tensor | None = None) -> np.ndarray:
     """`in_photo` of a whole (large) photo at its resolution, rendering only the face's region: outside
     it the mask is zero and the photo stays as it is. Equal to `in_photo` but where float rounding of
     the moved camera flips which of two nearly coincident triangles (lid and eyeball, teeth and mouth
@@ -132,7 +138,7 @@ def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: Hea
     if x1 > x0 and y1 > y0:  # else the face lies outside the photo
         region = fit.crop(x0, y0, (x1 - x0, y1 - y0))
         out[y0:y1, x0:x1] = in_photo(textured, photo_rgb[y0:y1, x0:x1], region, textures, expression,
-                                     face_outline_px - np.array([x0, y0], np.float32))  # fmt: skip
+                                     face_outline_px - np.array([x0, y0], np.float32), detail)  # fmt: skip
     return out
 
 

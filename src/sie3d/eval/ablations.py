@@ -4,7 +4,14 @@ An ablation turns a reconstructed person and a target (emotion, intensity) into 
 coefficients of the avatar to render, or None for "no expression change" (the avatar keeps the
 expression fitted to the photo). Later features plug in by registering a function:
 
-    @register("text", description="text conditioning only", takes_prompt=True)
+    @register("wrinkles", description="the emotion's FACS prototype on the rest pose, rendered with the wrinkles and "
+          "folds its shapes make (forehead lines, glabellar furrows, crow's feet, nasolabial folds ...)",
+          uses_intensity=True, wrinkles=True)
+def _wrinkles(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return _prototype(person, models, emotion, intensity)
+
+
+@register("text", description="text conditioning only", takes_prompt=True)
     def _text(person, models, emotion, intensity, *, prompt): ...
 
 and `sie3d eval --ablations text,prototype` compares them on the same photos, judges and crops.
@@ -12,7 +19,8 @@ and `sie3d eval --ablations text,prototype` compares them on the same photos, ju
 Flags tell the harness what a function depends on, so that it neither repeats identical renders nor
 reports intensities that change nothing: `uses_emotion` (False: the same avatar for every target),
 `uses_intensity` (False: evaluated once, intensity left empty), `takes_prompt` (the function is called
-with the prompt text as keyword `prompt`).
+with the prompt text as keyword `prompt`). Appearance features are flags too: `wrinkles` renders the
+avatar with its expression's wrinkles and folds (`sie3d.head.wrinkles`).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class Ablation:
     uses_emotion: bool = True
     uses_intensity: bool = False
     takes_prompt: bool = False
+    wrinkles: bool = False
 
     def expression(self, person: Person, models: Models, emotion: str, intensity: float,
                    prompt: str | None = None) -> np.ndarray:
@@ -58,7 +67,8 @@ _REGISTRY: dict[str, Ablation] = {}
 
 
 def register(name: str, *, description: str, uses_emotion: bool = True, uses_intensity: bool = False,
-             takes_prompt: bool = False, replace: bool = False) -> Callable[[ExpressionFunction], ExpressionFunction]:
+             takes_prompt: bool = False, wrinkles: bool = False, replace: bool = False
+             ) -> Callable[[ExpressionFunction], ExpressionFunction]:  # fmt: skip
     """Decorator: register `function` as ablation `name` (an existing name needs `replace=True`)."""
     if not name or "," in name or name != name.strip():
         raise ValueError(f"ablation names must be non-empty, without commas or surrounding spaces: {name!r}")
@@ -66,7 +76,7 @@ def register(name: str, *, description: str, uses_emotion: bool = True, uses_int
     def decorate(function: ExpressionFunction) -> ExpressionFunction:
         if name in _REGISTRY and not replace:
             raise ValueError(f"ablation {name!r} is already registered (pass replace=True to override it)")
-        _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt)
+        _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt, wrinkles)
         return function
 
     return decorate
@@ -113,6 +123,13 @@ def _rest(person: Person, models: Models, emotion: str, intensity: float) -> np.
           uses_intensity=True)
 def _prototype(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
     return on_top_of_rest(person.rest_expression, prototype(emotion, intensity))
+
+
+@register("wrinkles", description="the emotion's FACS prototype on the rest pose, rendered with the wrinkles and "
+          "folds its shapes make (forehead lines, glabellar furrows, crow's feet, nasolabial folds ...)",
+          uses_intensity=True, wrinkles=True)
+def _wrinkles(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return _prototype(person, models, emotion, intensity)
 
 
 @register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",

@@ -320,8 +320,9 @@ def _photo_window(person, size: int):
 
 
 def _render_expression(person, models, expression: np.ndarray, views: Sequence[View], size: int,
-                       window) -> list[tuple[View, np.ndarray, np.ndarray, float]]:
-    """[(view, rgb (H, W, 3) uint8, landmarks (468, 2) px, seconds)] of one expression in every view."""
+                       window, wrinkles: bool = False) -> list[tuple[View, np.ndarray, np.ndarray, float]]:
+    """[(view, rgb (H, W, 3) uint8, landmarks (468, 2) px, seconds)] of one expression in every view (with
+    its wrinkles when `wrinkles`)."""
     from sie3d.avatar import composite, render_views
     from sie3d.render import project
 
@@ -332,13 +333,13 @@ def _render_expression(person, models, expression: np.ndarray, views: Sequence[V
         start = time.perf_counter()
         cams = _turntable_cameras(models.fitter.landmarks_3d(person.fit, person.rest_expression),
                                   [v.yaw for v in turntable], size)
-        rendered = render_views(person, models, expression, cams)
+        rendered = render_views(person, models, expression, cams, wrinkles=wrinkles)
         pixels, _ = project(torch.from_numpy(landmarks_head), cams)  # (B, 468, 2)
         seconds = (time.perf_counter() - start) / len(turntable)
         out += [(v, rendered[i], pixels[i].numpy(), seconds) for i, v in enumerate(turntable)]
     if any(v.in_photo for v in views):
         start = time.perf_counter()
-        image = composite(person, models, expression, window)
+        image = composite(person, models, expression, window, wrinkles=wrinkles)
         out.append((View(PHOTO_VIEW, None), image, window.fit.project(landmarks_head), time.perf_counter() - start))
     return out
 
@@ -389,21 +390,21 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
     # Plan: which expression each (ablation, intensity, target) asks for; distinct ones are rendered once.
     plan, expressions = [], {}
     rest_key = _expression_key(avatar.rest_expression)
-    expressions[rest_key] = avatar.rest_expression  # every identity delta is taken against the rest avatar
+    expressions[rest_key] = (avatar.rest_expression, False)  # every identity delta is taken against the rest avatar
     for name in config.ablations:
         ablation = ablation_registry.get(name)
         for intensity in config.intensities if ablation.uses_intensity else (None,):
             for target in config.targets:
                 coefficients = ablation.expression(avatar, models, target.emotion, 1.0 if intensity is None
                                                    else intensity, prompt=target.prompt)  # fmt: skip
-                key = _expression_key(coefficients)
-                expressions.setdefault(key, coefficients)
+                key = _expression_key(coefficients) + ("+wrinkles" if ablation.wrinkles else "")
+                expressions.setdefault(key, (coefficients, ablation.wrinkles))
                 plan.append((ablation, intensity, target, key))
     window = _photo_window(avatar, config.size) if any(v.in_photo for v in config.views) else None
     images: dict[str, JudgedImage] = {}
-    for key, expression in expressions.items():
+    for key, (expression, wrinkles) in expressions.items():
         for view, rgb, landmarks, seconds in _render_expression(avatar, models, expression, config.views,
-                                                                config.size, window):  # fmt: skip
+                                                                config.size, window, wrinkles):  # fmt: skip
             image_key = f"{key}@{view.name}"
             images[image_key] = JudgedImage(image_key, view.name, *_judge_crops(judges, rgb, landmarks), seconds)
     _run_judges(judges, [source, *images.values()])

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from sie3d.export.mesh import AvatarMesh, Material, vertex_normals
+from sie3d.export.mesh import AvatarMesh, Material, vertex_normals, vertex_tangents
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _morph_accessor(b: _Builder, written: np.ndarray, moved: np.ndarray, bounds:
     return b.accessor(base), "sparse"
 
 
-def _material_json(material: Material, texture_index: int | None) -> dict[str, Any]:
+def _material_json(material: Material, texture_index: int | None, normal_index: int | None = None) -> dict[str, Any]:
     pbr: dict[str, Any] = {
         "baseColorFactor": list(material.base_color),
         "metallicFactor": float(material.metallic),
@@ -132,6 +132,8 @@ def _material_json(material: Material, texture_index: int | None) -> dict[str, A
     if texture_index is not None:
         pbr["baseColorTexture"] = {"index": texture_index}
     entry: dict[str, Any] = {"name": material.name, "pbrMetallicRoughness": pbr, "doubleSided": material.double_sided}
+    if normal_index is not None:
+        entry["normalTexture"] = {"index": normal_index}
     if material.alpha_mode != "OPAQUE":
         entry["alphaMode"] = material.alpha_mode
     if material.alpha_mode == "MASK":
@@ -157,21 +159,28 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
     images: list[dict[str, Any]] = []
     textures: list[dict[str, Any]] = []
     texture_of_array: dict[int, int] = {}  # id(array) -> texture index: a shared image is stored once
+    tangents = None  # (V, 4), computed for the first material with a normal map
+
+    def texture_of(array: np.ndarray, png: bytes) -> int:
+        if id(array) not in texture_of_array:
+            images.append({"bufferView": b.view(png), "mimeType": "image/png"})
+            textures.append({"sampler": 0, "source": len(images) - 1})
+            texture_of_array[id(array)] = len(textures) - 1
+        return texture_of_array[id(array)]
+
     materials_json, primitives = [], []
     layouts = {"zero": 0, "sparse": 0, "dense": 0}
     for m, material in enumerate(mesh.materials):
         tris = np.flatnonzero(mesh.face_material == m)
         if len(tris) == 0:
             continue  # glTF primitives must not be empty; the material is left out too
-        texture_index = None
-        if material.texture is not None:
-            key = id(material.texture)
-            if key not in texture_of_array:
-                images.append({"bufferView": b.view(material.png), "mimeType": "image/png"})
-                textures.append({"sampler": 0, "source": len(images) - 1})
-                texture_of_array[key] = len(textures) - 1
-            texture_index = texture_of_array[key]
-        materials_json.append(_material_json(material, texture_index))
+        texture_index = None if material.texture is None else texture_of(material.texture, material.png)
+        normal_index = None
+        if material.normal_texture is not None:
+            normal_index = texture_of(material.normal_texture, material.normal_png)
+            tangents = vertex_tangents(mesh.verts, mesh.faces, mesh.uvs, mesh.uv_faces) if tangents is None \
+                else tangents  # fmt: skip
+        materials_json.append(_material_json(material, texture_index, normal_index))
 
         # split: one glTF vertex per distinct (vertex, uv) corner of this primitive's triangles
         corner_key = mesh.faces[tris].ravel() * n_uvs + uv_faces[tris].ravel()
@@ -183,6 +192,8 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
             "NORMAL": b.array(normals[vertex], ARRAY_BUFFER),
             "TEXCOORD_0": b.array(texcoord.astype(np.float32), ARRAY_BUFFER),
         }
+        if normal_index is not None:
+            attributes["TANGENT"] = b.array(tangents[vertex], ARRAY_BUFFER)
         primitive: dict[str, Any] = {
             "attributes": attributes,
             "indices": b.array(local.astype(_index_dtype(len(vertex))), ELEMENT_ARRAY_BUFFER),

@@ -26,6 +26,7 @@ colours unless a texture is passed by material name.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,9 @@ class Material:
     """A metallic-roughness PBR material.
 
     ``texture`` is an (H, W, 3|4) uint8 sRGB image, row 0 at the top (v = 1 in the OBJ convention);
-    ``base_color`` is linear RGBA and multiplies the texture when there is one.
+    ``base_color`` is linear RGBA and multiplies the texture when there is one. ``normal_texture``: an
+    optional (H, W, 3) uint8 tangent-space normal map in glTF's convention (x along +u, y along +v of the
+    OBJ convention, z out of the surface; ``(n + 1) / 2 * 255``), written by the GLB exporter only.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Material:
     double_sided: bool = False
     alpha_mode: AlphaMode = "OPAQUE"
     alpha_cutoff: float = 0.5  # used by MASK only
+    normal_texture: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -80,6 +84,10 @@ class Material:
             if tex.dtype != np.uint8 or tex.ndim != 3 or tex.shape[2] not in (3, 4) or min(tex.shape[:2]) < 1:
                 shape = f"{tex.dtype} {tex.shape}"
                 raise ValueError(f"material {self.name}: texture must be an (H, W, 3|4) uint8 image, got {shape}")
+        normal = self.normal_texture
+        if normal is not None and (normal.dtype != np.uint8 or normal.ndim != 3 or normal.shape[2] != 3):
+            raise ValueError(f"material {self.name}: normal_texture must be an (H, W, 3) uint8 image, "
+                             f"got {normal.dtype} {normal.shape}")  # fmt: skip
 
     @cached_property
     def png(self) -> bytes:
@@ -88,6 +96,19 @@ class Material:
         if self.texture is None:
             raise ValueError(f"material {self.name} has no texture")
         return texture_png(self.texture)
+
+    @cached_property
+    def normal_png(self) -> bytes:
+        if self.normal_texture is None:
+            raise ValueError(f"material {self.name} has no normal texture")
+        return texture_png(self.normal_texture)
+
+    def with_normal_texture(self, normal_texture: np.ndarray | None) -> Material:
+        """This material with another normal map; the colour texture's PNG, if already encoded, is kept."""
+        material = dataclasses.replace(self, normal_texture=normal_texture)
+        if "png" in self.__dict__:
+            material.__dict__["png"] = self.__dict__["png"]
+        return material
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +205,26 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     normals = np.divide(normals, length, out=np.zeros_like(normals), where=~bad[:, None])
     normals[bad] = (0.0, 0.0, 1.0)
     return normals.astype(np.float32)
+
+
+def vertex_tangents(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray) -> np.ndarray:
+    """(V, 4) float32 glTF tangents of a mesh with a normal map: xyz the unit direction of +u made
+    orthogonal to the smooth normal (`vertex_normals`), w = +-1 the handedness (the bitangent, +v in the
+    OBJ convention, is w * normal x tangent). Where +u is undefined, any unit vector orthogonal to the normal."""
+    import torch
+
+    from sie3d.render.detail import uv_tangents
+
+    normals = vertex_normals(verts, faces).astype(np.float64)
+    frame = uv_tangents(torch.from_numpy(np.asarray(verts, np.float64)), torch.from_numpy(np.asarray(faces)),
+                        torch.from_numpy(np.asarray(uvs, np.float64)), torch.from_numpy(np.asarray(uv_faces))).numpy()
+    tangent = frame[:, :3] - (frame[:, :3] * normals).sum(1, keepdims=True) * normals
+    length = np.linalg.norm(tangent, axis=1, keepdims=True)
+    fallback = np.cross(normals, np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+    tangent = np.where(length > 1e-9, tangent / np.maximum(length, 1e-12), fallback)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    handedness = np.where((np.cross(normals, tangent) * frame[:, 3:]).sum(1) < 0, -1.0, 1.0)
+    return np.concatenate([tangent, handedness[:, None]], 1).astype(np.float32)
 
 
 PNG_COMPRESS_LEVEL = 3  # zlib level: 2.4x faster than level 6 for ~20% larger texture files

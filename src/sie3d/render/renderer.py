@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .camera import Cameras, _check_faces, _check_points, _check_shape, _check_tensor, _to_pixel_homogeneous
+from .detail import bump_normals, uv_tangents
 from .rasterize import Fragments, rasterize
 from .shade import (
     PackedPixels,
@@ -51,7 +52,8 @@ class RenderOutput:
         alpha: (B, H, W) coverage, 1 on the mesh, 0 on background (hard edges, no gradient).
         depth: (B, H, W) camera-space z of the visible surface, 0 on background (differentiable
             with respect to the vertices).
-        normals: (B, H, W, 3) unit world-space normals (interpolated vertex normals), 0 on background.
+        normals: (B, H, W, 3) unit world-space shading normals (interpolated vertex normals, bumped by
+            ``detail`` when given), 0 on background.
         fragments: the rasterizer output (face ids, barycentrics) for further lookups.
     """
 
@@ -70,6 +72,7 @@ def render_mesh(
     uv: Tensor | None = None,
     uv_faces: Tensor | None = None,
     texture: Tensor | Sequence[Tensor] | None = None,
+    detail: Tensor | Sequence[Tensor] | None = None,
     vertex_colors: Tensor | None = None,
     sh_coeffs: Tensor | None = None,
     light: DirectionalLight | None = None,
@@ -92,6 +95,11 @@ def render_mesh(
         uv_faces: (F, 3) long indices into ``uv``, one row per row of ``faces``.
         texture: (B or 1, C=3, Ht, Wt) one texture, or UDIM tiles as a (B or 1, N, 3, Ht, Wt) tensor or a
             list of N (3, Ht, Wt) / (B or 1, 3, Ht, Wt) tensors. Needs ``uv``.
+        detail: surface detail in the same UV layout and tiling as ``texture`` (tiles may differ in
+            resolution; faces on tiles past the last one get none): 3 channels, the slopes of a small
+            height field along +u and +v and a cavity term (`sie3d.render.detail`). Bumps the shading
+            normals and multiplies the shading by ``exp(-cavity)``; zero detail changes nothing.
+            Differentiable. Needs ``uv`` and a lighting.
         vertex_colors: (V, 3) or (B, V, 3) albedo per vertex (instead of a texture).
             With neither, the albedo is white.
         sh_coeffs: (B or 1, 9, 3) or (B or 1, 9) world-space SH lighting (`sh_shading`), or
@@ -112,18 +120,27 @@ def render_mesh(
         raise ValueError("render_mesh: give either sh_coeffs or light, not both")
     if light is not None and not isinstance(light, DirectionalLight):
         raise ValueError(f"light must be a DirectionalLight, got {type(light).__name__}")
-    tiles = None
-    if texture is not None:
+    tiles = detail_tiles = None
+    if detail is not None and (uv is None or (sh_coeffs is None and light is None)):
+        raise ValueError("render_mesh: detail needs uv coordinates and a lighting (sh_coeffs or light)")
+    if texture is not None or detail is not None:
         if uv is None:
             raise ValueError(
                 "render_mesh: a texture needs uv coordinates "
                 "(uv=..., plus uv_faces=... if the UVs have their own topology)"
             )
-        tiles = texture_tiles(texture)
-        if tiles[0].shape[1] != 3:
-            raise ValueError(f"texture must have 3 channels (RGB), got {tiles[0].shape[1]}")
-        if tiles[0].shape[0] not in (1, B):
-            raise ValueError(f"texture has batch size {tiles[0].shape[0]}; use 1 (shared) or {B} (per view)")
+        for name, value in (("texture", texture), ("detail", detail)):
+            if value is None:
+                continue
+            checked = texture_tiles(value, name)
+            if checked[0].shape[1] != 3:
+                raise ValueError(f"{name} must have 3 channels, got {checked[0].shape[1]}")
+            if checked[0].shape[0] not in (1, B):
+                raise ValueError(f"{name} has batch size {checked[0].shape[0]}; use 1 (shared) or {B} (per view)")
+            if name == "texture":
+                tiles = checked
+            else:
+                detail_tiles = checked
         uv = _check_tensor("uv", uv, floating=True)
         _check_shape(
             "uv",
@@ -191,16 +208,25 @@ def render_mesh(
     per_vertex = [vertex_normals(verts_world, faces).expand(B, V, 3), hom[..., 2:]]
     if vertex_colors is not None:
         per_vertex.append(vertex_colors.to(dtype).expand(B, V, 3))
+    if detail is not None:
+        per_vertex.append(uv_tangents(verts_world, faces, uv, uv_faces).expand(B, V, 6))
     attrs = _interpolate_packed(torch.cat(per_vertex, dim=-1), faces, pixels, bary)
     normals = torch.nn.functional.normalize(attrs[:, 0:3], dim=-1, eps=1e-12)
 
-    if tiles is not None:
+    cavity = None
+    if uv is not None and (tiles is not None or detail is not None):
         uv_pix = _interpolate_packed(uv, uv_faces, pixels, bary)
         # UDIM: each face reads the tile of its UV centroid (its corners may sit on a tile border).
-        tile_of_face = torch.floor(uv.detach()[uv_faces, 0].mean(1)).long().clamp(0, len(tiles) - 1)
-        albedo = _sample_packed(
-            tiles, uv_pix, tile_of_face.index_select(0, pixels.face), pixels.camera, "bilinear"
-        )
+        n_tiles = max(len(tiles) if tiles is not None else 0, len(detail_tiles) if detail is not None else 0)
+        tile_of_face = torch.floor(uv.detach()[uv_faces, 0].mean(1)).long().clamp(0, n_tiles - 1)
+        tile_of_pixel = tile_of_face.index_select(0, pixels.face)
+        if detail is not None:
+            # faces on tiles past the detail's last tile read no detail (zeros)
+            bumps = _sample_packed(detail_tiles, uv_pix, tile_of_pixel, pixels.camera, "bilinear")
+            normals = bump_normals(normals, attrs[:, -6:], bumps[:, 0:2])
+            cavity = bumps[:, 2:3]
+    if tiles is not None:
+        albedo = _sample_packed(tiles, uv_pix, tile_of_pixel.clamp(max=len(tiles) - 1), pixels.camera, "bilinear")
     elif vertex_colors is not None:
         albedo = attrs[:, 4:7]
     else:
@@ -221,6 +247,8 @@ def render_mesh(
         shaded = albedo * shading
     else:
         shaded = albedo
+    if cavity is not None:
+        shaded = shaded * torch.exp(-cavity)
 
     return RenderOutput(
         rgb=pixels.scatter(shaded, bg.to(shaded.dtype)),
