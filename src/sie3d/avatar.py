@@ -595,7 +595,7 @@ class _SharedMesh:
     vertex positions and morph weights, so materials, UVs and the encoded textures are shared."""
 
     rest: object  # AvatarMesh: identity shape, weights 0
-    expression_basis: np.ndarray  # (53, V, 3) float32, cm
+    expression_basis: np.ndarray  # (53, V, 3) float32, cm: ICT's (the rig's targets are in `rest`)
 
     @staticmethod
     def build(person: Person, models: Models) -> _SharedMesh:
@@ -618,13 +618,16 @@ class _SharedMesh:
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
-        return _SharedMesh(rest, rest.morph_deltas)
+        return _SharedMesh(rest, head.arrays.expression_basis.astype(np.float32))
 
     def posed(self, coefficients: np.ndarray):
-        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights)."""
+        """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the
+        ARKit rig, `sie3d.export.rig.rig_weights`)."""
+        from sie3d.export.rig import rig_weights
+
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=rig_weights(weights))
 
 
 def expression_json(coefficients: np.ndarray) -> dict[str, float]:
