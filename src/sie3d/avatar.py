@@ -24,7 +24,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -328,20 +328,32 @@ def _sha256(path: Path) -> str:
 # -- reconstruction ----------------------------------------------------------------------------------
 
 
-def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = ReconstructConfig()) -> Person:
-    """Observe the face, fit the head and take the textures from the photo."""
+Progress = Callable[[str], None]  # told the name of each stage as it starts
+
+
+def _no_progress(stage: str) -> None:
+    pass
+
+
+def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = ReconstructConfig(),
+                progress: Progress = _no_progress) -> Person:  # fmt: skip
+    """Observe the face, fit the head and take the textures from the photo (`progress` is told "observe",
+    "fit" and "texture" as each stage starts)."""
     from sie3d.face import observe_photo
     from sie3d.head.texture import build_textures
 
     start = time.perf_counter()
     models.preload("observer", "embedder", "head", "fitter")  # loaded on first use; timed apart from the stages
     timings = {"load_models": time.perf_counter() - start}
+    progress("observe")
     start = time.perf_counter()
     chosen, faces = observe_photo(photo, models.observer, models.embedder, face=config.face)
     timings["observe"] = time.perf_counter() - start
+    progress("fit")
     start = time.perf_counter()
     fit = models.fitter.fit(chosen)
     timings["fit"] = time.perf_counter() - start
+    progress("texture")
     start = time.perf_counter()
     textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size)
     timings["texture"] = time.perf_counter() - start
@@ -519,11 +531,13 @@ class OutputConfig:
 
 def write_outputs(person: Person, models: Models, variants: Sequence[Variant], out: str | Path,
                   config: OutputConfig = OutputConfig(), *, save_person: bool = True,
-                  report_extra: dict | None = None, saved_copy: Path | None = None) -> list[Path]:
+                  report_extra: dict | None = None, saved_copy: Path | None = None,
+                  progress: Progress = _no_progress) -> list[Path]:
     """Write ``out/<variant>/`` for each variant (``avatar.glb``; ``avatar.obj`` + ``.mtl`` + textures;
     ``preview.png``; ``in_photo.png`` -- as `config` asks), ``out/person/`` (`Person.save`) when
     `save_person`, and ``out/report.json``. Returns the written paths. `saved_copy`: the folder `person`
-    was loaded from; it is copied as it is instead of being encoded again (about 1 s saved).
+    was loaded from; it is copied as it is instead of being encoded again (about 1 s saved). `progress` is
+    told "preview <variant>", "in_photo <variant>" and "export" as each starts, and "write" at the end.
 
     What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
     are encoded and written by one background thread while the next images render (PNG and zlib
@@ -561,23 +575,28 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             else:
                 write_later("save_person", person.save, out / "person")
             written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        if config.formats and variants:
+            progress("export")
         shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
         exports = []
         for variant in variants:
             folder = out / variant.name
             folder.mkdir(parents=True, exist_ok=True)
             if config.previews:
+                progress(f"preview {variant.name}")
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
                               config.preview_size)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:
+                progress(f"in_photo {variant.name}")
                 image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients)
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
                 written.append(folder / "in_photo.png")
             if shared is not None:
                 exports.append(write_later(f"export_{variant.name}", write, shared.posed(variant.coefficients),
                                            folder, config.formats))  # fmt: skip
+        progress("write")
         start = time.perf_counter()
         for job in jobs:
             job.result()  # raises the writer's first error
