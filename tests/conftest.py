@@ -110,17 +110,26 @@ def text_encoder():
     return TextEncoder()
 
 
+
 def png_bomb(path: Path, side: int = 20_000) -> Path:
     """A real, valid 1-bit PNG of side x side pixels (a few tens of KB: a decompression bomb)."""
-    import struct
-    import zlib
+    from sie3d.web.loadtest import png_bomb as bomb_bytes
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
-    packer = zlib.compressobj(9)
-    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    path.write_bytes(bomb_bytes(side))
     return path
+
+
+@pytest.fixture(scope="session")
+def web_root(tmp_path_factory) -> Path:
+    """Where the session's `web_server` keeps its jobs."""
+    return tmp_path_factory.mktemp("web-jobs")
+
+
+@pytest.fixture(scope="session")
+def web_server(web_root, tmp_path_factory):
+    """A real `sie3d web` process (1 worker, its job folders in `web_root`), for the session."""
+    from sie3d.web.loadtest import start_server
+
+    log = tmp_path_factory.mktemp("web-log") / "server.log"
+    with start_server("--workers", "1", "--root", str(web_root), log=log) as server:
+        yield server

@@ -327,6 +327,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
     elif args.stage == "cli":
         result = bench.run_cli_benchmark(args.photos, runs=args.runs)
+    elif args.stage == "web":
+        result = bench.run_web_benchmark(args.photos, clients=args.clients, workers=args.workers)
     else:
         result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
@@ -454,15 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
                        "cli also one photo")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli"], default="observe",
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "web"], default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
-                       "photos, and their ratio (default: observe)")
+                       "photos, and their ratio; web: a load test of `sie3d web` on loopback (N clients at once, "
+                       "bad uploads, peak memory) (default: observe)")
     bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
                        "reported")
     bench.add_argument("--full-runs", type=int, default=3,
                        help="reconstruct: photos that also go through texture, render and export")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    bench.add_argument("--clients", type=int, default=8, help="web: clients submitting at once (default 8)")
+    bench.add_argument("--workers", type=int, default=None, help="web: server workers (default: the CPU cores)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     bench.set_defaults(run=_cmd_bench)
 

@@ -84,8 +84,8 @@ def image_header(path: str | Path, *, formats: tuple[str, ...] = PHOTO_FORMATS, 
             size = image.size
     except UnidentifiedImageError:
         raise PhotoError(f"{shown} is not an image", f"use a photo ({', '.join(formats)})") from None
-    except Image.DecompressionBombError:
-        raise PhotoError(f"{shown} is too large to decode safely",
+    except Image.DecompressionBombError:  # Pillow's own limit, below ours
+        raise PhotoError(f"{shown} is too large to decode safely (more than {max_pixels / 1e6:.0f} MP)",
                          f"resize it below {max_pixels / 1e6:.0f} megapixels") from None  # fmt: skip
     except (OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(f"{shown} is damaged ({exc})", "re-export or re-download the photo") from None
@@ -114,8 +114,8 @@ def load_photo(path: str | Path, *, max_side: int = MAX_SIDE, max_pixels: int = 
             f"{path} is not an image sie3d can read",
             "use a JPEG, PNG, WebP, BMP or TIFF photo",
         ) from None
-    except Image.DecompressionBombError:
-        raise PhotoError(f"{path} is too large to decode safely",
+    except Image.DecompressionBombError:  # Pillow's own limit, below ours
+        raise PhotoError(f"{path} is too large to decode safely (more than {max_pixels / 1e6:.0f} MP)",
                          f"resize it below {max_pixels / 1e6:.0f} megapixels") from None  # fmt: skip
     except (OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(

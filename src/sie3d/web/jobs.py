@@ -192,9 +192,10 @@ class JobQueue:
         return None
 
     def submit(self, job_id: str, folder: Path, text: str, intensity: float, photo: Path | None = None,
-               person: Path | None = None, photo_sha256: str | None = None) -> Job:  # fmt: skip
+               person: Path | None = None, photo_sha256: str | None = None, photo_name: str = "the photo"
+               ) -> Job:  # fmt: skip
         """Queue a job (its folder from `new_job_folder`); `QueueFull` when too many are waiting."""
-        spec = JobSpec(job_id, str(folder), text, intensity, str(photo) if photo else None,
+        spec = JobSpec(job_id, str(folder), text, intensity, str(photo) if photo else None, photo_name,
                        str(person) if person else None, self.config.max_pixels, self.config.texture_size,
                        self.config.preview_size)  # fmt: skip
         with self._lock:

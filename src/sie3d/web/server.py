@@ -201,7 +201,8 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
                 if source_person is not None:
                     upload.unlink()
                     upload = None
-            job = jobs.submit(job_id, folder, text, intensity, photo=upload, person=source_person, photo_sha256=sha)
+            job = jobs.submit(job_id, folder, text, intensity, photo=upload, person=source_person, photo_sha256=sha,
+                              photo_name=(photo.filename if photo is not None else None) or "the photo")
         except Sie3dError as exc:
             _remove(folder)
             return _error(400, exc.message, exc.hint, kind=type(exc).__name__)

@@ -9,6 +9,7 @@ into a staging folder, renamed to ``out/`` when complete. Results and errors com
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -52,6 +53,7 @@ class JobSpec:
     text: str
     intensity: float
     photo: str | None = None  # the uploaded photo file (already checked by its header)
+    photo_name: str = "the photo"  # what the user called it (messages and the report name it so)
     person: str | None = None  # or a saved person folder of an earlier job
     max_pixels: int = 40_000_000
     texture_size: int = 1024
@@ -83,6 +85,7 @@ def run_job(spec: JobSpec) -> dict:
 
 def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
     from sie3d.avatar import OutputConfig, Person, ReconstructConfig, reconstruct, text_variants, write_outputs
+    from sie3d.errors import PhotoError
     from sie3d.photo import load_photo
 
     folder = Path(spec.folder)
@@ -91,7 +94,10 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
         person, saved = Person.load(spec.person), Path(spec.person)
     else:
         progress("read photo")
-        photo = load_photo(spec.photo, max_pixels=spec.max_pixels)
+        try:
+            photo = dataclasses.replace(load_photo(spec.photo, max_pixels=spec.max_pixels), path=Path(spec.photo_name))
+        except PhotoError as exc:  # name the user's file, not the server's copy of it
+            raise PhotoError(exc.message.replace(str(spec.photo), spec.photo_name), exc.hint) from None
         person, saved = reconstruct(photo, models, ReconstructConfig(texture_size=spec.texture_size), progress), None
     progress("text")
     variant = text_variants(person, models, [spec.text], spec.intensity)[0]

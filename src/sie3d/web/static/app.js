@@ -263,6 +263,7 @@ async function startCamera() {
       }
       viewer.setAll(scores); // ARKit names on both sides: no mapping; extras (ICT halves) to 0
       stats.lastScores = scores;
+      if (stats.frames % 8 === 0) syncSliders(); // the sliders show what the camera does, a few times a second
       const matrix = result.facialTransformationMatrixes && result.facialTransformationMatrixes[0];
       if (matrix) {
         rotation.fromArray(matrix.data);
