@@ -21,7 +21,6 @@ from PIL import Image
 
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 
-JS_DIR = Path(__file__).parent / "js"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BACKGROUND = np.array([0xEE, 0xEE, 0xEE])
 FPS = 15
@@ -66,24 +65,12 @@ def browser_run(web_server, faces, tmp_path_factory, node_packages) -> dict:
     options = {"url": f"{web_server.url}/", "photo": str(faces / "london_004_happy.jpg"), "out": str(out),
                "prompt": "a gleeful grin with raised eyebrows", "y4m": str(clip), "chromium": CHROMIUM,
                "cameraSeconds": 14, "timeoutMs": 600_000}  # fmt: skip
-    done = subprocess.run(["node", str(JS_DIR / "web_app.mjs"), json.dumps(options)], capture_output=True, text=True,
-                          timeout=900, cwd=JS_DIR)  # fmt: skip
+    done = subprocess.run(["node", str(node_packages / "web_app.mjs"), json.dumps(options)], capture_output=True,
+                          text=True, timeout=900, cwd=node_packages)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     summary["out"] = out
     return summary
-
-
-@pytest.fixture(scope="module")
-def node_packages() -> Path:
-    """tests/js with its npm packages installed (as test_export does)."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not on PATH")
-    if not (JS_DIR / "node_modules" / "playwright-core").is_dir():
-        done = subprocess.run(["npm", "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-1000:]
-    return JS_DIR
 
 
 def _not_background(path: Path) -> np.ndarray:

@@ -263,6 +263,7 @@ def run_load_test(photos: list[Path], *, clients: int = 8, workers: int = 2, max
                     return
                 job, positions = wait_for_job(server, answer["id"], job_timeout)
                 row.update(outcome=job["status"], seconds=round(time.monotonic() - start, 2), positions=positions,
+                           finished_at=time.monotonic(),
                            job_seconds=(job.get("result") or {}).get("seconds"), error=job.get("error"))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 -- a client's failure is a figure, not a crash of the test
                 row.update(outcome="client error", error=f"{type(exc).__name__}: {exc}")
@@ -281,6 +282,7 @@ def run_load_test(photos: list[Path], *, clients: int = 8, workers: int = 2, max
             job = wait_for_job(server, answer["id"], job_timeout)[0] if status == 202 else {"error": answer}
             bad["photo without a face"] = {"status": status, "job": job.get("status"), **(job.get("error") or {})}
         alive = server.process.poll() is None and request(server, "GET", "/api/health")[0] == 200
+        ended_at = time.monotonic()
     done = [r for r in rows if r.get("outcome") == "done"]
     latencies = [r["seconds"] for r in done]
     result = {
@@ -293,7 +295,7 @@ def run_load_test(photos: list[Path], *, clients: int = 8, workers: int = 2, max
         "job_seconds_median": round(statistics.median([r["job_seconds"] for r in done]), 1) if done else None,
         "max_position_seen": max((p for r in rows for p in r.get("positions", [])), default=0),
         "server_alive": alive, **memory, "rows": rows, "bad_uploads": bad,
-        "job_ids": [r["id"] for r in rows if r.get("id")],
+        "ended_at": ended_at,
     }  # fmt: skip
     result["markdown"] = _markdown(result)
     return result
