@@ -77,12 +77,11 @@ def test_distinct_exit_codes():
 def test_output_that_is_an_existing_file_fails_before_any_work(tmp_path, faces):
     target = tmp_path / "taken.txt"
     target.write_text("mine")
-    for args in (("inspect", str(faces / "london_001_neutral.jpg")),
-                 ("generate", str(faces / "london_001_neutral.jpg"), "-t", "happy"),
-                 ("reconstruct", str(faces / "london_001_neutral.jpg"))):  # fmt: skip
-        for out in (target, target / "sub"):
-            result = run_cli(*args, "-o", str(out))
-            _assert_clean_failure(result, OutputError.exit_code, "is an existing file", "fix:")
+    for args, out in ((("inspect", str(faces / "london_001_neutral.jpg")), target),
+                      (("generate", str(faces / "london_001_neutral.jpg"), "-t", "happy"), target),
+                      (("reconstruct", str(faces / "london_001_neutral.jpg")), target / "sub")):  # fmt: skip
+        result = run_cli(*args, "-o", str(out))
+        _assert_clean_failure(result, OutputError.exit_code, "is an existing file", "fix:")
     assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["taken.txt"]
 
 

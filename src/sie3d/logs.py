@@ -71,4 +71,5 @@ def native_logs_filtered(enabled: bool = True) -> Iterator[None]:
         sys.stderr = python_stderr
         os.dup2(real, 2)  # closes the pipe's last write end in this process: the pump sees EOF
         pump.join(timeout=2.0)  # children that still hold the pipe only delay their own lines
-        os.close(real)
+        if not pump.is_alive():
+            os.close(real)  # else the pump still writes there until those children exit

@@ -220,7 +220,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
         job = jobs.get(job_id)
         if job is None:
             return _error(404, "no such job (or it was cleaned up)", "generate again")
-        stage = job.stage.split(" ")[0]
+        stage = job.stage if job.stage in STAGES else job.stage.split(" ")[0]  # "preview <variant>" -> "preview"
         progress = 1.0 if job.status == "done" else STAGES.index(stage) / (len(STAGES) - 1) if stage in STAGES else 0
         body: dict[str, Any] = {"id": job.id, "status": job.status, "position": jobs.position(job),
                                 "stage": job.stage, "progress": round(progress, 3), "stages": job.stages_seen,
