@@ -90,5 +90,6 @@ def test_tongue_out_moves_the_tongue_past_the_lips(model, tongue):
     teeth = model.neutral[ict.REGIONS["teeth"][0] : ict.REGIONS["teeth"][1]]
     assert tip[:, 2].max() > teeth[:, 2].max() + 1.0, "the tip comes out in front of the teeth"
     assert abs(tip[:, 0].mean()) < 0.1, "centred"
+    assert tongue[verts, 1].max() > 0.5, "the tip rises to clear the lower teeth (it rests 1.4 cm below their edge)"
     root = model.neutral[verts, 2] < TongueConfig().root_z_cm
     assert not np.abs(tongue[verts[root]]).any(), "the root stays"

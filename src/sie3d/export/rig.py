@@ -76,8 +76,8 @@ def arkit_from_ict(coefficients: np.ndarray) -> dict[str, float]:
 class TongueConfig:
     """How ``tongueOut`` is authored on ICT's tongue (centimetres, head space: +y up, +z forward)."""
 
-    reach_cm: float = 2.6  # how far the tip moves forward
-    drop_cm: float = 0.7  # and down (over the lower lip)
+    reach_cm: float = 2.6  # how far the tip moves forward (from behind the lower teeth to over the lower lip)
+    lift_cm: float = 0.9  # and up: the tip rests ~1.4 cm below the teeth's edge and must clear the lower teeth
     root_z_cm: float = 4.0  # vertices behind this stay put
     full_z_cm: float = 8.0  # vertices in front of this move fully (a smooth ramp in between)
     max_half_width_cm: float = 2.2  # the tongue's UV island is the largest one this narrow
@@ -116,13 +116,13 @@ def tongue_vertices(faces: np.ndarray, uv_faces: np.ndarray, neutral: np.ndarray
 
 def tongue_out_delta(faces: np.ndarray, uv_faces: np.ndarray, neutral: np.ndarray, first: int, last: int,
                      config: TongueConfig = TongueConfig()) -> np.ndarray:  # fmt: skip
-    """(V, 3) float32 ``tongueOut`` offsets (cm): the tongue slides forward and down over the lower lip,
-    its tip fully, its root not at all (a smoothstep along z)."""
+    """(V, 3) float32 ``tongueOut`` offsets (cm): the tongue slides forward and up, out between the teeth
+    and over the lower lip, its tip fully, its root not at all (a smoothstep along z)."""
     verts = tongue_vertices(faces, uv_faces, neutral, first, last, config)
     t = np.clip((neutral[verts, 2] - config.root_z_cm) / (config.full_z_cm - config.root_z_cm), 0.0, 1.0)
     ramp = t * t * (3.0 - 2.0 * t)
     delta = np.zeros_like(neutral, dtype=np.float32)
-    delta[verts, 1] = -config.drop_cm * ramp
+    delta[verts, 1] = config.lift_cm * ramp
     delta[verts, 2] = config.reach_cm * ramp
     return delta
 
