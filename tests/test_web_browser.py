@@ -112,7 +112,7 @@ def test_downloaded_glb_is_valid_with_the_arkit_rig(browser_run, node_packages):
 def test_webcam_mode_follows_the_smile(browser_run):
     """The fake camera plays neutral -> smile -> neutral; MediaPipe in the page drives the morph targets."""
     camera = browser_run["camera"]
-    assert camera["error"] is None
+    assert camera["error"] is None and camera["canvasAfterStop"] == [640, False]
     samples = camera["samples"]
     smiles = np.array([(s["left"] + s["right"]) / 2 for s in samples])
     frames = samples[-1]["frames"] - samples[0]["frames"]

@@ -88,6 +88,9 @@ try {
     await page.waitForTimeout(150);
   }
   summary.camera = { samples, error: await page.evaluate(() => window.sie3d.stats.error) };
+  await page.click("#camera"); // stop: the viewer gets its full resolution back
+  summary.camera.canvasAfterStop = await page.evaluate(() => [document.querySelector("#canvas").width,
+    window.sie3d.stats.running]);
   step("camera done");
 } finally {
   await browser.close();

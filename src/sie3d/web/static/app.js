@@ -6,6 +6,7 @@ import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 
 const ARKIT_COUNT = 52; // the rig's first 52 targets are Apple's ARKit blendshapes; extras follow
+const LIVE_RESOLUTION = 384; // the viewer's pixels while the camera drives it
 const $ = (id) => document.getElementById(id);
 const state = { job: null, person: null, photoChanged: true, result: null };
 const stats = { frames: 0, fps: 0, lastScores: {}, running: false, error: null };
@@ -16,6 +17,7 @@ class Viewer {
   constructor(canvas) {
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: true, preserveDrawingBuffer: true });
     this.renderer.setPixelRatio(1);
+    this.size = canvas.width; // the drawing buffer's size when the camera is off
     this.renderer.setSize(canvas.width, canvas.height, false);
     this.renderer.outputColorSpace = THREE.SRGBColorSpace;
     this.scene = new THREE.Scene();
@@ -52,6 +54,10 @@ class Viewer {
     loop();
   }
   invalidate() { this.dirty = true; }
+  resolution(pixels) { // drawing-buffer size; the canvas keeps its size on the page
+    this.renderer.setSize(pixels, pixels, false);
+    this.invalidate();
+  }
   async load(url) {
     const gltf = await new GLTFLoader().loadAsync(url);
     if (this.model) this.head.remove(this.model);
@@ -250,6 +256,7 @@ async function startCamera() {
   video.hidden = false;
   await video.play();
   stats.running = true;
+  viewer.resolution(LIVE_RESOLUTION); // landmarker + renderer share the CPU on machines without a GPU
   let windowStart = performance.now();
   let windowFrames = 0;
   const rotation = new THREE.Matrix4();
@@ -285,6 +292,7 @@ async function startCamera() {
 
 function stopCamera() {
   stats.running = false;
+  viewer.resolution(viewer.size);
   if (stream) for (const track of stream.getTracks()) track.stop();
   stream = null;
   $("video").hidden = true;
