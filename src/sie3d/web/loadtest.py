@@ -55,10 +55,16 @@ def start_server(*args: str, timeout: float = 180.0, env: dict | None = None, lo
                  ) -> Iterator[Server]:  # fmt: skip
     """``sie3d web --port <free> *args`` in a new process; yields once /api/health answers (workers started);
     stopped with SIGINT (graceful: workers stopped, job folders removed), killed if it hangs."""
+    import sie3d
+
     port = free_port()
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 -- closed below
+    # the server of this very sie3d, whatever the interpreter's site-packages hold
+    source = str(Path(sie3d.__file__).resolve().parents[1])
+    path = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
     process = subprocess.Popen([sys.executable, "-m", "sie3d.cli", "-q", "web", "--port", str(port), *args],
-                               stdout=output, stderr=output, env={**os.environ, **(env or {})})  # fmt: skip
+                               stdout=output, stderr=output,
+                               env={**os.environ, "PYTHONPATH": path, **(env or {})})  # fmt: skip
     try:
         server = Server("127.0.0.1", port, process)
         deadline = time.monotonic() + timeout
