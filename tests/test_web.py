@@ -169,3 +169,28 @@ def test_a_worker_that_dies_fails_its_job_only(web_server, faces):
     job, _ = wait_for_job(web_server, answer["id"], TIMEOUT)
     assert job["status"] == "done", job.get("error")
     assert request(web_server, "GET", "/api/health")[0] == 200
+
+
+def test_a_full_disk_fails_the_job_clearly(faces, tmp_path):
+    """The jobs' folder on a 3 MB tmpfs (a real full disk; needs root to mount): the upload fits, the outputs
+    do not; the job fails with one clear message, leaves no partial output, and the server goes on."""
+    import subprocess
+
+    from sie3d.web.loadtest import start_server
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with start_server("--workers", "1", "--root", str(disk)) as server:
+            status, answer = submit(server, "happy", (PHOTO, (faces / PHOTO).read_bytes()))
+            assert status == 202, answer
+            job, _ = wait_for_job(server, answer["id"], TIMEOUT)
+            assert job["status"] == "failed" and job["error"]["kind"] == "OutputError", job
+            assert "cannot write the outputs" in job["error"]["message"] and job["error"]["fix"]
+            assert not (disk / answer["id"] / "out.partial").exists() and not (disk / answer["id"] / "out").exists()
+            assert request(server, "GET", "/api/health")[0] == 200
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

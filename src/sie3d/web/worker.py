@@ -10,6 +10,7 @@ into a staging folder, renamed to ``out/`` when complete. Results and errors com
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -75,10 +76,16 @@ def run_job(spec: JobSpec) -> dict:
     except Sie3dError as exc:
         return {"error": {"message": exc.message, "fix": exc.hint, "kind": type(exc).__name__,
                           "exit_code": exc.exit_code}}  # fmt: skip
-    except Exception as exc:  # a bug, not the user's input: logged in full, reported briefly
-        log.error("job %s failed:\n%s", spec.job_id, traceback.format_exc())
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return {"error": {"message": f"the server cannot write the outputs: {exc.strerror}",
+                              "fix": "try again later (the server's administrator must free disk space)",
+                              "kind": "OutputError", "exit_code": 7}}  # fmt: skip
+        log.error("job %s failed:\n%s", spec.job_id, traceback.format_exc())  # a bug: logged in full
         return {"error": {"message": f"internal error: {type(exc).__name__}: {exc}", "fix": "report this bug",
                           "kind": "InternalError", "exit_code": 1}}  # fmt: skip
+    finally:
+        shutil.rmtree(Path(spec.folder) / "out.partial", ignore_errors=True)  # a failed job leaves no half output
     result["seconds"] = round(time.perf_counter() - start, 2)
     return {"result": result}
 
