@@ -194,3 +194,12 @@ def test_a_full_disk_fails_the_job_clearly(faces, tmp_path):
             assert request(server, "GET", "/api/health")[0] == 200
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_missing_page_libraries_say_how_to_install_them(tmp_path):
+    from sie3d.errors import AssetError
+    from sie3d.web.server import create_app
+
+    with pytest.raises(AssetError, match="not installed") as caught:
+        create_app(WebConfig(modules=tmp_path))
+    assert "npm ci --prefix web" in caught.value.hint

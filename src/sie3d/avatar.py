@@ -1,6 +1,7 @@
 """One reconstructed person, and everything made from it.
 
-Every surface (the CLI, the evaluation, the gallery, the benchmarks) goes through this module:
+Every surface (the CLI, the web server's workers, the evaluation, the gallery, the benchmarks) goes through
+this module:
 
     models = Models.load()                       # every model, each loaded on first use
     person = reconstruct(load_photo(path), models, ReconstructConfig(texture_size=1024))
