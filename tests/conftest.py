@@ -108,3 +108,49 @@ def text_encoder():
     from sie3d.semantics.encoder import TextEncoder
 
     return TextEncoder()
+
+
+
+def png_bomb(path: Path, side: int = 20_000) -> Path:
+    """A real, valid 1-bit PNG of side x side pixels (a few tens of KB: a decompression bomb)."""
+    from sie3d.web.loadtest import png_bomb as bomb_bytes
+
+    path.write_bytes(bomb_bytes(side))
+    return path
+
+
+@pytest.fixture(scope="session")
+def web_root(tmp_path_factory) -> Path:
+    """Where the session's `web_server` keeps its jobs."""
+    return tmp_path_factory.mktemp("web-jobs")
+
+
+@pytest.fixture(scope="session")
+def web_server(web_root, tmp_path_factory):
+    """A real `sie3d web` process (1 worker, its job folders in `web_root`), for the session."""
+    from sie3d.web.loadtest import start_server
+
+    log = tmp_path_factory.mktemp("web-log") / "server.log"
+    with start_server("--workers", "1", "--root", str(web_root), log=log) as server:
+        yield server
+
+
+JS_DIR = REPO / "tests" / "js"
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """tests/js with its npm packages (gltf-validator, three, playwright-core) installed; skip without node/npm."""
+    import shutil
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not on PATH: the Khronos glTF validator, three.js and the browser tests cannot run")
+    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("gltf-validator", "three", "playwright-core")):
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not on PATH: cannot install tests/js/package.json")
+        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
+    return JS_DIR

@@ -4,10 +4,16 @@ written on failure."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
 
+import pytest
 from PIL import Image
 
-from sie3d.errors import AssetError, NoFaceError, PhotoError, UsageError
+from sie3d.errors import AssetError, NoFaceError, OutputError, PersonError, PhotoError, UsageError
 
 from conftest import run_cli
 
@@ -63,5 +69,55 @@ def test_missing_model_offline_is_asset_error(tmp_path, faces):
 
 
 def test_distinct_exit_codes():
-    codes = [UsageError.exit_code, AssetError.exit_code, PhotoError.exit_code, NoFaceError.exit_code]
+    codes = [UsageError.exit_code, AssetError.exit_code, PhotoError.exit_code, NoFaceError.exit_code,
+             PersonError.exit_code, OutputError.exit_code]
     assert len(set(codes)) == len(codes) and 0 not in codes and 1 not in codes
+
+
+def test_output_that_is_an_existing_file_fails_before_any_work(tmp_path, faces):
+    target = tmp_path / "taken.txt"
+    target.write_text("mine")
+    for args, out in ((("inspect", str(faces / "london_001_neutral.jpg")), target),
+                      (("generate", str(faces / "london_001_neutral.jpg"), "-t", "happy"), target),
+                      (("reconstruct", str(faces / "london_001_neutral.jpg")), target / "sub")):  # fmt: skip
+        result = run_cli(*args, "-o", str(out))
+        _assert_clean_failure(result, OutputError.exit_code, "is an existing file", "fix:")
+    assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["taken.txt"]
+
+
+def _small_tmpfs(folder) -> bool:
+    """Mount a 2 MB tmpfs on `folder` (a real full disk); False when this user may not mount."""
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return False
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("limit", ["file_size_limit", "full_disk"])
+def test_full_disk_or_file_size_limit_is_one_message_and_no_partial_output(tmp_path, faces, limit):
+    """Real OS limits, no mocks: RLIMIT_FSIZE (`ulimit -f`: writes fail with EFBIG) or a 2 MB tmpfs (ENOSPC)."""
+    disk = tmp_path / "disk"
+    args = ["-q", "reconstruct", str(faces / "london_004_happy.jpg"), "--variants", "neutral", "--no-in-photo",
+            "-o", str(disk / "out")]  # fmt: skip
+    if limit == "full_disk":
+        if not _small_tmpfs(disk):
+            pytest.skip("cannot mount a small tmpfs here (needs root); the file size limit case covers it")
+        try:
+            result = run_cli(*args)
+            left = sorted(p.name for p in disk.iterdir())
+        finally:
+            subprocess.run(["umount", str(disk)], check=False)
+        reason = "the disk is full"
+    else:
+        disk.mkdir()
+
+        def one_megabyte() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+        result = subprocess.run([sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True,
+                                preexec_fn=one_megabyte)  # fmt: skip
+        left = sorted(p.name for p in disk.iterdir())
+        reason = "the file size limit is reached"
+    _assert_clean_failure(result, OutputError.exit_code, reason, "nothing was written", "fix:")
+    assert left == [], f"partial output left behind: {left}"

@@ -6,7 +6,6 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -21,8 +20,8 @@ from sie3d.assets import ict
 from sie3d.errors import UsageError
 from sie3d.export import AvatarMesh, Material, avatar_mesh_from_ict, export, to_glb, to_obj, vertex_normals, write
 from sie3d.export.mesh import ict_tile_owners, ict_triangle_tiles
+from sie3d.export.rig import ARKIT_NAMES, rig_names
 
-JS_DIR = Path(__file__).resolve().parent / "js"
 WEIGHTS = {"jawOpen": 0.4, "mouthSmile_L": 0.7, "browInnerUp_R": 0.25}
 TEXTURE_SIZE = 64  # small: encoding cost is the benchmark's business, not the tests'
 
@@ -178,7 +177,7 @@ def test_avatar_mesh_from_ict_drops_helpers_and_maps_tiles(model, avatar):
     iris, sclera = by_name["M_IrisLeft"].base_color, by_name["M_ScleraLeft"].base_color
     assert iris[0] > iris[2] and sum(sclera[:3]) > 2.4 and sum(iris[:3]) < 1.0  # brownish iris, white sclera
     assert avatar.uvs.min() >= 0 and avatar.uvs.max() <= 1, "UVs shifted out of their UDIM tile"
-    assert avatar.morph_deltas.shape == (53, ict.N_VERTICES, 3)
+    assert avatar.morph_deltas.shape == (len(rig_names()), ict.N_VERTICES, 3)
     kept = len(model.faces) - len(avatar.faces)
     helper_ids = [model.material_names.index(n) for n in ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid")]
     helpers = np.isin(model.polygon_material[model.face_polygon], helper_ids)
@@ -244,11 +243,12 @@ def test_glb_container_and_scene(glb, gltf):
 
 def test_glb_morph_targets_names_and_default_weights(avatar, gltf):
     mesh = gltf.meshes[0]
-    assert mesh.extras["targetNames"] == list(avatar.morph_names) and len(avatar.morph_names) == 53
+    names = mesh.extras["targetNames"]
+    assert names == list(avatar.morph_names) == list(rig_names()) and names[:52] == list(ARKIT_NAMES)
     np.testing.assert_array_equal(np.float32(mesh.weights), avatar.morph_weights)
     assert [gltf.materials[p.material].name for p in mesh.primitives] == [m.name for m in avatar.materials]
     for primitive in mesh.primitives:
-        assert len(primitive.targets) == 53, "every primitive needs the same number of targets"
+        assert len(primitive.targets) == len(names), "every primitive needs the same number of targets"
 
 
 def test_glb_accessor_counts_bounds_and_indices(avatar, gltf):
@@ -294,7 +294,8 @@ def test_glb_default_weights_show_the_pose_and_jaw_open_target(model, avatar, gl
         base = read_accessor(gltf, blob, primitive.attributes.POSITION).astype(np.float64)
         targets = np.stack([read_accessor(gltf, blob, t["POSITION"]) for t in primitive.targets])
         # weight 1 on jawOpen alone: the ICT jawOpen shape (deltas under 1 micrometre are dropped)
-        expected = (model.neutral[vertex] + model.expression_basis[jaw, vertex].astype(np.float32)) * 0.01
+        ict_jaw = model.expression_names.index("jawOpen")
+        expected = (model.neutral[vertex] + model.expression_basis[ict_jaw, vertex].astype(np.float32)) * 0.01
         np.testing.assert_allclose(base + targets[jaw], expected, atol=1.2e-6, rtol=0)
         moved = max(moved, float(np.abs(targets[jaw]).max()))
         # the default weights reproduce the input pose
@@ -330,22 +331,6 @@ def test_glb_without_sparse_is_equivalent(model, avatar, gltf):
 
 
 # -- Khronos glTF validator and three.js (node) ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def node_packages() -> Path:
-    """tests/js with its npm packages (gltf-validator, three) installed; skip without node/npm."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not on PATH: the Khronos glTF validator and three.js cannot run")
-    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("gltf-validator", "three")):
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not on PATH: cannot install tests/js/package.json")
-        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        if done.returncode != 0:
-            pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
-    return JS_DIR
 
 
 @pytest.fixture(scope="session")
@@ -444,6 +429,7 @@ def test_glb_loads_in_three_js_with_named_morph_targets(node_packages, avatar, g
     for three_mesh, primitive in zip(loaded["meshes"], primitives, strict=True):
         dictionary = three_mesh["morphTargetDictionary"]
         assert sorted(dictionary, key=dictionary.get) == list(avatar.morph_names)
+        assert all(dictionary[name] == k for k, name in enumerate(ARKIT_NAMES)), "ARKit names first, in order"
         np.testing.assert_allclose(three_mesh["morphTargetInfluences"], avatar.morph_weights, atol=1e-7)
         assert three_mesh["hasNormal"] and three_mesh["hasUv"] and three_mesh["morphRelative"]
         position = read_accessor(gltf, blob, primitive.attributes.POSITION)

@@ -8,10 +8,12 @@ import json
 
 import numpy as np
 import pygltflib
+import pytest
 from PIL import Image
 
 from sie3d.avatar import ReconstructConfig, reconstruct
 from sie3d.errors import NoFaceError, PhotoError
+from sie3d.export.rig import ARKIT_NAMES, rig_names, rig_weights
 from sie3d.head.names import ICT_NAMES
 from sie3d.photo import load_photo
 
@@ -71,10 +73,12 @@ def test_written_files_and_glb_rig(written, happy):
         assert Image.open(written / variant / "preview.png").size == (4 * 256, 256)
     glb = pygltflib.GLTF2().load(str(written / "expression" / "avatar.glb"))
     mesh = glb.meshes[0]
-    assert mesh.extras["targetNames"] == list(ICT_NAMES)
-    assert np.allclose(mesh.weights, happy.fit.expression, atol=1e-6)
+    assert mesh.extras["targetNames"] == list(rig_names()) and mesh.extras["targetNames"][:52] == list(ARKIT_NAMES)
+    assert np.allclose(mesh.weights, rig_weights(happy.fit.expression), atol=1e-6)
+    smile = dict(zip(mesh.extras["targetNames"], mesh.weights, strict=True))["mouthSmileLeft"]
+    assert smile == pytest.approx(happy.fit.expression[ICT_NAMES.index("mouthSmile_L")], abs=1e-6)
     neutral = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))
-    assert np.allclose(neutral.meshes[0].weights, happy.fit.rest_expression, atol=1e-6)
+    assert np.allclose(neutral.meshes[0].weights, rig_weights(happy.fit.rest_expression), atol=1e-6)
     assert len(glb.images) >= 4  # face, back of head, mouth, eyes
     report = json.loads((written / "report.json").read_text())
     assert report["fit"]["landmark_error_iod"] < 0.03 and report["warnings"] == []

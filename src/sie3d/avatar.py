@@ -1,6 +1,7 @@
 """One reconstructed person, and everything made from it.
 
-Every surface (the CLI, the evaluation, the gallery, the benchmarks) goes through this module:
+Every surface (the CLI, the web server's workers, the evaluation, the gallery, the benchmarks) goes through
+this module:
 
     models = Models.load()                       # every model, each loaded on first use
     person = reconstruct(load_photo(path), models, ReconstructConfig(texture_size=1024))
@@ -24,7 +25,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -338,20 +339,32 @@ def _sha256(path: Path) -> str:
 # -- reconstruction ----------------------------------------------------------------------------------
 
 
-def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = ReconstructConfig()) -> Person:
-    """Observe the face, fit the head and take the textures from the photo."""
+Progress = Callable[[str], None]  # told the name of each stage as it starts
+
+
+def _no_progress(stage: str) -> None:
+    pass
+
+
+def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = ReconstructConfig(),
+                progress: Progress = _no_progress) -> Person:  # fmt: skip
+    """Observe the face, fit the head and take the textures from the photo (`progress` is told "observe",
+    "fit" and "texture" as each stage starts)."""
     from sie3d.face import observe_photo
     from sie3d.head.texture import build_textures
 
     start = time.perf_counter()
     models.preload("observer", "embedder", "head", "fitter")  # loaded on first use; timed apart from the stages
     timings = {"load_models": time.perf_counter() - start}
+    progress("observe")
     start = time.perf_counter()
     chosen, faces = observe_photo(photo, models.observer, models.embedder, face=config.face)
     timings["observe"] = time.perf_counter() - start
+    progress("fit")
     start = time.perf_counter()
     fit = models.fitter.fit(chosen)
     timings["fit"] = time.perf_counter() - start
+    progress("texture")
     start = time.perf_counter()
     textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size)
     timings["texture"] = time.perf_counter() - start
@@ -558,11 +571,13 @@ class OutputConfig:
 
 def write_outputs(person: Person, models: Models, variants: Sequence[Variant], out: str | Path,
                   config: OutputConfig = OutputConfig(), *, save_person: bool = True,
-                  report_extra: dict | None = None, saved_copy: Path | None = None) -> list[Path]:
+                  report_extra: dict | None = None, saved_copy: Path | None = None,
+                  progress: Progress = _no_progress) -> list[Path]:
     """Write ``out/<variant>/`` for each variant (``avatar.glb``; ``avatar.obj`` + ``.mtl`` + textures;
     ``preview.png``; ``in_photo.png`` -- as `config` asks), ``out/person/`` (`Person.save`) when
     `save_person`, and ``out/report.json``. Returns the written paths. `saved_copy`: the folder `person`
-    was loaded from; it is copied as it is instead of being encoded again (about 1 s saved).
+    was loaded from; it is copied as it is instead of being encoded again (about 1 s saved). `progress` is
+    told "preview <variant>", "in_photo <variant>" and "export" as each starts, and "write" at the end.
 
     What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
     are encoded and written by one background thread while the next images render (PNG and zlib
@@ -601,17 +616,21 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             else:
                 write_later("save_person", person.save, out / "person")
             written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        if config.formats and variants:
+            progress("export")
         shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
         exports = []
         for variant in variants:
             folder = out / variant.name
             folder.mkdir(parents=True, exist_ok=True)
             if config.previews:
+                progress(f"preview {variant.name}")
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
                               config.preview_size, wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:
+                progress(f"in_photo {variant.name}")
                 image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients,
                               wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
@@ -620,6 +639,7 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
                 detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
                 posed = shared.posed(variant.coefficients, None if detail is None else normal_map_image(detail))
                 exports.append(write_later(f"export_{variant.name}", write, posed, folder, config.formats))
+        progress("write")
         start = time.perf_counter()
         for job in jobs:
             job.result()  # raises the writer's first error
@@ -640,7 +660,7 @@ class _SharedMesh:
     vertex positions and morph weights, so materials, UVs and the encoded textures are shared."""
 
     rest: object  # AvatarMesh: identity shape, weights 0
-    expression_basis: np.ndarray  # (53, V, 3) float32, cm
+    expression_basis: np.ndarray  # (53, V, 3) float32, cm: ICT's (the rig's targets are in `rest`)
 
     @staticmethod
     def build(person: Person, models: Models) -> _SharedMesh:
@@ -663,19 +683,22 @@ class _SharedMesh:
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
-        return _SharedMesh(rest, rest.morph_deltas)
+        return _SharedMesh(rest, head.arrays.expression_basis.astype(np.float32))
 
     def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
-        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights); with
-        `face_normal_map` ((S, S, 3) uint8, `sie3d.head.wrinkles.normal_map_image`) on the face's material:
-        the expression's wrinkles baked for this pose (the morph targets do not animate them)."""
+        """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the
+        ARKit rig, `sie3d.export.rig.rig_weights`); with `face_normal_map` ((S, S, 3) uint8,
+        `sie3d.head.wrinkles.normal_map_image`) on the face's material: the expression's wrinkles baked for
+        this pose (the morph targets do not animate them)."""
+        from sie3d.export.rig import rig_weights
+
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
         materials = self.rest.materials
         if face_normal_map is not None:
             materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
                               for m in materials)  # fmt: skip
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights,
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=rig_weights(weights),
                                    materials=materials)  # fmt: skip
 
 

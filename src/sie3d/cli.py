@@ -7,18 +7,21 @@ code (see `sie3d.errors`), never a traceback; outputs are written only when the 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sie3d import __version__
-from sie3d.errors import AssetError, Sie3dError, UsageError
+from sie3d.errors import AssetError, OutputError, Sie3dError, UsageError
+from sie3d.logs import native_logs_filtered
 
 if TYPE_CHECKING:
     from sie3d.avatar import Models, Person, Variant
@@ -91,6 +94,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from sie3d.face.sface import IdentityEmbedder
     from sie3d.photo import load_photo
 
+    out = Path(args.output) if args.output else Path("sie3d-out") / Path(args.photo).stem
+    _staged_output.check(out)
     photo = load_photo(args.photo)
     with FaceObserver() as observer:
         chosen, faces = observe_photo(photo, observer, IdentityEmbedder(), face=args.face)
@@ -102,7 +107,6 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         "faces": [{k: v for k, v in f.to_json().items() if k in ("index", "confidence", "box")} for f in faces],
         "chosen": chosen.to_json(),
     }
-    out = Path(args.output) if args.output else Path("sie3d-out") / Path(args.photo).stem
     with _staged_output(out) as stage:
         (stage / "observation.json").write_text(json.dumps(report, indent=1))
         annotate(photo.rgb, faces, chosen.index).save(stage / "annotated.png")
@@ -124,19 +128,45 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# Failures to write that the user fixes (space, size limit, permissions), not bugs: an OutputError.
+_OUTPUT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EFBIG: "the file size limit is reached", errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                  errno.ENOTDIR: "a part of the path is a file, not a folder"}  # fmt: skip
+
+
+def _output_error(out: Path, exc: OSError) -> OutputError:
+    reason = _OUTPUT_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
+    return OutputError(f"cannot write the outputs to {out}: {reason}; nothing was written",
+                       "free some space or choose another folder with -o")  # fmt: skip
+
+
 class _staged_output:  # noqa: N801 -- used as a context manager, reads like a function
     """Write into a temporary folder beside `out`; move the files into `out` only on success, so a
-    failed run leaves nothing behind."""
+    failed run leaves nothing behind. `out` must be a folder (or not exist yet); writing failures the user
+    can fix (a full disk, a file size limit, permissions) become one `OutputError`."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
 
+    @staticmethod
+    def check(out: Path) -> None:
+        """An `OutputError` now, before any work, when `out` or a folder above it is an existing file."""
+        for path in (out, *out.parents):
+            if path.exists() and not path.is_dir():
+                raise OutputError(f"-o {out}: {path} is an existing file, not a folder",
+                                  "pass a folder (new or existing) to -o, e.g. -o out/")  # fmt: skip
+
     def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.stage = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
+        self.check(self.out)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.stage = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
+        except OSError as exc:
+            raise _output_error(self.out, exc) from None
         return self.stage
 
-    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, *rest: object) -> None:
         try:
             if exc_type is None:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -145,8 +175,14 @@ class _staged_output:  # noqa: N801 -- used as a context manager, reads like a f
                     if target.is_dir():  # a previous run's folder: replaced as a whole
                         shutil.rmtree(target)
                     os.replace(item, target)
+        except OSError as move_error:
+            exc = move_error
         finally:
             shutil.rmtree(self.stage, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+            raise _output_error(self.out, exc) from None
+        if exc is not None and exc_type is None:
+            raise exc
 
 
 # -- reconstruct ----------------------------------------------------------------------------------
@@ -237,6 +273,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     # A saved person is OUT/person: name the default output after OUT, not after "person".
     out = Path(args.output) if args.output else Path("sie3d-out") / (source.resolve().parent.name if saved
                                                                       else source.stem)
+    _staged_output.check(out)
     steps = tqdm(total=2, desc="load person" if saved else "observe, fit, texture", unit="stage",
                  disable=args.quiet, bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")  # fmt: skip
     models = Models.load()
@@ -295,6 +332,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
     elif args.stage == "cli":
         result = bench.run_cli_benchmark(args.photos, runs=args.runs)
+    elif args.stage == "web":
+        result = bench.run_web_benchmark(args.photos, clients=args.clients, workers=args.workers)
     else:
         result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
@@ -341,6 +380,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{len(result.rows)} rows from {len(config.photos) - len(result.skipped)} photos in "
           f"{time.perf_counter() - start:.0f} s; wrote {out}/ (summary.md, rows.csv, rows.json, references.json, "
           "accuracy.png, identity.png, contact/)")
+    return 0
+
+
+# -- web ------------------------------------------------------------------------------------------
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from sie3d.web.jobs import WebConfig
+    from sie3d.web.server import serve
+
+    if args.max_upload_mb <= 0 or args.keep_minutes <= 0 or args.max_queued < 0:
+        raise UsageError("--max-upload-mb and --keep-minutes must be positive, --max-queued not negative",
+                         "e.g. --max-upload-mb 15 --keep-minutes 60 --max-queued 16")  # fmt: skip
+    config = WebConfig(host=args.host, port=args.port, workers=args.workers, max_queued=args.max_queued,
+                       max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), keep_seconds=args.keep_minutes * 60,
+                       root=Path(args.root) if args.root else None)  # fmt: skip
+    serve(config)
     return 0
 
 
@@ -405,15 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
                        "cli also one photo")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli"], default="observe",
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "web"], default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
-                       "photos, and their ratio (default: observe)")
+                       "photos, and their ratio; web: a load test of `sie3d web` on loopback (N clients at once, "
+                       "bad uploads, peak memory) (default: observe)")
     bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
                        "reported")
     bench.add_argument("--full-runs", type=int, default=3,
                        help="reconstruct: photos that also go through texture, render and export")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    bench.add_argument("--clients", type=int, default=8, help="web: clients submitting at once (default 8)")
+    bench.add_argument("--workers", type=int, default=None, help="web: server workers (default: the CPU cores)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     bench.set_defaults(run=_cmd_bench)
 
@@ -440,6 +499,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "and run many times slower)")
     ev.add_argument("-o", "--output", default="sie3d-out/eval", help="output folder (default %(default)s)")
     ev.set_defaults(run=_cmd_eval)
+
+    from sie3d.web.jobs import WebConfig
+
+    defaults = WebConfig()
+    web = sub.add_parser("web", parents=[common], help="the web page: photo + sentence in the browser, a live 3D "
+                         "viewer, webcam puppeteering, and its HTTP API")
+    web.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s: this "
+                     "machine only; 0.0.0.0 opens it to the network)")
+    web.add_argument("--port", type=int, default=defaults.port, help="TCP port (default %(default)s)")
+    web.add_argument("--workers", type=int, default=defaults.workers,
+                     help="generations at once, one process each (default: the CPU cores, %(default)s)")
+    web.add_argument("--max-queued", type=int, default=defaults.max_queued,
+                     help="jobs that may wait beyond the running ones; more are refused (default %(default)s)")
+    web.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / 1024 / 1024,
+                     help="largest photo upload in MB (default %(default)g)")
+    web.add_argument("--keep-minutes", type=float, default=defaults.keep_seconds / 60,
+                     help="finished jobs' files are deleted after this (default %(default)g)")
+    web.add_argument("--root", help="folder for the jobs' files (default: a temporary folder, removed at exit)")
+    web.set_defaults(run=_cmd_web)
     return parser
 
 
@@ -453,13 +531,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     if not getattr(args, "run", None):
         parser.print_help()
         return UsageError.exit_code
+    # This program's own choices for its own process, made here rather than at import: MediaPipe's native
+    # log lines are filtered out of stderr (unless --verbose), and Pillow's decompression-bomb warning is
+    # not shown (sie3d checks every photo's size itself before decoding: sie3d.photo.MAX_PIXELS).
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    with native_logs_filtered(enabled=not args.verbose):
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except Sie3dError as exc:

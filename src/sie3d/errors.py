@@ -58,5 +58,12 @@ class PersonError(Sie3dError):
     exit_code = 6
 
 
+class OutputError(Sie3dError):
+    """The outputs cannot be written: the output path is a file, the disk is full, the file size limit is
+    reached, or the folder is read-only or not writable."""
+
+    exit_code = 7
+
+
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError,
-                                                    PersonError)}
+                                                    PersonError, OutputError)}

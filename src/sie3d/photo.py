@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 MAX_SIDE = 2048  # larger photos are downscaled: landmarks do not improve, memory and time do not scale
 MIN_SIDE = 64  # below this no detector can find a face reliably
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # refuse decompression bombs, accept real 100+ MP photos
+# Per image, checked from the header before any pixel is decoded: accepts real 100+ MP photos, refuses
+# decompression bombs (a 20000x20000 PNG of a few MB would need 1.2 GB decoded). Pillow's own process-wide
+# limit (Image.MAX_IMAGE_PIXELS) is left as it is: it refuses above ~179 MP whatever this says.
+MAX_PIXELS = 150_000_000
+PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")  # what a photo upload may be (by content)
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,41 @@ def _to_rgb8(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, P, CMYK, YCbCr, LAB, 1, RGB
 
 
-def load_photo(path: str | Path, *, max_side: int = MAX_SIDE) -> Photo:
-    """Read an image file into an upright 8-bit RGB `Photo`; raise `PhotoError` with a fix otherwise."""
+def _check_pixels(image: Image.Image, name: str | Path, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PhotoError(f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), more than the "
+                         f"{max_pixels / 1e6:.0f} MP sie3d decodes", "resize the photo (2048 px on the long side is "
+                         "plenty)")  # fmt: skip
+
+
+def image_header(path: str | Path, *, formats: tuple[str, ...] = PHOTO_FORMATS, max_pixels: int = MAX_PIXELS,
+                 name: str | None = None) -> tuple[str, tuple[int, int]]:  # fmt: skip
+    """(format, (width, height)) of an image file, read from its content (never its name) without decoding
+    pixels; a `PhotoError` (naming the file `name`, default its file name) when it is not an image, not one
+    of `formats`, or larger than `max_pixels`."""
+    shown = name or Path(path).name
+    try:
+        with Image.open(path) as image:
+            kind = image.format or "unknown"
+            _check_pixels(image, shown, max_pixels)
+            size = image.size
+    except UnidentifiedImageError:
+        raise PhotoError(f"{shown} is not an image", f"use a photo ({', '.join(formats)})") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, below ours
+        raise PhotoError(f"{shown} is too large to decode safely (more than {max_pixels / 1e6:.0f} MP)",
+                         f"resize it below {max_pixels / 1e6:.0f} megapixels") from None  # fmt: skip
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError(f"{shown} is damaged ({exc})", "re-export or re-download the photo") from None
+    if kind not in formats:
+        raise PhotoError(f"{shown} is a {kind} image, not a photo format sie3d accepts",
+                         f"use one of {', '.join(formats)}")  # fmt: skip
+    return kind, size
+
+
+def load_photo(path: str | Path, *, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> Photo:
+    """Read an image file into an upright 8-bit RGB `Photo`; raise `PhotoError` with a fix otherwise.
+    Files over `max_pixels` are refused from their header, before any decoding."""
     path = Path(path)
     if not path.exists():
         raise PhotoError(f"{path}: no such file", "check the path (and quote it if it has spaces)")
@@ -68,6 +105,7 @@ def load_photo(path: str | Path, *, max_side: int = MAX_SIDE) -> Photo:
         raise PhotoError(f"{path} is a folder, not a photo", "pass one image file, e.g. photos/me.jpg")
     try:
         with Image.open(path) as image:
+            _check_pixels(image, path, max_pixels)
             image.load()  # decode now, so truncated files fail here and not later
             upright = ImageOps.exif_transpose(image) or image
             rgb_image = _to_rgb8(upright)
@@ -76,8 +114,9 @@ def load_photo(path: str | Path, *, max_side: int = MAX_SIDE) -> Photo:
             f"{path} is not an image sie3d can read",
             "use a JPEG, PNG, WebP, BMP or TIFF photo",
         ) from None
-    except Image.DecompressionBombError:
-        raise PhotoError(f"{path} is too large to decode safely", "resize it below 400 megapixels") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, below ours
+        raise PhotoError(f"{path} is too large to decode safely (more than {max_pixels / 1e6:.0f} MP)",
+                         f"resize it below {max_pixels / 1e6:.0f} megapixels") from None  # fmt: skip
     except (OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(
             f"{path} is damaged or truncated and cannot be decoded ({exc})",

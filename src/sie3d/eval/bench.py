@@ -326,3 +326,30 @@ def to_markdown(result: dict) -> str:
 
 if __name__ == "__main__":
     print(json.dumps(cold_start_child(sys.argv[1])))
+
+
+def web_photos(photos: str | os.PathLike | None, count: int) -> list[Path]:
+    """`count` photos of different people for the web load test: the London studio photos of the shared faces
+    (neutral ones) when present, else the photos of the folder."""
+    folder = Path(photos) if photos else default_photos()
+    london = sorted(folder.glob("london_*_neutral.jpg"))
+    return (london or _photos_in(folder))[:count]
+
+
+def run_web_benchmark(photos: str | os.PathLike | None = None, *, clients: int = 8, workers: int | None = None,
+                      max_queued: int = 16) -> dict:  # fmt: skip
+    """`sie3d web` under load on loopback (`sie3d.web.loadtest.run_load_test`): `clients` generations submitted
+    at once, the bad uploads, a photo without a face (a corner of a studio photo), peak memory."""
+    import tempfile
+
+    from PIL import Image
+
+    from sie3d.web.loadtest import run_load_test
+
+    chosen = web_photos(photos, clients)
+    with tempfile.TemporaryDirectory() as tmp:
+        wall = Path(tmp) / "wall.png"
+        with Image.open(chosen[0]) as image:
+            image.crop((0, 0, 200, 200)).save(wall)
+        return run_load_test(chosen, clients=clients, workers=workers or max(1, os.cpu_count() or 1),
+                             max_queued=max_queued, no_face=wall)  # fmt: skip

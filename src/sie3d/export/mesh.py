@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from sie3d.assets.ict import IctArrays
+from sie3d.head.names import ICT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -294,15 +295,22 @@ def avatar_mesh_from_ict(
       ICT neutral plus ``weights @ expression_basis``;
     - ``textures_per_tile``: {tile (0-6): (H, W, 3|4) uint8}; each goes to the tile's owner material
       (see the module docstring);
-    - ``weights`` (53,) float: the current expression, the exported default morph weights (zeros);
+    - ``weights`` (53,) float: the current expression in ICT coefficients (default zeros); the exported
+      default morph weights are its `rig.rig_weights`;
     - ``drop_materials``: ICT material names left out (by default the Unreal-only eye helpers);
     - ``textures_per_material``: {exported material name: texture}, e.g. for the eyes; wins over tiles.
 
     Exported material names are the ICT names, with ``_<UDIM>`` appended for materials that span several
-    tiles (``M_LacrimalFluid_1005``).
+    tiles (``M_LacrimalFluid_1005``). Morph targets are the ARKit rig of `sie3d.export.rig` (`rig_names`:
+    the 52 ARKit names, then the extras), the same on every primitive.
     """
+    from sie3d.assets.ict import REGIONS
+    from sie3d.export.rig import rig_deltas, rig_names, rig_weights, tongue_out_delta
+
     n_expr = len(ict_arrays.expression_names)
     weights = np.zeros(n_expr, np.float32) if weights is None else np.asarray(weights, np.float32)
+    if tuple(ict_arrays.expression_names) != ICT_NAMES:
+        raise ValueError("the ICT model's expression names differ from sie3d.head.names.ICT_NAMES")
     if weights.shape != (n_expr,):
         raise ValueError(f"weights must be ({n_expr},) ICT expression coefficients, got {weights.shape}")
     deltas = ict_arrays.expression_basis.astype(np.float32)
@@ -374,8 +382,9 @@ def avatar_mesh_from_ict(
         uv_faces=uv_inverse.reshape(-1, 3),
         face_material=face_material,
         materials=tuple(materials),
-        morph_names=tuple(ict_arrays.expression_names),
-        morph_deltas=deltas,
-        morph_weights=weights,
+        morph_names=rig_names(),
+        morph_deltas=rig_deltas(deltas, tongue_out_delta(ict_arrays.faces, ict_arrays.uv_faces, ict_arrays.neutral,
+                                                         *REGIONS["gums_and_tongue"][:2])),
+        morph_weights=rig_weights(weights),
         name=name,
     )

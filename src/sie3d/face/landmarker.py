@@ -3,16 +3,16 @@
 The `.task` bundle comes from the asset registry. Its own BlazeFace detector also runs on its own
 (through the FaceDetector task) to give each face a detection confidence, which the landmarker does
 not expose.
+
+MediaPipe's C++ core logs to the process's stderr (file descriptor 2) whatever glog/absl flags say. This
+module leaves the descriptor alone (redirecting it would swallow other threads' output); a program that
+wants a clean terminal filters those lines itself (`sie3d.logs.native_logs_filtered`, the CLI does).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,29 +25,7 @@ from sie3d.photo import Photo
 
 log = logging.getLogger(__name__)
 
-# MediaPipe's native code logs to stderr through glog/absl; keep it to warnings and up.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 MAX_FACES = 10
-
-
-@contextmanager
-def quiet_native_logs() -> Iterator[None]:
-    """Silence fd 2 while MediaPipe's C++ core starts or stops: it prints INFO lines that glog flags
-    do not reach. Python exceptions still propagate; with logging at DEBUG nothing is hidden."""
-    if log.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -71,8 +49,7 @@ class FaceObserver:
 
         self._mp = mp
         task_file = task_file or asset_file("face_landmarker")
-        with quiet_native_logs():
-            self._create(task_file, max_faces, min_confidence)
+        self._create(task_file, max_faces, min_confidence)
 
     def _create(self, task_file: Path, max_faces: int, min_confidence: float) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
@@ -105,10 +82,9 @@ class FaceObserver:
         self.close()
 
     def close(self) -> None:
-        with quiet_native_logs():
-            for task in (getattr(self, "_landmarker", None), getattr(self, "_detector", None)):
-                if task is not None:
-                    task.close()
+        for task in (getattr(self, "_landmarker", None), getattr(self, "_detector", None)):
+            if task is not None:
+                task.close()
         self._landmarker = self._detector = None
 
     def observe_all(self, photo: Photo) -> list[FaceObservation]:
@@ -116,9 +92,8 @@ class FaceObserver:
         if self._landmarker is None:
             raise RuntimeError("FaceObserver is closed")
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=photo.rgb)
-        with quiet_native_logs():  # LiteRT warns about buffer alignment on every call
-            result = self._landmarker.detect(image)
-            detections = self._detector.detect(image).detections
+        result = self._landmarker.detect(image)
+        detections = self._detector.detect(image).detections
         det_boxes = [
             (d.bounding_box.origin_x, d.bounding_box.origin_y,
              d.bounding_box.origin_x + d.bounding_box.width, d.bounding_box.origin_y + d.bounding_box.height,
