@@ -17,9 +17,9 @@ import pytest
 
 from sie3d.errors import UsageError
 from sie3d.eval import ablations, harness, report
-from sie3d.eval.references import EMOTION_ALIASES, LabelledPhoto, canonical_emotion, identity_reference
+from sie3d.eval.references import LabelledPhoto, identity_reference
 from sie3d.eval.stats import bootstrap_mean
-from sie3d.expressions import EMOTIONS, on_top_of_rest, prototype
+from sie3d.expressions import EMOTION_ALIASES, EMOTIONS, canonical_emotion, on_top_of_rest, prototype
 
 from conftest import run_cli
 

@@ -15,6 +15,17 @@ import numpy as np
 from sie3d.head.names import ICT_NAMES
 
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")
+# Spellings of the seven emotions in manifests, prompt files and judge outputs -> `EMOTIONS` names.
+EMOTION_ALIASES: dict[str, str] = {
+    **{e: e for e in EMOTIONS},
+    "angry": "anger", "disgusted": "disgust", "fearful": "fear", "afraid": "fear", "scared": "fear",
+    "happiness": "happy", "sad": "sadness", "surprised": "surprise",
+}  # fmt: skip
+
+
+def canonical_emotion(word: str) -> str | None:
+    """'Angry' -> 'anger', 'surprised' -> 'surprise'; None if `word` is not one of the seven emotions."""
+    return EMOTION_ALIASES.get(word.strip().lower())
 
 
 def _both(shape: str, value: float) -> dict[str, float]:

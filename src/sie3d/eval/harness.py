@@ -38,10 +38,11 @@ from tqdm import tqdm
 from sie3d import __version__
 from sie3d.errors import NoFaceError, UsageError
 from sie3d.eval import ablations as ablation_registry
-from sie3d.eval.references import References, canonical_emotion, compute_references, read_manifest
+from sie3d.eval.references import References, compute_references, read_manifest
 from sie3d.eval.report import PHOTO_VIEW, PROBABILITY_COLUMNS, write_report, write_rows
 from sie3d.expressions import EMOTIONS
 from sie3d.face.observation import N_LANDMARKS, FaceObservation
+from sie3d.semantics.prompts import Target, read_prompts  # noqa: F401  (read_prompts: part of the eval API)
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,6 @@ _EYES, _MOUTH = ((33, 133), (263, 362)), (61, 291)
 
 
 # -- configuration -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """What an avatar should show: the prompt text, the emotion it is built from, the emotion expected."""
-
-    prompt: str
-    emotion: str
-    expected: str
 
 
 @dataclass(frozen=True)
@@ -111,42 +103,6 @@ class EvalConfig:
 def prototype_targets() -> tuple[Target, ...]:
     """The seven emotions, each its own prompt and expectation."""
     return tuple(Target(e, e, e) for e in EMOTIONS)
-
-
-def read_prompts(path: Path) -> tuple[Target, ...]:
-    """One prompt per line, ``prompt<TAB>expected_emotion`` (the emotion may be left out when the prompt is
-    itself an emotion word); blank lines and ``#`` comments skipped. Free text is read by the `text`
-    ablation; the `prototype` ablation shows the expected emotion's prototype for the same target (the
-    baseline the text must not read worse than). sie3d ships ``eval/prompts/emotion_words.tsv`` and
-    ``emotion_paraphrases.tsv``."""
-    from sie3d.semantics.text import check_text
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"prompts file {path} not found", "pass a text file with one prompt per line")
-    targets = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        prompt, _, expected_text = line.partition("\t")
-        prompt = prompt.strip()
-        try:
-            check_text(prompt)
-        except UsageError as exc:
-            raise UsageError(f"{path}:{number}: {exc.message}", exc.hint) from None
-        expected_text = expected_text.split("\t")[0].strip()
-        emotion = canonical_emotion(prompt) or canonical_emotion(expected_text)
-        if emotion is None:
-            raise UsageError(f"{path}:{number}: the prompt {prompt!r} needs the emotion it should read as",
-                             f"write prompt<TAB>emotion with one of: {', '.join(EMOTIONS)}")  # fmt: skip
-        expected = canonical_emotion(expected_text) if expected_text else emotion
-        if expected is None:
-            raise UsageError(f"{path}:{number}: expected emotion {expected_text.strip()!r} is not one of the seven",
-                             f"write prompt<TAB>emotion with one of: {', '.join(EMOTIONS)}")  # fmt: skip
-        targets.append(Target(prompt, emotion, expected))
-    if not targets:
-        raise UsageError(f"{path} holds no prompts", "write one prompt per line")
-    return tuple(targets)
 
 
 def parse_views(spec: str) -> tuple[View, ...]:

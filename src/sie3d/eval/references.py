@@ -26,22 +26,11 @@ from tqdm import tqdm
 
 from sie3d.errors import NoFaceError, UsageError
 from sie3d.eval.stats import Interval, bootstrap_mean
-from sie3d.expressions import EMOTIONS
+from sie3d.expressions import EMOTIONS, canonical_emotion
 
 log = logging.getLogger(__name__)
 
-# Spellings of the seven emotions in manifests, prompt files and judge outputs -> `EMOTIONS` names.
-EMOTION_ALIASES: dict[str, str] = {
-    **{e: e for e in EMOTIONS},
-    "angry": "anger", "disgusted": "disgust", "fearful": "fear", "afraid": "fear", "scared": "fear",
-    "happiness": "happy", "sad": "sadness", "surprised": "surprise",
-}  # fmt: skip
 FAR = 0.01  # false-accept rate at which the identity threshold is read
-
-
-def canonical_emotion(word: str) -> str | None:
-    """'Angry' -> 'anger', 'surprised' -> 'surprise'; None if `word` is not one of the seven emotions."""
-    return EMOTION_ALIASES.get(word.strip().lower())
 
 
 def facex_emotions() -> tuple[str, ...]:

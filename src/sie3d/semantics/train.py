@@ -299,7 +299,7 @@ def _basic_concept_rows(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
 
 
 def evaluate_handwritten(model: ConditioningNet, people: People) -> dict:
-    from sie3d.eval.harness import read_prompts  # the one parser of prompt files
+    from sie3d.semantics.prompts import read_prompts
 
     rows = [(t.prompt, t.expected) for t in read_prompts(HANDWRITTEN)]
     texts = [t for t, _ in rows]
