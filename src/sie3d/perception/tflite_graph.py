@@ -95,23 +95,20 @@ def _options(op: tflite.Operator, name: str) -> dict:
     return fields
 
 
-def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow's SAME padding (before, after) of one spatial axis; the extra pixel goes after."""
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one spatial axis; the odd pixel goes after."""
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 
 
-def _spatial_padding(x: Tensor, padding: int, kernel: tuple[int, int], stride: tuple[int, int],
-                     dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> Tensor:
-    """Pad an NCHW tensor as TFLite's SAME (padding 0) does; VALID (1) leaves it alone."""
-    if padding == tflite.Padding.VALID:
-        return x
-    top, bottom = _same_padding(x.shape[2], kernel[0], stride[0], dilation[0])
-    left, right = _same_padding(x.shape[3], kernel[1], stride[1], dilation[1])
-    if top or bottom or left or right:
-        x = F.pad(x, (left, right, top, bottom), value=value)
-    return x
+def pad_same(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1),
+             value: float = 0.0) -> Tensor:
+    """Pad an NCHW tensor as TensorFlow's SAME padding does before a convolution or pooling
+    (`value` -inf for max pooling, whose padded cells TensorFlow ignores)."""
+    top, bottom = same_padding(x.shape[2], kernel[0], stride[0], dilation[0])
+    left, right = same_padding(x.shape[3], kernel[1], stride[1], dilation[1])
+    return F.pad(x, (left, right, top, bottom), value=value) if top or bottom or left or right else x
 
 
 def _to_nchw(x: Tensor) -> Tensor:
@@ -150,8 +147,10 @@ class TFLiteGraph(nn.Module):
             data = model.Buffers(tensor.Buffer()).DataAsNumpy()
             if not isinstance(data, int) and data.size:
                 if tensor.Type() not in _NUMPY_TYPES:
-                    raise TFLiteFormatError(f"{source}: tensor {self.tensors[i].name} has unsupported type {tensor.Type()}")
-                constants[i] = np.frombuffer(data.tobytes(), _NUMPY_TYPES[tensor.Type()]).reshape(self.tensors[i].shape)
+                    raise TFLiteFormatError(f"{source}: tensor {self.tensors[i].name} has type {tensor.Type()}, "
+                                            "which is not supported")  # fmt: skip
+                dtype = _NUMPY_TYPES[tensor.Type()]
+                constants[i] = np.frombuffer(data.tobytes(), dtype).reshape(self.tensors[i].shape)
         self.ops: list[_Op] = []
         for k in range(graph.OperatorsLength()):
             op = graph.Operators(k)
@@ -305,7 +304,8 @@ class TFLiteGraph(nn.Module):
         if op.name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             kernel = (opts["FilterHeight"], opts["FilterWidth"])
             if op.name == "MAX_POOL_2D":
-                x = _spatial_padding(x, opts["Padding"], kernel, stride, value=-math.inf)
+                if opts["Padding"] == tflite.Padding.SAME:
+                    x = pad_same(x, kernel, stride, value=-math.inf)
                 return activation(F.max_pool2d(x, kernel, stride))
             if opts["Padding"] != tflite.Padding.VALID:  # TFLite averages over the valid pixels only
                 raise TFLiteFormatError(f"{self.source}: SAME average pooling is not supported")
@@ -314,7 +314,8 @@ class TFLiteGraph(nn.Module):
         depthwise = op.name == "DEPTHWISE_CONV_2D"
         weight = self._const(op.inputs[1], "depthwise" if depthwise else "conv")
         bias = self._const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        x = _spatial_padding(x, opts["Padding"], tuple(weight.shape[2:]), stride, dilation)
+        if opts["Padding"] == tflite.Padding.SAME:
+            x = pad_same(x, tuple(weight.shape[2:]), stride, dilation)
         groups = x.shape[1] if depthwise else x.shape[1] // weight.shape[1]
         return activation(F.conv2d(x, weight, bias, stride, 0, dilation, groups))
 
