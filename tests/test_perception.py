@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from sie3d.assets.registry import asset_file
+from sie3d.expressions import EMOTIONS
 from sie3d.face.observation import BLENDSHAPE_NAMES
 from sie3d.perception.crops import (
     CropBox,
@@ -42,7 +43,13 @@ from sie3d.perception.face_mesh import (
     load_blendshape_net,
     load_face_landmark_net,
 )
-from sie3d.perception.mini_xception import CLASSES, INPUT_SIZE, MiniXception, load_mini_xception
+from sie3d.perception.mini_xception import (
+    CLASSES,
+    INPUT_SIZE,
+    ExpressionReader,
+    MiniXception,
+    load_mini_xception,
+)
 from sie3d.perception.tflite_graph import TFLiteFormatError, TFLiteGraph
 from sie3d.photo import Photo, load_photo
 
@@ -288,19 +295,17 @@ def test_chain_accepts_linear_renders(landmark_net, blendshape_net, photos: dict
 # -- mini-Xception vs Keras -----------------------------------------------------------------------
 
 
-def _fer_faces(photos: dict) -> torch.Tensor:
+def _fer_faces(reader: ExpressionReader, photos: dict) -> torch.Tensor:
     """(N, 1, 64, 64) in [-1, 1]: each photo's face cropped for mini-Xception by the differentiable crop."""
-    faces = []
-    for rgb, lm, _ in photos.values():
-        box = haar_box(torch.from_numpy(lm)[None])
-        faces.append(crop(to_gray(_image_tensor(rgb)), box, INPUT_SIZE) * 2 - 1)
-    return torch.cat(faces)
+    boxes = [haar_box(torch.from_numpy(lm)[None]) for _, lm, _ in photos.values()]
+    return torch.cat([reader.faces(_image_tensor(rgb), box) for (rgb, _, _), box in zip(photos.values(), boxes,
+                                                                                         strict=True)])
 
 
 def test_mini_xception_matches_keras_layer_by_layer(mini_xception: MiniXception, photos: dict, tmp_path: Path) -> None:
     if importlib.util.find_spec("keras") is None:  # importing it here would pick a backend for this process
         pytest.skip("keras is not installed (pip install -e .[test])")
-    faces = _fer_faces(photos)
+    faces = _fer_faces(ExpressionReader(mini_xception), photos)
     np.savez(tmp_path / "in.npz", faces=faces.permute(0, 2, 3, 1).numpy())
     env = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "keras_reference.py"), str(asset_file("mini_xception")),
@@ -345,14 +350,16 @@ def test_mini_xception_reads_neutral_photos(mini_xception: MiniXception, london_
                                             faces: Path) -> None:  # fmt: skip
     """Sanity of the crop and input range on the 24 neutral studio photos (a prototype measured 0.96 there)."""
     names = sorted(n for n in london_observations if n.endswith("_neutral"))
-    batch = []
+    reader, predicted = ExpressionReader(mini_xception), []
     for name in names:
         lm = torch.from_numpy(london_observations[name].landmarks_px)[None]
         image = _image_tensor(load_photo(faces / f"{name}.jpg").rgb)
-        batch.append(crop(to_gray(image), haar_box(lm), INPUT_SIZE) * 2 - 1)
-    with torch.no_grad():
-        predicted = mini_xception.probabilities(torch.cat(batch)).argmax(1)
-    accuracy = (predicted == CLASSES.index("neutral")).float().mean().item()
+        with torch.no_grad():
+            reading = reader(image, lm)
+        sad = reading.probabilities[0, CLASSES.index("sad")]
+        assert torch.equal(reading.emotions[0, EMOTIONS.index("sadness")], sad)
+        predicted.append(EMOTIONS[int(reading.emotions[0].argmax())])
+    accuracy = float(np.mean([p == "neutral" for p in predicted]))
     log.info("mini-Xception on %d neutral studio photos: %.2f read as neutral", len(names), accuracy)
     assert accuracy >= 0.8
 
@@ -418,9 +425,10 @@ def test_gradients_reach_the_images(landmark_net, blendshape_net, mini_xception:
         scores = reader(x, landmarks).blendshapes[0]
         return scores[BLENDSHAPE_NAMES.index("mouthSmileLeft")] + scores[BLENDSHAPE_NAMES.index("mouthSmileRight")]
 
+    expression = ExpressionReader(mini_xception)
+
     def happy(x: torch.Tensor) -> torch.Tensor:
-        face = crop(to_gray(x), haar_box(landmarks), INPUT_SIZE) * 2 - 1
-        return torch.log_softmax(mini_xception(face), -1)[0, CLASSES.index("happy")]
+        return torch.log_softmax(expression(x, landmarks).logits, -1)[0, CLASSES.index("happy")]
 
     for name, objective in (("blendshape smile", smile), ("mini-Xception happy", happy)):
         value = objective(image)
@@ -429,7 +437,7 @@ def test_gradients_reach_the_images(landmark_net, blendshape_net, mini_xception:
         with torch.no_grad():
             lower = objective(image - 0.5 * grad / grad.abs().max())
         assert lower < value, f"{name}: {value.item():.4f} -> {lower.item():.4f} against its gradient"
-    for module in (landmark_net, blendshape_net, mini_xception):
+    for module in (landmark_net, blendshape_net, mini_xception, reader, expression):
         assert not module.training and not any(p.requires_grad for p in module.parameters())
         assert sum(p.numel() for p in module.parameters()) > 50_000
 

@@ -27,9 +27,16 @@ from torch import Tensor, nn
 
 from sie3d.assets.registry import asset_file
 from sie3d.errors import AssetError
+from sie3d.expressions import EMOTIONS
+from sie3d.perception.crops import CropBox, as_srgb, crop, haar_box, to_gray
 from sie3d.perception.tflite_graph import pad_same
 
 CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# sie3d's emotion names (sie3d.expressions.EMOTIONS) -> this network's class names.
+_CLASS_OF_EMOTION = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
+                     "sadness": "sad", "surprise": "surprise"}  # fmt: skip
+# Column k of ``probabilities[:, EMOTION_COLUMNS]`` is the probability of EMOTIONS[k].
+EMOTION_COLUMNS: tuple[int, ...] = tuple(CLASSES.index(_CLASS_OF_EMOTION[e]) for e in EMOTIONS)
 INPUT_SIZE = 64
 _SUPPORTED = {"InputLayer", "Conv2D", "SeparableConv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Add",
               "GlobalAveragePooling2D"}  # fmt: skip
@@ -182,6 +189,49 @@ class MiniXception(nn.Module):
         return torch.softmax(self(faces), dim=-1)
 
 
+@dataclass(frozen=True)
+class ExpressionReading:
+    """mini-Xception on B faces: logits and probabilities (B, 7) in `CLASSES` order, `emotions` (B, 7)
+    the probabilities in `sie3d.expressions.EMOTIONS` order, `box` the face crops read (64 x 64)."""
+
+    logits: Tensor
+    probabilities: Tensor
+    emotions: Tensor
+    box: CropBox
+
+
+class ExpressionReader(nn.Module):
+    """image + where the face is -> mini-Xception's 7-class reading, differentiable.
+
+    ``forward(images, landmarks_px, color="srgb")``: images (B, 3, H, W) float in [0, 1], sRGB-encoded
+    (photos) or linear (renders, ``color="linear"``); landmarks_px (B, 468|478, 2|3) in image pixels
+    place fer's face box (`sie3d.perception.crops.haar_box`); the crop is gray, 64 x 64, scaled to
+    [-1, 1] as fer does. The box is detached unless ``differentiable_box=True``. No ``torch.no_grad``.
+    """
+
+    def __init__(self, net: MiniXception) -> None:
+        super().__init__()
+        self.net = net
+        self.eval()
+
+    def faces(self, images: Tensor, box: CropBox, color: str = "srgb") -> Tensor:
+        """(B, 3, H, W) images -> (B, 1, 64, 64) network input in [-1, 1]."""
+        return crop(to_gray(as_srgb(images, color)), box, INPUT_SIZE) * 2 - 1
+
+    def forward(self, images: Tensor, landmarks_px: Tensor, color: str = "srgb",
+                differentiable_box: bool = False) -> ExpressionReading:
+        box = haar_box(landmarks_px)
+        box = box if differentiable_box else box.detach()
+        logits = self.net(self.faces(images, box, color))
+        probabilities = torch.softmax(logits, dim=-1)
+        return ExpressionReading(logits, probabilities, probabilities[:, list(EMOTION_COLUMNS)], box)
+
+
 def load_mini_xception(path: str | Path | None = None) -> MiniXception:
     """mini-Xception from the registry's ``mini_xception`` asset (or `path`), eval mode, frozen."""
     return MiniXception(*read_keras_config(path or asset_file("mini_xception")))
+
+
+def load_expression_reader(path: str | Path | None = None) -> ExpressionReader:
+    """`ExpressionReader` around the registry's mini-Xception (or the .hdf5 at `path`)."""
+    return ExpressionReader(load_mini_xception(path))

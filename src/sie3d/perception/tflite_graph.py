@@ -332,7 +332,10 @@ class TFLiteGraph(nn.Module):
         if name == "SQUARED_DIFFERENCE":
             return (args[0] - args[1]).square()
         if name == "PRELU":
-            return torch.where(args[0] >= 0, args[0], args[0] * args[1])
+            x, slope = args
+            if x.ndim == 4 and slope.ndim == 4 and slope.shape[0] == slope.shape[2] == slope.shape[3] == 1:
+                return F.prelu(x, slope.reshape(-1))  # one slope per channel of an NCHW tensor: the fast kernel
+            return torch.where(x >= 0, x, x * slope)
         unary = {"LOGISTIC": torch.sigmoid, "NEG": torch.neg, "RSQRT": torch.rsqrt, "SQRT": torch.sqrt,
                  "RELU": F.relu, "TANH": torch.tanh}  # fmt: skip
         return unary[name](args[0])
