@@ -12,12 +12,12 @@ once, separately.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from bench_render import _median_time  # the benchmarks' one timing helper (this folder is on sys.path)
 
 from sie3d.face.landmarker import FaceObserver
 from sie3d.perception.face_mesh import load_face_mesh_reader
@@ -26,13 +26,7 @@ from sie3d.photo import load_photo
 
 
 def _median_seconds(fn: Callable[[], None], runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _median_time(fn, runs)[0]
 
 
 def main() -> None:
