@@ -442,6 +442,54 @@ def test_gradients_reach_the_images(landmark_net, blendshape_net, mini_xception:
         assert sum(p.numel() for p in module.parameters()) > 50_000
 
 
+def test_render_to_blendshapes_is_a_differentiable_signal(happy, models, landmark_net, blendshape_net) -> None:
+    """render -> 478 landmarks -> 52 blendshapes on the reconstructed avatar of a smiling photo: the render
+    reads as a face, the networks find the projected model landmarks, the smile shows, and the gradient
+    of MediaPipe's smile score reaches the 53 expression coefficients through the renderer."""
+    from sie3d.head.names import ICT_NAMES
+    from sie3d.head.texture import render_layout
+    from sie3d.previews import BACKGROUND, STUDIO_LIGHT, TexturedHead
+    from sie3d.render import orbit_cameras, render_mesh
+    from sie3d.render.camera import project
+
+    head = models.head
+    textured = TexturedHead.build(head, render_layout(head), happy.textures)
+    faces_t, size = torch.from_numpy(head.topology.faces), 384
+    identity = torch.from_numpy(happy.fit.identity)[None]
+    skin = np.unique(head.topology.faces[head.topology.faces_of("M_Face")])
+    with torch.no_grad():
+        target = head(identity, torch.zeros(1, len(ICT_NAMES)))[0, skin].mean(0) + torch.tensor([0.0, 1.0, -3.0])
+    cams = orbit_cameras([0.0], distance=1.2 * 33.0, target=target, focal_px=1.2 * size, width=size, height=size)
+    reader = FaceMeshReader(landmark_net, blendshape_net)
+    smile = [BLENDSHAPE_NAMES.index("mouthSmileLeft"), BLENDSHAPE_NAMES.index("mouthSmileRight")]
+
+    def read(expression: torch.Tensor):
+        out = render_mesh(head(identity, expression)[0], faces_t, cams, uv=torch.from_numpy(textured.layout.uvs),
+                          uv_faces=torch.from_numpy(textured.layout.uv_faces), texture=textured.tiles,
+                          face_mask=torch.from_numpy(textured.layout.visible_faces), light=STUDIO_LIGHT,
+                          background=BACKGROUND)  # fmt: skip
+        landmarks_px, _ = project(models.fitter.points(identity, expression)[0], cams)
+        return reader(out.rgb.permute(0, 3, 1, 2), landmarks_px, color="linear"), landmarks_px
+
+    expression = torch.from_numpy(happy.fit.expression.astype(np.float32))[None].requires_grad_(True)
+    reading, projected = read(expression)
+    score = reading.blendshapes[0, smile].sum()
+    (grad,) = torch.autograd.grad(score, expression)
+    detected = reading.landmarks_px[0, :468, :2].detach()
+    eye_distance = (projected[0, 263] - projected[0, 33]).norm().detach()
+    error = ((detected - projected[0].detach()).norm(dim=1) / eye_distance).median().item()
+    photo_smile = float(happy.observation.blendshapes[smile].sum())
+    log.info("render of the smiling avatar: presence %.3f, landmarks vs projected model points median %.3f eye "
+             "distances, MediaPipe smile %.2f (photo %.2f), |d smile / d coefficients| max %.3g",
+             reading.presence.item(), error, score.item(), photo_smile, grad.abs().max().item())  # fmt: skip
+    assert reading.presence.item() > 0.9 and error < 0.06 and score.item() > 0.6
+    assert torch.isfinite(grad).all() and grad.abs().max() > 0
+    with torch.no_grad():
+        stepped = (expression - 0.1 * grad / grad.abs().max()).clamp(0, 1)
+        lower = read(stepped)[0].blendshapes[0, smile].sum()
+    assert lower < score, f"smile {score.item():.3f} -> {lower.item():.3f} against its gradient"
+
+
 def test_unsupported_tflite_is_refused() -> None:
     with pytest.raises(TFLiteFormatError):
         TFLiteGraph(b"not a flatbuffer at all", "junk")
