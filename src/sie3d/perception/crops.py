@@ -42,9 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# MediaPipe landmark ids (subject's own sides), as in sie3d.face.observation.LANDMARK_IDS.
-RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS, MOUTH_CORNERS = (33, 133), (263, 362), (61, 291)
-ROI_ROTATION_FROM, ROI_ROTATION_TO = 33, 263  # MediaPipe's rotation vector for the landmark ROI
+from sie3d.face.observation import LANDMARK_IDS
+
+RIGHT_EYE_CORNERS = (LANDMARK_IDS["right_eye_outer"], LANDMARK_IDS["right_eye_inner"])
+LEFT_EYE_CORNERS = (LANDMARK_IDS["left_eye_outer"], LANDMARK_IDS["left_eye_inner"])
+MOUTH_CORNERS = (LANDMARK_IDS["mouth_right"], LANDMARK_IDS["mouth_left"])
+# MediaPipe's rotation vector for the landmark ROI: landmark 33 -> landmark 263 (the eye line).
+ROI_ROTATION_FROM, ROI_ROTATION_TO = LANDMARK_IDS["right_eye_outer"], LANDMARK_IDS["left_eye_outer"]
 ROI_SCALE = 1.5  # MediaPipe's RectTransformation scale for the face landmark ROI
 HAAR_SIDE, HAAR_DOWN = 2.648, 0.24  # Haar-cascade box in units of d (calibrated on the shared photos)
 FER_MARGIN = 0.05  # fer's 10 px per side on a 200 px box
