@@ -25,6 +25,7 @@ from sie3d.assets.registry import asset_file
 from sie3d.expressions import EMOTIONS
 from sie3d.face.observation import BLENDSHAPE_NAMES
 from sie3d.perception.crops import (
+    SFACE_SIZE,
     CropBox,
     as_srgb,
     crop,
@@ -32,6 +33,7 @@ from sie3d.perception.crops import (
     linear_to_srgb,
     mediapipe_detection_roi,
     mediapipe_roi,
+    sface_input,
     to_gray,
 )
 from sie3d.perception.face_mesh import (
@@ -362,6 +364,31 @@ def test_mini_xception_reads_neutral_photos(mini_xception: MiniXception, london_
     accuracy = float(np.mean([p == "neutral" for p in predicted]))
     log.info("mini-Xception on %d neutral studio photos: %.2f read as neutral", len(names), accuracy)
     assert accuracy >= 0.8
+
+
+def test_sface_crop_equals_the_project_alignment(photos: dict) -> None:
+    """`sface_input` (a differentiable box crop) equals sie3d.face.align.align_face (cv2.warpAffine), and
+    SFace reads the two the same; the gradient of an identity loss reaches the image."""
+    from sie3d.face.align import align_face
+    from sie3d.face.sface import CROP_SIZE, load_sface
+
+    assert CROP_SIZE == SFACE_SIZE
+    sface = load_sface()
+    names = list(photos)
+    ours = torch.cat([sface_input(_image_tensor(rgb), torch.from_numpy(lm)[None]) for rgb, lm, _ in photos.values()])
+    reference = np.stack([align_face(rgb, lm) for rgb, lm, _ in photos.values()])
+    difference = np.abs(ours.permute(0, 2, 3, 1).numpy() - reference)
+    assert difference[:, 2:-2, 2:-2].max() < 2.0, f"max {difference.max():.2f} grey levels"  # cv2 rounds to uint8
+    with torch.no_grad():
+        cosine = (sface.embed(ours) * sface.embed(torch.from_numpy(reference).permute(0, 3, 1, 2).float())).sum(1)
+    log.info("SFace on the differentiable crop vs cv2's: min cosine %.6f over %s", cosine.min().item(), names)
+    assert cosine.min() > 0.999
+    rgb, lm, _ = photos["london_001_happy.jpg"]
+    image = _image_tensor(rgb).requires_grad_(True)
+    other = reference[names.index("london_010_neutral.jpg")]
+    target = sface.embed(torch.from_numpy(other).permute(2, 0, 1)[None].float())
+    (grad,) = torch.autograd.grad((sface.embed(sface_input(image, torch.from_numpy(lm)[None])) * target).sum(), image)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 # -- crops, colour ----------------------------------------------------------------------------------

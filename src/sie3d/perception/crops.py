@@ -30,6 +30,9 @@ Where each net's crop comes from (the conventions the nets were trained and are 
   photos (square side 2.648 d, centre 0.24 d below the eye midpoint along the eye -> mouth axis, d
   the distance from the eye midpoint to the mouth-corner midpoint; EVALUATION.md, "Crops"). fer's
   fixed 10 px are taken at a 200 px box, a typical webcam face: 5 % per side, i.e. side 1.1 x 2.648 d.
+- SFace (112 x 112 RGB, `sie3d.face.sface`): `sface_box`, the project's own alignment
+  (`sie3d.face.align`: least-squares similarity of five landmark points onto the ArcFace template,
+  as OpenCV's ``FaceRecognizerSF.alignCrop`` does), as a rotated square box.
 - MediaPipe blendshape model: no image crop; its input is 146 of the 478 landmarks in image pixels,
   which it centres and scales itself (`sie3d.perception.face_mesh.BLENDSHAPE_LANDMARKS`).
 """
@@ -38,10 +41,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sie3d.face.align import align_matrix
 from sie3d.face.observation import LANDMARK_IDS
 
 RIGHT_EYE_CORNERS = (LANDMARK_IDS["right_eye_outer"], LANDMARK_IDS["right_eye_inner"])
@@ -52,6 +57,7 @@ ROI_ROTATION_FROM, ROI_ROTATION_TO = LANDMARK_IDS["right_eye_outer"], LANDMARK_I
 ROI_SCALE = 1.5  # MediaPipe's RectTransformation scale for the face landmark ROI
 HAAR_SIDE, HAAR_DOWN = 2.648, 0.24  # Haar-cascade box in units of d (calibrated on the shared photos)
 FER_MARGIN = 0.05  # fer's 10 px per side on a 200 px box
+SFACE_SIZE = 112  # sie3d.face.sface.CROP_SIZE (not imported: that module loads onnx)
 
 # OpenCV's RGB -> gray weights (cv2.COLOR_RGB2GRAY), which fer uses.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -125,6 +131,35 @@ def haar_box(landmarks_px: Tensor, margin: float = FER_MARGIN) -> CropBox:
     """The upright square face box fer gives mini-Xception (Haar box + `margin` per side), from landmarks."""
     eye_mid, axis, d = face_frame(landmarks_px)
     return CropBox(eye_mid + HAAR_DOWN * d[:, None] * axis, HAAR_SIDE * (1 + 2 * margin) * d, torch.zeros_like(d))
+
+
+def similarity_box(matrix: np.ndarray, size: int) -> CropBox:
+    """The rotated square box of an OpenCV-style (2, 3) similarity `matrix` (image pixel indices -> crop
+    pixel indices, as ``cv2.warpAffine`` takes it) for a `size` x `size` crop: cropping that box equals
+    ``cv2.warpAffine(image, matrix, (size, size))`` up to interpolation rounding."""
+    matrix = np.asarray(matrix, np.float64)
+    linear = matrix[:, :2]
+    scale = float(np.sqrt(abs(np.linalg.det(linear))))
+    # Continuous coordinates (pixel centres at +0.5): crop = linear @ image + shift.
+    shift = matrix[:, 2] + 0.5 - linear @ np.array([0.5, 0.5])
+    centre = np.linalg.solve(linear, np.array([size / 2, size / 2]) - shift)
+    angle = -np.arctan2(linear[1, 0], linear[0, 0])  # the box rotation is the inverse of the image -> crop one
+    return CropBox(torch.tensor(centre[None], dtype=torch.float32), torch.tensor([size / scale], dtype=torch.float32),
+                   torch.tensor([angle], dtype=torch.float32))  # fmt: skip
+
+
+def sface_box(landmarks_px: Tensor, size: int = SFACE_SIZE) -> CropBox:
+    """SFace's aligned crop of each face as a box (placement computed in float64, not differentiable)."""
+    points = _landmarks(landmarks_px).detach().cpu().double().numpy()
+    boxes = [similarity_box(align_matrix(lm, size), size) for lm in points]
+    return CropBox(*(torch.cat([getattr(b, f) for b in boxes]).to(landmarks_px.device)
+                     for f in ("centre", "side", "angle")))  # fmt: skip
+
+
+def sface_input(images: Tensor, landmarks_px: Tensor, color: str = "srgb") -> Tensor:
+    """(B, 3, H, W) images in [0, 1] (``color`` "srgb" or "linear") -> (B, 3, 112, 112) aligned RGB crops
+    in [0, 255]: what `sie3d.face.sface.SFace` takes. Differentiable with respect to the images."""
+    return crop(as_srgb(images, color), sface_box(landmarks_px), SFACE_SIZE) * 255.0
 
 
 def crop(images: Tensor, box: CropBox, size: int) -> Tensor:
