@@ -413,6 +413,15 @@ def test_crop_equals_opencv_warp_for_a_rotated_box() -> None:
     assert torch.allclose(box.to_crop(box.to_image(points, size), size), points, atol=1e-4)
 
 
+def test_crop_gradcheck() -> None:
+    """Bilinear crops are differentiable in the image and in the box placement (float64, generic positions)."""
+    image = torch.rand(1, 2, 9, 11, dtype=torch.float64, requires_grad=True)
+    centre = torch.tensor([[5.3, 4.1]], dtype=torch.float64, requires_grad=True)
+    side = torch.tensor([6.7], dtype=torch.float64, requires_grad=True)
+    angle = torch.tensor([0.31], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, c, s, a: crop(x, CropBox(c, s, a), 5), (image, centre, side, angle))
+
+
 def test_mediapipe_roi_known_value() -> None:
     """A tilted square of landmarks: centre of their box, 1.5 x the longer side, angle of 33 -> 263."""
     lm = torch.zeros(1, 478, 2)
