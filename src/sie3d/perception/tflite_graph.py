@@ -46,12 +46,18 @@ _NUMPY_TYPES = {
 _ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "PRELU", "LOGISTIC", "NEG", "RSQRT", "SQRT",
                 "RELU", "TANH"}  # fmt: skip
 _SPATIAL = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD"}
+# The option fields each supported operator reads: (flatbuffer table class, field accessors).
+_CONV = ("Padding", "StrideW", "StrideH", "FusedActivationFunction", "DilationWFactor", "DilationHFactor")
+_POOL = ("Padding", "StrideW", "StrideH", "FilterWidth", "FilterHeight", "FusedActivationFunction")
 _OPTIONS = {
-    "CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions,
-    "MAX_POOL_2D": tflite.Pool2DOptions, "AVERAGE_POOL_2D": tflite.Pool2DOptions, "ADD": tflite.AddOptions,
-    "SUB": tflite.SubOptions, "MUL": tflite.MulOptions, "DIV": tflite.DivOptions, "MEAN": tflite.ReducerOptions,
-    "SUM": tflite.ReducerOptions, "CONCATENATION": tflite.ConcatenationOptions,
-    "STRIDED_SLICE": tflite.StridedSliceOptions,
+    "CONV_2D": (tflite.Conv2DOptions, _CONV), "DEPTHWISE_CONV_2D": (tflite.DepthwiseConv2DOptions, _CONV),
+    "MAX_POOL_2D": (tflite.Pool2DOptions, _POOL), "AVERAGE_POOL_2D": (tflite.Pool2DOptions, _POOL),
+    "ADD": (tflite.AddOptions, ("FusedActivationFunction",)), "SUB": (tflite.SubOptions, ("FusedActivationFunction",)),
+    "MUL": (tflite.MulOptions, ("FusedActivationFunction",)), "DIV": (tflite.DivOptions, ("FusedActivationFunction",)),
+    "MEAN": (tflite.ReducerOptions, ("KeepDims",)), "SUM": (tflite.ReducerOptions, ("KeepDims",)),
+    "CONCATENATION": (tflite.ConcatenationOptions, ("Axis", "FusedActivationFunction")),
+    "STRIDED_SLICE": (tflite.StridedSliceOptions, ("BeginMask", "EndMask", "EllipsisMask", "NewAxisMask",
+                                                   "ShrinkAxisMask", "Offset")),
 }  # fmt: skip
 
 
@@ -76,23 +82,14 @@ class _Op:
 
 
 def _options(op: tflite.Operator, name: str) -> dict:
-    cls = _OPTIONS.get(name)
+    """{field: value} of the operator's builtin options that this converter reads (empty if none)."""
+    cls, fields = _OPTIONS.get(name, (None, ()))
     table = op.BuiltinOptions()
     if cls is None or table is None:
         return {}
     opts = cls()
     opts.Init(table.Bytes, table.Pos)
-    fields = {}
-    for attr in dir(opts):
-        if attr[0].isupper() and attr not in ("Init",) and not attr.startswith("GetRootAs") and not attr.endswith(
-                ("AsNumpy", "Length", "IsNone", "BufferHasIdentifier")):
-            value = getattr(opts, attr)
-            if callable(value):
-                try:
-                    fields[attr] = value()
-                except TypeError:  # vector accessors need an index
-                    continue
-    return fields
+    return {field: getattr(opts, field)() for field in fields}
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
