@@ -20,15 +20,17 @@ Where each net's crop comes from (the conventions the nets were trained and are 
   times 1.5, rotated so that the eye line is horizontal in the crop. (On a still photo MediaPipe
   places the first crop from its face detector instead, by the same 1.5x square rule around the
   detection box; the landmark rule is the one it converges to and the one a render can use.)
-  MediaPipe resamples with OpenCV's bilinear ``warpPerspective`` and a zero border; its
-  corner-to-corner mapping differs from the pixel-centre mapping here by half a crop pixel's worth
-  of image pixels (0.5 * (1 - side / 256)), a fraction of a pixel that tests/test_perception.py
-  bounds through the landmarks.
+  MediaPipe's CPU path resamples with OpenCV's bilinear ``warpPerspective``, mapping the ROI's corners
+  onto the crop's corners as pixel indices; that differs from the pixel-centre mapping here by
+  0.5 * (1 - side / 256) image pixels, under a pixel, which tests/test_perception.py bounds through
+  the landmarks (the chain given MediaPipe's own detector crop reproduces MediaPipe's output).
 - mini-Xception (64 x 64 gray): `haar_box`. fer runs it on an OpenCV Haar-cascade box grown by
   ``offsets=(10, 10)`` pixels per side, resized by ``cv2.resize`` (bilinear, no anti-aliasing). The
   Haar box is placed from landmarks by the rule the project calibrated against Haar boxes on the shared
   photos (square side 2.648 d, centre 0.24 d below the eye midpoint along the eye -> mouth axis, d
-  the distance from the eye midpoint to the mouth-corner midpoint; EVALUATION.md, "Crops"). fer's
+  the distance from the eye midpoint to the mouth-corner midpoint; EVALUATION.md, "Crops"; its
+  sideways offset of -0.004 d is left out). The judges keep their own copy of that calibration, which
+  this package may not import. fer's
   fixed 10 px are taken at a 200 px box, a typical webcam face: 5 % per side, i.e. side 1.1 x 2.648 d.
 - SFace (112 x 112 RGB, `sie3d.face.sface`): `sface_box`, the project's own alignment
   (`sie3d.face.align`: least-squares similarity of five landmark points onto the ArcFace template,
