@@ -478,10 +478,12 @@ def test_gradients_reach_the_images(landmark_net, blendshape_net, mini_xception:
         assert sum(p.numel() for p in module.parameters()) > 50_000
 
 
-def test_render_to_blendshapes_is_a_differentiable_signal(happy, models, landmark_net, blendshape_net) -> None:
+def test_render_to_blendshapes_is_a_differentiable_signal(happy, models, landmark_net, blendshape_net,
+                                                         mini_xception: MiniXception) -> None:  # fmt: skip
     """render -> 478 landmarks -> 52 blendshapes on the reconstructed avatar of a smiling photo: the render
     reads as a face, the networks find the projected model landmarks, the smile shows, and the gradient
-    of MediaPipe's smile score reaches the 53 expression coefficients through the renderer."""
+    of MediaPipe's smile score reaches the 53 expression coefficients through the renderer. The same
+    render through mini-Xception and SFace (the other loss terms) gives gradients too."""
     from sie3d.head.names import ICT_NAMES
     from sie3d.head.texture import render_layout
     from sie3d.previews import BACKGROUND, STUDIO_LIGHT, TexturedHead
@@ -505,11 +507,22 @@ def test_render_to_blendshapes_is_a_differentiable_signal(happy, models, landmar
                           face_mask=torch.from_numpy(textured.layout.visible_faces), light=STUDIO_LIGHT,
                           background=BACKGROUND)  # fmt: skip
         landmarks_px, _ = project(models.fitter.points(identity, expression)[0], cams)
-        return reader(out.rgb.permute(0, 3, 1, 2), landmarks_px, color="linear"), landmarks_px
+        image = out.rgb.permute(0, 3, 1, 2)
+        return reader(image, landmarks_px, color="linear"), landmarks_px, image
 
     expression = torch.from_numpy(happy.fit.expression.astype(np.float32))[None].requires_grad_(True)
-    reading, projected = read(expression)
+    reading, projected, image = read(expression)
     score = reading.blendshapes[0, smile].sum()
+    emotion = ExpressionReader(mini_xception)(image, projected, color="linear")
+    sface = models.embedder.model
+    same_person = (sface.embed(sface_input(image, projected, color="linear"))[0]
+                   * torch.from_numpy(happy.observation.identity)).sum()  # fmt: skip
+    for name, value in (("mini-Xception happy", emotion.logits[0, CLASSES.index("happy")]),
+                        ("SFace cosine to the photo", same_person)):  # fmt: skip
+        (other,) = torch.autograd.grad(value, expression, retain_graph=True)
+        log.info("render: %s %.3f, |gradient on the coefficients| max %.3g", name, value.item(), other.abs().max())
+        assert torch.isfinite(other).all() and other.abs().max() > 0, name
+    assert emotion.probabilities[0].argmax() == CLASSES.index("happy") and same_person > 0.5
     (grad,) = torch.autograd.grad(score, expression)
     detected = reading.landmarks_px[0, :468, :2].detach()
     eye_distance = (projected[0, 263] - projected[0, 33]).norm().detach()
