@@ -35,9 +35,10 @@ _NOSE_TIP, _RIGHT_MOUTH, _LEFT_MOUTH = 1, 61, 291
 EyeCentre = Literal["iris", "corners"]
 
 
-def five_points(obs: FaceObservation, eyes: EyeCentre = "corners") -> np.ndarray:
+def five_points(obs: FaceObservation | np.ndarray, eyes: EyeCentre = "corners") -> np.ndarray:
     """(5, 2) float64 image pixels in template order: right eye, left eye, nose tip, right mouth
-    corner, left mouth corner (subject's sides, so image-left first).
+    corner, left mouth corner (subject's sides, so image-left first), from an observation or its
+    (468|478, 2|3) landmarks in pixels.
 
     Eye centre = midpoint of the two eye-corner landmarks by default. YuNet's eye points, which
     OpenCV's alignCrop uses, sit nearer the iris centre (mean distance 4-5 % of the inter-ocular
@@ -47,7 +48,7 @@ def five_points(obs: FaceObservation, eyes: EyeCentre = "corners") -> np.ndarray
     (d' 11.9 / 11.4 / 11.6; 74 shared photos: margin 0.172 / 0.151 / 0.160). Eye corners also do not
     move with the gaze, and on a rendered head they are mesh vertices rather than a drawn iris.
     """
-    lm = np.asarray(obs.landmarks_px, dtype=np.float64)[:, :2]
+    lm = np.asarray(obs.landmarks_px if isinstance(obs, FaceObservation) else obs, dtype=np.float64)[:, :2]
     if eyes == "iris":
         right_eye, left_eye = lm[_RIGHT_IRIS], lm[_LEFT_IRIS]
     elif eyes == "corners":
@@ -88,7 +89,7 @@ def template(size: int = 112) -> np.ndarray:
     return TEMPLATE_112 * (size / 112.0)
 
 
-def align_matrix(obs: FaceObservation, size: int = 112, eyes: EyeCentre = "corners") -> np.ndarray:
+def align_matrix(obs: FaceObservation | np.ndarray, size: int = 112, eyes: EyeCentre = "corners") -> np.ndarray:
     """(2, 3) photo pixels -> crop pixels similarity for `align_face`."""
     return similarity_transform(five_points(obs, eyes), template(size))
 
