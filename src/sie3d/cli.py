@@ -222,13 +222,10 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, OutputConfig, Person, ReconstructConfig, reconstruct, write_outputs
+    from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, write_outputs
     from sie3d.photo import load_photo
 
-    formats = _split(args.formats)
-    if not formats:
-        raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
-    output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
+    output = output_config(args)
     source = Path(args.photo)
     saved = source.is_dir() and (source / "person.json").exists()
     config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
@@ -265,11 +262,26 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     return 0
 
 
+def output_config(args: argparse.Namespace):
+    """The `OutputConfig` of the arguments `add_output_arguments` defines."""
+    from sie3d.avatar import OutputConfig
+
+    formats = _split(args.formats)
+    if not formats:
+        raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
+    return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
+
+
 def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments `make_avatar` reads: the source, the output folder and what to write."""
     parser.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo, or a saved person folder (OUT/person) to "
                         "pose again without reconstructing")
     parser.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which face of a photo, the texture size and what to write per avatar (`output_config`)."""
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
@@ -278,6 +290,47 @@ def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip preview.png (the turntable sheet)")
     parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
                         help="skip in_photo.png (the avatar composited into the photo)")
+
+
+# -- batch ----------------------------------------------------------------------------------------
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sie3d import batch
+    from sie3d.avatar import ReconstructConfig
+    from sie3d.errors import BatchError
+
+    if args.address and args.engine != "ray":
+        raise UsageError("--address needs --engine ray", "add --engine ray, or drop --address")
+    if not 1 <= args.threads <= 64:
+        raise UsageError(f"--threads {args.threads} is outside [1, 64]", "use 1 (default) per worker")
+    prompts = list(batch.read_prompts(Path(args.prompts)) if args.prompts else [])
+    prompts += [batch.check_prompt(text, "--text") for text in args.text or []]
+    config = batch.BatchConfig(output_config(args), ReconstructConfig(face=args.face, texture_size=args.texture_size),
+                               save_people=args.people, threads=args.threads)  # fmt: skip
+    items = batch.plan(Path(args.input), prompts, _intensity(args))
+    out = Path(args.output)
+    bar = None
+
+    def progress(total: int, skipped: int):
+        nonlocal bar
+        bar = tqdm(total=total, initial=skipped, desc="batch", unit="avatar", disable=args.quiet, smoothing=0.1)
+        return bar.update
+
+    try:
+        summary = batch.run_batch(items, out, config, args.engine, args.workers, args.address, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{summary.made} avatars made, {summary.failed} failed, {summary.skipped} finished earlier, in "
+          f"{summary.seconds:.0f} s ({summary.per_minute:.1f}/min on {summary.workers} {summary.engine} "
+          f"worker(s)); wrote {out}/{batch.SUMMARY_CSV} and {out}/{batch.SUMMARY_MD}")  # fmt: skip
+    if summary.failed:
+        raise BatchError(f"{summary.failed} of {len(items)} items failed (listed in {out}/{batch.SUMMARY_CSV})",
+                         "fix or remove those photos and run the same command again: finished items are skipped")
+    return 0
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -342,6 +395,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 # -- entry point ----------------------------------------------------------------------------------
 
 
+def batch_engines() -> tuple[str, ...]:
+    from sie3d.batch import ENGINES
+
+    return ENGINES
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sie3d", description="One face photo + a sentence -> an expressive, rigged 3D head avatar."
@@ -396,6 +455,27 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--intensity", type=float, default=1.0, help="0..1 (default 1)")
     explain.add_argument("--json", action="store_true", help="print one JSON object (a list for several texts)")
     explain.set_defaults(run=_cmd_explain)
+
+    bat = sub.add_parser("batch", parents=[common],
+                         help="many photos x many texts -> one avatar each; resumable, local process pool or Ray")
+    bat.add_argument("input", help="a folder of photos, or a CSV manifest with columns photo,text,intensity,id "
+                     "(only photo required; paths relative to the manifest)")
+    bat.add_argument("-o", "--output", required=True, help="output folder: OUT/<item id>/ per avatar, OUT/people/, "
+                     "OUT/summary.csv, OUT/summary.md; a rerun finishes only what is missing")
+    bat.add_argument("--prompts", help="text file, one prompt per line: each applies to each photo")
+    bat.add_argument("--text", "-t", action="append", help="a prompt for each photo (repeatable)")
+    bat.add_argument("--intensity", type=float, default=1.0, help="0..1 for --prompts/--text (default 1)")
+    bat.add_argument("--engine", choices=batch_engines(), default="local",
+                     help="local: a process pool on this machine (default); ray: Ray actors")
+    bat.add_argument("--address", help="with --engine ray: the cluster to join (ray://HEAD:10001 or auto); "
+                     "default: start a local Ray instance")
+    bat.add_argument("--workers", type=int, default=None, help="worker processes or actors, each loading the "
+                     "models once (default: one per CPU core of this machine or of the Ray cluster)")
+    bat.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    bat.add_argument("--no-people", dest="people", action="store_false",
+                     help="do not keep OUT/people/<photo>/ (the fitted person a rerun or a new prompt reuses)")
+    add_output_arguments(bat)
+    bat.set_defaults(run=_cmd_batch)
 
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "

@@ -58,5 +58,11 @@ class PersonError(Sie3dError):
     exit_code = 6
 
 
+class BatchError(Sie3dError):
+    """A batch finished with items that failed (each recorded in its summary); the finished ones are kept."""
+
+    exit_code = 7
+
+
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError,
-                                                    PersonError)}
+                                                    PersonError, BatchError)}

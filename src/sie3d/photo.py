@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MAX_SIDE = 2048  # larger photos are downscaled: landmarks do not improve, memory and time do not scale
 MIN_SIDE = 64  # below this no detector can find a face reliably
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # what a folder of photos holds
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # refuse decompression bombs, accept real 100+ MP photos
 
 

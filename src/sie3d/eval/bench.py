@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sie3d.errors import UsageError
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from sie3d.photo import PHOTO_SUFFIXES
 
 
 def default_photos() -> Path:
