@@ -509,7 +509,8 @@ class OutputConfig:
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
         unknown = [f for f in self.formats if f not in EXPORTERS]
         if unknown:
-            raise UsageError(f"unknown format(s): {', '.join(unknown)}", f"use {', '.join(EXPORTERS)} or both")
+            raise UsageError(f"unknown format(s): {', '.join(unknown)}",
+                             f"use one or more of {', '.join(EXPORTERS)}, comma-separated")  # fmt: skip
         if not 64 <= self.preview_size <= 2048:
             raise UsageError(f"preview size {self.preview_size} px is outside [64, 2048]", "use 512 (the default)")
 

@@ -268,7 +268,8 @@ def output_config(args: argparse.Namespace):
 
     formats = _split(args.formats)
     if not formats:
-        raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
+        raise UsageError(f"--formats {args.formats!r} names no format",
+                         "use glb, obj, ply (Gaussian splats) or several, e.g. glb,obj,ply")  # fmt: skip
     return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
 
 
@@ -285,7 +286,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
-    parser.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
+    parser.add_argument("--formats", default="glb,obj",
+                        help="formats, comma-separated: glb, obj, ply (3D Gaussian splats); default glb,obj")
     parser.add_argument("--no-previews", dest="previews", action="store_false",
                         help="skip preview.png (the turntable sheet)")
     parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
@@ -343,6 +345,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
     elif args.stage == "cli":
         result = bench.run_cli_benchmark(args.photos, runs=args.runs)
+    elif args.stage == "batch":
+        result = bench.run_batch_benchmark(args.photos, workers=args.workers, sequential=args.sequential,
+                                           engine=args.engine)  # fmt: skip
     else:
         result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
@@ -480,10 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
                        "cli also one photo")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli"], default="observe",
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "batch"], default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
-                       "photos, and their ratio (default: observe)")
+                       "photos, and their ratio; batch: `sie3d batch` on photos x 3 prompts vs `sie3d generate` "
+                       "once per avatar, in avatars/min (default: observe)")
+    bench.add_argument("--workers", type=int, default=2, help="batch: workers (default 2)")
+    bench.add_argument("--engine", choices=batch_engines(), default="local", help="batch: engine (default local)")
+    bench.add_argument("--sequential", type=int, default=None,
+                       help="batch: time only the first N `sie3d generate` runs (default: one per avatar)")
     bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
                        "reported")
     bench.add_argument("--full-runs", type=int, default=3,
