@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+JS_DIR = REPO / "tests" / "js"
 
 
 def faces_dir() -> Path:
@@ -108,3 +111,21 @@ def text_encoder():
     from sie3d.semantics.encoder import TextEncoder
 
     return TextEncoder()
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """tests/js with its npm packages (package.json: gltf-validator, three, the splat viewer) installed;
+    skip without node/npm."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not on PATH: the Khronos glTF validator and three.js cannot run")
+    names = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if not all((JS_DIR / "node_modules" / name).is_dir() for name in names):
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not on PATH: cannot install tests/js/package.json")
+        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
+    return JS_DIR

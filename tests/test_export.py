@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -21,7 +20,6 @@ from sie3d.errors import UsageError
 from sie3d.export import AvatarMesh, Material, avatar_mesh_from_ict, export, to_glb, to_obj, vertex_normals, write
 from sie3d.export.mesh import ict_tile_owners, ict_triangle_tiles
 
-JS_DIR = Path(__file__).resolve().parent / "js"
 WEIGHTS = {"jawOpen": 0.4, "mouthSmile_L": 0.7, "browInnerUp_R": 0.25}
 TEXTURE_SIZE = 64  # small: encoding cost is the benchmark's business, not the tests'
 
@@ -329,22 +327,6 @@ def test_glb_without_sparse_is_equivalent(model, avatar, gltf):
 
 
 # -- Khronos glTF validator and three.js (node) ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def node_packages() -> Path:
-    """tests/js with its npm packages (gltf-validator, three) installed; skip without node/npm."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not on PATH: the Khronos glTF validator and three.js cannot run")
-    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("gltf-validator", "three")):
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not on PATH: cannot install tests/js/package.json")
-        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        if done.returncode != 0:
-            pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
-    return JS_DIR
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,9 @@ written file by the pure-PyTorch reference splat renderer (tests/splat_reference
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,25 @@ def test_splats_render_like_the_mesh(posed, happy, models):
         error = np.mean((np.clip(splat, 0, 1) * 255 - meshes[k]) ** 2)
         psnr = 10 * np.log10(255**2 / error)
         assert psnr >= 25.0, (yaw, psnr)
+
+
+def test_the_three_js_splat_viewer_reads_the_file(posed, node_packages):
+    """@mkkellogg/gaussian-splats-3d (a three.js splat viewer) loads the PLY as its viewer does and decodes
+    the same Gaussians: count, bounds, centres, scales, rotations, colours and opacities."""
+    path, _ = posed
+    g = _read(path)
+    picks = [0, 12345, len(g["means"]) - 1]
+    done = subprocess.run(["node", str(node_packages / "load_splats.mjs"), str(path), *map(str, picks)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout)
+    assert seen["format"] == "INRIA" and seen["parsed"] == seen["kept"] == len(g["means"]) and not seen["warnings"]
+    np.testing.assert_allclose(seen["low"], g["means"].min(0), atol=1e-6)
+    np.testing.assert_allclose(seen["high"], g["means"].max(0), atol=1e-6)
+    for sample in seen["samples"]:
+        k = sample["index"]
+        np.testing.assert_allclose(sample["centre"], g["means"][k], atol=1e-7)
+        np.testing.assert_allclose(sample["scale"], g["scales"][k], rtol=1e-5)
+        np.testing.assert_allclose(np.abs(np.dot(sample["rotation"], g["quats"][k])), 1, atol=1e-5)
+        np.testing.assert_allclose(sample["colour"], np.clip(g["colors"][k] * 255, 0, 255), atol=1.01)
+        assert abs(sample["opacity"] - g["opacities"][k] * 255) <= 1.01
