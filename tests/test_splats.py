@@ -89,13 +89,13 @@ def test_reference_renderer_on_one_gaussian():
 def test_splats_render_like_the_mesh(posed, happy, models):
     """PSNR of the PLY's render against the mesh render (2x2 supersampled: anti-aliased, as a viewer shows
     a mesh) from the same 256 px cameras, front and 60 degrees."""
-    from sie3d.avatar import _textured, render_views
+    from sie3d.avatar import posed_verts, render_views
     from sie3d.head.texture import linear_to_srgb
     from sie3d.previews import BACKGROUND, preview_cameras
 
     path, coefficients = posed
     g = _read(path)
-    verts = _textured(happy, models).verts(happy.fit.identity, coefficients)
+    verts = posed_verts(happy, models, coefficients)
     yaws = (0.0, 60.0)
     cams = preview_cameras(models.head, verts, yaws, 256)
     big = render_views(happy, models, coefficients, preview_cameras(models.head, verts, yaws, 512)).astype(np.float64)

@@ -388,6 +388,11 @@ def _textured(person: Person, models: Models):
     return TexturedHead.build(models.head, render_layout(models.head), person.textures)
 
 
+def posed_verts(person: Person, models: Models, coefficients: np.ndarray):
+    """(V, 3) torch float32: the person's head vertices wearing `coefficients` (53,), head space, cm."""
+    return _textured(person, models).verts(person.fit.identity, _coefficients(coefficients))
+
+
 def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras) -> np.ndarray:
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
     the studio light on the preview background."""
@@ -626,6 +631,13 @@ class _SharedMesh:
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
         return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+
+
+def export_meshes(person: Person, models: Models, coefficients: Sequence[np.ndarray]) -> list:
+    """The person's exportable `AvatarMesh` wearing each (53,) `coefficients` (also its default morph
+    weights), all sharing one set of materials and encoded textures."""
+    shared = _SharedMesh.build(person, models)
+    return [shared.posed(c) for c in coefficients]
 
 
 def expression_json(coefficients: np.ndarray) -> dict[str, float]:

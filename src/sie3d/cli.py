@@ -214,10 +214,12 @@ def _split(spec: str) -> list[str]:
 
 
 def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], Sequence[Variant]],
-                report_extra: dict | None = None) -> int:
+                report_extra: dict | None = None,
+                extra: Callable[[Person, Models, Path], Sequence[str]] | None = None) -> int:  # fmt: skip
     """The body of every command that makes an avatar: `args.photo` (a photo, or a saved person folder)
     -> the person (reconstructed or loaded) -> `variants(person, models)` -> `write_outputs` into
-    `args.output`, staged so that a failure leaves nothing behind; then a summary on stdout.
+    `args.output`, staged so that a failure leaves nothing behind; then a summary on stdout. `extra(person,
+    models, folder)` writes more files into the staged folder and returns their names.
 
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
@@ -244,6 +246,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
         with _staged_output(out) as stage:
             write_outputs(person, models, chosen, stage, output, report_extra=report_extra,
                           saved_copy=source if saved else None)
+            more = list(extra(person, models, stage)) if extra else []
         steps.set_description("done")
         steps.update()
     finally:
@@ -258,7 +261,9 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     files = [*(f"avatar.{f}" for f in output.formats), *(["preview.png"] if output.previews else []),
              *(["in_photo.png"] if output.in_photo else [])]  # fmt: skip
     folders = ", ".join(f"{out}/{v.name}/" for v in chosen)
-    print(f"wrote {folders} ({', '.join(files) or 'report only'}), {out}/person/ and {out}/report.json")
+    written = [f"{folders} ({', '.join(files) or 'report only'})"] if chosen else []
+    written += [f"{out}/{name}" for name in more]
+    print(f"wrote {', '.join(written)}, {out}/person/ and {out}/report.json")
     return 0
 
 
@@ -273,25 +278,64 @@ def output_config(args: argparse.Namespace):
     return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
 
 
-def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments `make_avatar` reads: the source, the output folder and what to write."""
+def add_avatar_arguments(parser: argparse.ArgumentParser, *, variants: bool = True) -> None:
+    """The arguments `make_avatar` reads: the source, the output folder and what to write per variant
+    (`variants=False` for a command that writes no variant folders)."""
     parser.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo, or a saved person folder (OUT/person) to "
                         "pose again without reconstructing")
     parser.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
-    add_output_arguments(parser)
+    add_output_arguments(parser, variants=variants)
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = True) -> None:
     """Which face of a photo, the texture size and what to write per avatar (`output_config`)."""
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
+    if not variants:
+        parser.set_defaults(formats="glb", previews=False, in_photo=False)
+        return
     parser.add_argument("--formats", default="glb,obj",
                         help="formats, comma-separated: glb, obj, ply (3D Gaussian splats); default glb,obj")
     parser.add_argument("--no-previews", dest="previews", action="store_false",
                         help="skip preview.png (the turntable sheet)")
     parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
                         help="skip in_photo.png (the avatar composited into the photo)")
+
+
+# -- animate --------------------------------------------------------------------------------------
+
+
+def _cmd_animate(args: argparse.Namespace) -> int:
+    from sie3d import animation
+
+    keys = animation.parse_script(args.script)  # a bad script fails before any photo is read
+    intensity = _intensity(args)
+    if not 1 <= args.fps <= 120:
+        raise UsageError(f"--fps {args.fps:g} is outside [1, 120]", "use e.g. --fps 25 (the default) or 30")
+    if not 64 <= args.size <= 2048 or args.size % 2:
+        raise UsageError(f"--size {args.size} is not an even number of pixels in [64, 2048]", "use e.g. 512")
+    if len(keys) < 2 and not args.turntable:
+        raise UsageError(f"--script has one key ({keys[0].label!r}): nothing moves",
+                         'give two keys or more, e.g. "neutral 0s; happy 1s", or add --turntable')  # fmt: skip
+
+    def write(person, models, folder: Path) -> list[str]:
+        import json
+
+        from sie3d.export.video import write_mp4
+
+        line = animation.timeline(person, models, keys, intensity)
+        names = []
+        if line.duration > 0:
+            count = write_mp4(animation.frames(person, models, line, args.fps, args.size, args.turntable),
+                              folder / "animation.mp4", args.fps)  # fmt: skip
+            names.append(f"animation.mp4 ({count} frames, {line.duration:g} s)")
+        (folder / "avatar.glb").write_bytes(animation.animated_glb(person, models, line))
+        (folder / "timeline.json").write_text(json.dumps({**line.to_json(), "fps": args.fps, "size": args.size,
+                                                          "turntable": args.turntable}, indent=1))  # fmt: skip
+        return [*names, "avatar.glb (animated)", "timeline.json"]
+
+    return make_avatar(args, lambda person, models: [], extra=write)
 
 
 # -- batch ----------------------------------------------------------------------------------------
@@ -460,6 +504,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--intensity", type=float, default=1.0, help="0..1 (default 1)")
     explain.add_argument("--json", action="store_true", help="print one JSON object (a list for several texts)")
     explain.set_defaults(run=_cmd_explain)
+
+    anim = sub.add_parser("animate", parents=[common],
+                          help="photo or person + a timeline of expressions -> MP4 video and an animated GLB")
+    add_avatar_arguments(anim, variants=False)
+    anim.add_argument("--script", required=True,
+                      help='keys and times, e.g. "neutral 0s; happy 1s; surprised 2.5s; neutral 4s"; a key is neutral '
+                      "(the rest face), photo (the photo's expression) or any text prompt")
+    anim.add_argument("--turntable", action="store_true", help="turn the camera once around the head")
+    anim.add_argument("--fps", type=float, default=25.0, help="frames per second of the video (default 25)")
+    anim.add_argument("--size", type=int, default=512, help="video width and height in px (default 512)")
+    anim.add_argument("--intensity", type=float, default=1.0, help="0..1 for the text keys (default 1)")
+    anim.set_defaults(run=_cmd_animate)
 
     bat = sub.add_parser("batch", parents=[common],
                          help="many photos x many texts -> one avatar each; resumable, local process pool or Ray")
