@@ -12,6 +12,7 @@ import pytest
 from sie3d.animation import Key, Timeline, parse_script
 from sie3d.errors import UsageError
 from sie3d.head.names import ICT_NAMES
+from sie3d.visemes import VISEME_NAMES
 
 from conftest import run_cli
 
@@ -98,10 +99,10 @@ def test_glb_animation_is_valid_and_plays_in_three_js(animated, node_packages):
     played = json.loads(done.stdout)
     assert played["clips"][0]["duration"] == pytest.approx(2.0) and not played["warnings"]
     expected = _expected(json.loads((animated / "timeline.json").read_text()), times)
-    assert all(names == list(ICT_NAMES) for names in played["names"])
+    assert all(names == [*ICT_NAMES, *VISEME_NAMES] for names in played["names"])  # visemes after the expressions
     for sample, want in zip(played["samples"], expected, strict=True):
         for influences in sample["influences"]:  # every primitive moves alike
-            np.testing.assert_allclose(influences, want, atol=2e-4)
+            np.testing.assert_allclose(influences, [*want, *[0] * len(VISEME_NAMES)], atol=2e-4)
     jaw = [s["influences"][0][ICT_NAMES.index("jawOpen")] for s in played["samples"]]
     assert jaw[5] > jaw[3] + 0.2 and jaw[0] == pytest.approx(jaw[-1], abs=1e-4)  # the weights move over time
 

@@ -624,13 +624,23 @@ class _SharedMesh:
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
-        return _SharedMesh(rest, rest.morph_deltas)
+        return _SharedMesh(_with_visemes(rest), rest.morph_deltas)
 
     def posed(self, coefficients: np.ndarray):
-        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights)."""
+        """The AvatarMesh wearing `coefficients` (53,) (also its default morph weights; extra targets 0)."""
         weights = _coefficients(coefficients)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=weights)
+        extra = np.zeros(len(self.rest.morph_names) - len(weights), np.float32)
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32),
+                                   morph_weights=np.concatenate([weights, extra]))  # fmt: skip
+
+
+def _with_visemes(mesh):
+    """`mesh` (ICT expression targets) with the 15 visemes appended as morph targets (`sie3d.visemes`)."""
+    from sie3d.export.mesh import with_extra_targets
+    from sie3d.visemes import VISEME_NAMES, viseme_deltas
+
+    return with_extra_targets(mesh, VISEME_NAMES, viseme_deltas(mesh.morph_deltas))
 
 
 def export_meshes(person: Person, models: Models, coefficients: Sequence[np.ndarray]) -> list:
