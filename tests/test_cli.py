@@ -7,7 +7,7 @@ import json
 
 from PIL import Image
 
-from sie3d.errors import AssetError, NoFaceError, PhotoError, UsageError
+from sie3d.errors import AssetError, BatchError, NoFaceError, PersonError, PhotoError, UsageError
 
 from conftest import run_cli
 
@@ -63,5 +63,6 @@ def test_missing_model_offline_is_asset_error(tmp_path, faces):
 
 
 def test_distinct_exit_codes():
-    codes = [UsageError.exit_code, AssetError.exit_code, PhotoError.exit_code, NoFaceError.exit_code]
+    codes = [UsageError.exit_code, AssetError.exit_code, PhotoError.exit_code, NoFaceError.exit_code,
+             PersonError.exit_code, BatchError.exit_code]
     assert len(set(codes)) == len(codes) and 0 not in codes and 1 not in codes
