@@ -167,3 +167,16 @@ def test_a_killed_batch_finishes_only_what_is_missing(faces, tmp_path):
     assert {k for k, row in rows.items() if row["status"] == "done earlier"} == set(first)
     assert all((out / k / "item.json").stat().st_mtime_ns == t for k, t in first.items())  # untouched
     assert f"{6 - len(first)} avatars made" in result.stdout and not list((out / ".partial").iterdir())
+
+
+def test_an_item_of_another_photo_or_text_is_not_finished(tmp_path):
+    photo = tmp_path / "ann.jpg"
+    item = batch.BatchItem("ann-happy", photo, "happy", 1.0)
+    assert batch.finished(item, tmp_path) is None
+    (tmp_path / "ann-happy").mkdir()
+    info = {"photo": str(photo.resolve()), "text": "happy", "intensity": 1.0}
+    (tmp_path / "ann-happy" / batch.ITEM_JSON).write_text(json.dumps(info))
+    assert batch.finished(item, tmp_path) == info
+    for changed in ({"text": "sad"}, {"intensity": 0.5}, {"photo": str(tmp_path / "other" / "ann.jpg")}):
+        (tmp_path / "ann-happy" / batch.ITEM_JSON).write_text(json.dumps({**info, **changed}))
+        assert batch.finished(item, tmp_path) is None  # an earlier batch's avatar under this id: made again

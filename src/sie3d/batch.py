@@ -71,7 +71,8 @@ class BatchItem:
 
 @dataclass(frozen=True)
 class PhotoJob:
-    """The unit a worker runs: one photo, its person folder name (``people/<key>``) and its items."""
+    """The unit a worker runs: one photo (resolved path), its person folder name (``people/<key>``) and its
+    items."""
 
     photo: Path
     key: str
@@ -255,15 +256,30 @@ def jobs_of(items: Iterable[BatchItem]) -> list[PhotoJob]:
             count += 1
             key = f"{base}-{count}"
         keys.add(key)
-        jobs.append(PhotoJob(group[0].photo, key, tuple(group)))
+        jobs.append(PhotoJob(photo, key, tuple(group)))  # the resolved path: reruns from elsewhere match
     return jobs
 
 
+def finished(item: BatchItem, out: Path) -> dict | None:
+    """The ``item.json`` of `item` when ``OUT/<id>/`` holds it finished -- from the same photo, text and
+    intensity (an earlier batch into the same folder may have used the id for another avatar) -- else None."""
+    path = out / item.id / ITEM_JSON
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except ValueError:
+        return None
+    wanted = (str(item.photo.resolve()), item.text, item.intensity)
+    same = (info.get("photo"), info.get("text"), info.get("intensity")) == wanted
+    return info if same else None
+
+
 def pending(jobs: Iterable[PhotoJob], out: Path) -> list[PhotoJob]:
-    """The jobs with their finished items (``OUT/<id>/`` exists) left out; jobs left empty dropped."""
+    """The jobs with their `finished` items left out; jobs left empty dropped."""
     left = []
     for job in jobs:
-        items = tuple(item for item in job.items if not (out / item.id / ITEM_JSON).is_file())
+        items = tuple(item for item in job.items if finished(item, out) is None)
         if items:
             left.append(dataclasses.replace(job, items=items))
     return left
@@ -286,7 +302,7 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
     stage = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=out / PARTIAL))
     try:
         saved = out / PEOPLE / job.key
-        reused = (saved / "person.json").is_file()
+        reused = _saved_person_of(saved, job.photo)
         person = Person.load(saved) if reused else reconstruct(load_photo(job.photo), models, config.reconstruct)
         variants = item_variants(person, models, job.items)
         write_outputs(person, models, variants, stage, config.output, save_person=config.save_people and not reused)
@@ -298,7 +314,7 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
         results = []
         for item, variant in zip(job.items, variants, strict=True):
             folder = stage / variant.name
-            info = {"id": item.id, "photo": str(item.photo), "text": item.text, "intensity": item.intensity,
+            info = {"id": item.id, "photo": str(job.photo), "text": item.text, "intensity": item.intensity,
                     "source": item.source, "person": f"{PEOPLE}/{job.key}" if config.save_people else None,
                     "person_reused": reused, "seconds": round(share, 3), **_reading(variant)}  # fmt: skip
             item_report = {**report, "variants": {variant.name: report["variants"][variant.name]}, "batch": info}
@@ -343,6 +359,16 @@ def _reading(variant: Variant) -> dict:
         return {"emotion": "", "confidence": None}
     emotion = max(reading["emotions"].items(), key=lambda kv: kv[1])[0]
     return {"emotion": emotion, "confidence": round(float(reading["confidence"]), 3)}
+
+
+def _saved_person_of(folder: Path, photo: Path) -> bool:
+    """Whether `folder` holds a saved person reconstructed from `photo` (not another photo of that name)."""
+    from sie3d.avatar import read_person_json
+
+    try:
+        return read_person_json(folder)["photo"]["path"] == str(photo)
+    except (Sie3dError, KeyError, TypeError):
+        return False
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -425,7 +451,8 @@ def run_ray(jobs: Sequence[PhotoJob], out: Path, config: BatchConfig, workers: i
         ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actors = [ray.remote(num_cpus=1)(Worker).remote(config) for _ in range(min(count, len(jobs)))]
+        actor = ray.remote(num_cpus=1)(Worker)
+        actors = [actor.remote(config) for _ in range(min(count, len(jobs)))]
         yield from ActorPool(actors).map_unordered(lambda actor, job: actor.run.remote(job, str(out)), jobs)
     finally:
         if started:
@@ -472,7 +499,9 @@ def run_batch(items: Sequence[BatchItem], out: Path, config: BatchConfig, engine
     jobs = jobs_of(items)
     todo = pending(jobs, out)
     n_todo = sum(len(job.items) for job in todo)
-    count = workers or (os.cpu_count() or 1) if engine == "local" or address is None else workers
+    count = workers
+    if count is None and (engine == "local" or address is None):
+        count = os.cpu_count() or 1  # one per core here; on a cluster, `run_ray` asks Ray
     if todo and count:
         count = min(count, len(todo))
     step = progress(len(items), len(items) - n_todo) if progress else None
@@ -498,8 +527,7 @@ def _summarise(jobs: Sequence[PhotoJob], out: Path, results: dict[str, ItemResul
     for job in jobs:
         for item in job.items:
             result = results.get(item.id)
-            done = out / item.id / ITEM_JSON
-            info = json.loads(done.read_text()) if done.is_file() else {}
+            info = finished(item, out) or {}
             row = {"id": item.id, "photo": str(item.photo), "text": item.text or "", "intensity": item.intensity,
                    "folder": "", "person": "", "emotion": "", "confidence": "", "seconds": "", "error_type": "",
                    "exit_code": "", "error": ""}  # fmt: skip
