@@ -97,11 +97,13 @@ def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `sie3d` entry point in a fresh process, as a user would."""
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run the installed `sie3d` entry point in a fresh process, as a user would (killed after `timeout` s)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd
+        [sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+        timeout=timeout,
     )
 
 

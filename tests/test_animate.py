@@ -113,3 +113,14 @@ def test_bad_script_fails_before_anything_is_written(faces, tmp_path):
                      str(out))  # fmt: skip
     assert result.returncode == UsageError.exit_code and "entry 2" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_turntable_turns_the_camera_once(happy, models):
+    from sie3d.animation import frames
+
+    line = Timeline((Key("neutral", 0.0), Key("photo", 2.0)), np.stack([happy.rest_expression, happy.rest_expression]))
+    views = np.stack(list(frames(happy, models, line, fps=2, size=64, turntable=True))).astype(np.float64)
+    assert len(views) == 5  # 0, 0.5, 1, 1.5, 2 s: 0, 90, 180, 270, 360 degrees
+    assert np.abs(views[4] - views[0]).mean() < 0.5  # a full turn
+    assert np.abs(views[2] - views[0]).mean() > 5  # the back of the head
+    assert np.abs(views[1] - np.flip(views[3], axis=1)).mean() < np.abs(views[1] - views[3]).mean()  # profiles mirror

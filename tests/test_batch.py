@@ -132,7 +132,7 @@ def test_ray_engine_gives_the_same_files(local_run, photos, tmp_path):
     local, _ = local_run
     out = tmp_path / "ray"
     result = run_cli("batch", str(photos), "--prompts", str(photos / "prompts.txt"), "-o", str(out), "--engine", "ray",
-                     "--workers", "2", *FAST)  # fmt: skip
+                     "--workers", "2", *FAST, timeout=300)  # a local Ray instance of 2 CPUs, started and stopped
     assert result.returncode == BatchError.exit_code, result.stderr
     assert "on 2 ray worker(s)" in result.stdout
     ray_rows, local_rows = _rows(out), _rows(local)
