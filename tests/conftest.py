@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+JS_DIR = REPO / "tests" / "js"
 
 
 def faces_dir() -> Path:
@@ -94,11 +97,13 @@ def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `sie3d` entry point in a fresh process, as a user would."""
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run the installed `sie3d` entry point in a fresh process, as a user would (killed after `timeout` s)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd
+        [sys.executable, "-m", "sie3d.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+        timeout=timeout,
     )
 
 
@@ -135,17 +140,14 @@ def web_server(web_root, tmp_path_factory):
         yield server
 
 
-JS_DIR = REPO / "tests" / "js"
-
-
 @pytest.fixture(scope="session")
 def node_packages() -> Path:
-    """tests/js with its npm packages (gltf-validator, three, playwright-core) installed; skip without node/npm."""
-    import shutil
-
+    """tests/js with its npm packages (package.json: gltf-validator, three, the splat viewer, playwright-core)
+    installed; skip without node/npm."""
     if shutil.which("node") is None:
         pytest.skip("node is not on PATH: the Khronos glTF validator, three.js and the browser tests cannot run")
-    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("gltf-validator", "three", "playwright-core")):
+    names = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if not all((JS_DIR / "node_modules" / name).is_dir() for name in names):
         npm = shutil.which("npm")
         if npm is None:
             pytest.skip("npm is not on PATH: cannot install tests/js/package.json")

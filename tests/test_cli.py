@@ -13,7 +13,7 @@ import sys
 import pytest
 from PIL import Image
 
-from sie3d.errors import AssetError, NoFaceError, OutputError, PersonError, PhotoError, UsageError
+from sie3d.errors import AssetError, BatchError, NoFaceError, OutputError, PersonError, PhotoError, UsageError
 
 from conftest import run_cli
 
@@ -70,7 +70,7 @@ def test_missing_model_offline_is_asset_error(tmp_path, faces):
 
 def test_distinct_exit_codes():
     codes = [UsageError.exit_code, AssetError.exit_code, PhotoError.exit_code, NoFaceError.exit_code,
-             PersonError.exit_code, OutputError.exit_code]
+             PersonError.exit_code, OutputError.exit_code, BatchError.exit_code]
     assert len(set(codes)) == len(codes) and 0 not in codes and 1 not in codes
 
 

@@ -16,6 +16,7 @@ from sie3d.errors import NoFaceError, PhotoError
 from sie3d.export.rig import ARKIT_NAMES, rig_names, rig_weights
 from sie3d.head.names import ICT_NAMES
 from sie3d.photo import load_photo
+from sie3d.visemes import VISEME_NAMES
 
 from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 
@@ -73,12 +74,14 @@ def test_written_files_and_glb_rig(written, happy):
         assert Image.open(written / variant / "preview.png").size == (4 * 256, 256)
     glb = pygltflib.GLTF2().load(str(written / "expression" / "avatar.glb"))
     mesh = glb.meshes[0]
-    assert mesh.extras["targetNames"] == list(rig_names()) and mesh.extras["targetNames"][:52] == list(ARKIT_NAMES)
-    assert np.allclose(mesh.weights, rig_weights(happy.fit.expression), atol=1e-6)
+    names = [*rig_names(), *VISEME_NAMES]
+    assert mesh.extras["targetNames"] == names and mesh.extras["targetNames"][:52] == list(ARKIT_NAMES)
+    assert np.allclose(mesh.weights, [*rig_weights(happy.fit.expression), *[0] * 15], atol=1e-6)
     smile = dict(zip(mesh.extras["targetNames"], mesh.weights, strict=True))["mouthSmileLeft"]
     assert smile == pytest.approx(happy.fit.expression[ICT_NAMES.index("mouthSmile_L")], abs=1e-6)
     neutral = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))
-    assert np.allclose(neutral.meshes[0].weights, rig_weights(happy.fit.rest_expression), atol=1e-6)
+    assert np.allclose(neutral.meshes[0].weights[: len(rig_names())], rig_weights(happy.fit.rest_expression),
+                       atol=1e-6)  # fmt: skip
     assert len(glb.images) >= 4  # face, back of head, mouth, eyes
     report = json.loads((written / "report.json").read_text())
     assert report["fit"]["landmark_error_iod"] < 0.03 and report["warnings"] == []

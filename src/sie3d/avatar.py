@@ -433,6 +433,11 @@ def wrinkle_detail(person: Person, models: Models, coefficients: np.ndarray):
         return maps.detail(torch.from_numpy(weights))
 
 
+def posed_verts(person: Person, models: Models, coefficients: np.ndarray):
+    """(V, 3) torch float32: the person's head vertices wearing `coefficients` (53,), head space, cm."""
+    return _textured(person, models).verts(person.fit.identity, _coefficients(coefficients))
+
+
 def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
                  wrinkles: bool = False) -> np.ndarray:  # fmt: skip
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
@@ -561,7 +566,8 @@ class OutputConfig:
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
         unknown = [f for f in self.formats if f not in EXPORTERS]
         if unknown:
-            raise UsageError(f"unknown format(s): {', '.join(unknown)}", f"use {', '.join(EXPORTERS)} or both")
+            raise UsageError(f"unknown format(s): {', '.join(unknown)}",
+                             f"use one or more of {', '.join(EXPORTERS)}, comma-separated")  # fmt: skip
         if not 64 <= self.preview_size <= 2048:
             raise UsageError(f"preview size {self.preview_size} px is outside [64, 2048]", "use 512 (the default)")
 
@@ -683,13 +689,14 @@ class _SharedMesh:
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
-        return _SharedMesh(rest, head.arrays.expression_basis.astype(np.float32))
+        basis = head.arrays.expression_basis.astype(np.float32)
+        return _SharedMesh(_with_visemes(rest, basis), basis)
 
     def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
         """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the
-        ARKit rig, `sie3d.export.rig.rig_weights`); with `face_normal_map` ((S, S, 3) uint8,
-        `sie3d.head.wrinkles.normal_map_image`) on the face's material: the expression's wrinkles baked for
-        this pose (the morph targets do not animate them)."""
+        ARKit rig, `sie3d.export.rig.rig_weights`; the targets after the rig, the visemes, at 0); with
+        `face_normal_map` ((S, S, 3) uint8, `sie3d.head.wrinkles.normal_map_image`) on the face's material:
+        the expression's wrinkles baked for this pose (the morph targets do not animate them)."""
         from sie3d.export.rig import rig_weights
 
         weights = _coefficients(coefficients)
@@ -698,8 +705,26 @@ class _SharedMesh:
         if face_normal_map is not None:
             materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
                               for m in materials)  # fmt: skip
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=rig_weights(weights),
-                                   materials=materials)  # fmt: skip
+        rig = rig_weights(weights)
+        extra = np.zeros(len(self.rest.morph_names) - len(rig), np.float32)
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32),
+                                   morph_weights=np.concatenate([rig, extra]), materials=materials)  # fmt: skip
+
+
+def _with_visemes(mesh, expression_basis: np.ndarray):
+    """`mesh` (the ARKit rig's targets) with the 15 visemes appended as morph targets (`sie3d.visemes`),
+    built from the (53, V, 3) ICT `expression_basis` of the same vertices."""
+    from sie3d.export.mesh import with_extra_targets
+    from sie3d.visemes import VISEME_NAMES, viseme_deltas
+
+    return with_extra_targets(mesh, VISEME_NAMES, viseme_deltas(expression_basis))
+
+
+def export_meshes(person: Person, models: Models, coefficients: Sequence[np.ndarray]) -> list:
+    """The person's exportable `AvatarMesh` wearing each (53,) `coefficients` (also its default morph
+    weights), all sharing one set of materials and encoded textures."""
+    shared = _SharedMesh.build(person, models)
+    return [shared.posed(c) for c in coefficients]
 
 
 def expression_json(coefficients: np.ndarray) -> dict[str, float]:

@@ -250,22 +250,20 @@ def _split(spec: str) -> list[str]:
 
 
 def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], Sequence[Variant]],
-                report_extra: dict | None = None) -> int:
+                report_extra: dict | None = None,
+                extra: Callable[[Person, Models, Path], Sequence[str]] | None = None) -> int:  # fmt: skip
     """The body of every command that makes an avatar: `args.photo` (a photo, or a saved person folder)
     -> the person (reconstructed or loaded) -> `variants(person, models)` -> `write_outputs` into
-    `args.output`, staged so that a failure leaves nothing behind; then a summary on stdout.
+    `args.output`, staged so that a failure leaves nothing behind; then a summary on stdout. `extra(person,
+    models, folder)` writes more files into the staged folder and returns their names.
 
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, OutputConfig, Person, ReconstructConfig, reconstruct, write_outputs
+    from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, write_outputs
     from sie3d.photo import load_photo
 
-    formats = _split(args.formats)
-    if not formats:
-        raise UsageError(f"--formats {args.formats!r} names no format", "use glb, obj or glb,obj")
-    wrinkles = {} if args.wrinkles is None else {"wrinkles": args.wrinkles}  # None: OutputConfig's default
-    output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo, **wrinkles)
+    output = output_config(args)
     source = Path(args.photo)
     saved = source.is_dir() and (source / "person.json").exists()
     config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
@@ -285,6 +283,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
         with _staged_output(out) as stage:
             write_outputs(person, models, chosen, stage, output, report_extra=report_extra,
                           saved_copy=source if saved else None)
+            more = list(extra(person, models, stage)) if extra else []
         steps.set_description("done")
         steps.update()
     finally:
@@ -299,19 +298,43 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     files = [*(f"avatar.{f}" for f in output.formats), *(["preview.png"] if output.previews else []),
              *(["in_photo.png"] if output.in_photo else [])]  # fmt: skip
     folders = ", ".join(f"{out}/{v.name}/" for v in chosen)
-    print(f"wrote {folders} ({', '.join(files) or 'report only'}), {out}/person/ and {out}/report.json")
+    written = [f"{folders} ({', '.join(files) or 'report only'})"] if chosen else []
+    written += [f"{out}/{name}" for name in more]
+    print(f"wrote {', '.join(written)}, {out}/person/ and {out}/report.json")
     return 0
 
 
-def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments `make_avatar` reads: the source, the output folder and what to write."""
+def output_config(args: argparse.Namespace):
+    """The `OutputConfig` of the arguments `add_output_arguments` defines."""
+    from sie3d.avatar import OutputConfig
+
+    formats = _split(args.formats)
+    if not formats:
+        raise UsageError(f"--formats {args.formats!r} names no format",
+                         "use glb, obj, ply (Gaussian splats) or several, e.g. glb,obj,ply")  # fmt: skip
+    wrinkles = {} if args.wrinkles is None else {"wrinkles": args.wrinkles}  # None: OutputConfig's default
+    return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo, **wrinkles)
+
+
+def add_avatar_arguments(parser: argparse.ArgumentParser, *, variants: bool = True) -> None:
+    """The arguments `make_avatar` reads: the source, the output folder and what to write per variant
+    (`variants=False` for a command that writes no variant folders)."""
     parser.add_argument("photo", help="a JPEG/PNG/WebP/BMP/TIFF photo, or a saved person folder (OUT/person) to "
                         "pose again without reconstructing")
     parser.add_argument("-o", "--output", help="output folder (default: sie3d-out/<photo name>)")
+    add_output_arguments(parser, variants=variants)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = True) -> None:
+    """Which face of a photo, the texture size and what to write per avatar (`output_config`)."""
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
-    parser.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
+    if not variants:
+        parser.set_defaults(formats="glb", previews=False, in_photo=False)
+        return
+    parser.add_argument("--formats", default="glb,obj",
+                        help="formats, comma-separated: glb, obj, ply (3D Gaussian splats); default glb,obj")
     parser.add_argument("--no-previews", dest="previews", action="store_false",
                         help="skip preview.png (the turntable sheet)")
     parser.add_argument("--no-in-photo", dest="in_photo", action="store_false",
@@ -320,6 +343,82 @@ def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show the wrinkles and folds the expression adds to the photo's (forehead lines, "
                         "furrows, crow's feet ...) in the pictures and, as a normal map, in the GLB "
                         "(default: off; see the README's results)")
+
+
+# -- animate --------------------------------------------------------------------------------------
+
+
+def _cmd_animate(args: argparse.Namespace) -> int:
+    from sie3d import animation
+
+    keys = animation.parse_script(args.script)  # a bad script fails before any photo is read
+    intensity = _intensity(args)
+    if not 1 <= args.fps <= 120:
+        raise UsageError(f"--fps {args.fps:g} is outside [1, 120]", "use e.g. --fps 25 (the default) or 30")
+    if not 64 <= args.size <= 2048 or args.size % 2:
+        raise UsageError(f"--size {args.size} is not an even number of pixels in [64, 2048]", "use e.g. 512")
+    if len(keys) < 2 and not args.turntable:
+        raise UsageError(f"--script has one key ({keys[0].label!r}): nothing moves",
+                         'give two keys or more, e.g. "neutral 0s; happy 1s", or add --turntable')  # fmt: skip
+
+    def write(person, models, folder: Path) -> list[str]:
+        import json
+
+        from sie3d.export.video import write_mp4
+
+        line = animation.timeline(person, models, keys, intensity)
+        names = []
+        if line.duration > 0:
+            count = write_mp4(animation.frames(person, models, line, args.fps, args.size, args.turntable),
+                              folder / "animation.mp4", args.fps)  # fmt: skip
+            names.append(f"animation.mp4 ({count} frames, {line.duration:g} s)")
+        (folder / "avatar.glb").write_bytes(animation.animated_glb(person, models, line))
+        (folder / "timeline.json").write_text(json.dumps({**line.to_json(), "fps": args.fps, "size": args.size,
+                                                          "turntable": args.turntable}, indent=1))  # fmt: skip
+        return [*names, "avatar.glb (animated)", "timeline.json"]
+
+    return make_avatar(args, lambda person, models: [], extra=write)
+
+
+# -- batch ----------------------------------------------------------------------------------------
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sie3d import batch
+    from sie3d.avatar import ReconstructConfig
+    from sie3d.errors import BatchError
+
+    if args.address and args.engine != "ray":
+        raise UsageError("--address needs --engine ray", "add --engine ray, or drop --address")
+    if not 1 <= args.threads <= 64:
+        raise UsageError(f"--threads {args.threads} is outside [1, 64]", "use 1 (default) per worker")
+    prompts = list(batch.read_prompts(Path(args.prompts)) if args.prompts else [])
+    prompts += [batch.check_prompt(text, "--text") for text in args.text or []]
+    config = batch.BatchConfig(output_config(args), ReconstructConfig(face=args.face, texture_size=args.texture_size),
+                               save_people=args.people, threads=args.threads)  # fmt: skip
+    items = batch.plan(Path(args.input), prompts, _intensity(args))
+    out = Path(args.output)
+    bar = None
+
+    def progress(total: int, skipped: int):
+        nonlocal bar
+        bar = tqdm(total=total, initial=skipped, desc="batch", unit="avatar", disable=args.quiet, smoothing=0.1)
+        return bar.update
+
+    try:
+        summary = batch.run_batch(items, out, config, args.engine, args.workers, args.address, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{summary.made} avatars made, {summary.failed} failed, {summary.skipped} finished earlier, in "
+          f"{summary.seconds:.0f} s ({summary.per_minute:.1f}/min on {summary.workers} {summary.engine} "
+          f"worker(s)); wrote {out}/{batch.SUMMARY_CSV} and {out}/{batch.SUMMARY_MD}")  # fmt: skip
+    if summary.failed:
+        raise BatchError(f"{summary.failed} of {len(items)} items failed (listed in {out}/{batch.SUMMARY_CSV})",
+                         "fix or remove those photos and run the same command again: finished items are skipped")
+    return 0
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -334,6 +433,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.run_cli_benchmark(args.photos, runs=args.runs)
     elif args.stage == "web":
         result = bench.run_web_benchmark(args.photos, clients=args.clients, workers=args.workers)
+    elif args.stage == "batch":
+        result = bench.run_batch_benchmark(args.photos, workers=args.workers or 2, sequential=args.sequential,
+                                           engine=args.engine)  # fmt: skip
     else:
         result = bench.run_reconstruction_benchmark(args.photos, full_runs=args.full_runs, threads=args.threads)
     print(json.dumps(result, indent=1) if args.json else result["markdown"])
@@ -403,6 +505,12 @@ def _cmd_web(args: argparse.Namespace) -> int:
 # -- entry point ----------------------------------------------------------------------------------
 
 
+def batch_engines() -> tuple[str, ...]:
+    from sie3d.batch import ENGINES
+
+    return ENGINES
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sie3d", description="One face photo + a sentence -> an expressive, rigged 3D head avatar."
@@ -458,21 +566,60 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print one JSON object (a list for several texts)")
     explain.set_defaults(run=_cmd_explain)
 
+    anim = sub.add_parser("animate", parents=[common],
+                          help="photo or person + a timeline of expressions -> MP4 video and an animated GLB")
+    add_avatar_arguments(anim, variants=False)
+    anim.add_argument("--script", required=True,
+                      help='keys and times, e.g. "neutral 0s; happy 1s; surprised 2.5s; neutral 4s"; a key is neutral '
+                      "(the rest face), photo (the photo's expression) or any text prompt")
+    anim.add_argument("--turntable", action="store_true", help="turn the camera once around the head")
+    anim.add_argument("--fps", type=float, default=25.0, help="frames per second of the video (default 25)")
+    anim.add_argument("--size", type=int, default=512, help="video width and height in px (default 512)")
+    anim.add_argument("--intensity", type=float, default=1.0, help="0..1 for the text keys (default 1)")
+    anim.set_defaults(run=_cmd_animate)
+
+    bat = sub.add_parser("batch", parents=[common],
+                         help="many photos x many texts -> one avatar each; resumable, local process pool or Ray")
+    bat.add_argument("input", help="a folder of photos, or a CSV manifest with columns photo,text,intensity,id "
+                     "(only photo required; paths relative to the manifest)")
+    bat.add_argument("-o", "--output", required=True, help="output folder: OUT/<item id>/ per avatar, OUT/people/, "
+                     "OUT/summary.csv, OUT/summary.md; a rerun finishes only what is missing")
+    bat.add_argument("--prompts", help="text file, one prompt per line: each applies to each photo")
+    bat.add_argument("--text", "-t", action="append", help="a prompt for each photo (repeatable)")
+    bat.add_argument("--intensity", type=float, default=1.0, help="0..1 for --prompts/--text (default 1)")
+    bat.add_argument("--engine", choices=batch_engines(), default="local",
+                     help="local: a process pool on this machine (default); ray: Ray actors")
+    bat.add_argument("--address", help="with --engine ray: the cluster to join (ray://HEAD:10001 or auto); "
+                     "default: start a local Ray instance")
+    bat.add_argument("--workers", type=int, default=None, help="worker processes or actors, each loading the "
+                     "models once (default: one per CPU core of this machine or of the Ray cluster)")
+    bat.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    bat.add_argument("--no-people", dest="people", action="store_false",
+                     help="do not keep OUT/people/<photo>/ (the fitted person a rerun or a new prompt reuses)")
+    add_output_arguments(bat)
+    bat.set_defaults(run=_cmd_batch)
+
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
                        "cli also one photo")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "web"], default="observe",
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "web", "batch"],
+                       default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
                        "photos, and their ratio; web: a load test of `sie3d web` on loopback (N clients at once, "
-                       "bad uploads, peak memory) (default: observe)")
+                       "bad uploads, peak memory); batch: `sie3d batch` on photos x 3 prompts vs `sie3d generate` "
+                       "once per avatar, in avatars/min (default: observe)")
+    bench.add_argument("--engine", choices=batch_engines(), default="local", help="batch: engine (default local)")
+    bench.add_argument("--sequential", type=int, default=None,
+                       help="batch: time only the first N `sie3d generate` runs (default: one per avatar)")
     bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
                        "reported")
     bench.add_argument("--full-runs", type=int, default=3,
                        help="reconstruct: photos that also go through texture, render and export")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     bench.add_argument("--clients", type=int, default=8, help="web: clients submitting at once (default 8)")
-    bench.add_argument("--workers", type=int, default=None, help="web: server workers (default: the CPU cores)")
+    bench.add_argument("--workers", type=int, default=None,
+                       help="web: server workers (default: the CPU cores); batch: workers (default 2)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     bench.set_defaults(run=_cmd_bench)
 

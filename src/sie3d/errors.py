@@ -65,5 +65,11 @@ class OutputError(Sie3dError):
     exit_code = 7
 
 
+class BatchError(Sie3dError):
+    """A batch finished with items that failed (each recorded in its summary); the finished ones are kept."""
+
+    exit_code = 8
+
+
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in (UsageError, TextError, AssetError, PhotoError, NoFaceError,
-                                                    PersonError, OutputError)}
+                                                    PersonError, OutputError, BatchError)}

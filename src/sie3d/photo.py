@@ -26,6 +26,7 @@ MIN_SIDE = 64  # below this no detector can find a face reliably
 # limit (Image.MAX_IMAGE_PIXELS) is left as it is: it refuses above ~179 MP whatever this says.
 MAX_PIXELS = 150_000_000
 PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")  # what a photo upload may be (by content)
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # what a folder of photos holds
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from PIL import Image, ImageDraw, ImageFilter
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import EYE_TILE, HeadTextures, RenderLayout, linear_to_srgb
-from sie3d.render import Cameras, DirectionalLight, orbit_cameras, render_mesh
+from sie3d.render import Cameras, orbit_cameras, render_mesh
+from sie3d.render.renderer import STUDIO_LIGHT
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
 BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
-STUDIO_LIGHT = DirectionalLight(direction=(0.35, 0.45, 1.0), ambient=0.45, diffuse=0.6)
 # Materials composited into the photo: the face and what shows through it; hair, ears and neck stay real.
 IN_PHOTO_MATERIALS = ("M_Face", "M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight", "M_Teeth",
                       "M_GumsTongue")  # fmt: skip
@@ -72,14 +72,20 @@ def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.n
     """(size, len(yaws) * size, 3) uint8: the head from the front, at ±30° and in profile (with the face's
     surface `detail`, see `TexturedHead.render`)."""
     verts = textured.verts(identity, expression)
-    skin = textured.head.topology.faces_of("M_Face")
-    target = verts[np.unique(textured.head.topology.faces[skin])].mean(0)
+    views = textured.render(verts, preview_cameras(textured.head, verts, yaws, size), detail=detail).rgb
+    return np.concatenate([to_image(view) for view in views], axis=1)
+
+
+def preview_cameras(head: HeadModel, verts: torch.Tensor, yaws: tuple[float, ...] = PREVIEW_YAWS, size: int = 512
+                    ) -> Cameras:  # fmt: skip
+    """The preview's cameras (head space, cm) around `verts` (V, 3): one per yaw in degrees, size x size px,
+    aimed at the centre of the head."""
+    skin = head.topology.faces_of("M_Face")
+    target = verts[np.unique(head.topology.faces[skin])].mean(0)
     target = target + torch.tensor([0.0, 1.0, -3.0])  # centre of the head rather than of the face surface
     focal = 1.2 * size
-    cams = orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal,
-                         width=size, height=size)
-    views = textured.render(verts, cams, detail=detail).rgb
-    return np.concatenate([to_image(view) for view in views], axis=1)
+    return orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal, width=size,
+                         height=size)  # fmt: skip
 
 
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,

@@ -8,6 +8,7 @@ median over `runs` repetitions.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import platform
@@ -21,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sie3d.errors import UsageError
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from sie3d.photo import PHOTO_SUFFIXES
 
 
 def default_photos() -> Path:
@@ -268,6 +268,54 @@ def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3)
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
               "photos": rows}  # fmt: skip
     result["markdown"] = cli_markdown(result)
+    return result
+
+
+BATCH_PROMPTS = (BENCH_TEXT, "quietly furious", "surprised but happy")
+
+
+def run_batch_benchmark(photos: str | os.PathLike | None = None, *, workers: int = 2, sequential: int | None = None,
+                        engine: str = "local") -> dict:  # fmt: skip
+    """`sie3d batch` on the photos x `BATCH_PROMPTS` (default: the 24 London neutral photos x 3 = 72 avatars)
+    with `workers` workers, against `sie3d generate PHOTO --text T` run once per (photo, prompt) in a row
+    (the first `sequential` of them, default all): whole processes, default outputs (GLB, OBJ, preview,
+    in-photo composite) for both. Throughput in avatars per minute, their ratio, and the load average."""
+    import tempfile
+
+    from sie3d.eval.harness import resolve_photos
+
+    paths = list(resolve_photos(str(photos) if photos else None)[0])
+    pairs = [(photo, text) for photo in paths for text in BATCH_PROMPTS]
+    sequential = len(pairs) if sequential is None else max(1, min(sequential, len(pairs)))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "manifest.csv"
+        with manifest.open("w", newline="") as stream:
+            csv.writer(stream).writerows([("photo", "text"), *pairs])
+        batch_s = _timed_process(["batch", str(manifest), "-o", str(Path(tmp) / "batch"), "--workers", str(workers),
+                                  "--engine", engine])  # fmt: skip
+        load_between = os.getloadavg()
+        walls = [_timed_process(["generate", str(photo), "--text", text, "-o", str(Path(tmp) / f"generate-{k}")])
+                 for k, (photo, text) in enumerate(pairs[:sequential])]  # fmt: skip
+    batch_rate = 60.0 * len(pairs) / batch_s
+    generate_rate = 60.0 * len(walls) / sum(walls)
+    result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
+              "photos": len(paths), "prompts": list(BATCH_PROMPTS), "avatars": len(pairs), "workers": workers,
+              "engine": engine, "batch_s": round(batch_s, 1), "batch_per_min": round(batch_rate, 2),
+              "generate_runs": len(walls), "generate_s": round(sum(walls), 1),
+              "generate_median_s": round(statistics.median(walls), 2), "generate_per_min": round(generate_rate, 2),
+              "ratio": round(batch_rate / generate_rate, 2),
+              "load_average_1min": [round(load_before[0], 2), round(load_between[0], 2), round(os.getloadavg()[0], 2)]}
+    result["markdown"] = "\n".join([
+        f"| {len(pairs)} avatars ({len(paths)} photos x {len(BATCH_PROMPTS)} prompts) | wall | avatars/min |",
+        "|---|---|---|",
+        f"| `sie3d batch` ({engine}, {workers} workers) | {batch_s:.0f} s | {batch_rate:.1f} |",
+        f"| `sie3d generate` x {len(walls)} in a row (median {result['generate_median_s']:.1f} s each) | "
+        f"{sum(walls):.0f} s | {generate_rate:.1f} |",
+        f"| ratio (batch / generate) | | **{result['ratio']:.2f}** |",
+        "",
+        f"load average (1 min) before, between, after: {', '.join(map(str, result['load_average_1min']))}",
+    ])  # fmt: skip
     return result
 
 

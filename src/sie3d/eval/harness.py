@@ -140,7 +140,7 @@ def parse_intensities(spec: str) -> tuple[float, ...]:
 def resolve_photos(spec: str | None) -> tuple[tuple[Path, ...], Path | None]:
     """(photos, manifest for the references) from --photos: a folder, a manifest.csv, or None for the
     London Set's neutral photos of the shared faces folder."""
-    from sie3d.eval.bench import PHOTO_SUFFIXES
+    from sie3d.photo import PHOTO_SUFFIXES
 
     if spec is None:
         from sie3d.photo import shared_faces_dir

@@ -17,10 +17,11 @@ from sie3d.errors import UsageError
 from sie3d.export.glb import to_glb
 from sie3d.export.mesh import AvatarMesh, Material, avatar_mesh_from_ict, vertex_normals
 from sie3d.export.obj import to_obj
+from sie3d.export.splats import ply_files
 
 log = logging.getLogger(__name__)
 
-Format = Literal["glb", "obj"]
+Format = Literal["glb", "obj", "ply"]
 Exporter = Callable[[AvatarMesh, str], dict[str, bytes]]
 
 
@@ -31,6 +32,7 @@ def _glb_files(mesh: AvatarMesh, stem: str) -> dict[str, bytes]:
 EXPORTERS: dict[str, Exporter] = {
     "glb": _glb_files,
     "obj": to_obj,
+    "ply": ply_files,  # 3D Gaussian splats, INRIA layout (`sie3d.export.splats`)
 }
 
 

@@ -141,8 +141,52 @@ def _material_json(material: Material, texture_index: int | None, normal_index: 
     return entry
 
 
-def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) -> bytes:
-    """Serialize `mesh` as a binary glTF 2.0 file (bytes), morph targets included.
+@dataclass(frozen=True)
+class MorphAnimation:
+    """A glTF animation of the mesh's morph weights: at ``times`` (K,) seconds, increasing, the weights
+    ``weights`` (K, number of morph targets of the mesh, in their order). ``CUBICSPLINE`` with zero
+    tangents eases in and out of every key (smoothstep, C1) and never leaves the keys' range; ``LINEAR``
+    and ``STEP`` are glTF's own."""
+
+    name: str
+    times: np.ndarray
+    weights: np.ndarray
+    interpolation: str = "CUBICSPLINE"
+
+    def __post_init__(self) -> None:
+        times = np.asarray(self.times, np.float32)
+        weights = np.asarray(self.weights, np.float32)
+        if times.ndim != 1 or len(times) < 1 or (len(times) > 1 and not (np.diff(times) > 0).all()) or times[0] < 0:
+            raise ValueError(f"animation {self.name!r}: times must be (K,) increasing from >= 0, got {times}")
+        if weights.ndim != 2 or len(weights) != len(times) or not np.isfinite(weights).all():
+            raise ValueError(f"animation {self.name!r}: weights must be finite (K, targets), got {weights.shape}")
+        if self.interpolation not in ("CUBICSPLINE", "LINEAR", "STEP"):
+            raise ValueError(f"animation {self.name!r}: unknown interpolation {self.interpolation!r}")
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "weights", weights)
+
+
+def _animation_json(b: _Builder, animation: MorphAnimation, node: int, n_targets: int) -> dict[str, Any]:
+    """The glTF animation of `animation` on the morph weights of `node`; its data go into `b`."""
+    if animation.weights.shape[1] != n_targets:
+        raise ValueError(f"animation {animation.name!r} has {animation.weights.shape[1]} weights per key; the mesh "
+                         f"has {n_targets} morph targets")  # fmt: skip
+    values = animation.weights
+    if animation.interpolation == "CUBICSPLINE":  # per key: in-tangents, values, out-tangents (zero: ease)
+        zeros = np.zeros_like(values)
+        values = np.stack([zeros, values, zeros], axis=1).reshape(-1, n_targets)
+    times = b.array(animation.times, None, with_bounds=False)
+    b.accessors[times].update(min=[float(animation.times.min())], max=[float(animation.times.max())])
+    output = b.array(values.reshape(-1).astype(np.float32), None)
+    return {"name": animation.name,
+            "samplers": [{"input": times, "output": output, "interpolation": animation.interpolation}],
+            "channels": [{"sampler": 0, "target": {"node": node, "path": "weights"}}]}  # fmt: skip
+
+
+def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6,
+           animations: tuple[MorphAnimation, ...] = ()) -> bytes:  # fmt: skip
+    """Serialize `mesh` as a binary glTF 2.0 file (bytes), morph targets included, and `animations` of its
+    morph weights.
 
     ``sparse=False`` writes every target as a plain dense array (bigger, about 17 MB of morph data for
     ICT), for importers that support neither sparse nor bufferView-less accessors.
@@ -214,6 +258,7 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
     if not primitives:
         raise ValueError(f"AvatarMesh {mesh.name!r} has no triangles to export")
 
+    animations_json = [_animation_json(b, a, 0, len(mesh.morph_names)) for a in animations]  # before the buffer
     mesh_json: dict[str, Any] = {"name": mesh.name, "primitives": primitives}
     if len(mesh.morph_names):
         mesh_json["weights"] = [float(w) for w in mesh.morph_weights]
@@ -229,6 +274,8 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6) 
         "bufferViews": b.views,
         "accessors": b.accessors,
     }
+    if animations:
+        gltf["animations"] = animations_json
     if images:
         gltf["samplers"] = [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR,
                              "wrapS": CLAMP_TO_EDGE, "wrapT": CLAMP_TO_EDGE}]  # fmt: skip

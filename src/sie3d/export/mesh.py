@@ -184,6 +184,16 @@ class AvatarMesh:
         return (self.verts - offset).astype(np.float32)
 
 
+def with_extra_targets(mesh: AvatarMesh, names: Sequence[str], deltas: np.ndarray) -> AvatarMesh:
+    """`mesh` with morph targets `names` ((K', V, 3) `deltas`, weight 0) appended after its own."""
+    return AvatarMesh(
+        verts=mesh.verts, faces=mesh.faces, uvs=mesh.uvs, uv_faces=mesh.uv_faces, face_material=mesh.face_material,
+        materials=mesh.materials, morph_names=(*mesh.morph_names, *names),
+        morph_deltas=np.concatenate([mesh.morph_deltas, np.asarray(deltas, np.float32)]),
+        morph_weights=np.concatenate([mesh.morph_weights, np.zeros(len(names), np.float32)]), name=mesh.name,
+    )  # fmt: skip
+
+
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit smooth normals: sum of the adjacent unit face normals, weighted by corner angle.
 

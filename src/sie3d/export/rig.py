@@ -9,8 +9,8 @@ face tracking, three.js examples and Unity/Unreal Live Link drive an avatar with
   and the halves stay as extra targets after the 52 (`RIG_EXTRAS`), so that a one-sided pose is kept;
 - ICT has no ``tongueOut``: it is authored here on ICT's tongue (`tongue_out_delta`).
 
-`rig_names` is the one list of target names; a feature that adds targets (visemes ...) appends its
-names to `RIG_EXTRAS` and its deltas in `rig_deltas`. `rig_weights` turns (53,) ICT coefficients into
+`rig_names` is the one list of the rig's target names; features that add targets (the visemes) append them
+after the rig (`sie3d.export.mesh.with_extra_targets`). `rig_weights` turns (53,) ICT coefficients into
 rig weights that reproduce the same surface exactly.
 """
 

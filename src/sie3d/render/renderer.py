@@ -43,6 +43,9 @@ class DirectionalLight:
     diffuse: float = 0.65
 
 
+STUDIO_LIGHT = DirectionalLight(direction=(0.35, 0.45, 1.0), ambient=0.45, diffuse=0.6)  # previews, splat colours
+
+
 @dataclass(frozen=True)
 class RenderOutput:
     """Images from `render_mesh`; B views of H x W pixels.
