@@ -11,6 +11,7 @@ import pytest
 
 from sie3d.animation import Key, Timeline, parse_script
 from sie3d.errors import UsageError
+from sie3d.export.rig import rig_names, rig_weights
 from sie3d.head.names import ICT_NAMES
 from sie3d.visemes import VISEME_NAMES
 
@@ -62,10 +63,12 @@ def animated(faces, tmp_path_factory):
 
 
 def _expected(timeline: dict, times: list[float]) -> np.ndarray:
-    """(T, 53) the timeline's coefficients at `times`, from timeline.json: smoothstep between keys."""
+    """(T, K) the ARKit rig's weights at `times` for the timeline of timeline.json: each key's ICT coefficients
+    as rig weights, smoothstep between keys (the rig's surface is linear in its weights, so this is the ICT
+    timeline's surface)."""
     keys = timeline["keys"]
-    line = Timeline(tuple(Key(k["label"], k["time_s"]) for k in keys),
-                    np.array([[k["coefficients"][n] for n in ICT_NAMES] for k in keys], np.float32))  # fmt: skip
+    coefficients = np.array([[k["coefficients"][n] for n in ICT_NAMES] for k in keys], np.float32)
+    line = Timeline(tuple(Key(k["label"], k["time_s"]) for k in keys), rig_weights(coefficients))
     return line.at(np.array(times))
 
 
@@ -99,11 +102,11 @@ def test_glb_animation_is_valid_and_plays_in_three_js(animated, node_packages):
     played = json.loads(done.stdout)
     assert played["clips"][0]["duration"] == pytest.approx(2.0) and not played["warnings"]
     expected = _expected(json.loads((animated / "timeline.json").read_text()), times)
-    assert all(names == [*ICT_NAMES, *VISEME_NAMES] for names in played["names"])  # visemes after the expressions
+    assert all(names == [*rig_names(), *VISEME_NAMES] for names in played["names"])  # visemes after the rig
     for sample, want in zip(played["samples"], expected, strict=True):
         for influences in sample["influences"]:  # every primitive moves alike
             np.testing.assert_allclose(influences, [*want, *[0] * len(VISEME_NAMES)], atol=2e-4)
-    jaw = [s["influences"][0][ICT_NAMES.index("jawOpen")] for s in played["samples"]]
+    jaw = [s["influences"][0][rig_names().index("jawOpen")] for s in played["samples"]]
     assert jaw[5] > jaw[3] + 0.2 and jaw[0] == pytest.approx(jaw[-1], abs=1e-4)  # the weights move over time
 
 

@@ -85,7 +85,7 @@ def photos(tmp_path_factory, faces) -> Path:
         (folder / name).write_bytes((faces / name).read_bytes())
     Image.open(faces / "london_001_neutral.jpg").crop((0, 0, 200, 200)).save(folder / "wall.png")
     (folder / "notes.jpg").write_text("not a photo")
-    (folder / "prompts.txt").write_text("a warm smile\nquietly furious\n")
+    (folder / "prompts.txt").write_text("a warm smile\na furious scowl\n")
     return folder
 
 
@@ -109,7 +109,7 @@ def test_failures_are_recorded_and_the_batch_goes_on(local_run):
     rows = _rows(out)
     assert len(rows) == 8
     for photo, kind in (("wall", NoFaceError), ("notes", PhotoError)):
-        for prompt in ("a-warm-smile", "quietly-furious"):
+        for prompt in ("a-warm-smile", "a-furious-scowl"):
             row = rows[f"{photo}-{prompt}"]
             assert (row["status"], row["error_type"], row["exit_code"]) == ("failed", kind.__name__,
                                                                              str(kind.exit_code))  # fmt: skip

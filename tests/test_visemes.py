@@ -1,5 +1,5 @@
 """The 15 visemes: names and order lip-sync tools expect, built from the ICT shapes, exported after the
-expression targets, and shaping the mouth as their sounds do."""
+ARKit rig's targets, and shaping the mouth as their sounds do."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pygltflib
 import pytest
 
+from sie3d.export.rig import rig_names, rig_weights
 from sie3d.head.names import ICT_NAMES
 from sie3d.visemes import VISEME_NAMES, viseme_coefficients
 
@@ -29,13 +30,18 @@ def mesh(happy, models):
     return export_meshes(happy, models, [happy.rest_expression])[0]
 
 
-def test_exported_after_the_expressions_as_their_combination(mesh, written):
-    assert mesh.morph_names == (*ICT_NAMES, *VISEME_NAMES) and not mesh.morph_weights[53:].any()
-    np.testing.assert_allclose(mesh.morph_deltas[53:], np.tensordot(viseme_coefficients(), mesh.morph_deltas[:53],
-                                                                    axes=1), atol=1e-5)  # fmt: skip
+def test_exported_after_the_rig_as_their_combination(mesh, written, models):
+    rig = len(rig_names())
+    assert mesh.morph_names == (*rig_names(), *VISEME_NAMES) and not mesh.morph_weights[rig:].any()
+    basis = models.head.arrays.expression_basis  # ICT's 53 shapes on the same vertices
+    np.testing.assert_allclose(mesh.morph_deltas[rig:], np.tensordot(viseme_coefficients(), basis, axes=1),
+                               atol=1e-5)  # fmt: skip
+    # ... which is the same surface as the rig's targets at the visemes' rig weights
+    np.testing.assert_allclose(mesh.morph_deltas[rig:], np.tensordot(rig_weights(viseme_coefficients()),
+                                                                     mesh.morph_deltas[:rig], axes=1), atol=1e-5)
     glb = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))
-    assert glb.meshes[0].extras["targetNames"][53:] == list(VISEME_NAMES)
-    assert all(len(p.targets) == 68 for p in glb.meshes[0].primitives)
+    assert glb.meshes[0].extras["targetNames"][rig:] == list(VISEME_NAMES)
+    assert all(len(p.targets) == rig + 15 for p in glb.meshes[0].primitives)
 
 
 def test_mouth_shapes(mesh):

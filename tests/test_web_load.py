@@ -20,7 +20,8 @@ def test_eight_clients_at_once(faces, tmp_path):
     Image.open(photos[0]).crop((0, 0, 200, 200)).save(wall)
     root = tmp_path / "jobs"
     result = run_load_test(photos, clients=8, workers=2, max_queued=3, no_face=wall, job_timeout=600,
-                           server_args=("--root", str(root), "--keep-minutes", str(KEEP_SECONDS / 60)))  # fmt: skip
+                           server_args=("--root", str(root), "--keep-minutes", str(KEEP_SECONDS / 60)),
+                           linger_s=KEEP_SECONDS + 4)  # fmt: skip
     print(result["markdown"])
     assert result["client_errors"] == 0 and result["failed"] == 0, result["rows"]
     assert result["done"] + result["refused"] == 8

@@ -331,7 +331,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
     if not variants:
-        parser.set_defaults(formats="glb", previews=False, in_photo=False)
+        parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return
     parser.add_argument("--formats", default="glb,obj",
                         help="formats, comma-separated: glb, obj, ply (3D Gaussian splats); default glb,obj")

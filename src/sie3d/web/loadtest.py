@@ -245,11 +245,12 @@ DEFAULT_TEXTS = ("a gleeful grin with raised eyebrows", "quietly furious", "surp
 
 def run_load_test(photos: list[Path], *, clients: int = 8, workers: int = 2, max_queued: int = 16,
                   no_face: Path | None = None, job_timeout: float = 600.0, log: Path | None = None,
-                  server_args: tuple[str, ...] = ()) -> dict:
+                  server_args: tuple[str, ...] = (), linger_s: float = 0.0) -> dict:
     """`clients` clients submit at once (client k: photos[k % len(photos)], a text of `DEFAULT_TEXTS`) to a
     fresh server with `workers` workers; every job is followed to its end. Then the bad uploads, a photo
     without a face (`no_face`) and a check that the server still answers (`server_args`: more `sie3d web`
-    flags). Returns the figures (see the module docstring) and a Markdown table under "markdown"."""
+    flags). The server stays up until `linger_s` seconds after the first job finished (so that its cleaner can
+be seen at work). Returns the figures (see the module docstring) and a Markdown table under "markdown"."""
     photo_bytes = [p.read_bytes() for p in photos]
     with start_server("--workers", str(workers), "--max-queued", str(max_queued), *server_args, log=log) as server:
         watch = MemoryWatch(server.process.pid)
@@ -287,6 +288,9 @@ def run_load_test(photos: list[Path], *, clients: int = 8, workers: int = 2, max
             status, answer = submit(server, "happy", (no_face.name, no_face.read_bytes()))
             job = wait_for_job(server, answer["id"], job_timeout)[0] if status == 202 else {"error": answer}
             bad["photo without a face"] = {"status": status, "job": job.get("status"), **(job.get("error") or {})}
+        first_done = min((r["finished_at"] for r in rows if "finished_at" in r), default=None)
+        if first_done is not None:
+            time.sleep(max(0.0, first_done + linger_s - time.monotonic()))
         alive = server.process.poll() is None and request(server, "GET", "/api/health")[0] == 200
         ended_at = time.monotonic()
     done = [r for r in rows if r.get("outcome") == "done"]
