@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +111,41 @@ def text_encoder():
     from sie3d.semantics.encoder import TextEncoder
 
     return TextEncoder()
+
+
+# -- Khronos glTF validator and three.js (node), for the export tests ---------------------------------------
+
+JS_DIR = REPO / "tests" / "js"
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """tests/js with its npm packages (gltf-validator, three) installed; skip without node/npm."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not on PATH: the Khronos glTF validator and three.js cannot run")
+    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("gltf-validator", "three")):
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not on PATH: cannot install tests/js/package.json")
+        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
+    return JS_DIR
+
+
+@pytest.fixture(scope="session")
+def gltf_validator(node_packages) -> Path:
+    return node_packages / "validate.js"
+
+
+def glb_json(data: bytes) -> dict:
+    return json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+
+
+def validate_gltf(validator: Path, data: bytes, tmp_path: Path) -> dict:
+    path = tmp_path / "avatar.glb"
+    path.write_bytes(data)
+    done = subprocess.run(["node", str(validator), str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)

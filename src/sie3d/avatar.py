@@ -624,7 +624,7 @@ class _SharedMesh:
         import torch
 
         from sie3d.export import avatar_mesh_from_ict
-        from sie3d.head.texture import EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
+        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
 
         head = models.head
         # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
@@ -638,8 +638,14 @@ class _SharedMesh:
         tiles = person.textures.srgb_tiles()
         eye = tiles.pop(EYE_TILE)
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
+        # The lids' shade: the eye-occlusion shell with its RGBA texture (alphaMode BLEND), when there is one.
+        shade = tiles.pop(EYE_SHADE, None)
+        if shade is not None:
+            eyes["M_EyeOcclusion"] = shade
         # Eyelash cards only with their alpha texture (RGBA tile 6 -> alphaMode MASK, double-sided).
-        dropped = tuple(m for m in HIDDEN_MATERIALS if m != "M_EyeLashes" or LASH_TILE not in tiles)
+        kept = {"M_EyeLashes"} if LASH_TILE in tiles else set()
+        kept |= {"M_EyeOcclusion"} if shade is not None else set()
+        dropped = tuple(m for m in HIDDEN_MATERIALS if m not in kept)
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
         return _SharedMesh(rest, rest.morph_deltas)

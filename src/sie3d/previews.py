@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
-from sie3d.head.texture import EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
+from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
 from sie3d.render import Cameras, DirectionalLight, RenderOutput, orbit_cameras, rasterize, render_mesh
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
@@ -38,6 +38,7 @@ class TexturedHead:
     tiles: list[torch.Tensor]  # per tile id 0..7: (1, 3, S, S) linear albedo
     lash_alpha: np.ndarray | None = None  # (S, S) float of tile 6 when the textures have eyelash cards
     mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
+    eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
 
     @staticmethod
     def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures, mouth_light: bool = False
@@ -48,7 +49,8 @@ class TexturedHead:
             tiles.append(torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)[None])
         lashes = textures.tiles.get(LASH_TILE)
         alpha = lashes[..., 3] if lashes is not None and lashes.shape[2] == 4 else None
-        return TexturedHead(head, layout, tiles, alpha, mouth_light)
+        shade = textures.tiles.get(EYE_SHADE)
+        return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3])
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
         expression = torch.from_numpy(np.asarray(expression, np.float32))[None]
@@ -72,7 +74,36 @@ class TexturedHead:
                 uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
                 texture=tiles, face_mask=torch.from_numpy(visible), background=background, **lighting,
             )  # fmt: skip
+            if self.eye_shade is not None:
+                out = self._with_eye_shade(out, verts, cams, face_mask)
             return out if self.lash_alpha is None else self._with_lashes(out, verts, cams, face_mask)
+
+    def _with_eye_shade(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
+                        face_mask: np.ndarray | None) -> RenderOutput:
+        """`out` with the lids' shade: where ICT's eye-occlusion shell lies in front of (or on) the rendered
+        surface, the colour is multiplied by 1 - the shell texture's alpha (what a glTF viewer does when it
+        blends the black shell over the eye)."""
+        topo = self.head.topology
+        shell = topo.faces_of("M_EyeOcclusion")
+        if face_mask is not None:
+            shell = shell[face_mask[shell]]
+        if len(shell) == 0:
+            return out
+        frags = rasterize(verts, torch.from_numpy(topo.faces[shell]), cams)
+        depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+        hit = (frags.tri_id >= 0) & (frags.depth <= depth + 0.12)  # the shell hugs the eyeball (the cornea bulges
+        # through it by up to 1 mm); the lids lie further in front
+        if not bool(hit.any()):
+            return out
+        tri = shell[frags.tri_id[hit].numpy()]
+        uv = (topo.uvs[topo.uv_faces[tri]] * frags.bary[hit].numpy()[..., None]).sum(1)
+        size = self.eye_shade.shape[0]
+        col = np.clip((uv[:, 0] * size).astype(int), 0, size - 1)
+        row = np.clip(((1.0 - uv[:, 1]) * size).astype(int), 0, size - 1)
+        keep = torch.from_numpy(1.0 - self.eye_shade[row, col]).to(out.rgb.dtype)
+        rgb = out.rgb.clone()
+        rgb[hit] = rgb[hit] * keep[:, None]
+        return RenderOutput(rgb, out.alpha, out.depth, out.normals, out.fragments)
 
     def _with_lashes(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
                      face_mask: np.ndarray | None) -> RenderOutput:

@@ -29,7 +29,7 @@ from sie3d.head.model import HeadModel
 # Anatomy (adult averages): horizontal visible iris diameter 11.7 mm, eyeball diameter 24 mm, a pupil of
 # about 3.5 mm in indoor light; the limbal ring is the iris's dark outer rim.
 IRIS_TO_EYE_WIDTH = 0.195  # iris radius over the corner-to-corner eye width (11.7 mm over about 30 mm)
-IRIS_TO_EYE_WIDTH_RANGE = (0.16, 0.23)  # what a photo's own ratio may set it to
+IRIS_TO_EYE_WIDTH_RANGE = (0.17, 0.25)  # what a photo's own ratio may set it to (London Set: 0.21-0.22)
 PUPIL_FRACTION = 0.3  # of the iris radius
 LIMBAL_RING = (0.82, 1.0)  # normalised iris radius where the ring darkens toward the limbus
 MAX_GAZE_DEGREES = 20.0  # photo gaze beyond this is taken as a landmark error and clamped
@@ -63,6 +63,9 @@ class EyeGeometry:
     up: np.ndarray  # (3,)
     radius: float
     vertices: np.ndarray  # (N,) vertex ids of sclera + iris
+    # The eye UVs' radius (sine of the angle from the axis, seen from `centre`) against the distance from the
+    # axis in cm, over the front vertices, increasing: ICT's cornea bulges, so the two are not proportional.
+    uv_radius_by_offset: tuple[np.ndarray, np.ndarray]
 
 
 @lru_cache(maxsize=4)
@@ -78,7 +81,14 @@ def eye_geometry(head: HeadModel) -> dict[str, EyeGeometry]:
         side /= np.linalg.norm(side)
         sclera = np.unique(topo.faces[topo.faces_of(f"M_Sclera{ict}")])
         radius = float(np.median(np.linalg.norm(neutral[sclera] - centre, axis=1)))
-        out[eye] = EyeGeometry(centre, axis, side, np.cross(axis, side), radius, verts)
+        rel = neutral[verts] - centre
+        front = rel @ axis > 0
+        along = (rel @ axis)[front]
+        offset = np.linalg.norm(rel[front] - along[:, None] * axis, axis=1)
+        uv_radius = offset / np.linalg.norm(rel[front], axis=1)
+        order = np.argsort(offset)
+        table = (offset[order], np.maximum.accumulate(uv_radius[order]))
+        out[eye] = EyeGeometry(centre, axis, side, np.cross(axis, side), radius, verts, table)
     return out
 
 
@@ -231,17 +241,16 @@ def _fill_polar(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 
 def _iris_albedo(iris: np.ndarray) -> np.ndarray:
-    """Photo iris colours -> albedo: photos under-expose irises (the lids shade them) and their chroma is
-    partly the skin's light; the mean is pulled half toward grey, brightened and kept within the range of
-    real eye colours, the detail kept as a bounded ratio to the mean."""
+    """Photo iris colours -> albedo at the photo's exposure (as the skin's albedo is): the mean kept within
+    the range of real eye colours, the detail kept as a bounded ratio to the mean."""
     mean = iris.reshape(-1, 3).mean(0)
     level = float(mean.mean())
     hue = mean / max(level, 1e-5)
     # Very dark irises are dark brown (their measured hue is noise and the skin's light): lean to brown.
     brown = np.array([1.45, 0.95, 0.6])
     dark = float(np.clip((0.03 - level) / 0.02, 0.0, 1.0))
-    hue = (0.5 * hue + 0.5) * (1 - dark) + brown * dark
-    target = hue * np.clip(level * 1.6, 0.035, 0.35)
+    hue = (0.8 * hue + 0.2) * (1 - dark) + brown * dark
+    target = hue * np.clip(level, 0.012, 0.35)
     ratio = np.clip(iris.mean(-1, keepdims=True) / max(level, 1e-5), 0.45, 1.8)
     chroma = iris / np.maximum(iris.mean(-1, keepdims=True), 1e-5)
     chroma = 0.7 + 0.3 * np.clip(chroma, 0.4, 1.8)  # the detail's own hue, softened
@@ -249,12 +258,12 @@ def _iris_albedo(iris: np.ndarray) -> np.ndarray:
 
 
 def _sclera_albedo(sclera: np.ndarray) -> np.ndarray:
-    """Sclera colour -> albedo: nearly neutral (at most a little warm), luminance within [0.22, 0.42] (the
-    photographed sclera sits in the lids' shade, which the renderer does not cast; brighter reads as a
-    stare)."""
+    """Sclera colour -> albedo at the photo's exposure: nearly neutral (at most a little warm), luminance
+    within [0.15, 0.42] (the photographed sclera sits in the lids' shade, which the renderer does not cast;
+    brighter reads as a stare)."""
     lum = float(sclera.mean())
     colour = 0.25 * sclera + 0.75 * lum
-    colour = colour / max(lum, 1e-5) * np.clip(lum, 0.22, 0.42)
+    colour = colour / max(lum, 1e-5) * np.clip(lum, 0.15, 0.42)
     return np.clip(colour, 0.0, 1.0)
 
 
@@ -266,7 +275,8 @@ def eye_texture(samples: EyeSamples, gaze: np.ndarray, head: HeadModel, size: in
     direction of the key light; the catch-light sits where the eyeball reflects it toward a frontal viewer
     (fixed on the eyeball, not on the iris, as a reflection is)."""
     geometry = eye_geometry(head)["left"]
-    iris_angle = np.arcsin(min(samples.iris_to_eye_width * eye_width_cm / geometry.radius, 0.9))
+    offsets, uv_radii = geometry.uv_radius_by_offset
+    iris_angle = np.arcsin(min(float(np.interp(samples.iris_to_eye_width * eye_width_cm, offsets, uv_radii)), 0.9))
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     x, y = 2 * u - 1, 2 * v - 1
@@ -388,3 +398,24 @@ def _vertex_uvs(topo, tris: np.ndarray) -> dict[int, np.ndarray]:
         for k in range(3):
             out.setdefault(int(corners[k]), topo.uvs[uv_corners[k]] - [6.0, 0.0])
     return out
+
+
+# -- the lids' shade on the eyeball ------------------------------------------------------------------------
+
+
+def eye_shade_texture(size: int) -> np.ndarray:
+    """(size, size, 4) RGBA of ICT's eye-occlusion shell (the thin shell over each eye opening, UVs in the unit
+    square): black, with alpha the share of light the lids take away -- strongest under the upper lid (the
+    shell's upper rows, v > 0.6; the shell's middle line is near v = 0.5), less along the lower lid
+    (v < 0.4) and toward the corners. The shell moves
+    with the lids, so the shade follows every expression; the renderer multiplies what it covers by
+    1 - alpha (`sie3d.previews.TexturedHead`), and a glTF viewer blends it (alphaMode BLEND)."""
+    grid = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(grid, 1.0 - grid)
+    upper = np.clip((v - 0.6) / 0.3, 0.0, 1.0)
+    lower = np.clip((0.4 - v) / 0.3, 0.0, 1.0)
+    corner = np.clip((np.abs(u - 0.5) - 0.35) / 0.15, 0.0, 1.0)
+    alpha = 1.0 - (1.0 - 0.6 * upper**1.2) * (1.0 - 0.35 * lower**1.5) * (1.0 - 0.4 * corner)
+    rgba = np.zeros((size, size, 4), np.float32)
+    rgba[..., 3] = alpha
+    return rgba

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EYE_TILE = 7
 LASH_TILE = 6
+EYE_SHADE = 8  # not a UDIM tile: the RGBA texture of the eye-occlusion shell (UVs in tile 0's square)
 # Unreal-specific helper shells, and the eyelash cards: the renderer draws those in a pass of their own,
 # alpha-tested against tile 6's alpha (`sie3d.previews.TexturedHead`), and only when the textures have it
 # (opaque, the cards read as a thick black band around the eyes).
@@ -67,7 +68,8 @@ class TextureConfig:
     """How the parts of the head other than the skin are textured.
 
     eyes: "photo" -- iris detail and sclera colour from the photo, an anatomical iris with limbal ring,
-        pupil and catch-light (`sie3d.head.eyes`); "procedural" -- the earlier flat iris (85% of ICT's
+        pupil and catch-light, and the lids' shade on the eyeball (ICT's eye-occlusion shell with
+        `eyes.eye_shade_texture`) (`sie3d.head.eyes`); "procedural" -- the earlier flat iris (85% of ICT's
         iris mesh) in the colour sampled around MediaPipe's iris points.
     gaze: "photo" -- the irises look where the photo's do (eyes="photo" only); "ahead" -- straight ahead.
     lashes: eyelash cards with an alpha texture (alpha-tested in renders, glTF alphaMode MASK).
@@ -435,6 +437,7 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
                           + np.linalg.norm(verts[corners[2]] - verts[corners[3]])) / 2  # fmt: skip
         tiles[EYE_TILE] = eye_textures.eye_texture(samples, np.array([0.0, 0.0, 1.0]) if gaze is None else gaze,
                                                    head, size // 2, eye_width)  # fmt: skip
+        tiles[EYE_SHADE] = eye_textures.eye_shade_texture(size // 4)
     else:
         tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
     if config.lashes:
