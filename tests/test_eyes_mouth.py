@@ -16,7 +16,7 @@ from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, render_
 from sie3d.eval import ablations
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.head import eyes, mouth
-from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfig, _skin_like
+from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfig
 from sie3d.photo import load_photo
 from sie3d.render import project
 
@@ -39,7 +39,12 @@ def _eyeball_texels(person: Person, models: Models) -> tuple[np.ndarray, np.ndar
     grid = (np.arange(size) + 0.5) / size
     u, v = np.meshgrid(grid, 1.0 - grid)
     radius = np.hypot(2 * u - 1, 2 * v - 1)  # sine of the angle from the eye's axis
-    iris = radius < 0.25  # inside the smallest iris any photo may give, gaze included (<= 20 degrees)
+    # the catch-light is a reflection painted on purpose: left out
+    geometry = eyes.eye_geometry(models.head)["left"]
+    half = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0]) + [0.0, 0.0, 1.0]
+    spot = np.stack([geometry.side, geometry.up, geometry.axis]) @ (half / np.linalg.norm(half))
+    glint = np.hypot(2 * u - 1 - spot[0], 2 * v - 1 - spot[1]) < 0.12
+    iris = (radius < 0.25) & ~glint  # inside the smallest iris any photo may give, gaze included (<= 20°)
     sclera = (radius > 0.75) & (radius < 0.95)
     return tile[iris], tile[sclera]
 
@@ -51,13 +56,39 @@ def _skin(person: Person) -> np.ndarray:
     return face[int(0.45 * s) : int(0.6 * s), int(0.3 * s) : int(0.7 * s)].reshape(-1, 3)
 
 
-@pytest.mark.parametrize("name", HARD)
+def _lids(person: Person) -> np.ndarray:
+    """(N, 3) linear photo colours of the lids: the band around each eye opening, between the lid contour and
+    the contour widened by half (the skin that would be painted on the eyeball if sampling went wrong)."""
+    from sie3d.head.texture import _polygon_mask, srgb_to_linear
+
+    photo = srgb_to_linear(person.photo.rgb.astype(np.float32) / 255)
+    size = (photo.shape[1], photo.shape[0])
+    band = np.zeros(photo.shape[:2], bool)
+    for ids in eyes._EYES.values():
+        contour = person.observation.landmarks_px[list(ids["contour"]), :2]
+        band |= _polygon_mask(contour, size, shrink=-0.5) & ~_polygon_mask(contour, size, shrink=-0.1)
+    return photo[band]
+
+
+def _like(colours: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N,) True where a linear colour has the reference's brightness (within 30%) and its chromaticity
+    (within 0.04): what a texel painted from the lids would look like."""
+    brightness = np.abs(np.log(np.maximum(colours.sum(1), 1e-6) / max(reference.sum(), 1e-6))) < np.log(1.3)
+    chroma = np.abs(colours[:, :2] / np.maximum(colours.sum(1, keepdims=True), 1e-6)
+                    - reference[:2] / max(reference.sum(), 1e-6)).max(1) < 0.04  # fmt: skip
+    return brightness & chroma
+
+
+@pytest.mark.parametrize("name", HARD[1:])
 def test_eye_texture_never_paints_skin_on_the_eyeball(hard_people, models, name):
+    """Narrowed, behind glasses, hooded: the eyeball's colours are not the lids'. (The shut eyes of the
+    black-and-white max_angry take nothing from the photo: `test_closed_eyes_take_nothing_from_the_photo`;
+    against its colourless skin, even the generic pupil's black would count as 'skin-like'.)"""
     person = hard_people[name]
     iris, sclera = _eyeball_texels(person, models)
-    skin = _skin(person)
-    assert _skin_like(iris, skin).mean() < 0.02, name
-    assert _skin_like(sclera, skin).mean() < 0.02, name
+    lids = np.median(_lids(person), axis=0)  # the texture keeps the photo's exposure: comparable colours
+    assert _like(iris, lids).mean() < 0.05, name
+    assert _like(sclera, lids).mean() < 0.05, name
     # The sclera is nearly colourless, whatever the photo showed between the lids.
     saturation = (sclera.max(1) - sclera.min(1)) / np.maximum(sclera.max(1), 1e-6)
     assert np.median(saturation) < 0.2, name
@@ -87,13 +118,13 @@ def test_open_eyes_are_sampled_and_gaze_is_bounded(happy, models):
 
 def test_gaze_moves_the_iris_and_ahead_centres_it(happy, models):
     """The iris (darkest texels) sits at the eye tile's centre looking ahead and moves with the gaze."""
-    samples = eyes.EyeSamples(np.full((eyes.POLAR_RINGS, eyes.POLAR_ANGLES, 3), 0.05, np.float32),
+    samples = eyes.EyeSamples(np.full((eyes.POLAR_RINGS, eyes.POLAR_ANGLES, 3), 0.02, np.float32),
                               np.ones((eyes.POLAR_RINGS, eyes.POLAR_ANGLES), bool), np.full(3, 0.4, np.float32),
                               True, eyes.IRIS_TO_EYE_WIDTH)  # fmt: skip
 
     def iris_centre(gaze) -> np.ndarray:
         tile = eyes.eye_texture(samples, np.asarray(gaze, float), models.head, 128, eye_width_cm=3.0)
-        dark = tile.mean(-1) < 0.1
+        dark = tile.mean(-1) < 0.035  # iris and pupil, not the shaded sclera
         rows, cols = np.nonzero(dark)
         return np.array([cols.mean(), rows.mean()]) / 128  # (u, 1 - v)
 

@@ -361,7 +361,7 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
         vs = np.array([vert_uv[k][1] for k in vert_uv])
         ds = np.array([dist[k] for k in vert_uv])
         root_at_v0 = np.corrcoef(vs, ds)[0, 1] > 0  # distance grows with v: the root is at v0
-        upper = points[:, 1].mean() > eye.centre[1] + 0.3
+        upper = points[:, 1].mean() > eye.centre[1] - 0.3  # upper cards near y = 3.7, lower 2.9; centre 3.6
         # u runs along the lid; which end is the outer corner (larger |x|)
         us = np.array([vert_uv[k][0] for k in vert_uv])
         xs = np.array([abs(neutral[k][0]) for k in vert_uv])
@@ -369,9 +369,9 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
         if not upper:
             continue
         for _ in range(80):
-            t = rng.beta(1.6, 1.2)  # position along the lid, 1 = outer corner
+            t = 0.92 * rng.beta(1.6, 1.2)  # position along the lid, 1 = outer corner (whose card droops)
             along = u0 + (t if outer_at_u1 else 1 - t) * (u1 - u0)
-            length = (0.6 + 0.4 * t) * rng.uniform(0.8, 1.0)
+            length = (0.65 + 0.3 * t) * rng.uniform(0.8, 1.0)
             lean = (0.15 * (t - 0.3) + rng.normal(0, 0.03)) * (1 if outer_at_u1 else -1)
             steps = 8
             root_v, tip_sign = (v0, 1) if root_at_v0 else (v1, -1)
