@@ -152,16 +152,11 @@ def mouth_light(head: HeadModel, verts: torch.Tensor) -> float:
 def _lash_layers(head: HeadModel) -> list[np.ndarray]:
     """The eyelash triangles in layers: ICT stacks three cards per lid; layer k holds every lid's k-th
     card (cards of different lids do not overlap)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from sie3d.head.texture import material_parts
 
     topo = head.topology
     tris = topo.faces_of("M_EyeLashes")
-    faces = topo.faces[tris]
-    n = len(head.neutral)
-    graph = coo_matrix((np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    card = np.unique(label[faces[:, 0]], return_inverse=True)[1]
+    card = material_parts(head, "M_EyeLashes")[topo.faces[tris, 0]]
     neutral = head.neutral.numpy()
     layers: dict[tuple[bool, float], list[int]] = {}
     for k in range(card.max() + 1):

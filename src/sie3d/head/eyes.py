@@ -334,15 +334,12 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
     the card's root edge (the one nearer the eyeball) toward its tip, denser and longer toward the outer
     corner. The lower lids' cards stay empty: short, sparse lower lashes read as specks once alpha-tested at
     preview size. Alpha is 0 or 1 (alpha-tested cards)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from sie3d.head.texture import material_parts
 
     topo, neutral = head.topology, head.neutral.numpy()
     tris = topo.faces_of("M_EyeLashes")
     faces = topo.faces[tris]
-    n = len(neutral)
-    graph = coo_matrix((np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    label = material_parts(head, "M_EyeLashes")
     eyes = eye_geometry(head)
     rng = np.random.default_rng(seed)
     alpha = Image.new("L", (size * 4, size * 4), 0)  # drawn at 4x, then reduced: smooth strand edges

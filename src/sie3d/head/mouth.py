@@ -13,8 +13,6 @@ tongue and the socket sit in shadow.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from sie3d.face.observation import FaceObservation
@@ -27,20 +25,11 @@ MOUTH_SOCKET = (0.20, 0.06, 0.06)
 INNER_MOUTH = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 
 
-@lru_cache(maxsize=4)
 def _teeth_components(head: HeadModel) -> np.ndarray:
-    """(V,) int: the tooth (connected component of M_Teeth) of each vertex, -1 elsewhere."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """(V,) int: the tooth (connected part of M_Teeth) of each vertex, -1 elsewhere."""
+    from sie3d.head.texture import material_parts
 
-    faces = head.topology.faces[head.topology.faces_of("M_Teeth")]
-    n = len(head.neutral)
-    graph = coo_matrix((np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    out = np.full(n, -1)
-    used = np.unique(faces)
-    _, out[used] = np.unique(label[used], return_inverse=True)
-    return out
+    return material_parts(head, "M_Teeth")
 
 
 def _depth_light(depth: np.ndarray, falloff: float) -> np.ndarray:

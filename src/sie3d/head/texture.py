@@ -79,7 +79,7 @@ class TextureConfig:
 
     eyes: Literal["photo", "procedural"] = "photo"
     gaze: Literal["photo", "ahead"] = "photo"
-    lashes: bool = False  # off by default: no measurable effect on the held-out judges (README, Results)
+    lashes: bool = True
     mouth: Literal["detailed", "generic"] = "detailed"
 
     def __post_init__(self) -> None:
@@ -190,6 +190,23 @@ def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tup
     except OSError as exc:  # a read-only cache only costs the time
         log.debug("could not cache %s: %s", path, exc)
     return result
+
+
+@lru_cache(maxsize=8)
+def material_parts(head: HeadModel, material: str) -> np.ndarray:
+    """(V,) int: which connected part of `material`'s triangles each vertex belongs to (0, 1, ... in vertex
+    order of their first vertex), -1 for vertices outside the material: ICT's 32 teeth, its 12 eyelash cards."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = head.topology.faces[head.topology.faces_of(material)]
+    n = len(head.neutral)
+    graph = coo_matrix((np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    out = np.full(n, -1)
+    used = np.unique(faces)
+    _, out[used] = np.unique(label[used], return_inverse=True)
+    return out
 
 
 TEXELS_CACHE_VERSION = 1  # bump when `uv_rasterize` changes what it returns
