@@ -22,7 +22,9 @@ SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
 
 def test_textures_cover_the_face_and_are_skin(happy):
     tex = happy.textures
-    assert set(tex.tiles) == {0, 1, 2, 3, 7} | ({6} if happy.config.texture.lashes else set())  # 6: eyelashes
+    texture = happy.config.texture  # 6: eyelash cards; 8: the lids' shade on the eyeball
+    assert set(tex.tiles) == {0, 1, 2, 3, 7} | ({6} if texture.lashes else set()) | ({8} if texture.eyes == "photo"
+                                                                                    else set())  # fmt: skip
     face = tex.tiles[0]
     assert face.shape == (512, 512, 3) and face.dtype == np.float32 and face.min() >= 0 and face.max() <= 1
     assert 0.2 < tex.coverage < 0.9  # the photo sees the front of the face, not the ears or the neck

@@ -13,6 +13,8 @@ tongue and the socket sit in shadow.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from sie3d.face.observation import FaceObservation
@@ -87,7 +89,13 @@ def teeth_tile(head: HeadModel, size: int, colour: np.ndarray | tuple[float, flo
 
 def gums_tongue_tile(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
     """(size, size, 3) linear albedo of gums and tongue: gum pink within a few millimetres of the teeth,
-    the tongue's duller red elsewhere with a faint papillae grain, both darkening deep in the mouth."""
+    the tongue's duller red elsewhere with a faint papillae grain, both darkening deep in the mouth. The
+    same for everyone (it depends on the layout only): computed once per process, a fresh copy each call."""
+    return _gums_tongue_tile(head, size, seed).copy()
+
+
+@lru_cache(maxsize=2)
+def _gums_tongue_tile(head: HeadModel, size: int, seed: int) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     from sie3d.head.texture import _interpolate, material_texels
