@@ -6,7 +6,8 @@ For a few people of different ages and skin tones (London Set, CC BY 4.0, and Gr
 each row pair shows the same fit rendered frontally with the earlier textures (`PLAIN_TEXTURES`: procedural
 eyes, no eyelashes, generic mouth) and with this slice's (`TextureConfig(eyes="photo", lashes=True,
 mouth="detailed")`): a whole face, then the eyes and the mouth cropped and enlarged 2x, for the neutral face
-and the happy, surprise and anger prototypes. Writes docs/gallery/eyes_mouth.jpg by default.
+and the happy, surprise and anger prototypes. Writes docs/gallery/eyes_mouth.jpg (by default) and its
+ATTRIBUTION_eyes_mouth.md beside it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,18 @@ PEOPLE = ("london_025_neutral.jpg", "london_024_neutral.jpg", "london_003_neutra
           "london_038_neutral.jpg", "mpl_grace_hopper.jpg")  # fmt: skip
 EMOTIONS = ("neutral", "happy", "surprise", "anger")
 AFTER = TextureConfig(eyes="photo", gaze="photo", lashes=True, mouth="detailed")
-RENDER = 640  # px of the frontal render the crops are cut from
-FACE, EYES, MOUTH = 160, (320, 80), (160, 80)  # cell sizes: face thumbnail; eye and mouth crops (after 2x)
+RENDER = 400  # px of the frontal render the crops are cut from
+FACE, EYES, MOUTH = 200, (400, 100), (200, 100)  # cell sizes: face thumbnail; eye and mouth crops (after 2x)
 REPO = Path(__file__).resolve().parents[1]
+ATTRIBUTION = """# Attribution of eyes_mouth.jpg
+
+`eyes_mouth.jpg` shows renders of avatars that `scripts/make_eye_mouth_sheet.py` made from photos of the Face
+Research Lab London Set: DeBruine, L. & Jones, B. (2017), figshare, doi:10.6084/m9.figshare.5047666.v5,
+licensed CC BY 4.0 (photographed with signed consent for research use and illustration) -- {london} -- and
+from the portrait of Grace Hopper (US Navy, public domain) that ships with matplotlib. The renders are derived
+from those photos (their face and eye textures) and are shared under the same terms. The photos themselves
+are not copied.
+"""
 
 
 def cells(person, models, emotion: str) -> tuple[Image.Image, Image.Image, Image.Image]:
@@ -77,6 +87,8 @@ def main() -> None:
                     sheet.paste(mouth, (left + FACE, top + EYES[1]))
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, quality=90)
+    london = ", ".join(p for p in PEOPLE if p.startswith("london_"))
+    (out.parent / "ATTRIBUTION_eyes_mouth.md").write_text(ATTRIBUTION.format(london=london))
     print(f"wrote {out}")
 
 
