@@ -241,6 +241,10 @@ def test_glb_with_lashes_is_alpha_masked(lash_glb):
     assert len(lashes) == 1
     assert lashes[0].alphaMode == "MASK" and lashes[0].alphaCutoff == 0.5 and lashes[0].doubleSided
     assert lashes[0].pbrMetallicRoughness.baseColorTexture is not None
+    # the lids' shade: a black shell blended by its texture's alpha, not weakened by a base alpha
+    shade = [m for m in gltf.materials if m.name == "M_EyeOcclusion"]
+    assert len(shade) == 1 and shade[0].alphaMode == "BLEND"
+    assert shade[0].pbrMetallicRoughness.baseColorFactor == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_glb_with_lashes_passes_the_khronos_validator_and_loads_in_three_js(gltf_validator, node_packages, lash_glb,
