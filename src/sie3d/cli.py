@@ -223,6 +223,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     from tqdm import tqdm
 
     from sie3d.avatar import Models, OutputConfig, Person, ReconstructConfig, reconstruct, write_outputs
+    from sie3d.head.texture import TextureConfig
     from sie3d.photo import load_photo
 
     formats = _split(args.formats)
@@ -231,7 +232,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     output = OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo)
     source = Path(args.photo)
     saved = source.is_dir() and (source / "person.json").exists()
-    config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
+    config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size,
+                                                  texture=TextureConfig(gaze=args.gaze))  # fmt: skip
     photo = None if saved else load_photo(source)
     # A saved person is OUT/person: name the default output after OUT, not after "person".
     out = Path(args.output) if args.output else Path("sie3d-out") / (source.resolve().parent.name if saved
@@ -273,6 +275,8 @@ def add_avatar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
+    parser.add_argument("--gaze", choices=("photo", "ahead"), default="photo",
+                        help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
     parser.add_argument("--formats", default="glb,obj", help="mesh formats, comma-separated (default glb,obj)")
     parser.add_argument("--no-previews", dest="previews", action="store_false",
                         help="skip preview.png (the turntable sheet)")
