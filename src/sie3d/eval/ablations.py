@@ -135,6 +135,8 @@ _APPEARANCE = {
               TextureConfig(eyes="procedural", gaze="ahead", lashes=False, mouth="detailed")),
     "appearance": ("the prototypes with eyes, eyelashes and mouth all on",
                    TextureConfig(eyes="photo", gaze="photo", lashes=True, mouth="detailed")),
+    "appearance_ahead": ("as appearance, the eyes looking straight ahead instead of as in the photo",
+                         TextureConfig(eyes="photo", gaze="ahead", lashes=True, mouth="detailed")),
 }  # fmt: skip
 for _name, (_description, _texture) in _APPEARANCE.items():
     register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)
