@@ -347,10 +347,12 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
     for card in np.unique(label[faces[:, 0]]):
         card_tris = tris[label[faces[:, 0]] == card]
         uv_ids = np.unique(topo.uv_faces[card_tris])
-        uv = topo.uvs[uv_ids] - [6.0, 0.0]
+        uv = topo.uvs[uv_ids] - [6.0, 0.0]  # tile 6 (`sie3d.head.texture.LASH_TILE`) to the unit square
         vert_ids = np.unique(topo.faces[card_tris])
         points = neutral[vert_ids]
         eye = eyes["left" if points[:, 0].mean() > 0 else "right"]
+        if points[:, 1].mean() < eye.centre[1] - 0.3:  # a lower lid's card (upper ones near y = 3.7, lower 2.9)
+            continue
         (u0, v0), (u1, v1) = uv.min(0), uv.max(0)
         # Which v edge is the root: the card's vertices nearer the eyeball centre, by their v.
         vert_uv = _vertex_uvs(topo, card_tris)
@@ -358,13 +360,10 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
         vs = np.array([vert_uv[k][1] for k in vert_uv])
         ds = np.array([dist[k] for k in vert_uv])
         root_at_v0 = np.corrcoef(vs, ds)[0, 1] > 0  # distance grows with v: the root is at v0
-        upper = points[:, 1].mean() > eye.centre[1] - 0.3  # upper cards near y = 3.7, lower 2.9; centre 3.6
         # u runs along the lid; which end is the outer corner (larger |x|)
         us = np.array([vert_uv[k][0] for k in vert_uv])
         xs = np.array([abs(neutral[k][0]) for k in vert_uv])
         outer_at_u1 = np.corrcoef(us, xs)[0, 1] > 0
-        if not upper:
-            continue
         for _ in range(80):
             t = 0.92 * rng.beta(1.6, 1.2)  # position along the lid, 1 = outer corner (whose card droops)
             along = u0 + (t if outer_at_u1 else 1 - t) * (u1 - u0)
