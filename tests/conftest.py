@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,8 @@ def london_observations(observer) -> dict[str, object]:
 
 # What `write_outputs` writes for a variant in OBJ format with a preview (no GLB, no in-photo composite).
 OBJ_FILES = ("avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
-             "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "preview.png")  # fmt: skip
+             "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "avatar_M_EyeOcclusion.png", "avatar_M_EyeLashes.png",
+             "preview.png")  # fmt: skip
 PERSON_FILES = ("person/person.json", "person/arrays.npz", "person/photo.png")
 
 
@@ -140,6 +142,9 @@ def web_server(web_root, tmp_path_factory):
         yield server
 
 
+# -- Khronos glTF validator, three.js, the splat viewer and playwright (node) ------------------------------
+
+
 @pytest.fixture(scope="session")
 def node_packages() -> Path:
     """tests/js with its npm packages (package.json: gltf-validator, three, the splat viewer, playwright-core)
@@ -156,3 +161,20 @@ def node_packages() -> Path:
         if done.returncode != 0:
             pytest.skip(f"npm could not install tests/js/package.json: {done.stderr[-500:]}")
     return JS_DIR
+
+
+@pytest.fixture(scope="session")
+def gltf_validator(node_packages) -> Path:
+    return node_packages / "validate.js"
+
+
+def glb_json(data: bytes) -> dict:
+    return json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+
+
+def validate_gltf(validator: Path, data: bytes, tmp_path: Path) -> dict:
+    path = tmp_path / "avatar.glb"
+    path.write_bytes(data)
+    done = subprocess.run(["node", str(validator), str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)

@@ -131,7 +131,8 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["command"] == "test" and report["person"] is None
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
                                          "wrinkles": False}
-    assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512}
+    assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
+        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed"}}
     assert list(report["variants"]) == ["neutral"]
     assert report["variants"]["neutral"]["coefficients"] == report["expression_neutral"]
 

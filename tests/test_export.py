@@ -8,7 +8,6 @@ import json
 import os
 import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pygltflib
@@ -21,6 +20,8 @@ from sie3d.errors import UsageError
 from sie3d.export import AvatarMesh, Material, avatar_mesh_from_ict, export, to_glb, to_obj, vertex_normals, write
 from sie3d.export.mesh import ict_tile_owners, ict_triangle_tiles
 from sie3d.export.rig import ARKIT_NAMES, rig_names
+
+from conftest import glb_json, validate_gltf
 
 WEIGHTS = {"jawOpen": 0.4, "mouthSmile_L": 0.7, "browInnerUp_R": 0.25}
 TEXTURE_SIZE = 64  # small: encoding cost is the benchmark's business, not the tests'
@@ -333,23 +334,6 @@ def test_glb_without_sparse_is_equivalent(model, avatar, gltf):
 # -- Khronos glTF validator and three.js (node) ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def gltf_validator(node_packages) -> Path:
-    return node_packages / "validate.js"
-
-
-def _glb_json(data: bytes) -> dict:
-    return json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
-
-
-def _validate(validator: Path, data: bytes, tmp_path: Path) -> dict:
-    path = tmp_path / "avatar.glb"
-    path.write_bytes(data)
-    done = subprocess.run(["node", str(validator), str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode in (0, 1), done.stderr
-    return json.loads(done.stdout)
-
-
 def _with_face_normal_map(avatar: AvatarMesh) -> AvatarMesh:
     """`avatar` with a bumpy tangent-space normal map on M_Face (as a wrinkled expression bakes it)."""
     rng = np.random.default_rng(3)
@@ -371,11 +355,11 @@ def test_khronos_validator_reports_no_errors(gltf_validator, model, glb, avatar,
         full = avatar_mesh_from_ict(model, textures_per_tile=_textures(rgba_tile=6), drop_materials=())
         assert {m.alpha_mode for m in full.materials} == {"OPAQUE", "BLEND", "MASK"}
         data = to_glb(full, sparse=False)
-    report = _validate(gltf_validator, data, tmp_path)
+    report = validate_gltf(gltf_validator, data, tmp_path)
     issues = report["issues"]
     problems = [m for m in issues["messages"] if m["severity"] <= 1]
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, problems[:10]
-    document = _glb_json(data)
+    document = glb_json(data)
     info = report["info"]
     assert info["hasMorphTargets"] and info["hasTextures"] and info["hasDefaultScene"]
     assert info["drawCallCount"] == len(document["meshes"][0]["primitives"])
@@ -403,14 +387,14 @@ def test_glb_normal_map_has_unit_tangents_with_handedness(avatar):
 def test_khronos_validator_catches_a_broken_file(gltf_validator, glb, tmp_path):
     """The check can fail: a POSITION max that lies about the data is an error."""
     json_length = struct.unpack_from("<I", glb, 12)[0]
-    document = _glb_json(glb)
+    document = glb_json(glb)
     document["accessors"][document["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["max"][0] += 1.0
     text = json.dumps(document, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 4)
     binary = glb[20 + json_length :]
     header = struct.pack("<III", 0x46546C67, 2, 20 + len(text) + len(binary))
     broken = header + struct.pack("<II", len(text), 0x4E4F534A) + text + binary
-    report = _validate(gltf_validator, broken, tmp_path)
+    report = validate_gltf(gltf_validator, broken, tmp_path)
     assert report["issues"]["numErrors"] > 0
 
 

@@ -25,7 +25,9 @@ SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
 
 def test_textures_cover_the_face_and_are_skin(happy):
     tex = happy.textures
-    assert set(tex.tiles) == {0, 1, 2, 3, 7}
+    texture = happy.config.texture  # 6: eyelash cards; 8: the lids' shade on the eyeball
+    assert set(tex.tiles) == {0, 1, 2, 3, 7} | ({6} if texture.lashes else set()) | ({8} if texture.eyes == "photo"
+                                                                                    else set())  # fmt: skip
     face = tex.tiles[0]
     assert face.shape == (512, 512, 3) and face.dtype == np.float32 and face.min() >= 0 and face.max() <= 1
     assert 0.2 < tex.coverage < 0.9  # the photo sees the front of the face, not the ears or the neck
@@ -112,10 +114,11 @@ def test_face_cut_off_at_the_border_warns(models, faces):
 def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     out = tmp_path / "avatar"
     ok = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "-o", str(out), "--texture-size", "256",
-                 "--formats", "glb", "--variants", "neutral", "--no-previews", "-q")  # fmt: skip
+                 "--formats", "glb", "--variants", "neutral", "--no-previews", "--gaze", "ahead", "-q")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     person = {*PERSON_FILES, "report.json"}
     assert files_under(out) == {"neutral/avatar.glb", "neutral/in_photo.png"} | person
+    assert json.loads((out / "report.json").read_text())["config"]["reconstruct"]["texture"]["gaze"] == "ahead"
     # The saved person is posed again without reconstructing: only what is asked for is written.
     again = tmp_path / "again"
     ok = run_cli("reconstruct", str(out / "person"), "-o", str(again), "--formats", "obj", "--no-in-photo", "-q")

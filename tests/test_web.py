@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import struct
 import time
 import zipfile
 from pathlib import Path
@@ -21,12 +20,10 @@ from sie3d.visemes import VISEME_NAMES
 from sie3d.web.jobs import JOB_ID, WebConfig
 from sie3d.web.loadtest import bad_uploads, request, submit, wait_for_job
 
+from conftest import glb_json
+
 PHOTO = "london_004_happy.jpg"
 TIMEOUT = 600  # seconds for one job on a busy shared machine (bounded: the test fails, never hangs)
-
-
-def _glb_json(data: bytes) -> dict:
-    return json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +49,7 @@ def test_generate_through_the_api(web_server, first_job):
 
     status, headers, glb = request(web_server, "GET", result["urls"]["glb"])
     assert status == 200 and headers["content-type"] == "model/gltf-binary"
-    mesh = _glb_json(glb)["meshes"][0]
+    mesh = glb_json(glb)["meshes"][0]
     assert mesh["extras"]["targetNames"][:52] == list(ARKIT_NAMES)
     assert {len(p["targets"]) for p in mesh["primitives"]} == {len(rig_names()) + len(VISEME_NAMES)}
     status, _, archive = request(web_server, "GET", result["urls"]["obj_zip"])

@@ -38,7 +38,7 @@ from sie3d.errors import PersonError, UsageError
 from sie3d.face.observation import FaceObservation
 from sie3d.head.fit import HeadFit
 from sie3d.head.names import ICT_NAMES
-from sie3d.head.texture import HeadTextures
+from sie3d.head.texture import HeadTextures, TextureConfig
 from sie3d.photo import Photo
 
 if TYPE_CHECKING:
@@ -136,6 +136,16 @@ class ReconstructConfig:
 
     face: int = 0  # which face of the photo, 0 = the largest
     texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
+    texture: TextureConfig = TextureConfig()  # eyes, gaze, eyelashes and mouth
+
+    @staticmethod
+    def from_json(data: dict) -> ReconstructConfig:
+        """The inverse of `to_json` (a person saved before `texture` existed gets the plain textures it had)."""
+        from sie3d.head.texture import PLAIN_TEXTURES
+
+        data = dict(data)
+        texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
+        return ReconstructConfig(**data, texture=texture)
 
     def __post_init__(self) -> None:
         if self.face < 0:
@@ -261,7 +271,7 @@ class Person:
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
                 fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
-                config=ReconstructConfig(**meta["config"]),
+                config=ReconstructConfig.from_json(meta["config"]),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None
@@ -366,9 +376,20 @@ def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = Recons
     timings["fit"] = time.perf_counter() - start
     progress("texture")
     start = time.perf_counter()
-    textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size)
+    textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size, config=config.texture)
     timings["texture"] = time.perf_counter() - start
     return Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit), timings, config)
+
+
+def retextured(person: Person, models: Models, texture: TextureConfig) -> Person:
+    """`person` with its textures made again from its photo under another `TextureConfig` (same fit)."""
+    from sie3d.head.texture import build_textures
+
+    if texture == person.config.texture:
+        return person
+    textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
+                              size=person.config.texture_size, config=texture)  # fmt: skip
+    return dataclasses.replace(person, textures=textures, config=dataclasses.replace(person.config, texture=texture))
 
 
 MAX_RELIABLE_YAW = 45.0  # degrees; beyond this one side of the face is mostly unseen
@@ -408,7 +429,8 @@ def _textured(person: Person, models: Models):
     from sie3d.head.texture import render_layout
     from sie3d.previews import TexturedHead
 
-    return TexturedHead.build(models.head, render_layout(models.head), person.textures)
+    return TexturedHead.build(models.head, render_layout(models.head), person.textures,
+                              mouth_light=person.config.texture.mouth == "detailed")  # fmt: skip
 
 
 def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray:
@@ -673,7 +695,7 @@ class _SharedMesh:
         import torch
 
         from sie3d.export import avatar_mesh_from_ict
-        from sie3d.head.texture import EYE_TILE, HIDDEN_MATERIALS, render_layout
+        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
 
         head = models.head
         # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
@@ -687,8 +709,16 @@ class _SharedMesh:
         tiles = person.textures.srgb_tiles()
         eye = tiles.pop(EYE_TILE)
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
+        # The lids' shade: the eye-occlusion shell with its RGBA texture (alphaMode BLEND), when there is one.
+        shade = tiles.pop(EYE_SHADE, None)
+        if shade is not None:
+            eyes["M_EyeOcclusion"] = shade
+        # Eyelash cards only with their alpha texture (RGBA tile 6 -> alphaMode MASK, double-sided).
+        kept = {"M_EyeLashes"} if LASH_TILE in tiles else set()
+        kept |= {"M_EyeOcclusion"} if shade is not None else set()
+        dropped = tuple(m for m in HIDDEN_MATERIALS if m not in kept)
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
-                                    textures_per_material=eyes, drop_materials=HIDDEN_MATERIALS)  # fmt: skip
+                                    textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
         basis = head.arrays.expression_basis.astype(np.float32)
         return _SharedMesh(_with_visemes(rest, basis), basis)
 

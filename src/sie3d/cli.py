@@ -260,13 +260,13 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, write_outputs
+    from sie3d.avatar import Models, Person, reconstruct, write_outputs
     from sie3d.photo import load_photo
 
     output = output_config(args)
     source = Path(args.photo)
     saved = source.is_dir() and (source / "person.json").exists()
-    config = None if saved else ReconstructConfig(face=args.face, texture_size=args.texture_size)
+    config = None if saved else reconstruct_config(args)
     photo = None if saved else load_photo(source)
     # A saved person is OUT/person: name the default output after OUT, not after "person".
     out = Path(args.output) if args.output else Path("sie3d-out") / (source.resolve().parent.name if saved
@@ -304,6 +304,14 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     return 0
 
 
+def reconstruct_config(args: argparse.Namespace):
+    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, gaze)."""
+    from sie3d.avatar import ReconstructConfig
+    from sie3d.head.texture import TextureConfig
+
+    return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze))
+
+
 def output_config(args: argparse.Namespace):
     """The `OutputConfig` of the arguments `add_output_arguments` defines."""
     from sie3d.avatar import OutputConfig
@@ -330,6 +338,8 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
+    parser.add_argument("--gaze", choices=("photo", "ahead"), default="photo",
+                        help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return
@@ -387,7 +397,6 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sie3d import batch
-    from sie3d.avatar import ReconstructConfig
     from sie3d.errors import BatchError
 
     if args.address and args.engine != "ray":
@@ -396,7 +405,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads {args.threads} is outside [1, 64]", "use 1 (default) per worker")
     prompts = list(batch.read_prompts(Path(args.prompts)) if args.prompts else [])
     prompts += [batch.check_prompt(text, "--text") for text in args.text or []]
-    config = batch.BatchConfig(output_config(args), ReconstructConfig(face=args.face, texture_size=args.texture_size),
+    config = batch.BatchConfig(output_config(args), reconstruct_config(args),
                                save_people=args.people, threads=args.threads)  # fmt: skip
     items = batch.plan(Path(args.input), prompts, _intensity(args))
     out = Path(args.output)

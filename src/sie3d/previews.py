@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -12,15 +13,20 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
-from sie3d.head.texture import EYE_TILE, HeadTextures, RenderLayout, linear_to_srgb
-from sie3d.render import Cameras, orbit_cameras, render_mesh
+from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
+from sie3d.render import Cameras, RenderOutput, orbit_cameras, rasterize, render_mesh
 from sie3d.render.renderer import STUDIO_LIGHT
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
 BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
 # Materials composited into the photo: the face and what shows through it; hair, ears and neck stay real.
 IN_PHOTO_MATERIALS = ("M_Face", "M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight", "M_Teeth",
-                      "M_GumsTongue")  # fmt: skip
+                      "M_GumsTongue", "M_EyeLashes")  # fmt: skip
+LASH_LIGHT = 0.8  # the lashes' shading: thin dark hair, lit mostly by what surrounds it
+# Light into the mouth through the lips: teeth, gums and tongue are lit in proportion to the lips' opening
+# (inner-lip distance over mouth width), from MOUTH_LIGHT[0] between closed lips to 1 at MOUTH_LIGHT[1].
+MOUTH_LIGHT = (0.35, 0.08)
+MOUTH_TILES = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,21 @@ class TexturedHead:
     head: HeadModel
     layout: RenderLayout
     tiles: list[torch.Tensor]  # per tile id 0..7: (1, 3, S, S) linear albedo
+    lash_alpha: np.ndarray | None = None  # (S, S) float of tile 6 when the textures have eyelash cards
+    mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
+    eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
 
     @staticmethod
-    def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures) -> TexturedHead:
+    def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures, mouth_light: bool = False
+              ) -> TexturedHead:  # fmt: skip
         tiles = []
         for tile in range(EYE_TILE + 1):
             image = textures.tiles.get(tile, np.zeros((4, 4, 3), np.float32))  # 4, 5: hidden lacrimal shells
-            tiles.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
-        return TexturedHead(head, layout, tiles)
+            tiles.append(torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)[None])
+        lashes = textures.tiles.get(LASH_TILE)
+        alpha = lashes[..., 3] if lashes is not None and lashes.shape[2] == 4 else None
+        shade = textures.tiles.get(EYE_SHADE)
+        return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3])
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
         expression = torch.from_numpy(np.asarray(expression, np.float32))[None]
@@ -53,13 +66,112 @@ class TexturedHead:
             lighting = {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
         else:
             lighting = {"light": STUDIO_LIGHT}
+        tiles = self.tiles
+        if self.mouth_light:
+            light = mouth_light(self.head, verts if verts.ndim == 2 else verts[0])
+            tiles = [t * light if k in MOUTH_TILES else t for k, t in enumerate(tiles)]
         with torch.no_grad():
-            return render_mesh(
+            out = render_mesh(
                 verts, torch.from_numpy(self.head.topology.faces), cams,
                 uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
-                texture=self.tiles, face_mask=torch.from_numpy(visible), background=background,
+                texture=tiles, face_mask=torch.from_numpy(visible), background=background,
                 detail=None if detail is None else [detail], **lighting,
             )  # fmt: skip
+            if self.eye_shade is not None:
+                out = self._with_eye_shade(out, verts, cams, face_mask)
+            return out if self.lash_alpha is None else self._with_lashes(out, verts, cams, face_mask)
+
+    def _with_eye_shade(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
+                        face_mask: np.ndarray | None) -> RenderOutput:
+        """`out` with the lids' shade: where ICT's eye-occlusion shell lies in front of (or on) the rendered
+        surface, the colour is multiplied by 1 - the shell texture's alpha (what a glTF viewer does when it
+        blends the black shell over the eye)."""
+        topo = self.head.topology
+        shell = topo.faces_of("M_EyeOcclusion")
+        if face_mask is not None:
+            shell = shell[face_mask[shell]]
+        if len(shell) == 0:
+            return out
+        frags = rasterize(verts, torch.from_numpy(topo.faces[shell]), cams)
+        depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+        hit = (frags.tri_id >= 0) & (frags.depth <= depth + 0.12)  # the shell hugs the eyeball (the cornea bulges
+        # through it by up to 1 mm); the lids lie further in front
+        if not bool(hit.any()):
+            return out
+        tri = shell[frags.tri_id[hit].numpy()]
+        uv = (topo.uvs[topo.uv_faces[tri]] * frags.bary[hit].numpy()[..., None]).sum(1)
+        size = self.eye_shade.shape[0]
+        col = np.clip((uv[:, 0] * size).astype(int), 0, size - 1)
+        row = np.clip(((1.0 - uv[:, 1]) * size).astype(int), 0, size - 1)
+        keep = torch.from_numpy(1.0 - self.eye_shade[row, col]).to(out.rgb.dtype)
+        rgb = out.rgb.clone()
+        rgb[hit] = rgb[hit] * keep[:, None]
+        return RenderOutput(rgb, out.alpha, out.depth, out.normals, out.fragments)
+
+    def _with_lashes(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
+                     face_mask: np.ndarray | None) -> RenderOutput:
+        """`out` with the eyelash cards drawn over it, alpha-tested as a glTF viewer does with alphaMode
+        MASK: a card's pixel shows where its texture's alpha is at least 0.5 and it lies in front of the
+        rendered surface. The cards are layered (three per lid); each layer is rasterised alone, so a
+        transparent part of a front card does not hide the strands of the card behind it."""
+        topo = self.head.topology
+        lash_faces = _lash_layers(self.head)
+        rgb = out.rgb.clone()
+        depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+        colour = torch.from_numpy(np.ascontiguousarray(self.tiles[LASH_TILE][0, :, 0, 0].numpy() * LASH_LIGHT))
+        size = self.lash_alpha.shape[0]
+        for layer in lash_faces:
+            if face_mask is not None:
+                layer = layer[face_mask[layer]]
+            if len(layer) == 0:
+                continue
+            frags = rasterize(verts, torch.from_numpy(topo.faces[layer]), cams)
+            hit = frags.tri_id >= 0
+            if not bool(hit.any()):
+                continue
+            tri = layer[frags.tri_id[hit].numpy()]
+            uv = (self.layout.uvs[self.layout.uv_faces[tri]] * frags.bary[hit].numpy()[..., None]).sum(1)
+            col = np.clip(((uv[:, 0] - LASH_TILE) * size).astype(int), 0, size - 1)
+            row = np.clip(((1.0 - uv[:, 1]) * size).astype(int), 0, size - 1)
+            keep = torch.from_numpy(self.lash_alpha[row, col] >= 0.5) & (frags.depth[hit] < depth[hit])
+            index = hit.nonzero()[keep]
+            rgb[index[:, 0], index[:, 1], index[:, 2]] = colour.to(rgb.dtype)
+            depth[index[:, 0], index[:, 1], index[:, 2]] = frags.depth[hit][keep]
+        return RenderOutput(rgb, out.alpha, out.depth, out.normals, out.fragments)
+
+
+def mouth_light(head: HeadModel, verts: torch.Tensor) -> float:
+    """How much light reaches the inside of the mouth of the posed head `verts` (V, 3): MOUTH_LIGHT[0]
+    with closed lips, rising with the inner-lip opening over the mouth width to 1 (a baked texture cannot
+    know the pose; between nearly closed lips the teeth sit in shadow, not in the studio light)."""
+    ids = head.topology.landmarks_68[[62, 66, 48, 54]]  # inner lips' midpoints, mouth corners (iBUG 68)
+    v = verts[torch.from_numpy(np.asarray(ids))].double()
+    opening = float(torch.linalg.norm(v[0] - v[1]) / torch.linalg.norm(v[2] - v[3]).clamp_min(1e-6))
+    low, full = MOUTH_LIGHT
+    return float(np.clip(low + (1 - low) * opening / full, low, 1.0))
+
+
+@lru_cache(maxsize=2)
+def _lash_layers(head: HeadModel) -> list[np.ndarray]:
+    """The eyelash triangles in layers: ICT stacks three cards per lid; layer k holds every lid's k-th
+    card (cards of different lids do not overlap)."""
+    from sie3d.head.texture import material_parts
+
+    topo = head.topology
+    tris = topo.faces_of("M_EyeLashes")
+    card = material_parts(head, "M_EyeLashes")[topo.faces[tris, 0]]
+    neutral = head.neutral.numpy()
+    layers: dict[tuple[bool, float], list[int]] = {}
+    for k in range(card.max() + 1):
+        members = tris[card == k]
+        centre = neutral[np.unique(topo.faces[members])].mean(0)
+        # the cards of one lid share their centre within millimetres (upper lids near y = 3.7, lower 2.9)
+        layers.setdefault((bool(centre[0] > 0), round(float(centre[1]))), []).append(k)
+    out: list[list[np.ndarray]] = [[], [], []]
+    for cards in layers.values():
+        for rank, k in enumerate(cards[:3]):
+            out[rank].append(tris[card == k])
+    return [np.concatenate(layer) for layer in out if layer]
 
 
 def to_image(linear_rgb: torch.Tensor) -> np.ndarray:

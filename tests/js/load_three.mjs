@@ -32,6 +32,8 @@ new GLTFLoader().parse(
       meshes.push({
         name: object.name,
         material: object.material.name,
+        alphaTest: object.material.alphaTest,
+        transparent: object.material.transparent,
         texture: object.material.map ? [object.material.map.image.width, object.material.map.image.height] : null,
         vertexCount: geometry.attributes.position.count,
         triangleCount: geometry.index ? geometry.index.count / 3 : 0,

@@ -16,6 +16,10 @@ def _wrinkles(person: Person, models: Models, emotion: str, intensity: float) ->
 
 and `sie3d eval --ablations text,prototype` compares them on the same photos, judges and crops.
 
+Appearance features (eyes, eyelashes, mouth) are ablations too: `texture` names the `TextureConfig` the
+person's textures are made with for that ablation (None: as reconstructed, sie3d's defaults), so
+`sie3d eval --ablations plain,eyes,appearance` compares them on the same fits.
+
 Flags tell the harness what a function depends on, so that it neither repeats identical renders nor
 reports intensities that change nothing: `uses_emotion` (False: the same avatar for every target),
 `uses_intensity` (False: evaluated once, intensity left empty), `takes_prompt` (the function is called
@@ -34,6 +38,7 @@ import numpy as np
 from sie3d.avatar import Models, Person
 from sie3d.errors import UsageError
 from sie3d.expressions import on_top_of_rest, prototype
+from sie3d.head.texture import PLAIN_TEXTURES, TextureConfig
 
 # (person, models, emotion, intensity) -> (53,) coefficients, or None for the photo's own expression
 ExpressionFunction = Callable[..., np.ndarray | None]
@@ -48,6 +53,7 @@ class Ablation:
     uses_intensity: bool = False
     takes_prompt: bool = False
     wrinkles: bool = False
+    texture: TextureConfig | None = None  # the textures to render with; None: the person's own
 
     def expression(self, person: Person, models: Models, emotion: str, intensity: float,
                    prompt: str | None = None) -> np.ndarray:
@@ -67,8 +73,8 @@ _REGISTRY: dict[str, Ablation] = {}
 
 
 def register(name: str, *, description: str, uses_emotion: bool = True, uses_intensity: bool = False,
-             takes_prompt: bool = False, wrinkles: bool = False, replace: bool = False
-             ) -> Callable[[ExpressionFunction], ExpressionFunction]:  # fmt: skip
+             takes_prompt: bool = False, wrinkles: bool = False, texture: TextureConfig | None = None,
+             replace: bool = False) -> Callable[[ExpressionFunction], ExpressionFunction]:  # fmt: skip
     """Decorator: register `function` as ablation `name` (an existing name needs `replace=True`)."""
     if not name or "," in name or name != name.strip():
         raise ValueError(f"ablation names must be non-empty, without commas or surrounding spaces: {name!r}")
@@ -76,7 +82,8 @@ def register(name: str, *, description: str, uses_emotion: bool = True, uses_int
     def decorate(function: ExpressionFunction) -> ExpressionFunction:
         if name in _REGISTRY and not replace:
             raise ValueError(f"ablation {name!r} is already registered (pass replace=True to override it)")
-        _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt, wrinkles)
+        _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt, wrinkles,
+                                   texture)  # fmt: skip
         return function
 
     return decorate
@@ -130,6 +137,26 @@ def _prototype(person: Person, models: Models, emotion: str, intensity: float) -
           uses_intensity=True, wrinkles=True)
 def _wrinkles(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
     return _prototype(person, models, emotion, intensity)
+
+
+# Appearance: the prototypes with this issue's eye, eyelash and mouth textures, each alone on top of the
+# plain textures that came before them, and all together.
+_APPEARANCE = {
+    "plain": ("the prototypes with the earlier textures: procedural eyes, no eyelashes, generic mouth",
+              PLAIN_TEXTURES),
+    "eyes": ("the prototypes with eyes from the photo (iris detail, sclera, anatomical iris, gaze)",
+             TextureConfig(eyes="photo", gaze="photo", lashes=False, mouth="generic")),
+    "lashes": ("the prototypes with alpha-tested eyelash cards", TextureConfig(eyes="procedural", gaze="ahead",
+                                                                               lashes=True, mouth="generic")),
+    "mouth": ("the prototypes with per-tooth shading, gums, tongue and a mouth lit through the lips",
+              TextureConfig(eyes="procedural", gaze="ahead", lashes=False, mouth="detailed")),
+    "appearance": ("the prototypes with eyes, eyelashes and mouth all on",
+                   TextureConfig(eyes="photo", gaze="photo", lashes=True, mouth="detailed")),
+    "appearance_ahead": ("as appearance, the eyes looking straight ahead instead of as in the photo",
+                         TextureConfig(eyes="photo", gaze="ahead", lashes=True, mouth="detailed")),
+}  # fmt: skip
+for _name, (_description, _texture) in _APPEARANCE.items():
+    register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)
 
 
 @register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",

@@ -241,6 +241,11 @@ def _judge_crops(judges: Judges, rgb: np.ndarray, landmarks_px: np.ndarray,
     return judges.facex.crop(rgb, landmarks_px), facenet_crop, judges.sface.crop(rgb, obs), thumb
 
 
+def _texture_key(texture) -> str:
+    """A short name of a `TextureConfig` for image keys."""
+    return ",".join(f"{k}={v}" for k, v in dataclasses.asdict(texture).items())
+
+
 def _expression_key(expression: np.ndarray) -> str:
     return hashlib.sha1(np.round(np.asarray(expression, np.float64), 5).astype(np.float32).tobytes()).hexdigest()[:12]
 
@@ -333,7 +338,7 @@ class PhotoResult:
 
 def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: Judges) -> PhotoResult:
     """Reconstruct one photo, render every distinct expression in every view, judge all images in batches."""
-    from sie3d.avatar import ReconstructConfig, reconstruct
+    from sie3d.avatar import ReconstructConfig, reconstruct, retextured
     from sie3d.photo import load_photo
 
     start = time.perf_counter()
@@ -343,33 +348,40 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
     obs = avatar.observation
     source = JudgedImage("source", "source", *_judge_crops(judges, photo.rgb, obs.landmarks_px, obs), 0.0)
 
-    # Plan: which expression each (ablation, intensity, target) asks for; distinct ones are rendered once.
+    # Plan: which expression each (ablation, intensity, target) asks for, under which textures (appearance
+    # ablations retexture the same fit); distinct (textures, expression) pairs are rendered once.
     plan, expressions = [], {}
+    people = {"": avatar}
     rest_key = _expression_key(avatar.rest_expression)
-    expressions[rest_key] = (avatar.rest_expression, False)  # every identity delta is taken against the rest avatar
+    expressions[rest_key] = (avatar, avatar.rest_expression, False)
     for name in config.ablations:
         ablation = ablation_registry.get(name)
+        look = "" if ablation.texture is None else "|" + _texture_key(ablation.texture)
+        if look not in people:
+            people[look] = retextured(avatar, models, ablation.texture)
+        # every identity delta is taken against the rest avatar with the same textures
+        expressions.setdefault(rest_key + look, (people[look], avatar.rest_expression, False))
         for intensity in config.intensities if ablation.uses_intensity else (None,):
             for target in config.targets:
                 coefficients = ablation.expression(avatar, models, target.emotion, 1.0 if intensity is None
                                                    else intensity, prompt=target.prompt)  # fmt: skip
-                key = _expression_key(coefficients) + ("+wrinkles" if ablation.wrinkles else "")
-                expressions.setdefault(key, (coefficients, ablation.wrinkles))
-                plan.append((ablation, intensity, target, key))
+                key = _expression_key(coefficients) + look + ("+wrinkles" if ablation.wrinkles else "")
+                expressions.setdefault(key, (people[look], coefficients, ablation.wrinkles))
+                plan.append((ablation, intensity, target, key, rest_key + look))
     window = _photo_window(avatar, config.size) if any(v.in_photo for v in config.views) else None
     images: dict[str, JudgedImage] = {}
-    for key, (expression, wrinkles) in expressions.items():
-        for view, rgb, landmarks, seconds in _render_expression(avatar, models, expression, config.views,
+    for key, (posed, expression, wrinkles) in expressions.items():
+        for view, rgb, landmarks, seconds in _render_expression(posed, models, expression, config.views,
                                                                 config.size, window, wrinkles):  # fmt: skip
             image_key = f"{key}@{view.name}"
             images[image_key] = JudgedImage(image_key, view.name, *_judge_crops(judges, rgb, landmarks), seconds)
     _run_judges(judges, [source, *images.values()])
 
     rows = []
-    for ablation, intensity, target, key in plan:
+    for ablation, intensity, target, key, rest_of in plan:
         for view in config.views:
             image = images[f"{key}@{view.name}"]
-            rest = images[f"{rest_key}@{view.name}"]
+            rest = images[f"{rest_of}@{view.name}"]
             p = image.probabilities
             top1 = EMOTIONS[int(p.argmax())]
             identity = float(image.facenet @ source.facenet)

@@ -363,8 +363,9 @@ def avatar_mesh_from_ict(
         srgb, alpha, roughness, double_sided, alpha_mode = _ICT_LOOKS.get(ict_name, _DEFAULT_LOOK)
         if texture is not None:
             base = (1.0, 1.0, 1.0, alpha)
-            if texture.shape[2] == 4 and alpha_mode == "OPAQUE":
-                alpha_mode = "MASK"  # an RGBA texture (eyelash cards) means cut-outs
+            if texture.shape[2] == 4:  # the texture's alpha is the coverage (eyelash cards, the lids' shade)
+                base = (1.0, 1.0, 1.0, 1.0)
+                alpha_mode = "MASK" if alpha_mode == "OPAQUE" else alpha_mode  # opaque + alpha = cut-outs
         else:
             base = (*srgb_to_linear(srgb), alpha)
         materials.append(Material(mat_name, texture, base, roughness, 0.0, double_sided, alpha_mode))

@@ -1,9 +1,9 @@
 """Photo -> UV textures for the fitted head (ICT's UV layout), with the photo's lighting removed.
 
 Tiles (UDIM along u, each its own image): 0 face skin (from the photo), 1 back of the head, neck, mouth
-socket and eye sockets, 2 gums and tongue, 3 teeth, 6 eyelashes, and an extra tile 7 that sie3d adds
-for the eyeballs (ICT lays the eyes over the face tile's UV square; a tile of their own lets the face
-and the eyes carry different images).
+socket and eye sockets, 2 gums and tongue, 3 teeth, 6 eyelashes (RGBA: alpha-tested cards, when
+`TextureConfig.lashes`), and an extra tile 7 that sie3d adds for the eyeballs (ICT lays the eyes over the
+face tile's UV square; a tile of their own lets the face and the eyes carry different images).
 
 The face tile is sampled from the photo through the *expressive* fit (so the rest pose shows the
 person's neutral face), only where the texel is visible, faces the camera and lies inside MediaPipe's
@@ -11,7 +11,8 @@ face oval (never hair or background) and outside the eye and mouth openings. Tex
 see are filled from their left/right mirror (ICT's face UVs are exactly symmetric: u' = 1 - u), then
 by a smooth skin-tone extrapolation, blended without seams. The photo's low-order lighting is
 estimated from the fitted normals (9 spherical-harmonic coefficients per channel, assuming a uniform
-skin albedo) and divided out, so the albedo can be re-lit.
+skin albedo) and divided out, so the albedo can be re-lit. Eyes come from `sie3d.head.eyes`, teeth, gums,
+tongue and the mouth socket from `sie3d.head.mouth`; `TextureConfig` chooses them.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from sie3d.face.observation import FaceObservation
+from sie3d.head import eyes as eye_textures
+from sie3d.head import mouth as mouth_textures
 from sie3d.head.fit import FACE_OVAL, HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.render import Cameras, rasterize, sh_shading, vertex_normals
@@ -36,14 +40,17 @@ from sie3d.render import Cameras, rasterize, sh_shading, vertex_normals
 log = logging.getLogger(__name__)
 
 EYE_TILE = 7
-# Unreal-specific helper shells, and the eyelash cards (they need an alpha-textured strip; opaque, they
-# read as a thick black band around the eyes).
+LASH_TILE = 6
+EYE_SHADE = 8  # not a UDIM tile: the RGBA texture of the eye-occlusion shell (UVs in tile 0's square)
+# Unreal-specific helper shells, and the eyelash cards: the renderer draws those in a pass of their own,
+# alpha-tested against tile 6's alpha (`sie3d.previews.TexturedHead`), and only when the textures have it
+# (opaque, the cards read as a thick black band around the eyes).
 HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid", "M_EyeLashes")
 # MediaPipe contours of the openings whose pixels are not skin.
 RIGHT_EYE_OPENING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
-# Linear-RGB albedos of the generic materials.
+# Linear-RGB albedos of the generic materials (`TextureConfig(eyes="procedural", mouth="generic")`).
 TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
 GUMS = (0.34, 0.11, 0.12)  # in shadow under the palate even where near the lips
 MOUTH_SOCKET = (0.30, 0.09, 0.09)
@@ -57,6 +64,36 @@ MIN_FACING = 0.2  # cosine between the surface normal and the direction to the c
 
 
 @dataclass(frozen=True)
+class TextureConfig:
+    """How the parts of the head other than the skin are textured.
+
+    eyes: "photo" -- iris detail and sclera colour from the photo, an anatomical iris with limbal ring,
+        pupil and catch-light, and the lids' shade on the eyeball (ICT's eye-occlusion shell with
+        `eyes.eye_shade_texture`) (`sie3d.head.eyes`); "procedural" -- the earlier flat iris (85% of ICT's
+        iris mesh) in the colour sampled around MediaPipe's iris points.
+    gaze: "photo" -- the irises look where the photo's do (eyes="photo" only); "ahead" -- straight ahead.
+    lashes: eyelash cards with an alpha texture (alpha-tested in renders, glTF alphaMode MASK).
+    mouth: "detailed" -- teeth shaded tooth by tooth (colour from the photo when it shows teeth), gums,
+        tongue and a socket darkening with depth (`sie3d.head.mouth`); "generic" -- flat materials.
+    """
+
+    eyes: Literal["photo", "procedural"] = "photo"
+    gaze: Literal["photo", "ahead"] = "photo"
+    lashes: bool = True
+    mouth: Literal["detailed", "generic"] = "detailed"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("eyes", ("photo", "procedural")), ("gaze", ("photo", "ahead")),
+                              ("mouth", ("detailed", "generic"))):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TextureConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+# The textures before eyes, lashes and mouth came from `sie3d.head.eyes` / `sie3d.head.mouth`.
+PLAIN_TEXTURES = TextureConfig(eyes="procedural", gaze="ahead", lashes=False, mouth="generic")
+
+
+@dataclass(frozen=True)
 class HeadTextures:
     """Albedo textures per tile (linear RGB in [0, 1], (S, S, 3) float32, row 0 = top = v 1) and the
     photo's estimated lighting."""
@@ -67,8 +104,12 @@ class HeadTextures:
     coverage: float  # fraction of face-tile texels taken from the photo (directly or mirrored)
 
     def srgb_tiles(self) -> dict[int, np.ndarray]:
-        """Tiles as 8-bit sRGB images, for files and viewers."""
-        return {k: to_srgb8(v) for k, v in self.tiles.items()}
+        """Tiles as 8-bit sRGB images (RGBA for the eyelash tile: its alpha stays linear), for files and viewers."""
+        out = {}
+        for k, v in self.tiles.items():
+            rgb = to_srgb8(v[..., :3])
+            out[k] = rgb if v.shape[2] == 3 else np.concatenate([rgb, (v[..., 3:] * 255 + 0.5).astype(np.uint8)], -1)
+        return out
 
 
 @dataclass(frozen=True)
@@ -106,7 +147,7 @@ def render_layout(head: HeadModel) -> RenderLayout:
         iris_tris = topo.faces_of(f"M_Iris{side}")
         eye_tris = np.concatenate([topo.faces_of(f"M_Sclera{side}"), iris_tris])
         eye_verts = np.unique(topo.faces[eye_tris])
-        centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+        centre, axis = eye_textures.eye_axis(neutral, topo.faces, eye_verts, iris_tris)
         side_vec = np.cross([0.0, 1.0, 0.0], axis)
         side_vec /= np.linalg.norm(side_vec)
         up_vec = np.cross(axis, side_vec)
@@ -120,13 +161,6 @@ def render_layout(head: HeadModel) -> RenderLayout:
         next_id += len(eye_verts)
     visible = ~np.isin(np.arange(len(topo.faces)), topo.faces_of(*HIDDEN_MATERIALS))
     return RenderLayout(np.concatenate(uvs).astype(np.float32), uv_faces, visible)
-
-
-def _eye_axis(verts: np.ndarray, faces: np.ndarray, eye_verts: np.ndarray, iris_tris: np.ndarray):
-    """Centre of an eyeball and the unit direction toward its iris."""
-    centre = verts[eye_verts].mean(0)
-    axis = verts[np.unique(faces[iris_tris])].mean(0) - centre
-    return centre, axis / np.linalg.norm(axis)
 
 
 @lru_cache(maxsize=8)
@@ -156,6 +190,23 @@ def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tup
     except OSError as exc:  # a read-only cache only costs the time
         log.debug("could not cache %s: %s", path, exc)
     return result
+
+
+@lru_cache(maxsize=8)
+def material_parts(head: HeadModel, material: str) -> np.ndarray:
+    """(V,) int: which connected part of `material`'s triangles each vertex belongs to (0, 1, ... in vertex
+    order of their first vertex), -1 for vertices outside the material: ICT's 32 teeth, its 12 eyelash cards."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = head.topology.faces[head.topology.faces_of(material)]
+    n = len(head.neutral)
+    graph = coo_matrix((np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    out = np.full(n, -1)
+    used = np.unique(faces)
+    _, out[used] = np.unique(label[used], return_inverse=True)
+    return out
 
 
 TEXELS_CACHE_VERSION = 1  # bump when `uv_rasterize` changes what it returns
@@ -270,7 +321,9 @@ def _interpolate(values: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> n
 
 
 def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, head: HeadModel,
-                   size: int = 1024) -> HeadTextures:
+                   size: int = 1024, config: TextureConfig = TextureConfig()) -> HeadTextures:
+    """The person's textures from the photo (`size` texels per side of the face and head tiles; mouth, eye
+    and lash tiles half of it), the eyes, lashes and mouth as `config` asks."""
     topo = head.topology
     layout = render_layout(head)
     with torch.no_grad():
@@ -383,10 +436,29 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     face_tile = face_tile * (1 - far[..., None]) + skin_albedo * far[..., None]
 
     tiles = {0: face_tile.astype(np.float32)}
-    tiles[1] = _back_head_tile(head, skin_albedo, size)
-    tiles[2] = _mouth_tile(head, "M_GumsTongue", 2, GUMS, size // 2, falloff=3.0)  # the tongue lies deep
-    tiles[3] = _mouth_tile(head, "M_Teeth", 3, TEETH, size // 2, falloff=1.5)
-    tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
+    detailed = config.mouth == "detailed"
+    tiles[1] = _back_head_tile(head, skin_albedo, size, detailed_socket=detailed)
+    if detailed:
+        teeth = mouth_textures.photo_teeth_colour(photo_linear, obs)
+        tiles[2] = mouth_textures.gums_tongue_tile(head, size // 2)
+        tiles[3] = mouth_textures.teeth_tile(head, size // 2, *(() if teeth is None else (teeth,)))
+    else:
+        tiles[2] = _mouth_tile(head, "M_GumsTongue", 2, GUMS, size // 2, falloff=3.0)  # the tongue lies deep
+        tiles[3] = _mouth_tile(head, "M_Teeth", 3, TEETH, size // 2, falloff=1.5)
+    if config.eyes == "photo":
+        skin_photo = colours[reference][:: max(1, int(reference.sum()) // 4000)]
+        samples = eye_textures.sample_eyes(photo_linear, obs, skin_photo)
+        gaze = eye_textures.photo_gaze(obs, fit, head) if config.gaze == "photo" else None
+        corners = topo.landmarks_68[[36, 39, 42, 45]]  # the eyes' corners (iBUG 68 numbering)
+        eye_width = float(np.linalg.norm(verts[corners[0]] - verts[corners[1]])
+                          + np.linalg.norm(verts[corners[2]] - verts[corners[3]])) / 2  # fmt: skip
+        tiles[EYE_TILE] = eye_textures.eye_texture(samples, np.array([0.0, 0.0, 1.0]) if gaze is None else gaze,
+                                                   head, size // 2, eye_width)  # fmt: skip
+        tiles[EYE_SHADE] = eye_textures.eye_shade_texture(size // 4)
+    else:
+        tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
+    if config.lashes:
+        tiles[LASH_TILE] = _lash_tile(head, size // 2)
     tiles = {k: np.ascontiguousarray(np.clip(v, 0.0, 1.0), np.float32) for k, v in tiles.items()}
     return HeadTextures(tiles, sh, skin_albedo.astype(np.float32), coverage)
 
@@ -406,11 +478,22 @@ def _mouth_tile(head: HeadModel, material: str, tile: int, colour: tuple[float, 
     return tile_image
 
 
-def _back_head_tile(head: HeadModel, skin: np.ndarray, size: int) -> np.ndarray:
-    """Skin for head and neck; a dark red cavity for the mouth socket; dark eye sockets."""
+@lru_cache(maxsize=2)
+def _lash_tile_cached(head: HeadModel, size: int) -> np.ndarray:
+    return eye_textures.lash_texture(head, size)
+
+
+def _lash_tile(head: HeadModel, size: int) -> np.ndarray:
+    """The eyelash tile (the same for everyone: it depends on the layout only), a fresh copy."""
+    return _lash_tile_cached(head, size).copy()
+
+
+def _back_head_tile(head: HeadModel, skin: np.ndarray, size: int, detailed_socket: bool = False) -> np.ndarray:
+    """Skin for head and neck; a dark red cavity for the mouth socket (darkening with depth when
+    `detailed_socket`); dark eye sockets."""
     from sie3d.assets.ict import REGIONS
 
-    tri, (rows, cols), _ = material_texels(head, "M_BackHead", 1, size)
+    tri, (rows, cols), bary = material_texels(head, "M_BackHead", 1, size)
     tile = np.broadcast_to(skin, (size, size, 3)).copy()
     vertex = head.topology.faces[tri, 0]
 
@@ -420,7 +503,11 @@ def _back_head_tile(head: HeadModel, skin: np.ndarray, size: int) -> np.ndarray:
 
     mouth = in_region("mouth_socket")
     eye = in_region("eye_socket_left") | in_region("eye_socket_right")
-    tile[rows[mouth], cols[mouth]] = MOUTH_SOCKET
+    if detailed_socket:
+        depth = _interpolate(head.neutral.numpy()[:, 2:], head.topology.faces[tri[mouth]], bary[mouth])[:, 0]
+        tile[rows[mouth], cols[mouth]] = mouth_textures.socket_colours(depth)
+    else:
+        tile[rows[mouth], cols[mouth]] = MOUTH_SOCKET
     tile[rows[eye], cols[eye]] = EYE_SOCKET
     return tile
 
@@ -431,7 +518,7 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     topo, neutral = head.topology, head.neutral.numpy()
     iris_tris = topo.faces_of("M_IrisLeft")
     eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
-    centre, axis = _eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+    centre, axis = eye_textures.eye_axis(neutral, topo.faces, eye_verts, iris_tris)
     # The iris spans 85% of ICT's iris mesh, which is larger than an anatomical iris (~6 mm radius): the
     # fitted lids open wider than the photo's (see README, limitations), and an anatomically sized iris
     # then shows sclera all around it -- a startled stare. UV radius = sin(angle from the axis) / 2.

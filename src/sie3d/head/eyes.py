@@ -1,0 +1,417 @@
+"""Eyes from the photo: the eyeball texture (iris detail and sclera colour sampled around MediaPipe's iris
+landmarks, an anatomically sized iris with a limbal ring, a pupil and a catch-light, turned to the photo's
+gaze or straight ahead) and the eyelash cards' alpha texture.
+
+Frames. The eye texture lives in sie3d's projected eye UVs (`sie3d.head.texture.render_layout`): a texel
+(u, v) of the eye tile is the point of the eyeball whose direction from the eyeball's centre is
+d = (2u - 1) side + (2v - 1) up + sqrt(1 - ...) axis, in the *eye frame* (side = head +x, up = head +y,
+axis = the eyeball's forward direction, all in ICT head space). Both eyes share the texture, so they share
+one gaze direction (the mean of the two eyes').
+
+Photo samples never paint skin on the eyeball: an iris or sclera sample counts only when it lies inside the
+eye opening (MediaPipe's lid contour, shrunk away from the lashes), the eye is open (lid distance over eye
+width), it is not a catch-light and its colour is not skin-like; what no sample covers comes from the same
+ring of the other eye, then from the ring's neighbours, then from a generic colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sie3d.face.observation import BLENDSHAPE_NAMES, FaceObservation
+from sie3d.head.fit import HeadFit
+from sie3d.head.model import HeadModel
+
+# Anatomy (adult averages): horizontal visible iris diameter 11.7 mm, eyeball diameter 24 mm, a pupil of
+# about 3.5 mm in indoor light; the limbal ring is the iris's dark outer rim.
+IRIS_TO_EYE_WIDTH = 0.195  # iris radius over the corner-to-corner eye width (11.7 mm over about 30 mm)
+IRIS_TO_EYE_WIDTH_RANGE = (0.17, 0.25)  # what a photo's own ratio may set it to (London Set: 0.21-0.22)
+PUPIL_FRACTION = 0.3  # of the iris radius
+LIMBAL_RING = (0.82, 1.0)  # normalised iris radius where the ring darkens toward the limbus
+MAX_GAZE_DEGREES = 20.0  # photo gaze beyond this is taken as a landmark error and clamped
+MIN_EYE_OPENING = 0.17  # lid distance over eye width below which an eye counts as closed
+MAX_BLINK = 0.5  # MediaPipe eyeBlink score above which an eye counts as closed
+DEFAULT_IRIS = (0.10, 0.06, 0.035)  # linear: a mid brown, when no eye is seen open
+DEFAULT_SCLERA = (0.50, 0.46, 0.43)  # linear; photographed sclera is off-white and in the lids' shade
+LASH_COLOUR = (0.018, 0.014, 0.012)  # linear
+POLAR_RINGS, POLAR_ANGLES = 16, 64
+
+# MediaPipe ids per eye (subject's right, left): iris centre, its 4 rim points, the lid contour, the
+# corners and the lid midpoints.
+_EYES = {
+    "right": {"iris": 468, "rim": (469, 470, 471, 472), "corners": (33, 133), "lids": (159, 145),
+              "contour": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+              "blink": "eyeBlinkRight"},
+    "left": {"iris": 473, "rim": (474, 475, 476, 477), "corners": (263, 362), "lids": (386, 374),
+             "contour": (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
+             "blink": "eyeBlinkLeft"},
+}  # fmt: skip
+_ICT_EYE = {"right": "Right", "left": "Left"}
+
+
+@dataclass(frozen=True)
+class EyeGeometry:
+    """One ICT eyeball in head space (cm): centre, unit forward axis, the eye frame's side and up, radius."""
+
+    centre: np.ndarray  # (3,)
+    axis: np.ndarray  # (3,)
+    side: np.ndarray  # (3,)
+    up: np.ndarray  # (3,)
+    radius: float
+    vertices: np.ndarray  # (N,) vertex ids of sclera + iris
+    # The eye UVs' radius (sine of the angle from the axis, seen from `centre`) against the distance from the
+    # axis in cm, over the front vertices, increasing: ICT's cornea bulges, so the two are not proportional.
+    uv_radius_by_offset: tuple[np.ndarray, np.ndarray]
+
+
+@lru_cache(maxsize=4)
+def eye_geometry(head: HeadModel) -> dict[str, EyeGeometry]:
+    """{"right", "left"}: the eyeballs of the neutral head (they do not move with ICT's expressions)."""
+    topo, neutral = head.topology, head.neutral.numpy()
+    out = {}
+    for eye, ict in _ICT_EYE.items():
+        iris_tris = topo.faces_of(f"M_Iris{ict}")
+        verts = np.unique(topo.faces[np.concatenate([topo.faces_of(f"M_Sclera{ict}"), iris_tris])])
+        centre, axis = eye_axis(neutral, topo.faces, verts, iris_tris)
+        side = np.cross([0.0, 1.0, 0.0], axis)
+        side /= np.linalg.norm(side)
+        sclera = np.unique(topo.faces[topo.faces_of(f"M_Sclera{ict}")])
+        radius = float(np.median(np.linalg.norm(neutral[sclera] - centre, axis=1)))
+        rel = neutral[verts] - centre
+        front = rel @ axis > 0
+        along = (rel @ axis)[front]
+        offset = np.linalg.norm(rel[front] - along[:, None] * axis, axis=1)
+        uv_radius = offset / np.linalg.norm(rel[front], axis=1)
+        order = np.argsort(offset)
+        table = (offset[order], np.maximum.accumulate(uv_radius[order]))
+        out[eye] = EyeGeometry(centre, axis, side, np.cross(axis, side), radius, verts, table)
+    return out
+
+
+def eye_axis(verts: np.ndarray, faces: np.ndarray, eye_verts: np.ndarray, iris_tris: np.ndarray):
+    """Centre of an eyeball (mean of its vertices) and the unit direction toward its iris."""
+    centre = verts[eye_verts].mean(0)
+    axis = verts[np.unique(faces[iris_tris])].mean(0) - centre
+    return centre, axis / np.linalg.norm(axis)
+
+
+# -- what the photo shows of the eyes ------------------------------------------------------------------
+
+
+def eye_open(obs: FaceObservation, eye: str) -> bool:
+    """Whether the photo shows this eye open enough to sample its iris and sclera."""
+    ids = _EYES[eye]
+    lm = obs.landmarks_px[:, :2]
+    width = np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])
+    opening = np.linalg.norm(lm[ids["lids"][0]] - lm[ids["lids"][1]]) / max(width, 1e-6)
+    blink = float(obs.blendshapes[BLENDSHAPE_NAMES.index(ids["blink"])])
+    return bool(opening >= MIN_EYE_OPENING and blink <= MAX_BLINK)
+
+
+def photo_gaze(obs: FaceObservation, fit: HeadFit, head: HeadModel) -> np.ndarray | None:
+    """(3,) unit gaze in the eye frame (side, up, axis) from where the photo's iris centres lie on the fitted
+    eyeballs (ray from the camera through the iris landmark, met with the eyeball's sphere), averaged over
+    the open eyes and clamped to MAX_GAZE_DEGREES; None when no eye is open."""
+    directions = []
+    for eye, geometry in eye_geometry(head).items():
+        if not eye_open(obs, eye):
+            continue
+        centre = fit.to_camera(geometry.centre[None])[0].astype(np.float64)
+        pixel = obs.landmarks_px[_EYES[eye]["iris"], :2].astype(np.float64)
+        ray = np.array([*(pixel - np.asarray(fit.principal_px)) / fit.focal_px, 1.0])
+        ray /= np.linalg.norm(ray)
+        along = ray @ centre  # closest approach of the ray to the centre
+        miss = centre - along * ray
+        inside = geometry.radius**2 - miss @ miss
+        point = (along - np.sqrt(inside)) * ray if inside > 0 else along * ray  # the near intersection
+        direction_head = fit.rotation.T @ (point - centre)
+        frame = np.stack([geometry.side, geometry.up, geometry.axis])
+        directions.append(frame @ (direction_head / np.linalg.norm(direction_head)))
+    if not directions:
+        return None
+    gaze = np.mean(directions, axis=0)
+    gaze /= np.linalg.norm(gaze)
+    limit = np.cos(np.radians(MAX_GAZE_DEGREES))
+    if gaze[2] < limit:  # clamp the angle from straight ahead
+        sideways = gaze[:2] / max(np.linalg.norm(gaze[:2]), 1e-9)
+        gaze = np.array([*(sideways * np.sqrt(1 - limit**2)), limit])
+    return gaze
+
+
+@dataclass(frozen=True)
+class EyeSamples:
+    """Iris detail in polar form and the sclera colour, as the photo shows them (linear RGB)."""
+
+    iris: np.ndarray  # (POLAR_RINGS, POLAR_ANGLES, 3): ring = normalised radius, angle from head +x to +y
+    iris_seen: np.ndarray  # (POLAR_RINGS, POLAR_ANGLES) bool: sampled from the photo (else filled)
+    sclera: np.ndarray  # (3,)
+    sclera_seen: bool
+    iris_to_eye_width: float  # the photo's iris radius over its eye width (IRIS_TO_EYE_WIDTH if unseen)
+
+
+def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.ndarray) -> EyeSamples:
+    """Iris detail and sclera colour from the photo's open eyes; `skin_photo` (N, 3): linear photo colours of
+    the face's skin, to reject samples that look like skin (a lid, a squint, a reflection on glasses)."""
+    from sie3d.head.texture import _polygon_mask, _sample_bilinear, _skin_like
+
+    height, width = photo_linear.shape[:2]
+    lm = obs.landmarks_px[:, :2].astype(np.float64)
+    rho = (np.arange(POLAR_RINGS) + 0.5) / POLAR_RINGS
+    phi = np.arange(POLAR_ANGLES) * 2 * np.pi / POLAR_ANGLES
+    iris_sum = np.zeros((POLAR_RINGS, POLAR_ANGLES, 3))
+    iris_count = np.zeros((POLAR_RINGS, POLAR_ANGLES))
+    sclera_samples, ratios = [], []
+    ex = lm[263] - lm[33]  # head +x in the image (the subject's right eye to left eye)
+    ex /= np.linalg.norm(ex)
+    ey = np.array([ex[1], -ex[0]])  # head +y (up) in the image
+    for eye, ids in _EYES.items():
+        if not eye_open(obs, eye):
+            continue
+        centre = lm[ids["iris"]]
+        radius = float(np.mean([np.linalg.norm(lm[i] - centre) for i in ids["rim"]]))
+        if radius < 1.5:  # an iris a few pixels across holds no detail worth sampling
+            continue
+        ratios.append(radius / max(float(np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])), 1e-6))
+        contour = lm[list(ids["contour"])]
+        x0, y0 = np.floor(contour.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(contour.max(0)).astype(int) + 3
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        opening = _polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.12)  # off the lid margins
+        # Iris: polar samples, valid inside the opening, below catch-light brightness and unlike skin.
+        offsets = rho[:, None, None] * radius * (np.cos(phi)[None, :, None] * ex + np.sin(phi)[None, :, None] * ey)
+        points = (centre + offsets).reshape(-1, 2)
+        colours = _sample_bilinear(photo_linear, points + 0.5)
+        px = np.round(points - [x0, y0]).astype(int)
+        inside = (px[:, 0] >= 0) & (px[:, 0] < x1 - x0) & (px[:, 1] >= 0) & (px[:, 1] < y1 - y0)
+        valid = inside.copy()
+        valid[inside] = opening[px[inside, 1], px[inside, 0]]
+        luminance = colours.mean(1)
+        if valid.sum() >= 8:
+            valid &= luminance <= 2.5 * np.median(luminance[valid]) + 1e-4
+        valid &= ~_skin_like(colours, skin_photo)
+        iris_sum += (colours * valid[:, None]).reshape(POLAR_RINGS, POLAR_ANGLES, 3)
+        iris_count += valid.reshape(POLAR_RINGS, POLAR_ANGLES)
+        # Sclera: pixels of the opening outside 1.2 iris radii, the brighter half (the rest is lash shadow).
+        ys, xs = np.nonzero(opening)
+        pixels = np.stack([xs + x0, ys + y0], -1).astype(np.float64)
+        outside = np.linalg.norm(pixels - centre, axis=1) > 1.2 * radius
+        if outside.sum() >= 6:
+            candidates = photo_linear[pixels[outside, 1].astype(int), pixels[outside, 0].astype(int)]
+            # the sclera is nearly colourless: lids, lashes and the caruncle are not
+            saturation = (candidates.max(1) - candidates.min(1)) / np.maximum(candidates.max(1), 1e-5)
+            candidates = candidates[~_skin_like(candidates, skin_photo) & (saturation < 0.35)]
+            if len(candidates) >= 4:
+                lum = candidates.mean(1)  # between the lash shadow and the glare (catch-lights, glasses)
+                band = (lum >= np.percentile(lum, 40)) & (lum <= np.percentile(lum, 85))
+                sclera_samples.append(candidates[band])
+    seen = iris_count > 0
+    iris = iris_sum / np.maximum(iris_count, 1)[..., None]
+    iris = _fill_polar(iris, seen)
+    if sclera_samples:
+        sclera, sclera_seen = np.median(np.concatenate(sclera_samples), axis=0), True
+    else:
+        sclera, sclera_seen = np.asarray(DEFAULT_SCLERA), False
+    ratio = float(np.clip(np.mean(ratios), *IRIS_TO_EYE_WIDTH_RANGE)) if ratios else IRIS_TO_EYE_WIDTH
+    return EyeSamples(iris.astype(np.float32), seen, np.asarray(sclera, np.float32), sclera_seen, ratio)
+
+
+def _fill_polar(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Unseen polar texels take their ring's median; rings never seen take the nearest seen ring's; with no
+    sample at all, the generic iris colour."""
+    if not seen.any():
+        return np.broadcast_to(np.asarray(DEFAULT_IRIS), iris.shape).copy()
+    ring_colour = np.full((iris.shape[0], 3), np.nan)
+    for r in range(iris.shape[0]):
+        if seen[r].any():
+            ring_colour[r] = np.median(iris[r, seen[r]], axis=0)
+    seen_rings = np.flatnonzero(~np.isnan(ring_colour[:, 0]))
+    for r in range(iris.shape[0]):
+        if np.isnan(ring_colour[r, 0]):
+            ring_colour[r] = ring_colour[seen_rings[np.argmin(np.abs(seen_rings - r))]]
+    return np.where(seen[..., None], iris, ring_colour[:, None, :])
+
+
+# -- the eye texture --------------------------------------------------------------------------------
+
+
+def _iris_albedo(iris: np.ndarray) -> np.ndarray:
+    """Photo iris colours -> albedo at the photo's exposure (as the skin's albedo is): the mean kept within
+    the range of real eye colours, the detail kept as a bounded ratio to the mean."""
+    mean = iris.reshape(-1, 3).mean(0)
+    level = float(mean.mean())
+    hue = mean / max(level, 1e-5)
+    # Very dark irises are dark brown (their measured hue is noise and the skin's light): lean to brown.
+    brown = np.array([1.45, 0.95, 0.6])
+    dark = float(np.clip((0.03 - level) / 0.02, 0.0, 1.0))
+    hue = (0.8 * hue + 0.2) * (1 - dark) + brown * dark
+    target = hue * np.clip(level, 0.012, 0.35)
+    ratio = np.clip(iris.mean(-1, keepdims=True) / max(level, 1e-5), 0.45, 1.8)
+    chroma = iris / np.maximum(iris.mean(-1, keepdims=True), 1e-5)
+    chroma = 0.7 + 0.3 * np.clip(chroma, 0.4, 1.8)  # the detail's own hue, softened
+    return np.clip(target * ratio * chroma / chroma.reshape(-1, 3).mean(0), 0.0, 1.0)
+
+
+def _sclera_albedo(sclera: np.ndarray) -> np.ndarray:
+    """Sclera colour -> albedo at the photo's exposure: nearly neutral (at most a little warm), luminance
+    within [0.15, 0.42] (the photographed sclera sits in the lids' shade, which the renderer does not cast;
+    brighter reads as a stare)."""
+    lum = float(sclera.mean())
+    colour = 0.25 * sclera + 0.75 * lum
+    colour = colour / max(lum, 1e-5) * np.clip(lum, 0.15, 0.42)
+    return np.clip(colour, 0.0, 1.0)
+
+
+def eye_texture(samples: EyeSamples, gaze: np.ndarray, head: HeadModel, size: int, eye_width_cm: float,
+                highlight: tuple[float, float, float] = (0.3, 0.4, 1.0)) -> np.ndarray:
+    """(size, size, 3) linear albedo of the eye tile: sclera, iris (photo detail, anatomical size, limbal
+    ring), pupil and a catch-light, the iris centred on `gaze` (3,) (eye frame) and as wide relative to the
+    avatar's eye width `eye_width_cm` (corner to corner) as the photo's iris is. `highlight`: head-space
+    direction of the key light; the catch-light sits where the eyeball reflects it toward a frontal viewer
+    (fixed on the eyeball, not on the iris, as a reflection is)."""
+    geometry = eye_geometry(head)["left"]
+    offsets, uv_radii = geometry.uv_radius_by_offset
+    iris_angle = np.arcsin(min(float(np.interp(samples.iris_to_eye_width * eye_width_cm, offsets, uv_radii)), 0.9))
+    grid = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(grid, 1.0 - grid)
+    x, y = 2 * u - 1, 2 * v - 1
+    z = np.sqrt(np.clip(1 - x * x - y * y, 0.0, 1.0))
+    d = np.stack([x, y, z], -1)
+    gaze = np.asarray(gaze, np.float64) / np.linalg.norm(gaze)
+    e1 = np.array([1.0, 0.0, 0.0]) - gaze[0] * gaze
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(gaze, e1)
+    angle = np.arccos(np.clip(d @ gaze, -1, 1))
+    rho = angle / iris_angle  # normalised iris radius
+    phi = np.mod(np.arctan2(d @ e2, d @ e1), 2 * np.pi)
+
+    iris_polar = _iris_albedo(samples.iris)
+    ring_index = np.clip(rho * POLAR_RINGS - 0.5, 0, POLAR_RINGS - 1)
+    angle_index = phi / (2 * np.pi) * POLAR_ANGLES
+    r0, a0 = np.floor(ring_index).astype(int), np.floor(angle_index).astype(int) % POLAR_ANGLES
+    r1, a1 = np.minimum(r0 + 1, POLAR_RINGS - 1), (a0 + 1) % POLAR_ANGLES
+    fr, fa = (ring_index - r0)[..., None], (angle_index - np.floor(angle_index))[..., None]
+    iris = ((iris_polar[r0, a0] * (1 - fa) + iris_polar[r0, a1] * fa) * (1 - fr)
+            + (iris_polar[r1, a0] * (1 - fa) + iris_polar[r1, a1] * fa) * fr)  # fmt: skip
+    # Radial fibres: a faint angular modulation, so a flat photo colour does not read as painted.
+    iris = iris * (1.0 + 0.08 * np.sin(37 * phi + 5 * rho)[..., None] * np.clip(rho, 0, 1)[..., None])
+    ring = np.clip((rho - LIMBAL_RING[0]) / (LIMBAL_RING[1] - LIMBAL_RING[0]), 0, 1)[..., None]
+    iris = iris * (1.0 - 0.6 * ring**1.5)
+    pupil = np.clip((rho - PUPIL_FRACTION) / 0.06 + 0.5, 0, 1)[..., None]  # soft edge
+    iris = np.asarray([0.008, 0.008, 0.009]) * (1 - pupil) + iris * pupil
+
+    sclera = _sclera_albedo(samples.sclera)
+    radius = np.hypot(x, y)
+    # Toward the eyeball's rim the sclera lies under the lids' shade and turns a little pink near the corners.
+    rim = np.clip((radius - np.sin(iris_angle)) / (1 - np.sin(iris_angle)), 0, 1)[..., None]
+    # The lids' shade: strongest under the upper lid and toward the corners, where the lids meet the eyeball.
+    lid_shade = (1.0 - 0.5 * np.clip((y - 0.1) / 0.4, 0, 1)) * (1.0 - 0.45 * np.clip((np.abs(x) - 0.4) / 0.5, 0, 1))
+    sclera_map = sclera * (1.0 - 0.4 * rim) * lid_shade[..., None]
+    sclera_map = sclera_map * (1 - 0.25 * rim) + np.asarray([0.45, 0.25, 0.22]) * sclera.mean() * 0.25 * rim
+    blend = np.clip((rho - 1.0) / 0.08, 0, 1)[..., None]  # the limbus blends over a narrow band
+    texture = iris * (1 - blend) + sclera_map * blend
+
+    light = np.asarray(highlight, np.float64) / np.linalg.norm(highlight)
+    half = light + np.array([0.0, 0.0, 1.0])
+    half /= np.linalg.norm(half)
+    frame = np.stack([geometry.side, geometry.up, geometry.axis])
+    spot = frame @ half
+    glint = np.exp(-((d - spot) ** 2).sum(-1) / (2 * 0.035**2))[..., None]
+    texture = texture * (1 - 0.85 * glint) + 0.95 * glint
+    return np.clip(texture, 0.0, 1.0).astype(np.float32)
+
+
+# -- eyelash cards ---------------------------------------------------------------------------------
+
+
+def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
+    """(size, size, 4) linear RGB + alpha of ICT's eyelash tile (6): dark tapered strands on each card, from
+    the card's root edge (the one nearer the eyeball) toward its tip, denser and longer toward the outer
+    corner. The lower lids' cards stay empty: short, sparse lower lashes read as specks once alpha-tested at
+    preview size. Alpha is 0 or 1 (alpha-tested cards)."""
+    from sie3d.head.texture import material_parts
+
+    topo, neutral = head.topology, head.neutral.numpy()
+    tris = topo.faces_of("M_EyeLashes")
+    faces = topo.faces[tris]
+    label = material_parts(head, "M_EyeLashes")
+    eyes = eye_geometry(head)
+    rng = np.random.default_rng(seed)
+    alpha = Image.new("L", (size * 4, size * 4), 0)  # drawn at 4x, then reduced: smooth strand edges
+    draw = ImageDraw.Draw(alpha)
+    for card in np.unique(label[faces[:, 0]]):
+        card_tris = tris[label[faces[:, 0]] == card]
+        uv_ids = np.unique(topo.uv_faces[card_tris])
+        uv = topo.uvs[uv_ids] - [6.0, 0.0]  # tile 6 (`sie3d.head.texture.LASH_TILE`) to the unit square
+        vert_ids = np.unique(topo.faces[card_tris])
+        points = neutral[vert_ids]
+        eye = eyes["left" if points[:, 0].mean() > 0 else "right"]
+        if points[:, 1].mean() < eye.centre[1] - 0.3:  # a lower lid's card (upper ones near y = 3.7, lower 2.9)
+            continue
+        (u0, v0), (u1, v1) = uv.min(0), uv.max(0)
+        # Which v edge is the root: the card's vertices nearer the eyeball centre, by their v.
+        vert_uv = _vertex_uvs(topo, card_tris)
+        dist = {k: np.linalg.norm(neutral[k] - eye.centre) for k in vert_uv}
+        vs = np.array([vert_uv[k][1] for k in vert_uv])
+        ds = np.array([dist[k] for k in vert_uv])
+        root_at_v0 = np.corrcoef(vs, ds)[0, 1] > 0  # distance grows with v: the root is at v0
+        # u runs along the lid; which end is the outer corner (larger |x|)
+        us = np.array([vert_uv[k][0] for k in vert_uv])
+        xs = np.array([abs(neutral[k][0]) for k in vert_uv])
+        outer_at_u1 = np.corrcoef(us, xs)[0, 1] > 0
+        for _ in range(80):
+            t = 0.92 * rng.beta(1.6, 1.2)  # position along the lid, 1 = outer corner (whose card droops)
+            along = u0 + (t if outer_at_u1 else 1 - t) * (u1 - u0)
+            length = (0.65 + 0.3 * t) * rng.uniform(0.8, 1.0)
+            lean = (0.15 * (t - 0.3) + rng.normal(0, 0.03)) * (1 if outer_at_u1 else -1)
+            steps = 8
+            root_v, tip_sign = (v0, 1) if root_at_v0 else (v1, -1)
+            path = []
+            for s in range(steps + 1):
+                f = s / steps
+                uu = along + lean * (v1 - v0) * f * f * 2
+                vv = root_v + tip_sign * length * (v1 - v0) * f
+                path.append((uu * size * 4, (1 - vv) * size * 4))
+            for s in range(steps):
+                w = max(1, round(size * 4 * 0.007 * (1 - 0.7 * s / steps) + 1))
+                draw.line([path[s], path[s + 1]], fill=255, width=w)
+    small = np.asarray(alpha.resize((size, size), Image.BOX), np.float32) / 255.0
+    rgba = np.zeros((size, size, 4), np.float32)
+    rgba[..., :3] = LASH_COLOUR
+    rgba[..., 3] = (small >= 0.35).astype(np.float32)
+    return rgba
+
+
+def _vertex_uvs(topo, tris: np.ndarray) -> dict[int, np.ndarray]:
+    """{vertex id: its UV (tile offset removed)} over triangles `tris` (a vertex's first UV corner)."""
+    out = {}
+    for corners, uv_corners in zip(topo.faces[tris], topo.uv_faces[tris], strict=True):
+        for k in range(3):
+            out.setdefault(int(corners[k]), topo.uvs[uv_corners[k]] - [6.0, 0.0])
+    return out
+
+
+# -- the lids' shade on the eyeball ------------------------------------------------------------------------
+
+
+def eye_shade_texture(size: int) -> np.ndarray:
+    """(size, size, 4) RGBA of ICT's eye-occlusion shell (the thin shell over each eye opening, UVs in the unit
+    square): black, with alpha the share of light the lids take away -- strongest under the upper lid (the
+    shell's upper rows, v > 0.6; the shell's middle line is near v = 0.5), less along the lower lid
+    (v < 0.4) and toward the corners. The shell moves
+    with the lids, so the shade follows every expression; the renderer multiplies what it covers by
+    1 - alpha (`sie3d.previews.TexturedHead`), and a glTF viewer blends it (alphaMode BLEND)."""
+    grid = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(grid, 1.0 - grid)
+    upper = np.clip((v - 0.6) / 0.3, 0.0, 1.0)
+    lower = np.clip((0.4 - v) / 0.3, 0.0, 1.0)
+    corner = np.clip((np.abs(u - 0.5) - 0.35) / 0.15, 0.0, 1.0)
+    alpha = 1.0 - (1.0 - 0.6 * upper**1.2) * (1.0 - 0.35 * lower**1.5) * (1.0 - 0.4 * corner)
+    rgba = np.zeros((size, size, 4), np.float32)
+    rgba[..., 3] = alpha
+    return rgba

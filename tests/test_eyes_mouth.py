@@ -1,0 +1,265 @@
+"""Eyes and mouth from the photo (`sie3d.head.eyes`, `sie3d.head.mouth`), eyelash cards in renders and GLB, and
+the appearance ablations, on real photos: closed eyes, glasses and heavy shadow never paint skin on the eyeball."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+
+import numpy as np
+import pygltflib
+import pytest
+import torch
+
+from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, render_views, retextured
+from sie3d.eval import ablations
+from sie3d.expressions import on_top_of_rest, prototype
+from sie3d.head import eyes, mouth
+from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfig
+from sie3d.photo import load_photo
+from sie3d.render import project
+
+from conftest import validate_gltf
+
+# Hard eyes of the shared photos (looked at): squeezed shut in anger (black and white, deep shadow), narrowed
+# while crying, a stare over glasses, an elderly face behind glasses with hooded lids.
+HARD = ("max_angry.jpg", "singnet_waaah.jpg", "max_surprised.jpeg", "mpl_grace_hopper.jpg")
+
+
+@pytest.fixture(scope="module")
+def hard_people(models: Models, faces) -> dict[str, Person]:
+    return {name: reconstruct(load_photo(faces / name), models, ReconstructConfig(texture_size=256)) for name in HARD}
+
+
+def _eyeball_texels(person: Person, models: Models) -> tuple[np.ndarray, np.ndarray]:
+    """(iris texels, sclera texels) of the eye tile, (N, 3) linear, split by the iris's angular size."""
+    tile = person.textures.tiles[EYE_TILE]
+    size = tile.shape[0]
+    grid = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(grid, 1.0 - grid)
+    radius = np.hypot(2 * u - 1, 2 * v - 1)  # sine of the angle from the eye's axis
+    # the catch-light is a reflection painted on purpose: left out
+    geometry = eyes.eye_geometry(models.head)["left"]
+    half = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0]) + [0.0, 0.0, 1.0]
+    spot = np.stack([geometry.side, geometry.up, geometry.axis]) @ (half / np.linalg.norm(half))
+    glint = np.hypot(2 * u - 1 - spot[0], 2 * v - 1 - spot[1]) < 0.12
+    iris = (radius < 0.25) & ~glint  # inside the smallest iris any photo may give, gaze included (<= 20°)
+    sclera = (radius > 0.75) & (radius < 0.95)
+    return tile[iris], tile[sclera]
+
+
+def _skin(person: Person) -> np.ndarray:
+    """(N, 3) the person's skin albedo: the face tile's cheeks and nose."""
+    face = person.textures.tiles[0]
+    s = face.shape[0]
+    return face[int(0.45 * s) : int(0.6 * s), int(0.3 * s) : int(0.7 * s)].reshape(-1, 3)
+
+
+def _lids(person: Person) -> np.ndarray:
+    """(N, 3) linear photo colours of the lids: the band around each eye opening, between the lid contour and
+    the contour widened by half (the skin that would be painted on the eyeball if sampling went wrong)."""
+    from sie3d.head.texture import _polygon_mask, srgb_to_linear
+
+    photo = srgb_to_linear(person.photo.rgb.astype(np.float32) / 255)
+    size = (photo.shape[1], photo.shape[0])
+    band = np.zeros(photo.shape[:2], bool)
+    for ids in eyes._EYES.values():
+        contour = person.observation.landmarks_px[list(ids["contour"]), :2]
+        band |= _polygon_mask(contour, size, shrink=-0.5) & ~_polygon_mask(contour, size, shrink=-0.1)
+    return photo[band]
+
+
+def _like(colours: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N,) True where a linear colour has the reference's brightness (within 30%) and its chromaticity
+    (within 0.04): what a texel painted from the lids would look like."""
+    brightness = np.abs(np.log(np.maximum(colours.sum(1), 1e-6) / max(reference.sum(), 1e-6))) < np.log(1.3)
+    chroma = np.abs(colours[:, :2] / np.maximum(colours.sum(1, keepdims=True), 1e-6)
+                    - reference[:2] / max(reference.sum(), 1e-6)).max(1) < 0.04  # fmt: skip
+    return brightness & chroma
+
+
+@pytest.mark.parametrize("name", HARD[1:])
+def test_eye_texture_never_paints_skin_on_the_eyeball(hard_people, models, name):
+    """Narrowed, behind glasses, hooded: the eyeball's colours are not the lids'. (The shut eyes of the
+    black-and-white max_angry take nothing from the photo: `test_closed_eyes_take_nothing_from_the_photo`;
+    against its colourless skin, even the generic pupil's black would count as 'skin-like'.)"""
+    person = hard_people[name]
+    iris, sclera = _eyeball_texels(person, models)
+    lids = np.median(_lids(person), axis=0)  # the texture keeps the photo's exposure: comparable colours
+    assert _like(iris, lids).mean() < 0.05, name
+    assert _like(sclera, lids).mean() < 0.05, name
+    # The sclera is nearly colourless, whatever the photo showed between the lids.
+    saturation = (sclera.max(1) - sclera.min(1)) / np.maximum(sclera.max(1), 1e-6)
+    assert np.median(saturation) < 0.2, name
+    assert sclera.mean() > 2 * iris.mean(), name  # an iris darker than the white of the eye
+
+
+def test_closed_eyes_take_nothing_from_the_photo(hard_people, models):
+    """Squeezed shut: neither eye counts as open, no iris or sclera sample is taken, no gaze is read."""
+    person = hard_people["max_angry.jpg"]
+    assert not eyes.eye_open(person.observation, "left") and not eyes.eye_open(person.observation, "right")
+    photo = eyes.sample_eyes(np.zeros((8, 8, 3), np.float32) + 0.5, person.observation, _skin(person))
+    assert not photo.iris_seen.any() and not photo.sclera_seen
+    assert eyes.photo_gaze(person.observation, person.fit, models.head) is None
+
+
+def test_open_eyes_are_sampled_and_gaze_is_bounded(happy, models):
+    from sie3d.head.texture import srgb_to_linear
+
+    linear = srgb_to_linear(happy.photo.rgb.astype(np.float32) / 255)
+    samples = eyes.sample_eyes(linear, happy.observation, _skin(happy))
+    assert samples.iris_seen.mean() > 0.5 and samples.sclera_seen
+    assert eyes.IRIS_TO_EYE_WIDTH_RANGE[0] <= samples.iris_to_eye_width <= eyes.IRIS_TO_EYE_WIDTH_RANGE[1]
+    gaze = eyes.photo_gaze(happy.observation, happy.fit, models.head)
+    assert gaze is not None and abs(np.linalg.norm(gaze) - 1) < 1e-6
+    assert np.degrees(np.arccos(gaze[2])) <= eyes.MAX_GAZE_DEGREES + 1e-6
+
+
+def test_gaze_moves_the_iris_and_ahead_centres_it(happy, models):
+    """The iris (darkest texels) sits at the eye tile's centre looking ahead and moves with the gaze."""
+    samples = eyes.EyeSamples(np.full((eyes.POLAR_RINGS, eyes.POLAR_ANGLES, 3), 0.02, np.float32),
+                              np.ones((eyes.POLAR_RINGS, eyes.POLAR_ANGLES), bool), np.full(3, 0.4, np.float32),
+                              True, eyes.IRIS_TO_EYE_WIDTH)  # fmt: skip
+
+    def iris_centre(gaze) -> np.ndarray:
+        tile = eyes.eye_texture(samples, np.asarray(gaze, float), models.head, 128, eye_width_cm=3.0)
+        dark = tile.mean(-1) < 0.035  # iris and pupil, not the shaded sclera
+        rows, cols = np.nonzero(dark)
+        return np.array([cols.mean(), rows.mean()]) / 128  # (u, 1 - v)
+
+    ahead = iris_centre([0.0, 0.0, 1.0])
+    assert np.allclose(ahead, 0.5, atol=0.02)
+    right = iris_centre([np.sin(0.3), 0.0, np.cos(0.3)])  # toward head +x: larger u
+    up = iris_centre([0.0, np.sin(0.3), np.cos(0.3)])  # toward head +y: smaller row
+    assert right[0] > ahead[0] + 0.1 and up[1] < ahead[1] - 0.1
+
+
+def test_lash_texture_is_alpha_tested_strands_on_the_upper_cards(models):
+    lashes = eyes.lash_texture(models.head, 256)
+    assert lashes.shape == (256, 256, 4)
+    assert set(np.unique(lashes[..., 3])) == {0.0, 1.0}  # alpha-tested: no partial coverage
+    assert 0.02 < lashes[..., 3].mean() < 0.3
+    assert lashes[..., :3].max() < 0.05  # dark hair
+
+
+def test_lashes_show_in_renders_and_respect_depth(happy, models):
+    """With cards, a frontal render changes only around the eyes, and only to darker pixels."""
+    from sie3d.eval.harness import _turntable_cameras
+
+    lm = models.fitter.landmarks_3d(happy.fit, happy.rest_expression)
+    cams = _turntable_cameras(lm, [0.0, 40.0], 256)
+    base = dataclasses.replace(happy.config.texture, lashes=False)
+    without = render_views(retextured(happy, models, base), models, happy.rest_expression, cams).astype(int)
+    with_lashes = render_views(retextured(happy, models, dataclasses.replace(base, lashes=True)), models,
+                               happy.rest_expression, cams).astype(int)  # fmt: skip
+    changed = np.abs(with_lashes - without).sum(-1) > 0
+    assert changed.sum() > 20
+    assert (with_lashes[changed].sum(-1) < without[changed].sum(-1)).mean() > 0.95
+    rows, _ = np.nonzero(changed[0])
+    pixels = project(torch.from_numpy(lm), cams)[0][0].numpy()
+    eye_box_y = pixels[[159, 386, 145, 374], 1]
+    assert rows.min() > eye_box_y.min() - 30 and rows.max() < eye_box_y.max() + 30
+
+
+def test_teeth_are_shaded_tooth_by_tooth_and_darken_into_the_mouth(models):
+    tile = mouth.teeth_tile(models.head, 256)
+    from sie3d.head.texture import material_texels
+
+    tri, (rows, cols), _ = material_texels(models.head, "M_Teeth", 3, 256)
+    tooth = mouth._teeth_components(models.head)[models.head.topology.faces[tri, 0]]
+    assert tooth.max() + 1 == 32
+    means = np.array([tile[rows[tooth == k], cols[tooth == k]].mean(0) for k in range(32)])
+    assert len(np.unique(means.round(4), axis=0)) == 32  # every tooth its own shade
+    # The incisors (front) are brighter than the molars (back).
+    z = models.head.neutral.numpy()[models.head.topology.faces[tri, 0], 2]
+    front, back = z > np.percentile(z, 85), z < np.percentile(z, 15)
+    assert tile[rows[front], cols[front]].mean() > 1.5 * tile[rows[back], cols[back]].mean()
+    gums = mouth.gums_tongue_tile(models.head, 256)
+    assert gums[..., 0].mean() > gums[..., 2].mean()  # red, not grey
+
+
+def test_teeth_colour_from_the_photo_only_where_teeth_show(happy, faces, models):
+    from sie3d.face import observe_photo
+    from sie3d.head.texture import srgb_to_linear
+
+    linear = srgb_to_linear(happy.photo.rgb.astype(np.float32) / 255)
+    colour = mouth.photo_teeth_colour(linear, happy.observation)  # a smile with teeth
+    assert colour is not None and 0.35 < colour.mean() < 0.65 and colour[2] <= colour[0]
+    neutral = load_photo(faces / "london_004_neutral.jpg")
+    obs, _ = observe_photo(neutral, models.observer, models.embedder)
+    closed = srgb_to_linear(neutral.rgb.astype(np.float32) / 255)
+    assert mouth.photo_teeth_colour(closed, obs) is None
+
+
+def test_mouth_light_follows_the_lips(models):
+    from sie3d.previews import MOUTH_LIGHT, mouth_light
+
+    def light(emotion: str) -> float:
+        with torch.no_grad():
+            verts = models.head(torch.zeros(1, 100), torch.from_numpy(prototype(emotion, 1.0))[None])[0]
+        return mouth_light(models.head, verts)
+
+    assert MOUTH_LIGHT[0] <= light("neutral") < 0.6 and light("surprise") == 1.0
+
+
+def test_appearance_ablations_are_registered_with_their_textures():
+    assert ablations.get("plain").texture == PLAIN_TEXTURES
+    assert ablations.get("appearance").texture == TextureConfig(eyes="photo", gaze="photo", lashes=True,
+                                                                 mouth="detailed")  # fmt: skip
+    for name, field in (("eyes", "eyes"), ("lashes", "lashes"), ("mouth", "mouth")):
+        changed = {f.name for f in dataclasses.fields(TextureConfig)
+                   if getattr(ablations.get(name).texture, f.name) != getattr(PLAIN_TEXTURES, f.name)}  # fmt: skip
+        assert field in changed and changed <= {field, "gaze"}, name
+
+
+def test_texture_config_is_checked_and_saved(happy, tmp_path):
+    with pytest.raises(ValueError, match="eyes"):
+        TextureConfig(eyes="glass")
+    assert ReconstructConfig.from_json(happy.config.to_json()) == happy.config
+    old = {"face": 0, "texture_size": 512}  # a person saved before TextureConfig: the plain textures it had
+    assert ReconstructConfig.from_json(old).texture == PLAIN_TEXTURES
+
+
+# -- GLB with eyelash cards: Khronos validator and three.js --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lash_glb(happy, models) -> bytes:
+    from sie3d.avatar import _SharedMesh
+    from sie3d.export import to_glb
+
+    person = retextured(happy, models, dataclasses.replace(happy.config.texture, lashes=True))
+    assert LASH_TILE in person.textures.tiles
+    posed = _SharedMesh.build(person, models).posed(on_top_of_rest(person.rest_expression, prototype("happy")))
+    return to_glb(posed)
+
+
+def test_glb_with_lashes_is_alpha_masked(lash_glb):
+    gltf = pygltflib.GLTF2.load_from_bytes(lash_glb)
+    lashes = [m for m in gltf.materials if m.name == "M_EyeLashes"]
+    assert len(lashes) == 1
+    assert lashes[0].alphaMode == "MASK" and lashes[0].alphaCutoff == 0.5 and lashes[0].doubleSided
+    assert lashes[0].pbrMetallicRoughness.baseColorTexture is not None
+    # the lids' shade: a black shell blended by its texture's alpha, not weakened by a base alpha
+    shade = [m for m in gltf.materials if m.name == "M_EyeOcclusion"]
+    assert len(shade) == 1 and shade[0].alphaMode == "BLEND"
+    assert shade[0].pbrMetallicRoughness.baseColorFactor == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_glb_with_lashes_passes_the_khronos_validator_and_loads_in_three_js(gltf_validator, node_packages, lash_glb,
+                                                                           tmp_path):  # fmt: skip
+    report = validate_gltf(gltf_validator, lash_glb, tmp_path)
+    issues = report["issues"]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
+    path = tmp_path / "lashes.glb"
+    path.write_bytes(lash_glb)
+    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert loaded["warnings"] == []
+    lash_meshes = [m for m in loaded["meshes"] if m["material"] == "M_EyeLashes"]
+    assert len(lash_meshes) == 1
+    assert lash_meshes[0]["alphaTest"] == 0.5 and not lash_meshes[0]["transparent"]
+    assert lash_meshes[0]["texture"] is not None
