@@ -15,6 +15,7 @@ from sie3d.head.names import ICT_NAMES
 from sie3d.head.wrinkles import WrinkleMaps, detail_from_height, normal_map_image, wrinkle_maps
 from sie3d.render import DirectionalLight, orbit_cameras, render_mesh
 from sie3d.render.detail import bump_normals, uv_tangents
+from sie3d.visemes import VISEME_NAMES
 
 from conftest import run_cli
 
@@ -164,8 +165,9 @@ def test_baked_glb_has_the_normal_map_on_the_face_and_keeps_the_morph_targets(mo
     primitives = anger_doc["meshes"][0]["primitives"]
     with_tangents = [p for p in primitives if "TANGENT" in p["attributes"]]
     assert [anger_doc["materials"][p["material"]]["name"] for p in with_tangents] == ["M_Face"]
-    assert tuple(anger_doc["meshes"][0]["extras"]["targetNames"]) == rig_names()  # the rig is kept
-    assert all(len(p["targets"]) == len(rig_names()) for p in primitives)
+    names = (*rig_names(), *VISEME_NAMES)  # the rig and the visemes are kept
+    assert tuple(anger_doc["meshes"][0]["extras"]["targetNames"]) == names
+    assert all(len(p["targets"]) == len(names) for p in primitives)
 
 
 def test_avatar_renders_fold_only_what_the_expression_adds_to_the_photo(models, happy):
