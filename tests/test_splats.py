@@ -58,7 +58,9 @@ def test_ply_header_and_field_ranges(posed):
     assert np.allclose(np.linalg.norm(g["quats"], axis=1), 1, atol=1e-5)
     assert np.allclose(np.linalg.norm(g["normals"], axis=1), 1, atol=1e-4)
     assert g["colors"].min() >= -1e-5 and g["colors"].max() <= 1 + 1e-5 and (g["rest"] == 0).all()
-    assert np.allclose(g["opacities"], SplatConfig().opacity, atol=1e-4)
+    full = SplatConfig().opacity  # opaque materials; the lids' alpha-blended shade gives translucent splats
+    assert (g["opacities"] <= full + 1e-4).all() and (g["opacities"] >= 1 / 255 - 1e-6).all()
+    assert np.isclose(g["opacities"], full, atol=1e-4).mean() > 0.95
     flat, wide = g["scales"][:, 2], g["scales"][:, :2]
     assert np.allclose(flat, SplatConfig().thickness_cm / 100, rtol=1e-4)  # flat along the normal
     assert wide.min() >= flat.min() * 0.999 and np.median(wide) < 0.005 and wide.max() < 0.05

@@ -6,7 +6,9 @@ centroid, with the sub-triangle's own second moment (a uniform triangle's covari
 ``sum(d_i d_i^T) / 12`` for its corners' offsets d_i from the centroid) widened by `coverage` so that
 neighbours overlap, and `thickness_cm` along the normal. Its colour is the texture at the centroid's UV
 (or the material's flat colour) shaded by the renderer's studio light with the interpolated vertex
-normal -- the look of ``preview.png``, baked: splat viewers do not light splats. Spherical harmonics
+normal -- the look of ``preview.png``, baked: splat viewers do not light splats. Its opacity follows the
+material's alpha as glTF does: alpha-tested (MASK) eyelash cards keep splats on their strands only, the
+alpha-blended (BLEND) shade over the eyeballs gives translucent splats, transparent texels none. Spherical harmonics
 above degree 0 are zero (the shading is diffuse, so it does not depend on the view).
 
 The PLY (`to_ply`) is the layout of the INRIA 3DGS reference code that viewers and engine plug-ins read:
@@ -77,14 +79,14 @@ def _sub_centroids(n: int) -> np.ndarray:
 
 
 def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(N, 3) float colours in [0, 1] of an (H, W, 3|4) uint8 texture at (N, 2) UVs (v up), bilinear."""
+    """(N, C) float values in [0, 1] of an (H, W, C) uint8 texture at (N, 2) UVs (v up), bilinear."""
     height, width = texture.shape[:2]
     x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
     y = np.clip((1.0 - uv[:, 1]) * height - 0.5, 0, height - 1)
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    rgb = texture[..., :3].astype(np.float64) / 255.0
+    rgb = texture.astype(np.float64) / 255.0
     top = rgb[y0, x0] * (1 - fx) + rgb[y0, x1] * fx
     bottom = rgb[y1, x0] * (1 - fx) + rgb[y1, x1] * fx
     return top * (1 - fy) + bottom * fy
@@ -138,16 +140,27 @@ def splats_from_mesh(mesh: AvatarMesh, config: SplatConfig = SplatConfig()) -> S
     uv = np.einsum("nk,nki->ni", weights, uv_corners[tri])
 
     # colour: texture (or flat colour) per material, shaded by the baked light
+    # opacity: a material's alpha as a glTF viewer uses it -- MASK cuts (eyelash cards keep their strands
+    # only), BLEND scales the opacity (the lids' shade over the eyeballs), OPAQUE ignores it
     albedo = np.zeros_like(means)
+    opacity = np.full(len(means), config.opacity)
     material = mesh.face_material[tri]
     for m, mat in enumerate(mesh.materials):
         rows = np.flatnonzero(material == m)
         if not len(rows):
             continue
+        alpha = np.full(len(rows), mat.base_color[3])
         if mat.texture is not None:
-            albedo[rows] = srgb_to_linear(_sample(mat.texture, uv[rows])) * np.asarray(mat.base_color[:3])
+            texel = _sample(mat.texture, uv[rows])
+            albedo[rows] = srgb_to_linear(texel[:, :3]) * np.asarray(mat.base_color[:3])
+            if texel.shape[1] == 4:
+                alpha = alpha * texel[:, 3]
         else:
             albedo[rows] = np.asarray(mat.base_color[:3])
+        if mat.alpha_mode == "MASK":
+            opacity[rows] = np.where(alpha >= mat.alpha_cutoff, config.opacity, 0.0)
+        elif mat.alpha_mode == "BLEND":
+            opacity[rows] = config.opacity * alpha
     if config.light is not None:
         direction = np.asarray(config.light.direction, np.float64)
         direction /= np.linalg.norm(direction)
@@ -163,9 +176,10 @@ def splats_from_mesh(mesh: AvatarMesh, config: SplatConfig = SplatConfig()) -> S
     scales = np.stack([np.sqrt(np.maximum(values[:, 2], 0)), np.sqrt(np.maximum(values[:, 1], 0)),
                        np.full(len(values), config.thickness_cm)], axis=1)  # fmt: skip
     scales[:, :2] = np.maximum(scales[:, :2], config.thickness_cm)
-    return Splats(means.astype(np.float32), _quaternions(axes).astype(np.float32), scales.astype(np.float32),
-                  colors.astype(np.float32), np.full(len(means), config.opacity, np.float32),
-                  normals.astype(np.float32))  # fmt: skip
+    keep = opacity >= 1.0 / 255.0  # a fully transparent Gaussian is no Gaussian
+    return Splats(means[keep].astype(np.float32), _quaternions(axes[keep]).astype(np.float32),
+                  scales[keep].astype(np.float32), colors[keep].astype(np.float32),
+                  opacity[keep].astype(np.float32), normals[keep].astype(np.float32))  # fmt: skip
 
 
 def to_ply(splats: Splats, scale: float = 0.01) -> bytes:
