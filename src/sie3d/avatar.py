@@ -607,9 +607,10 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
     was loaded from; it is copied as it is instead of being encoded again (about 1 s saved). `progress` is
     told "preview <variant>", "in_photo <variant>" and "export" as each starts, and "write" at the end.
 
-    What all variants share (the person's mesh, materials and encoded textures) is prepared once. Files
-    are encoded and written by one background thread while the next images render (PNG and zlib
-    encoding release the GIL), and all of them are written when this returns (or its error is raised)."""
+    What all variants share (the person's mesh, materials and encoded textures) is prepared once. Meshes
+    and files are built, encoded and written by one background thread while the images render (PNG and
+    zlib encoding release the GIL) -- the meshes first, so that they overlap the renders -- and all of
+    them are written when this returns (or its error is raised)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sie3d.export import write
@@ -644,13 +645,24 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             else:
                 write_later("save_person", person.save, out / "person")
             written += [out / "person" / name for name in (_PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO)]
+        # The meshes go to the writer first: it builds and writes them while this thread renders the pictures.
+        shared = None
         if config.formats and variants:
             progress("export")
-        shared = timed("export_shared", _SharedMesh.build, person, models) if config.formats and variants else None
+            models.head  # noqa: B018 -- loaded here, not raced for by the writer and the renders
+            shared = write_later("export_shared", _SharedMesh.build, person, models)
         exports = []
         for variant in variants:
             folder = out / variant.name
             folder.mkdir(parents=True, exist_ok=True)
+            if shared is not None:
+                detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
+                normal_map = None if detail is None else normal_map_image(detail)
+
+                def export(coefficients=variant.coefficients, normal_map=normal_map, folder=folder):
+                    return write(shared.result().posed(coefficients, normal_map), folder, config.formats)
+
+                exports.append(write_later(f"export_{variant.name}", export))
             if config.previews:
                 progress(f"preview {variant.name}")
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
@@ -663,10 +675,6 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
                               wrinkles=config.wrinkles)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
                 written.append(folder / "in_photo.png")
-            if shared is not None:
-                detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
-                posed = shared.posed(variant.coefficients, None if detail is None else normal_map_image(detail))
-                exports.append(write_later(f"export_{variant.name}", write, posed, folder, config.formats))
         progress("write")
         start = time.perf_counter()
         for job in jobs:
