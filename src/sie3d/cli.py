@@ -56,7 +56,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown asset(s): {', '.join(unknown)}", f"choose from: {', '.join(names)}, ict, all")
     failures = 0
-    for name in tqdm(wanted, desc=f"{args.action} assets", unit="asset", disable=args.quiet):
+    for name in tqdm(wanted, desc=f"{args.action} assets", unit="asset", disable=_no_bar(args)):
         if name == "ict":
             if args.action == "fetch":
                 from sie3d.head import correspondence
@@ -245,6 +245,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_bar(args: argparse.Namespace) -> bool | None:
+    """tqdm's `disable`: off with --quiet; otherwise None, tqdm's own rule -- a bar on a terminal, nothing
+    when stderr is a file or a pipe (logs of CI and batch jobs get no carriage-return noise)."""
+    return True if args.quiet else None
+
+
 def _split(spec: str) -> list[str]:
     return [item.strip() for item in spec.split(",") if item.strip()]
 
@@ -273,7 +279,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
                                                                       else source.stem)
     _staged_output.check(out)
     steps = tqdm(total=2, desc="load person" if saved else "observe, fit, texture", unit="stage",
-                 disable=args.quiet, bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")  # fmt: skip
+                 disable=_no_bar(args), bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}]")  # fmt: skip
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
@@ -413,7 +419,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     def progress(total: int, skipped: int):
         nonlocal bar
-        bar = tqdm(total=total, initial=skipped, desc="batch", unit="avatar", disable=args.quiet, smoothing=0.1)
+        bar = tqdm(total=total, initial=skipped, desc="batch", unit="avatar", disable=_no_bar(args), smoothing=0.1)
         return bar.update
 
     try:
