@@ -164,6 +164,15 @@ def node_packages() -> Path:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium (driven by playwright-core from tests/js); skip when it is not installed."""
+    path = Path(shutil.which("chromium") or "/usr/bin/chromium")
+    if not path.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def gltf_validator(node_packages) -> Path:
     return node_packages / "validate.js"
 

@@ -131,3 +131,26 @@ def test_the_three_js_splat_viewer_reads_the_file(posed, node_packages):
         np.testing.assert_allclose(np.abs(np.dot(sample["rotation"], g["quats"][k])), 1, atol=1e-5)
         np.testing.assert_allclose(sample["colour"], np.clip(g["colors"][k] * 255, 0, 255), atol=1.01)
         assert abs(sample["opacity"] - g["opacities"][k] * 255) <= 1.01
+
+
+def test_the_three_js_splat_viewer_draws_the_head_in_chromium(posed, node_packages, chromium, tmp_path):
+    """The same viewer, its WebGL drawing in real headless Chromium (software GL): every Gaussian loaded and
+    a head drawn -- a skin-coloured, roughly head-sized blob in the middle of the canvas, on the background."""
+    from PIL import Image
+
+    path, _ = posed
+    png = tmp_path / "viewer.png"
+    options = {"ply": str(path), "png": str(png), "chromium": str(chromium), "size": 384, "timeoutMs": 240000}
+    done = subprocess.run(["node", str(node_packages / "render_splats.mjs"), json.dumps(options)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["error"] is None and not summary["consoleErrors"], summary
+    assert summary["splats"] == len(_read(path)["means"])
+    image = np.asarray(Image.open(png).convert("RGB"), np.float64)
+    drawn = np.abs(image - [0xF5, 0xF7, 0xFA]).sum(-1) > 30
+    rows, cols = np.nonzero(drawn)
+    assert 0.10 < drawn.mean() < 0.6, drawn.mean()  # a head and neck, not nothing and not everything
+    assert abs(cols.mean() / image.shape[1] - 0.5) < 0.1 and abs(rows.mean() / image.shape[0] - 0.5) < 0.2
+    face = image[drawn]
+    assert (face[:, 0] > face[:, 2]).mean() > 0.8  # skin: more red than blue

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -22,7 +21,6 @@ from PIL import Image
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 from sie3d.visemes import VISEME_NAMES
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BACKGROUND = np.array([0xEE, 0xEE, 0xEE])
 FPS = 15
 
@@ -57,14 +55,12 @@ def y4m_clip(path: Path, neutral: Path, smiling: Path, seconds: tuple[float, ...
 
 
 @pytest.fixture(scope="module")
-def browser_run(web_server, faces, tmp_path_factory, node_packages) -> dict:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+def browser_run(web_server, faces, tmp_path_factory, node_packages, chromium) -> dict:
     tmp = tmp_path_factory.mktemp("browser")
     out = Path(os.environ.get("SIE3D_SCREENSHOTS") or tmp / "shots")
     clip = y4m_clip(tmp / "face.y4m", faces / "london_021_neutral.jpg", faces / "london_021_happy.jpg")
     options = {"url": f"{web_server.url}/", "photo": str(faces / "london_004_happy.jpg"), "out": str(out),
-               "prompt": "a gleeful grin with raised eyebrows", "y4m": str(clip), "chromium": CHROMIUM,
+               "prompt": "a gleeful grin with raised eyebrows", "y4m": str(clip), "chromium": str(chromium),
                "cameraSeconds": 14, "timeoutMs": 600_000}  # fmt: skip
     done = subprocess.run(["node", str(node_packages / "web_app.mjs"), json.dumps(options)], capture_output=True,
                           text=True, timeout=900, cwd=node_packages)  # fmt: skip
