@@ -110,6 +110,25 @@ def test_glb_animation_is_valid_and_plays_in_three_js(animated, node_packages):
     assert jaw[5] > jaw[3] + 0.2 and jaw[0] == pytest.approx(jaw[-1], abs=1e-4)  # the weights move over time
 
 
+def test_glb_animation_plays_in_chromium(animated, node_packages, chromium):
+    """The same GLB in a real browser: a page with three.js's GLTFLoader and an AnimationMixer driven by its
+    render loop (requestAnimationFrame, WebGL drawing every frame) -- the weights follow the timeline."""
+    options = {"glb": str(animated / "avatar.glb"), "chromium": str(chromium), "timeoutMs": 240000}
+    done = subprocess.run(["node", str(node_packages / "play_animation_in_chromium.mjs"), json.dumps(options)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    played = json.loads(done.stdout)
+    assert played["error"] is None and not played["consoleErrors"], played
+    assert played["duration"] == pytest.approx(2.0) and played["names"] == [*rig_names(), *VISEME_NAMES]
+    samples = played["samples"]
+    assert len(samples) >= 5 and samples[-1]["time"] == pytest.approx(2.0)
+    expected = _expected(json.loads((animated / "timeline.json").read_text()), [s["time"] for s in samples])
+    for sample, want in zip(samples, expected, strict=True):
+        np.testing.assert_allclose(sample["influences"], [*want, *[0] * len(VISEME_NAMES)], atol=2e-4)
+    jaw = [s["influences"][rig_names().index("jawOpen")] for s in samples]
+    assert max(jaw) - min(jaw) > 0.2  # the weights change over time
+
+
 def test_bad_script_fails_before_anything_is_written(faces, tmp_path):
     out = tmp_path / "out"
     result = run_cli("animate", str(faces / "london_010_neutral.jpg"), "--script", "happy 1s; sad 0.5s", "-o",
