@@ -106,17 +106,6 @@ def _fail(where: str, message: str, hint: str) -> UsageError:
     return UsageError(f"{where}: {message}", hint)
 
 
-def check_prompt(text: str, where: str) -> str:
-    """`text` if it can be used as a prompt, else a `UsageError` that says `where` it came from."""
-    from sie3d.semantics.text import check_text
-
-    try:
-        check_text(text)
-    except UsageError as exc:
-        raise _fail(where, exc.message, exc.hint) from None
-    return text
-
-
 def _intensity(value: str, where: str) -> float:
     try:
         intensity = float(value)
@@ -131,6 +120,8 @@ def read_manifest(path: Path) -> list[BatchItem]:
     """The items of a CSV manifest: a header with ``photo`` and optionally ``text``, ``intensity`` and ``id``
     (other columns are ignored); photo paths relative to the manifest's folder. An empty text means the
     photo's own expression, an empty intensity 1. Every bad row raises a `UsageError` naming its line."""
+    from sie3d.semantics.prompts import check_prompt
+
     path = Path(path)
     fix = "each row: photo,text,intensity,id (only photo is required), e.g. faces/ann.jpg,a warm smile,0.8,ann-smile"
     try:
@@ -171,6 +162,8 @@ def read_manifest(path: Path) -> list[BatchItem]:
 def read_prompts(path: Path) -> list[str]:
     """One prompt per line; blank lines and ``#`` comments skipped; a prompt that cannot be used raises a
     `UsageError` naming its line."""
+    from sie3d.semantics.prompts import check_prompt
+
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -404,13 +404,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     from sie3d import batch
     from sie3d.errors import BatchError
+    from sie3d.semantics.prompts import check_prompt
 
     if args.address and args.engine != "ray":
         raise UsageError("--address needs --engine ray", "add --engine ray, or drop --address")
     if not 1 <= args.threads <= 64:
         raise UsageError(f"--threads {args.threads} is outside [1, 64]", "use 1 (default) per worker")
     prompts = list(batch.read_prompts(Path(args.prompts)) if args.prompts else [])
-    prompts += [batch.check_prompt(text, "--text") for text in args.text or []]
+    prompts += [check_prompt(text, "--text") for text in args.text or []]
     config = batch.BatchConfig(output_config(args), reconstruct_config(args),
                                save_people=args.people, threads=args.threads)  # fmt: skip
     items = batch.plan(Path(args.input), prompts, _intensity(args))

@@ -80,16 +80,11 @@ def _sub_centroids(n: int) -> np.ndarray:
 
 def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """(N, C) float values in [0, 1] of an (H, W, C) uint8 texture at (N, 2) UVs (v up), bilinear."""
+    from sie3d.head.texture import _sample_bilinear
+
     height, width = texture.shape[:2]
-    x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
-    y = np.clip((1.0 - uv[:, 1]) * height - 0.5, 0, height - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    rgb = texture.astype(np.float64) / 255.0
-    top = rgb[y0, x0] * (1 - fx) + rgb[y0, x1] * fx
-    bottom = rgb[y1, x0] * (1 - fx) + rgb[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    pixels = np.stack([uv[:, 0] * width, (1.0 - uv[:, 1]) * height], axis=1)  # pixel centres at +0.5
+    return _sample_bilinear(texture.astype(np.float64) / 255.0, pixels)
 
 
 def _quaternions(rotations: np.ndarray) -> np.ndarray:

@@ -15,6 +15,16 @@ from sie3d.expressions import EMOTIONS, canonical_emotion
 from sie3d.semantics.text import check_text
 
 
+def check_prompt(text: str, where: str) -> str:
+    """`text` if it can be used as a prompt (`check_text`), else a `UsageError` that says `where` it came from
+    (``file:line``, ``--text`` ...)."""
+    try:
+        check_text(text)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+    return text
+
+
 @dataclass(frozen=True)
 class Target:
     """What an avatar should show: the prompt text, the emotion it is built from, the emotion expected."""
@@ -38,11 +48,7 @@ def read_prompts(path: Path) -> tuple[Target, ...]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         prompt, _, expected_text = line.partition("\t")
-        prompt = prompt.strip()
-        try:
-            check_text(prompt)
-        except UsageError as exc:
-            raise UsageError(f"{path}:{number}: {exc.message}", exc.hint) from None
+        prompt = check_prompt(prompt.strip(), f"{path}:{number}")
         expected_text = expected_text.split("\t")[0].strip()
         emotion = canonical_emotion(prompt) or canonical_emotion(expected_text)
         if emotion is None:

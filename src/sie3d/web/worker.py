@@ -63,7 +63,7 @@ class JobSpec:
 
 def run_job(spec: JobSpec) -> dict:
     """Generate the avatar for `spec`; returns ``{"result": {...}}`` or ``{"error": {...}}``."""
-    from sie3d.errors import Sie3dError
+    from sie3d.errors import OutputError, Sie3dError
 
     events = _STATE["events"]
 
@@ -80,7 +80,7 @@ def run_job(spec: JobSpec) -> dict:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return {"error": {"message": f"the server cannot write the outputs: {exc.strerror}",
                               "fix": "try again later (the server's administrator must free disk space)",
-                              "kind": "OutputError", "exit_code": 7}}  # fmt: skip
+                              "kind": OutputError.__name__, "exit_code": OutputError.exit_code}}  # fmt: skip
         log.error("job %s failed:\n%s", spec.job_id, traceback.format_exc())  # a bug: logged in full
         return {"error": {"message": f"internal error: {type(exc).__name__}: {exc}", "fix": "report this bug",
                           "kind": "InternalError", "exit_code": 1}}  # fmt: skip
