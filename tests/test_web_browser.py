@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from PIL import Image
 
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 from sie3d.visemes import VISEME_NAMES
+
+from conftest import glb_json
 
 BACKGROUND = np.array([0xEE, 0xEE, 0xEE])
 FPS = 15
@@ -98,7 +99,7 @@ def test_a_slider_moves_the_face(browser_run):
 def test_downloaded_glb_is_valid_with_the_arkit_rig(browser_run, node_packages):
     path = browser_run["out"] / "downloaded.glb"
     data = path.read_bytes()
-    document = json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+    document = glb_json(data)
     assert document["meshes"][0]["extras"]["targetNames"][:52] == list(ARKIT_NAMES)
     done = subprocess.run(["node", str(node_packages / "validate.js"), str(path)], capture_output=True, text=True,
                           timeout=300)  # fmt: skip

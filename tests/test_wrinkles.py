@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from sie3d.render import DirectionalLight, orbit_cameras, render_mesh
 from sie3d.render.detail import bump_normals, uv_tangents
 from sie3d.visemes import VISEME_NAMES
 
-from conftest import run_cli
+from conftest import glb_json, run_cli
 
 F64 = torch.float64
 
@@ -157,7 +156,7 @@ def test_baked_glb_has_the_normal_map_on_the_face_and_keeps_the_morph_targets(mo
     documents = {}
     for name in ("anger", "photo"):
         data = (tmp_path / name / "avatar.glb").read_bytes()
-        documents[name] = json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+        documents[name] = glb_json(data)
     anger_doc, photo_doc = documents["anger"], documents["photo"]
     face = next(m for m in anger_doc["materials"] if m["name"] == "M_Face")
     assert "normalTexture" in face, "the expression's wrinkles are baked into the face"
@@ -193,5 +192,5 @@ def test_generate_bakes_the_wrinkles_on_request_only(happy, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         (glb,) = out.glob("*/avatar.glb")
         data = glb.read_bytes()
-        document = json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+        document = glb_json(data)
         assert any("normalTexture" in m for m in document["materials"]) == baked
