@@ -48,7 +48,7 @@ POSED = {"max_angry.jpg": "anger", "max_happy-baby.jpeg": "happy", "max_neutral.
          "max_sad-baby.jpeg": "sadness", "max_surprised.jpeg": "surprised", "mpl_grace_hopper.jpg": "neutral",
          "skimage_astronaut.png": "happy"}  # fmt: skip
 GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception", "assets", "avatar.py", "photo.py",
-                   "previews.py")
+                   "previews.py", "refine.py", "expressions.py", "visemes.py", "animation.py")
 JUDGES = "sie3d.eval.judges"
 
 

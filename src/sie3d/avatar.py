@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from sie3d.head.fit import HeadFitter
     from sie3d.head.model import HeadModel
     from sie3d.head.wrinkles import WrinkleMaps
+    from sie3d.refine import Perception, RefineConfig
     from sie3d.render import Cameras
     from sie3d.semantics.interpret import Interpretation, TextModel
 
@@ -103,6 +104,13 @@ class Models:
         from sie3d.semantics.interpret import TextModel
 
         return TextModel()
+
+    @cached_property
+    def perception(self) -> Perception:
+        """The frozen networks the perceptual refinement looks through (loaded only when refining)."""
+        from sie3d.refine import load_perception
+
+        return load_perception(self.embedder.model)
 
     @staticmethod
     def load() -> Models:
@@ -562,14 +570,31 @@ def person_features(person: Person) -> np.ndarray:
     return identity_features(sface, person.fit.identity, person.photo_expression, person.rest_expression)
 
 
-def text_variants(person: Person, models: Models, texts: Sequence[str], intensity: float = 1.0) -> list[Variant]:
+def text_variants(person: Person, models: Models, texts: Sequence[str], intensity: float = 1.0,
+                  refine: RefineConfig | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[Variant]:  # fmt: skip
     """One variant per text: what each sentence means for this person (`TextModel.interpret_many`); each
-    variant's info holds the reading (emotions, confidence, warnings) for the report."""
+    variant's info holds the reading (emotions, confidence, warnings) for the report. With `refine`, each
+    reading is refined by the perceptual loss (`sie3d.refine.refine`; info["refinement"] says what changed
+    and every loss term before and after); `progress(step, steps)` follows it, over all texts."""
     from sie3d.semantics.interpret import variant_names
 
     readings: list[Interpretation] = models.text.interpret_many(list(texts), person_features(person), intensity)
     names = variant_names([r.text for r in readings])
-    return [Variant(name, r.coefficients, {"text": r.to_json()}) for name, r in zip(names, readings, strict=True)]
+    variants = []
+    for k, (name, reading) in enumerate(zip(names, readings, strict=True)):
+        info, coefficients = {"text": reading.to_json()}, reading.coefficients
+        if refine is not None:
+            from sie3d.refine import refine as run_refinement
+
+            def overall(step: int, steps: int, k: int = k) -> None:
+                if progress is not None:
+                    progress(k * steps + step, len(readings) * steps)
+
+            refined = run_refinement(person, models, coefficients, reading.emotion_probabilities, refine, overall)
+            coefficients, info["refinement"] = refined.coefficients, refined.to_json()
+        variants.append(Variant(name, coefficients, info))
+    return variants
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,20 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     made: list = []
 
     def variants(person, models):
-        made.extend(text_variants(person, models, args.text, intensity))
+        refine = None
+        if args.refine:
+            from tqdm import tqdm
+
+            from sie3d.refine import RefineConfig
+
+            refine = RefineConfig(wrinkles=bool(args.wrinkles))
+            bar = tqdm(total=len(args.text) * refine.steps, desc="refine (perceptual loss)", unit="step",
+                       disable=_no_bar(args), leave=False)  # fmt: skip
+            with bar:
+                made.extend(text_variants(person, models, args.text, intensity, refine,
+                                          lambda step, steps: bar.update(step - bar.n)))
+        else:
+            made.extend(text_variants(person, models, args.text, intensity))
         return made
 
     code = make_avatar(args, variants)
@@ -228,6 +241,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         blend = f" (a blend of {' and '.join(reading['blend'])})" if reading["blend"] else ""
         print(f"{variant.name}/: {reading['text']!r} -> " + ", ".join(f"{k} {v:.2f}" for k, v in top) +
               f"{blend}; confidence {reading['confidence']:.2f}")  # fmt: skip
+        if "refinement" in variant.info:
+            refined = variant.info["refinement"]
+            before, after = refined["loss_before"], refined["loss_after"]
+            print(f"  refined in {refined['steps']} steps ({refined['seconds']:.1f} s): loss "
+                  f"{before['total']:.3f} -> {after['total']:.3f} (emotion {before['emotion']:.3f} -> "
+                  f"{after['emotion']:.3f})")  # fmt: skip
         for warning in reading["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
     return code
@@ -573,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "variants from one fit (each in its own folder)")
     gen.add_argument("--intensity", type=float, default=1.0,
                      help="0..1: how strongly the face moves from the person's rest (default 1 = as the text says)")
+    gen.add_argument("--refine", action="store_true",
+                     help="refine each expression with the perceptual loss (frozen expression and face-mesh networks "
+                     "read renders; a few seconds per text); see the README for what it measurably does")
     gen.set_defaults(run=_cmd_generate)
 
     explain = sub.add_parser("explain", parents=[common],

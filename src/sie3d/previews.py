@@ -15,7 +15,7 @@ from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
 from sie3d.render import Cameras, RenderOutput, orbit_cameras, rasterize, render_mesh
-from sie3d.render.renderer import STUDIO_LIGHT
+from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
 BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
@@ -58,28 +58,27 @@ class TexturedHead:
             return self.head(torch.from_numpy(identity)[None], expression)[0]
 
     def render(self, verts: torch.Tensor, cams: Cameras, *, face_mask: np.ndarray | None = None,
-               sh_coeffs: np.ndarray | None = None, background=BACKGROUND, detail: torch.Tensor | None = None):
-        """`render_mesh` of `verts` (V, 3); `detail`: optional (1, 3, S, S) surface detail of the face tile
-        (`sie3d.head.wrinkles.WrinkleMaps.detail`)."""
+               sh_coeffs: np.ndarray | None = None, background=BACKGROUND, detail: torch.Tensor | None = None,
+               light: DirectionalLight = STUDIO_LIGHT) -> RenderOutput:
+        """`render_mesh` of `verts` (V, 3), lit by `sh_coeffs` (the photo's lighting) or else `light`;
+        `detail`: optional (1, 3, S, S) surface detail of the face tile (`sie3d.head.wrinkles.WrinkleMaps
+        .detail`). Differentiable in `verts`, `detail` and the tiles (the lashes and the lids' shade are
+        drawn over the colour); no gradient is recorded when none of them requires one."""
         visible = self.layout.visible_faces if face_mask is None else self.layout.visible_faces & face_mask
-        if sh_coeffs is not None:
-            lighting = {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
-        else:
-            lighting = {"light": STUDIO_LIGHT}
+        lighting = {"light": light} if sh_coeffs is None else {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
         tiles = self.tiles
         if self.mouth_light:
-            light = mouth_light(self.head, verts if verts.ndim == 2 else verts[0])
+            light = mouth_light(self.head, (verts if verts.ndim == 2 else verts[0]).detach())
             tiles = [t * light if k in MOUTH_TILES else t for k, t in enumerate(tiles)]
-        with torch.no_grad():
-            out = render_mesh(
-                verts, torch.from_numpy(self.head.topology.faces), cams,
-                uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
-                texture=tiles, face_mask=torch.from_numpy(visible), background=background,
-                detail=None if detail is None else [detail], **lighting,
-            )  # fmt: skip
-            if self.eye_shade is not None:
-                out = self._with_eye_shade(out, verts, cams, face_mask)
-            return out if self.lash_alpha is None else self._with_lashes(out, verts, cams, face_mask)
+        out = render_mesh(
+            verts, torch.from_numpy(self.head.topology.faces), cams,
+            uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
+            texture=tiles, face_mask=torch.from_numpy(visible), background=background,
+            detail=None if detail is None else [detail], **lighting,
+        )  # fmt: skip
+        if self.eye_shade is not None:
+            out = self._with_eye_shade(out, verts, cams, face_mask)
+        return out if self.lash_alpha is None else self._with_lashes(out, verts, cams, face_mask)
 
     def _with_eye_shade(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
                         face_mask: np.ndarray | None) -> RenderOutput:
@@ -188,16 +187,16 @@ def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.n
     return np.concatenate([to_image(view) for view in views], axis=1)
 
 
-def preview_cameras(head: HeadModel, verts: torch.Tensor, yaws: tuple[float, ...] = PREVIEW_YAWS, size: int = 512
-                    ) -> Cameras:  # fmt: skip
+def preview_cameras(head: HeadModel, verts: torch.Tensor, yaws: tuple[float, ...] = PREVIEW_YAWS, size: int = 512,
+                    pitch: float = 0.0) -> Cameras:  # fmt: skip
     """The preview's cameras (head space, cm) around `verts` (V, 3): one per yaw in degrees, size x size px,
-    aimed at the centre of the head."""
+    aimed at the centre of the head, `pitch` degrees above it."""
     skin = head.topology.faces_of("M_Face")
     target = verts[np.unique(head.topology.faces[skin])].mean(0)
     target = target + torch.tensor([0.0, 1.0, -3.0])  # centre of the head rather than of the face surface
     focal = 1.2 * size
     return orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal, width=size,
-                         height=size)  # fmt: skip
+                         height=size, pitch_degrees=pitch)  # fmt: skip
 
 
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,

@@ -183,3 +183,12 @@ def _emotion_words(encoder) -> np.ndarray:
     from sie3d.expressions import EMOTIONS
 
     return encoder.encode(list(EMOTIONS))
+
+
+@register("refine", description="the prompt read by the conditioning network, then refined by the perceptual loss "
+          "(sie3d generate --refine: mini-Xception, MediaPipe's blendshapes and SFace on renders)", takes_prompt=True)
+def _refine(person: Person, models: Models, emotion: str, intensity: float, *, prompt: str) -> np.ndarray:
+    from sie3d.avatar import text_variants
+    from sie3d.refine import RefineConfig
+
+    return text_variants(person, models, [prompt], refine=RefineConfig())[0].coefficients
