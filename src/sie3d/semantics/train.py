@@ -321,9 +321,10 @@ def average_person(people: People) -> np.ndarray:
     return identity_features(sface / np.linalg.norm(sface), people.identity.mean(0), zero, zero)
 
 
-def save(model: ConditioningNet, corpus: Corpus, config: TrainConfig, report: dict, people: People,
-         path: Path = WEIGHTS) -> None:
-    """Weights in float16 (half the size; predictions change by < 1e-3) with everything needed to use them."""
+def save(model: ConditioningNet, corpus: Corpus, config, report: dict, people: People, path: Path = WEIGHTS,
+         asset: str | None = None) -> None:
+    """Weights in float16 (half the size; predictions change by < 1e-3) with everything needed to use them;
+    `config` the training's config dataclass. The shipped weights (or `asset`'s) are recorded in the manifest."""
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     torch.save({"format_version": FORMAT_VERSION, "model_config": model.config_json(), "state": state,
                 "average_person": average_person(people).tolist(),
@@ -332,16 +333,16 @@ def save(model: ConditioningNet, corpus: Corpus, config: TrainConfig, report: di
                path)  # fmt: skip
     path.with_name(REPORT.name if path == WEIGHTS else path.stem + "_report.json").write_text(
         json.dumps(report, indent=1))
-    if path == WEIGHTS:
-        record_in_manifest(path)
+    if path == WEIGHTS or asset is not None:
+        record_in_manifest(path, asset or "conditioning")
 
 
-def record_in_manifest(path: Path) -> None:
-    """Write the shipped weights' sha256 and size into the asset manifest (asset `conditioning`)."""
+def record_in_manifest(path: Path, asset: str = "conditioning") -> None:
+    """Write bundled weights' sha256 and size into the asset manifest (entry `asset`)."""
     manifest_path = PACKAGE_DIR.parent / "assets" / "manifest.json"
     data = json.loads(manifest_path.read_text())
-    entry = next(a for a in data["assets"] if a["name"] == "conditioning")
-    entry["files"] = {"semantics/conditioning.pt": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    entry = next(a for a in data["assets"] if a["name"] == asset)
+    entry["files"] = {f"semantics/{path.name}": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                                     "size": path.stat().st_size}}
     manifest_path.write_text(json.dumps(data, indent=1) + "\n")
 
