@@ -19,7 +19,7 @@ import torch
 
 from sie3d.expressions import EMOTIONS, on_top_of_rest, prototype
 from sie3d.head.names import ICT_NAMES
-from sie3d.refine import EMOTION_UNITS, TERMS, Objective, RefineConfig, refine, unit_basis
+from sie3d.refine import EMOTION_UNITS, TERMS, Objective, RefineConfig, refine, refinement_units, unit_basis
 
 ANGER = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("anger")]
 
@@ -37,6 +37,14 @@ def test_units_are_symmetric_action_units():
         assert names in ([f"{unit}_L", f"{unit}_R"], [unit]), (unit, names)
     assert not any(u.startswith("eyeLook") or u in ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
                    for u in EMOTION_UNITS)  # fmt: skip  # no gaze, nothing sideways
+    # a unit is split into its sides only where the target asks for asymmetry
+    wink = np.zeros(len(ICT_NAMES), np.float32)
+    wink[ICT_NAMES.index("eyeBlink_L")], wink[ICT_NAMES.index("mouthSmile_L")] = 1.0, 0.5
+    wink[ICT_NAMES.index("mouthSmile_R")] = 0.45
+    units = refinement_units(wink, EMOTION_UNITS)
+    assert "eyeBlink_L" in units and "eyeBlink_R" in units and "eyeBlink" not in units
+    assert "mouthSmile" in units and len(units) == len(EMOTION_UNITS) + 1
+    assert refinement_units(np.zeros(len(ICT_NAMES)), EMOTION_UNITS) == EMOTION_UNITS
     with pytest.raises(ValueError, match="unknown refinement unit"):
         RefineConfig(units=("browDown", "smileHarder"))
     with pytest.raises(ValueError):
@@ -112,3 +120,15 @@ def test_generate_refine_lowers_its_loss_and_reports_it(refined_run):
 def test_generation_path_loads_no_judge(refined_run):
     result, _, _ = refined_run
     assert not [m for m in result["judges"] if m.startswith("sie3d.eval.judges")], result["judges"]
+
+
+def test_the_refined_wrinkle_gain_reaches_the_outputs(happy, models, anger_target):
+    """A variant's wrinkle gain (what `--refine --wrinkles` optimises) sets how deep its wrinkles are drawn."""
+    from sie3d.avatar import Variant, render_preview
+
+    views = {depth: render_preview(happy, models, anger_target, 128, (0.0,), wrinkles=depth).astype(float)
+             for depth in (0.0, 0.5, 1.0)}  # fmt: skip
+    assert np.abs(views[1.0] - views[0.0]).mean() > 2 * np.abs(views[0.5] - views[0.0]).mean() * 0.9
+    assert np.abs(views[0.5] - views[0.0]).mean() > 0.05
+    with pytest.raises(ValueError, match="wrinkle gain"):
+        Variant("x", anger_target, wrinkle_gain=float("nan"))

@@ -450,12 +450,13 @@ def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray
     return np.maximum(_coefficients(coefficients) - person.photo_expression, 0.0).astype(np.float32)
 
 
-def wrinkle_detail(person: Person, models: Models, coefficients: np.ndarray):
+def wrinkle_detail(person: Person, models: Models, coefficients: np.ndarray, depth: float = 1.0):
     """(1, 3, S, S) torch surface detail of the face tile for `person` wearing `coefficients` (53,)
-    (`WrinkleMaps.detail` of `wrinkle_coefficients`), or None when no fold is driven."""
+    (`WrinkleMaps.detail` of `wrinkle_coefficients`, scaled by `depth`: the refinement's wrinkle gain), or
+    None when no fold is driven."""
     import torch
 
-    weights = wrinkle_coefficients(person, coefficients)
+    weights = wrinkle_coefficients(person, coefficients) * np.float32(depth)
     maps = models.wrinkles
     if maps.is_zero(weights):
         return None
@@ -469,24 +470,26 @@ def posed_verts(person: Person, models: Models, coefficients: np.ndarray):
 
 
 def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
-                 wrinkles: bool = False) -> np.ndarray:  # fmt: skip
+                 wrinkles: float = 0.0) -> np.ndarray:  # fmt: skip
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
-    the studio light on the preview background; with the expression's `wrinkles` (`wrinkle_detail`)."""
+    the studio light on the preview background; with the expression's wrinkles at depth `wrinkles`
+    (`wrinkle_detail`; 0 or False: none, 1 or True: as the maps make them)."""
     from sie3d.previews import to_image
 
     textured = _textured(person, models)
-    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
     views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras,
                             detail=detail).rgb  # fmt: skip
     return np.stack([to_image(view) for view in views])
 
 
 def render_preview(person: Person, models: Models, coefficients: np.ndarray, size: int = 512,
-                   yaws: Sequence[float] | None = None, *, wrinkles: bool = False) -> np.ndarray:
-    """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default)."""
+                   yaws: Sequence[float] | None = None, *, wrinkles: float = 0.0) -> np.ndarray:
+    """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default); with
+    the expression's wrinkles at depth `wrinkles` (as in `render_views`)."""
     from sie3d.previews import PREVIEW_YAWS, preview_sheet
 
-    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
     return preview_sheet(_textured(person, models), person.fit.identity, _coefficients(coefficients), size,
                          tuple(PREVIEW_YAWS if yaws is None else yaws), detail)  # fmt: skip
 
@@ -501,13 +504,13 @@ class PhotoWindow:
 
 
 def composite(person: Person, models: Models, coefficients: np.ndarray, window: PhotoWindow | None = None, *,
-              wrinkles: bool = False) -> np.ndarray:  # fmt: skip
+              wrinkles: float = 0.0) -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8: the person wearing `coefficients` rendered with the photo's camera and lighting and
     blended over the face with a feathered mask (hair, ears, neck and background stay real).
 
     Over the whole photo at its resolution by default (rendering only the face's region); into `window`
     (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size. With the
-    expression's `wrinkles` (`wrinkle_detail`), lit by the photo's lighting."""
+    expression's wrinkles at depth `wrinkles` (as in `render_views`), lit by the photo's lighting."""
     from sie3d.head.fit import FACE_OVAL
     from sie3d.previews import in_photo, in_photo_face_region
 
@@ -515,7 +518,7 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
     draw, rgb, fit = (in_photo_face_region, person.photo.rgb, person.fit) if window is None else (
         in_photo, window.rgb, window.fit)  # fmt: skip
     outline = fit.project(models.fitter.landmarks_3d(person.fit, coefficients)[list(FACE_OVAL)])
-    detail = wrinkle_detail(person, models, coefficients) if wrinkles else None
+    detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
     return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline, detail)
 
 
@@ -533,6 +536,7 @@ class Variant:
     name: str
     coefficients: np.ndarray
     info: dict = field(default_factory=dict)
+    wrinkle_gain: float = 1.0  # depth of the expression's wrinkles where outputs show them (the refinement's)
 
     def __post_init__(self) -> None:
         if not _VARIANT_NAME.fullmatch(self.name) or self.name in RESERVED_NAMES:
@@ -541,6 +545,8 @@ class Variant:
         values = _coefficients(self.coefficients).copy()
         if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
             raise ValueError(f"variant {self.name!r}: coefficients must lie in [0, 1]")
+        if not (np.isfinite(self.wrinkle_gain) and 0 <= self.wrinkle_gain <= 10):
+            raise ValueError(f"variant {self.name!r}: wrinkle gain {self.wrinkle_gain} must lie in [0, 10]")
         object.__setattr__(self, "coefficients", values)
 
 
@@ -583,7 +589,7 @@ def text_variants(person: Person, models: Models, texts: Sequence[str], intensit
     names = variant_names([r.text for r in readings])
     variants = []
     for k, (name, reading) in enumerate(zip(names, readings, strict=True)):
-        info, coefficients = {"text": reading.to_json()}, reading.coefficients
+        info, coefficients, gain = {"text": reading.to_json()}, reading.coefficients, 1.0
         if refine is not None:
             from sie3d.refine import refine as run_refinement
 
@@ -593,7 +599,8 @@ def text_variants(person: Person, models: Models, texts: Sequence[str], intensit
 
             refined = run_refinement(person, models, coefficients, reading.emotion_probabilities, refine, overall)
             coefficients, info["refinement"] = refined.coefficients, refined.to_json()
-        variants.append(Variant(name, coefficients, info))
+            gain = refined.wrinkle_gain
+        variants.append(Variant(name, coefficients, info, gain))
     return variants
 
 
@@ -680,8 +687,9 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
         for variant in variants:
             folder = out / variant.name
             folder.mkdir(parents=True, exist_ok=True)
+            depth = config.wrinkles * variant.wrinkle_gain  # 0 when the outputs show no wrinkles
             if shared is not None:
-                detail = wrinkle_detail(person, models, variant.coefficients) if config.wrinkles else None
+                detail = wrinkle_detail(person, models, variant.coefficients, depth) if depth else None
                 normal_map = None if detail is None else normal_map_image(detail)
 
                 def export(coefficients=variant.coefficients, normal_map=normal_map, folder=folder):
@@ -691,13 +699,13 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             if config.previews:
                 progress(f"preview {variant.name}")
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
-                              config.preview_size, wrinkles=config.wrinkles)  # fmt: skip
+                              config.preview_size, wrinkles=depth)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:
                 progress(f"in_photo {variant.name}")
                 image = timed(f"in_photo_{variant.name}", composite, person, models, variant.coefficients,
-                              wrinkles=config.wrinkles)  # fmt: skip
+                              wrinkles=depth)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "in_photo.png")
                 written.append(folder / "in_photo.png")
         progress("write")

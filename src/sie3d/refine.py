@@ -8,8 +8,9 @@ overfits the classifier: it learns to fool it with grimaces (EVALUATION.md). So 
 - **A plausible space.** The optimised parameters are a few symmetric action-unit changes (`RefineConfig
   .units`: each moves the left and right shape of one FACS unit together, and only units that carry
   emotion: brows, lids, cheeks, nose, lips, jaw -- no gaze, no sideways jaw), added to the target
-  coefficients and clamped to [0, 1]; the target's own asymmetry (a wink, a smirk) is kept as it is. With
-  wrinkles on, one gain on the wrinkle depth is optimised too. Never pixels, never 53 free values.
+  coefficients and clamped to [0, 1]; a unit the target moves asymmetrically (a wink, a smirk) is split into
+  its two sides (`refinement_units`). With wrinkles on, one gain on the wrinkle depth is optimised too.
+  Never pixels, never 53 free values.
 - **Several readers, several views.** Each step renders the head from `RefineConfig.yaws` with a little
   jitter (yaw, pitch, light, background, the crop's position and size) and reads the renders with
   mini-Xception (`sie3d.perception.mini_xception`: emotion distribution vs the text's), MediaPipe's
@@ -57,6 +58,7 @@ EMOTION_UNITS: tuple[str, ...] = (
 # MediaPipe blendshapes the geometry term compares: all but gaze and the "_neutral" score.
 _MP_COMPARED = np.array([not (n.startswith("eyeLook") or n == "_neutral") for n in MEDIAPIPE_NAMES])
 TERMS = ("emotion", "blendshapes", "identity", "prior")
+ASYMMETRY = 0.15  # a unit whose sides differ by more than this in the target is refined per side
 ASKED = 0.1  # a MediaPipe blendshape the target moves by at least this much from the rest is "asked for"
 
 
@@ -148,11 +150,24 @@ def load_perception(sface: torch.nn.Module | None = None) -> Perception:
 
 
 def _unit_shapes() -> dict[str, tuple[int, ...]]:
-    """Unit name (an ICT shape name without its side) -> indices of its ICT shapes."""
+    """Unit name -> indices of its ICT shapes: a shape name without its side means both sides; a full ICT
+    name (``mouthSmile_L``) one side."""
     units: dict[str, list[int]] = {}
     for i, name in enumerate(ICT_NAMES):
         units.setdefault(name.removesuffix("_L").removesuffix("_R"), []).append(i)
-    return {k: tuple(v) for k, v in units.items()}
+    return {**{k: tuple(v) for k, v in units.items()}, **{name: (i,) for i, name in enumerate(ICT_NAMES)}}
+
+
+def refinement_units(target: np.ndarray, units: tuple[str, ...]) -> tuple[str, ...]:
+    """`units`, each one that `target` (53,) moves asymmetrically (its sides differ by more than `ASYMMETRY`:
+    a wink, a smirk, one raised brow) split into its two sides, so that the asymmetry asked for can be
+    refined; the others stay symmetric."""
+    shapes, out = _unit_shapes(), []
+    for unit in units:
+        sides = shapes[unit]
+        split = len(sides) == 2 and abs(float(target[sides[0]]) - float(target[sides[1]])) > ASYMMETRY
+        out.extend([ICT_NAMES[i] for i in sides] if split else [unit])
+    return tuple(out)
 
 
 def unit_basis(units: tuple[str, ...]) -> np.ndarray:
@@ -250,7 +265,8 @@ class Objective:
             raise ValueError(f"refine needs ({len(ICT_NAMES)},) coefficients and ({len(EMOTIONS)},) emotions")
         self.config = config
         self.scene, self.readers = _Scene(person, models, config), _Readers(models.perception)
-        self.basis = torch.from_numpy(unit_basis(config.units))
+        self.units = refinement_units(target, config.units)
+        self.basis = torch.from_numpy(unit_basis(self.units))
         self.target = torch.from_numpy(target)
         self.want = torch.from_numpy(emotions / emotions.sum())[None]
         rest = person.rest_expression.astype(np.float32)
@@ -316,7 +332,7 @@ def refine(person: Person, models: Models, target: np.ndarray, emotions: np.ndar
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     objective = Objective(person, models, target, emotions, config)
-    change = torch.zeros(len(config.units), requires_grad=True)
+    change = torch.zeros(len(objective.units), requires_grad=True)
     gain_log = torch.zeros((), requires_grad=config.wrinkles)
     optimiser = torch.optim.Adam([change, gain_log] if config.wrinkles else [change], lr=config.learning_rate)
 
@@ -347,7 +363,7 @@ def refine(person: Person, models: Models, target: np.ndarray, emotions: np.ndar
     gain = objective.gain(best_gain_log)
     return Refinement(
         coefficients=objective.coefficients(best_change).numpy().astype(np.float32),
-        unit_changes={u: float(c) for u, c in zip(config.units, best_change, strict=True)},
+        unit_changes={u: float(c) for u, c in zip(objective.units, best_change, strict=True)},
         wrinkle_gain=1.0 if gain is None else float(gain),
         before=before, after=after, views_before=views_before, views_after=views_after,
         steps=steps, chosen_step=best_step, seconds=time.perf_counter() - start, config=config,

@@ -192,3 +192,20 @@ def _refine(person: Person, models: Models, emotion: str, intensity: float, *, p
     from sie3d.refine import RefineConfig
 
     return text_variants(person, models, [prompt], refine=RefineConfig())[0].coefficients
+
+
+@register("amortized", description="the prompt read by the conditioning network fine-tuned on refined targets "
+          "(python -m sie3d.semantics.amortize), without per-avatar refinement", takes_prompt=True)
+def _amortized(person: Person, models: Models, emotion: str, intensity: float, *, prompt: str) -> np.ndarray:
+    from sie3d.avatar import person_features
+
+    return _amortized_model().interpret_many([prompt], person_features(person))[0].coefficients
+
+
+@cache
+def _amortized_model():
+    """The amortised conditioning network (`sie3d.semantics.amortize`), loaded once."""
+    from sie3d.semantics.amortize import AMORTIZED_WEIGHTS
+    from sie3d.semantics.interpret import TextModel
+
+    return TextModel(weights=AMORTIZED_WEIGHTS)

@@ -217,14 +217,21 @@ def _cli_photos(photos: str | os.PathLike | None) -> list[Path]:
     return named if all(p.is_file() for p in named) else _photos_in(path)
 
 
-def _timed_process(args: list[str]) -> float:
-    """Wall time of one `sie3d ...` process, as a user runs it (interpreter start included)."""
+def _timed_process(args: list[str], peak: list[float] | None = None) -> float:
+    """Wall time of one `sie3d ...` process, as a user runs it (interpreter start included); its peak resident
+    memory in MB is appended to `peak` when given (the child's own rusage, Linux: ``os.wait4``)."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sie3d.cli", *args, "-q"], capture_output=True, text=True,
-                          check=False)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "sie3d.cli", *args, "-q"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"`sie3d {' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise RuntimeError(f"`sie3d {' '.join(args)}` failed ({proc.returncode}): {stderr.strip()[-500:]}")
+    if peak is not None:
+        peak.append(usage.ru_maxrss / 1024)
     return wall
 
 
@@ -233,9 +240,10 @@ BENCH_TEXT = "a warm smile with raised eyebrows"
 
 def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
     """Whole processes on the same photos, alternated, `runs` times each: `sie3d inspect`, `sie3d reconstruct`,
-    `sie3d generate PHOTO --text ...` and `sie3d generate OUT/person --text ...` (a new text on the person the
-    reconstruct saved), default options; medians, their ratios and the reconstruct's stage times (from its
-    report.json) per photo."""
+    `sie3d generate PHOTO --text ...`, `sie3d generate OUT/person --text ...` (a new text on the person the
+    reconstruct saved) and `sie3d generate PHOTO --text ... --refine` (with the perceptual refinement),
+    default options; medians, their ratios, the refined run's peak memory and the reconstruct's stage times
+    (from its report.json) per photo."""
     import tempfile
 
     from PIL import Image
@@ -244,25 +252,30 @@ def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
-            walls: dict[str, list[float]] = {"inspect": [], "reconstruct": [], "generate": [], "generate_saved": []}
+            walls: dict[str, list[float]] = {"inspect": [], "reconstruct": [], "generate": [], "generate_saved": [],
+                                             "generate_refined": []}  # fmt: skip
+            peaks: list[float] = []
             stages: dict[str, list[float]] = {}
             for run in range(runs):
                 for command in walls:
                     out = Path(tmp) / f"{command}-{run}"
                     source = Path(tmp) / f"reconstruct-{run}" / "person" if command == "generate_saved" else path
                     text = ["--text", BENCH_TEXT] if command.startswith("generate") else []
-                    walls[command].append(_timed_process([command.split("_")[0], str(source), *text, "-o", str(out)]))
+                    refine = ["--refine"] if command == "generate_refined" else []
+                    walls[command].append(_timed_process([command.split("_")[0], str(source), *text, *refine, "-o",
+                                                          str(out)], peaks if refine else None))  # fmt: skip
                 report = json.loads((Path(tmp) / f"reconstruct-{run}" / "report.json").read_text())
                 for stage, seconds in report["timings_s"].items():
                     stages.setdefault(stage, []).append(seconds)
             with Image.open(path) as image:
                 width, height = image.size
-            inspect_s, reconstruct_s, generate_s, saved_s = (statistics.median(walls[c]) for c in walls)
+            inspect_s, reconstruct_s, generate_s, saved_s, refined_s = (statistics.median(walls[c]) for c in walls)
             rows.append({"photo": path.name, "size": [width, height], "inspect_s": round(inspect_s, 2),
                          "reconstruct_s": round(reconstruct_s, 2), "ratio": round(reconstruct_s / inspect_s, 2),
                          "generate_s": round(generate_s, 2), "generate_saved_s": round(saved_s, 2),
                          "generate_over_reconstruct": round(generate_s / reconstruct_s, 2),
                          "saved_over_reconstruct": round(saved_s / reconstruct_s, 2),
+                         "generate_refined_s": round(refined_s, 2), "refined_peak_rss_mb": round(max(peaks)),
                          "walls_s": {c: [round(w, 2) for w in v] for c, v in walls.items()},
                          "reconstruct_stages_s": {k: round(statistics.median(v), 3) for k, v in stages.items()}})
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
@@ -321,14 +334,16 @@ def run_batch_benchmark(photos: str | os.PathLike | None = None, *, workers: int
 
 def cli_markdown(result: dict) -> str:
     lines = [f"| photo | size | `inspect` | `reconstruct` | ratio | `generate PHOTO` | ratio to reconstruct | "
-             f"`generate PERSON` (new text) | ratio to reconstruct | (medians of {result['runs']} runs) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"`generate PERSON` (new text) | ratio to reconstruct | `generate PHOTO --refine` | its peak RSS | "
+             f"(medians of {result['runs']} runs) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["photos"]:
         width, height = row["size"]
         lines.append(f"| {row['photo']} | {width}x{height} ({width * height / 1e6:.1f} MP) | {row['inspect_s']:.1f} s "
                      f"| {row['reconstruct_s']:.1f} s | {row['ratio']:.2f} | {row['generate_s']:.1f} s | "
                      f"{row['generate_over_reconstruct']:.2f} | {row['generate_saved_s']:.1f} s | "
-                     f"{row['saved_over_reconstruct']:.2f} | |")
+                     f"{row['saved_over_reconstruct']:.2f} | {row['generate_refined_s']:.1f} s | "
+                     f"{row['refined_peak_rss_mb'] / 1024:.2f} GB | |")
     for row in result["photos"]:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in row["reconstruct_stages_s"].items())
         lines.append(f"\n{row['photo']}, reconstruct stages (s): {stages}")

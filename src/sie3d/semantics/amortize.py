@@ -73,10 +73,11 @@ def _cache_path(config: AmortizeConfig, faces: Path) -> Path:
 
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k in ("seed", "sentences_per_person",
                                                                               "held_out_prefix")}  # fmt: skip
+    from sie3d.refine import RefineConfig
+
+    settings["refine"] = RefineConfig().to_json()  # another refinement finds other targets
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name in ("refine.py", "avatar.py"):  # another refinement finds other targets
-        key.update((PACKAGE_DIR.parent / name).read_bytes())
-    key.update((PACKAGE_DIR / "conditioning.pt").read_bytes())
+    key.update((PACKAGE_DIR / "conditioning.pt").read_bytes())  # ... and so does another text reading
     key.update("\n".join(p.name for p in _photos(faces, config)).encode())
     return cache_folder() / f"refined-{key.hexdigest()[:16]}.npz"
 

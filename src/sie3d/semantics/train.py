@@ -337,11 +337,19 @@ def save(model: ConditioningNet, corpus: Corpus, config, report: dict, people: P
         record_in_manifest(path, asset or "conditioning")
 
 
+ASSET_ROLES = {"conditioning_amortized": "text + identity -> expression, fine-tuned on perceptually refined targets "
+               "(the amortised refinement: `python -m sie3d.semantics.amortize`)"}
+
+
 def record_in_manifest(path: Path, asset: str = "conditioning") -> None:
     """Write bundled weights' sha256 and size into the asset manifest (entry `asset`)."""
     manifest_path = PACKAGE_DIR.parent / "assets" / "manifest.json"
     data = json.loads(manifest_path.read_text())
-    entry = next(a for a in data["assets"] if a["name"] == asset)
+    entry = next((a for a in data["assets"] if a["name"] == asset), None)
+    if entry is None:  # a new bundled network: listed like the shipped one
+        entry = {**next(a for a in data["assets"] if a["name"] == "conditioning"), "name": asset,
+                 "role": ASSET_ROLES[asset]}  # fmt: skip
+        data["assets"].append(entry)
     entry["files"] = {f"semantics/{path.name}": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                                     "size": path.stat().st_size}}
     manifest_path.write_text(json.dumps(data, indent=1) + "\n")
