@@ -1,0 +1,1 @@
+"""Hair from the photo: which pixels are the person's hair (`mask`). Hair geometry and texture come later."""
