@@ -76,6 +76,8 @@ class HairMaskConfig:
     outline_reach: float = 0.06  # kept hair must come this close to the person's outline
     hair_prior_slope: float = 2.0  # hair's log prior falls by this per face height below the ears / to the side
     hair_half_width: float = 0.8  # ... beyond this far from the face's centre line
+    crown_prior: float = 1.5  # hair's log prior gains this much in the scalp zone ...
+    crown_above: float = 0.3  # ... this far above the forehead landmark
     min_seed_fraction: float = 0.01  # a class needs seeds covering this fraction of face height squared
     crown_inset: float = 0.05  # the crown band keeps this far from the outline (edges look like texture)
     shade_darker: float = 5.0  # L units: "shaded skin" is at most this much darker than the cheeks (see shaded_skin)
@@ -339,20 +341,23 @@ def _skin_models(features: np.ndarray, landmarks: np.ndarray, face: np.ndarray, 
 def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
     """(S, S) bool: pixels that are skin in another light -- not darker than the skin seeds' median lightness
     by more than ``shade_darker``, and of the skin's hue (within ``shade_hue_deg``) with at least half its
-    chroma; on a grayscale photo, not darker and no more textured than the skin's 95th percentile.
+    chroma; in both cases no more textured than the skin's 95th percentile (a strand of platinum hair can have
+    the skin's colour, not its smoothness).
 
     A bald scalp and a highlight on the forehead are such pixels: lighter and a little paler than the cheeks, so
     far from the cheek model, but the same material. Hair is darker, or of another hue (blonde is yellower).
     """
     lightness, texture = features[..., 0], features[..., -1]
     not_darker = lightness > np.median(lightness[skin_seed]) - config.shade_darker
+    smooth = texture <= np.percentile(texture[skin_seed], 95)
     if gray:
-        return not_darker & (texture <= np.percentile(texture[skin_seed], 95))
+        return not_darker & smooth
     a, b = features[..., 1], features[..., 2]
     skin_a, skin_b = np.median(a[skin_seed]), np.median(b[skin_seed])
     hue_diff = np.degrees(np.arctan2(b, a) - np.arctan2(skin_b, skin_a))
     hue_diff = np.abs((hue_diff + 180.0) % 360.0 - 180.0)
-    return not_darker & (hue_diff < config.shade_hue_deg) & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b))
+    skin_hue = (hue_diff < config.shade_hue_deg) & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b))
+    return not_darker & skin_hue & smooth
 
 
 def bald_verdict(features: np.ndarray, hair_evidence: np.ndarray, crown: np.ndarray, skin_seed: np.ndarray,
@@ -438,7 +443,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     scalp = ellipse & ~no_hair & (yy < ear_y) & is_person
     crown = scalp & (yy < top_y) & ~_grow(~is_person, config.crown_inset * face_px)
     hair_seed = scalp & hair_evidence
-    clothes_seed = (is_person & far_from_skin & (yy > chin_y + config.clothes_below_chin * face_px)
+    clothes_seed = (is_person & hair_evidence & (yy > chin_y + config.clothes_below_chin * face_px)
                     & (np.abs(xx - top_x) < config.clothes_half_width * face_px))  # fmt: skip
     seeds = {"skin": skin_seed, "hair": hair_seed, "clothes": clothes_seed}
     min_seeds = max(20, round(config.min_seed_fraction * face_px**2))
@@ -458,6 +463,8 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     below = np.maximum(yy - ear_y, 0.0) / face_px
     aside = np.maximum(np.abs(xx - top_x) - config.hair_half_width * face_px, 0.0) / face_px
     hair_prior = -config.hair_prior_slope * (below + aside)
+    # ... and more likely high on the crown, well above any hairline (a bald crown was ruled out above).
+    hair_prior = hair_prior + config.crown_prior * (ellipse & (yy < top_y - config.crown_above * face_px))
     logs = [s.log_likelihood(features) for s in skins] + [hair.log_likelihood(features) + hair_prior]
     hair_index = len(skins)
     if clothes_seed.sum() >= min_seeds:
