@@ -47,6 +47,7 @@ SEGMENTATION_SIZE = 256  # the model's input and output side (1x256x256x3 RGB in
 FOREHEAD, CHIN = 10, 152
 CHEEKS = (50, 280, 117, 346, 118, 347)  # upper cheeks, below the eyes: skin on bearded faces too
 FOREHEAD_SKIN = (151, 108, 337)  # the forehead's centre and its two sides, above the brows
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)  # upper outline of both eyebrows
 EAR_LEVEL = (234, 454)  # the face outline at the ears' height (tragus), right and left
 JAW_CORNERS = (172, 397)
 
