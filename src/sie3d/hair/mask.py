@@ -75,6 +75,7 @@ class HairMaskConfig:
     clothes_below_chin: float = 0.3  # clothes seeds start this far below the chin
     clothes_half_width: float = 0.6  # ... within this far of the face's centre line
     outline_reach: float = 0.06  # kept hair must come this close to the person's outline
+    outlier_distance: float = 4.0  # Mahalanobis distance to the hair model beyond which "other" beats hair
     hair_prior_slope: float = 2.0  # hair's log prior falls by this per face height below the ears / to the side
     hair_half_width: float = 0.8  # ... beyond this far from the face's centre line
     crown_prior: float = 1.5  # hair's log prior gains this much in the scalp zone ...
@@ -470,10 +471,16 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     hair_index = len(skins)
     if clothes_seed.sum() >= min_seeds:
         clothes = _fit_trimmed(features[clothes_seed], config.covariance_floor, config.hair_trim)
-        collar_y = (ear_y + chin_y) / 2.0  # clothes never reach above halfway from the ears to the chin
-        logs.append(np.where(yy > collar_y, clothes.log_likelihood(features), -np.inf))
+        # Clothes never reach above halfway from the ears to the chin, nor above the ears outside the head
+        # (a raised shoulder can).
+        collar_y = (ear_y + chin_y) / 2.0
+        allowed = (yy > collar_y) | (~ellipse & (yy > ear_y))
+        logs.append(np.where(allowed, clothes.log_likelihood(features), -np.inf))
     else:
         notes.append("no clothes below the chin to model")
+    # Anything else (another person's coat, a background the segmentation let through): a flat density that
+    # wins wherever a pixel lies farther than ``outlier_distance`` from the hair model and every other class.
+    logs.append(np.full(shape, hair.log_norm - 0.5 * config.outlier_distance**2, np.float32))
     stacked = np.stack(logs)
     stacked -= stacked.max(0, keepdims=True)
     posterior = np.exp(stacked)
