@@ -26,14 +26,13 @@ from sie3d.hair.mask import (
     BROWS,
     EAR_LEVEL,
     KINDS,
-    SEGMENTATION_ASSET,
     HairMask,
     HairMaskConfig,
-    PersonSegmenter,
     hair_mask,
     hair_mask_debug,
     head_crop,
 )
+from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import FACE_OVAL
 from sie3d.perception.tflite_graph import hard_swish, resize_bilinear, transpose_conv_same_or_valid
 from sie3d.photo import load_photo

@@ -3,45 +3,46 @@
 No package ships face-parsing or hair-segmentation weights (see the design brief), so the mask is built from
 what does ship and from the photo itself:
 
-1. **Person segmentation**: MediaPipe's selfie segmentation model (asset ``selfie_segmentation``, Apache-2.0),
-   run through sie3d's own .tflite -> torch converter (`sie3d.perception.tflite_graph`; a test compares it
-   with LiteRT). It sees a square crop around the head (`head_crop`), framed roughly as a selfie.
-2. **Where hair can be**, from the 478 landmarks: the face oval and a neck column below the jaw are never
-   hair; scalp hair is looked for in a zone above and beside the face.
-3. **A colour + texture model per photo** (`classify_hair`): every pixel of the crop is described by CIE Lab
-   (L, a, b) and the log of the local standard deviation of L (hair is a texture of strands, skin is smooth);
-   on a grayscale photo only L and the texture are used. Three Gaussian classes are fitted to seeds from the
-   photo itself -- skin on the cheeks, hair in the scalp zone far from the skin model, clothes below the
-   chin -- and each person pixel gets a posterior probability of hair. The clothes class is what stops
-   hair from leaking into dark or sparkly clothes.
-4. **Decisions**: too little non-skin in the crown band above the face -> ``kind="bald"`` and an empty mask;
-   a hair class of a colour no natural hair has -> ``kind="headwear-or-hair"`` (headwear is treated as hair).
+1. **Person segmentation** (`sie3d.hair.segmentation`): MediaPipe's selfie segmentation model run through
+   sie3d's own .tflite -> torch converter, on a square crop around the head (`head_crop`) framed roughly as a
+   selfie, 384 px wide (a face is 120 px high in it).
+2. **Where hair can be**, from the 478 landmarks: the face oval (grown by 3 % of the face height) and a neck
+   column between the jaw corners are never hair; hair is seeded in a scalp zone, an ellipse over the upper
+   head above the ears.
+3. **A colour + texture model per photo** (`classify_hair`): every pixel is described by CIE Lab (L, a, b)
+   and the log of the local standard deviation of L over 5x5 pixels (strands are texture, skin is smooth); a
+   grayscale photo keeps L and the texture only. Gaussian classes are fitted to seeds from the photo itself:
+   skin on the cheeks (and on the forehead when it agrees with the cheeks), hair in the scalp zone where a
+   pixel is far from the skin and is not `shaded_skin` (a lit scalp or forehead is lighter than the cheeks but
+   has their hue), clothes below the chin (without it hair leaked into dark or sparkly clothes), and a flat
+   "anything else" density. A spatial log prior makes hair less likely below the ears and far to the sides and
+   more likely high on the crown. The hair posterior times the person probability, kept where a connected
+   region holds hair seeds and reaches the person's outline (a patch of forehead does not), is the mask.
+4. **Verdicts** (`bald_verdict`, colour checks): a crown that is mostly skin, or smooth, not darker than the
+   skin and only partly unlike it, is ``kind="bald"`` with an empty mask; vivid or unnatural colours make it
+   ``"headwear-or-hair"`` (headwear stays in the mask: it is treated as hair); no crown in the photo at all
+   gives ``"unknown"``.
 
 `HairMask.mask` is a float (H, W) image in [0, 1] at the photo's resolution; ``confidence`` and ``notes`` say
-how far to trust it. Only hair of the chosen face's person is looked for.
+how far to trust it. Only hair of the chosen face's person is looked for. Every threshold is a field of
+`HairMaskConfig`; they were set by looking at the contact sheet of the 78 shared photos, not learned.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from sie3d.assets.registry import asset_file
-from sie3d.errors import AssetError, UsageError
+from sie3d.errors import UsageError
 from sie3d.face.observation import N_LANDMARKS, FaceObservation
+from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import FACE_OVAL
-from sie3d.perception.tflite_graph import TFLiteFormatError, TFLiteGraph, read_tflite
 
-log = logging.getLogger(__name__)
-
-SEGMENTATION_ASSET = "selfie_segmentation"
-SEGMENTATION_SIZE = 256  # the model's input and output side (1x256x256x3 RGB in [0, 1] -> 256x256 probability)
+__all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonSegmenter", "classify_hair",
+           "hair_mask", "hair_mask_debug", "head_crop"]
 
 # MediaPipe face-mesh landmark ids ("left"/"right" = the subject's own sides).
 FOREHEAD, CHIN = 10, 152
@@ -123,43 +124,6 @@ class HairMask:
         """JSON-safe description for a report (everything but the mask itself)."""
         return {"kind": self.kind, "confidence": round(self.confidence, 3), "coverage": round(self.coverage, 4),
                 "notes": list(self.notes), "timings": {k: round(v, 4) for k, v in self.timings.items()}}
-
-
-# -- person segmentation --------------------------------------------------------------------------------------
-
-
-class PersonSegmenter:
-    """MediaPipe selfie segmentation as a frozen torch module: RGB image -> person probability.
-
-    ``segmenter(rgb)`` takes an (H, W, 3) uint8 RGB image (any size; it is resized to 256x256 with area
-    averaging, as MediaPipe stretches its input without keeping the aspect ratio) and returns the (256, 256)
-    float32 person probability in [0, 1] of the model's sigmoid output.
-    """
-
-    def __init__(self, model_file: str | Path | None = None) -> None:
-        path = Path(model_file) if model_file is not None else asset_file(SEGMENTATION_ASSET)
-        try:
-            self.graph: TFLiteGraph = read_tflite(path)
-        except (OSError, TFLiteFormatError) as exc:
-            raise AssetError(f"cannot read the person segmentation model {path}: {exc}",
-                             f"run `sie3d assets fetch {SEGMENTATION_ASSET}` to restore it") from None  # fmt: skip
-        shape = self.graph.tensors[self.graph.input_ids[0]].shape
-        if shape != (1, SEGMENTATION_SIZE, SEGMENTATION_SIZE, 3):
-            raise AssetError(f"{path} takes input {shape}, not (1, 256, 256, 3)",
-                             f"run `sie3d assets fetch {SEGMENTATION_ASSET}` to restore it")  # fmt: skip
-
-    def model_input(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (1, 256, 256, 3) float32 RGB in [0, 1]."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise UsageError(f"person segmentation needs an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
-        size = (SEGMENTATION_SIZE, SEGMENTATION_SIZE)
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb
-        return (small.astype(np.float32) / 255.0)[None]
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = self.graph(torch.from_numpy(self.model_input(rgb)))[0]
-        return out[0, :, :, 0].numpy()
 
 
 # -- the head crop ----------------------------------------------------------------------------------------------
