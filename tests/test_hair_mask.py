@@ -6,7 +6,7 @@
 - expectations checked by hand on the contact sheet of the shared photos (scripts/hair_mask_sheet.py):
   bald heads give an empty mask, long hair reaches below the ears, short hair stays above the jaw, the
   face oval is never hair, a Santa hat is called headwear;
-- bad inputs give a `UsageError`; one photo's mask takes well under a second on one thread.
+- a tilted head gives the same mask; bad inputs give a `UsageError`; a mask takes well under a second on one thread.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sie3d.hair.mask import (
 from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import FACE_OVAL
 from sie3d.perception.tflite_graph import hard_swish, resize_bilinear, transpose_conv_same_or_valid
-from sie3d.photo import load_photo
+from sie3d.photo import load_photo, photo_from_array
 
 BALD = ("london_021_neutral.jpg", "london_037_neutral.jpg")
 LONG = ("singnet_adele_2016.jpg", "london_025_neutral.jpg", "singnet_city_portrait.jpg", "london_001_neutral.jpg")
@@ -297,3 +297,20 @@ def test_a_photo_without_the_person_above_the_face_is_unknown(observed, segmente
     shifted = replace(observation, landmarks_px=moved, image_size=(cut.shape[1], cut.shape[0]))
     mask = hair_mask(cut, shifted, segmenter)
     assert mask.kind == "unknown" and mask.mask.max() == 0.0 and mask.confidence == 0.0
+
+
+def test_a_tilted_head_gets_the_same_mask(observer, observed, masks, segmenter) -> None:
+    """The crop follows the face's own up direction: a photo turned by 25 degrees gives the same hair once
+    turned back (intersection over union; measured 0.93, and 0.81 .. 0.95 on three photos at 25 and -40 degrees)."""
+    name = "london_004_neutral.jpg"
+    rgb = observed[name][0]
+    height, width = rgb.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 25.0, 1.0)
+    turned = cv2.warpAffine(rgb, turn, (width, height))
+    observation = observer.observe(photo_from_array(turned))[0]
+    back = cv2.warpAffine(hair_mask(turned, observation, segmenter).mask, cv2.invertAffineTransform(turn),
+                          (width, height))  # fmt: skip
+    seen = cv2.warpAffine(cv2.warpAffine(np.ones((height, width), np.float32), turn, (width, height)),
+                          cv2.invertAffineTransform(turn), (width, height)) > 0.99  # fmt: skip
+    a, b = (masks[name][0].mask > 0.5) & seen, (back > 0.5) & seen
+    assert (a & b).sum() / (a | b).sum() > 0.85
