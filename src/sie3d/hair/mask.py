@@ -90,6 +90,7 @@ class HairMaskConfig:
     bald_texture_ratio: float = 1.4  # "smooth": median crown texture below this times the skin's
     headwear_fraction: float = 0.3  # "headwear-or-hair" above this fraction of unnatural hair colours
     headwear_vivid: float = 0.08  # ... or above this fraction of vivid ones (see VIVID_CHROMA)
+    max_hair_area: float = 2.0  # ... or when the mask covers more than this many face heights squared
     gray_chroma: float = 4.0  # a photo whose 99th-percentile chroma (Lab) is below this is grayscale
     covariance_floor: float = 1.0  # added to every class covariance's diagonal (feature units squared)
     neck_margin: float = 0.0  # the neck column is the jaw-corner span widened by this much each side
@@ -474,6 +475,12 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
             kind = "headwear-or-hair"
             notes.append(f"{unnatural:.0%} of the region has colours natural hair rarely has: headwear or dyed "
                          "hair, treated as hair")  # fmt: skip
+    area = float(inside.sum()) / face_px**2  # in face heights squared: 0.1 .. 1.0 on the shared photos' hair
+    if area > config.max_hair_area:
+        kind = "headwear-or-hair"
+        confidence *= config.max_hair_area / area
+        notes.append(f"an unusually large region ({area:.1f} face heights squared): a headscarf or hood, or a "
+                     "background the segmentation took for the person? treated as hair")  # fmt: skip
     low = inside & (yy > ear_y + 0.25 * face_px)
     if low.sum() > config.min_seed_fraction * face_px**2:
         notes.append("hair reaches below the ears")
