@@ -75,7 +75,11 @@ class HairMaskConfig:
     hair_trim: float = 4.0  # hair and clothes seeds farther than this from their first fit are dropped
     clothes_below_chin: float = 0.3  # clothes seeds start this far below the chin
     clothes_half_width: float = 0.6  # ... within this far of the face's centre line
+    clothes_from_skin: float = 1.5  # ... and this many times ``far_from_skin`` from the skin model
     outline_reach: float = 0.06  # kept hair must come this close to the person's outline
+    person_floor: float = 0.02  # the person probability is clipped to [this, 1 - this] as a prior
+    background_below: float = 0.2  # background seeds: person probability below this, around the head ...
+    background_clusters: int = 3  # ... in this many colour clusters
     outlier_distance: float = 4.0  # Mahalanobis distance to the hair model beyond which "other" beats hair
     hair_prior_slope: float = 2.0  # hair's log prior falls by this per face height below the ears / to the side
     hair_half_width: float = 0.8  # ... beyond this far from the face's centre line
@@ -193,11 +197,12 @@ def _warp_photo(rgb: np.ndarray, crop: HeadCrop) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Gaussian:
-    """One class of the colour model: mean (D,) and inverse covariance (D, D) of the features, and the log
-    normalising term ``-0.5 * log det(covariance)``."""
+    """One class of the colour model: mean (D,) of the features, ``whiten`` (D, D) with
+    ``whiten @ whiten.T`` the inverse covariance (its Cholesky factor), and the log normalising term
+    ``-0.5 * log det(covariance)``."""
 
     mean: np.ndarray
-    precision: np.ndarray
+    whiten: np.ndarray
     log_norm: float
     count: int
 
@@ -207,17 +212,19 @@ class Gaussian:
         mean = samples.mean(0)
         cov = np.cov(samples, rowvar=False).reshape(samples.shape[1], samples.shape[1])
         cov = cov + floor * np.eye(samples.shape[1])
-        sign, logdet = np.linalg.slogdet(cov)
-        return Gaussian(mean, np.linalg.inv(cov), -0.5 * float(logdet), len(samples))
+        _, logdet = np.linalg.slogdet(cov)
+        whiten = np.linalg.cholesky(np.linalg.inv(cov)).astype(np.float32)
+        return Gaussian(mean.astype(np.float32), whiten, -0.5 * float(logdet), len(samples))
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        """(..., D) features -> (...) Mahalanobis distance to the mean."""
-        diff = features - self.mean
-        return np.sqrt(np.maximum(np.einsum("...i,ij,...j->...", diff, self.precision, diff), 0.0))
+        """(..., D) features -> (...) Mahalanobis distance to the mean (one matrix product: |(x - mean) W|)."""
+        z = (features - self.mean) @ self.whiten
+        return np.sqrt(np.einsum("...i,...i->...", z, z))
 
     def log_likelihood(self, features: np.ndarray) -> np.ndarray:
         """(..., D) -> (...) log density up to the constant every class shares."""
-        return self.log_norm - 0.5 * self.distance(features) ** 2
+        z = (features - self.mean) @ self.whiten
+        return self.log_norm - 0.5 * np.einsum("...i,...i->...", z, z)
 
 
 def pixel_features(rgb: np.ndarray, window: int, gray_chroma: float) -> tuple[np.ndarray, bool]:
@@ -348,6 +355,21 @@ def bald_verdict(features: np.ndarray, hair_evidence: np.ndarray, crown: np.ndar
     return False, fraction, ""
 
 
+def _background_models(samples: np.ndarray, min_seeds: int, config: HairMaskConfig) -> list[Gaussian]:
+    """Gaussians of the (N, D) background samples split into ``background_clusters`` k-means clusters (at most
+    4000 samples, every n-th, fixed seed: deterministic); clusters with fewer than `min_seeds` are dropped."""
+    if len(samples) < min_seeds:
+        return []
+    samples = samples[:: max(1, len(samples) // 4000)].astype(np.float32)
+    k = min(config.background_clusters, len(samples) // min_seeds) or 1
+    cv2.setRNGSeed(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, labels, _ = cv2.kmeans(samples, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    labels = labels.ravel()
+    return [Gaussian.fit(samples[labels == c], config.covariance_floor) for c in range(k)
+            if (labels == c).sum() >= min_seeds]  # fmt: skip
+
+
 def _components_kept(core: np.ndarray, seeds: np.ndarray, outline: np.ndarray) -> np.ndarray:
     """The connected parts of the (S, S) bool `core` that hold a hair seed and reach the person's outline
     (scalp hair forms the head's silhouette; a lighter patch of forehead between hairline and brows does not)."""
@@ -410,7 +432,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     scalp = ellipse & ~no_hair & (yy < ear_y) & is_person
     crown = scalp & (yy < top_y) & ~_grow(~is_person, config.crown_inset * face_px)
     hair_seed = scalp & hair_evidence
-    clothes_seed = (is_person & hair_evidence & (yy > chin_y + config.clothes_below_chin * face_px)
+    # Clothes: not skin, not even bare skin in another light (a chest, a hand), below the chin, in the middle.
+    clothes_seed = (is_person & hair_evidence & (skin_distance > config.clothes_from_skin * config.far_from_skin)
+                    & (yy > chin_y + config.clothes_below_chin * face_px)
                     & (np.abs(xx - top_x) < config.clothes_half_width * face_px))  # fmt: skip
     seeds = {"skin": skin_seed, "hair": hair_seed, "clothes": clothes_seed}
     min_seeds = max(20, round(config.min_seed_fraction * face_px**2))
@@ -432,7 +456,11 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     hair_prior = -config.hair_prior_slope * (below + aside)
     # ... and more likely high on the crown, well above any hairline (a bald crown was ruled out above).
     hair_prior = hair_prior + config.crown_prior * (ellipse & (yy < top_y - config.crown_above * face_px))
-    logs = [s.log_likelihood(features) for s in skins] + [hair.log_likelihood(features) + hair_prior]
+    # The person probability is the prior of the person's classes against the background's.
+    p_person = np.clip(person, config.person_floor, 1.0 - config.person_floor)
+    log_person, log_background = np.log(p_person), np.log1p(-p_person)
+    logs = [s.log_likelihood(features) + log_person for s in skins]
+    logs.append(hair.log_likelihood(features) + hair_prior + log_person)
     hair_index = len(skins)
     if clothes_seed.sum() >= min_seeds:
         clothes = _fit_trimmed(features[clothes_seed], config.covariance_floor, config.hair_trim)
@@ -440,9 +468,17 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
         # (a raised shoulder can).
         collar_y = (ear_y + chin_y) / 2.0
         allowed = (yy > collar_y) | (~ellipse & (yy > ear_y))
-        logs.append(np.where(allowed, clothes.log_likelihood(features), -np.inf))
+        logs.append(np.where(allowed, clothes.log_likelihood(features) + log_person, -np.inf))
     else:
         notes.append("no clothes below the chin to model")
+    # The background around the head, in a few colour clusters: what a door or a wall the segmentation took for
+    # the person looks like where it did not.
+    near = (((xx - top_x) / (1.6 * config.scalp_width * face_px)) ** 2
+            + ((yy - centre_y) / (1.6 * config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
+    # They compete below the ears only: higher up, dark hair against a dark backdrop would be taken for it.
+    below_ears = yy > ear_y
+    for background in _background_models(features[(person < config.background_below) & near], min_seeds, config):
+        logs.append(np.where(below_ears, background.log_likelihood(features) + log_background, -np.inf))
     # Anything else (another person's coat, a background the segmentation let through): a flat density that
     # wins wherever a pixel lies farther than ``outlier_distance`` from the hair model and every other class.
     logs.append(np.full(shape, hair.log_norm - 0.5 * config.outlier_distance**2, np.float32))
