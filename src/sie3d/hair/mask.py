@@ -14,14 +14,16 @@ what does ship and from the photo itself:
    grayscale photo keeps L and the texture only. Gaussian classes are fitted to seeds from the photo itself:
    skin on the cheeks (and on the forehead when it agrees with the cheeks), hair in the scalp zone where a
    pixel is far from the skin and is not `shaded_skin` (a lit scalp or forehead is lighter than the cheeks but
-   has their hue), clothes below the chin (without it hair leaked into dark or sparkly clothes), and a flat
-   "anything else" density. A spatial log prior makes hair less likely below the ears and far to the sides and
-   more likely high on the crown. The hair posterior times the person probability, kept where a connected
-   region holds hair seeds and reaches the person's outline (a patch of forehead does not), is the mask.
-4. **Verdicts** (`bald_verdict`, colour checks): a crown that is mostly skin, or smooth, not darker than the
-   skin and only partly unlike it, is ``kind="bald"`` with an empty mask; vivid or unnatural colours make it
-   ``"headwear-or-hair"`` (headwear stays in the mask: it is treated as hair); no crown in the photo at all
-   gives ``"unknown"``.
+   has their hue), clothes below the chin (without it hair leaked into dark or sparkly clothes), the
+   background around the head in three colour clusters (competing below the ears only) and a flat "anything
+   else" density; the person probability is the prior of the person's classes against the background's. A
+   spatial log prior makes hair less likely below the ears and far to the sides and more likely high on the
+   crown. The hair posterior times the person probability, kept where a connected region holds hair seeds
+   and reaches the person's outline (a patch of forehead does not), is the mask.
+4. **Verdicts** (`bald_verdict`, colour and size checks): a crown that is mostly skin, or smooth, not darker
+   than the skin and only partly unlike it, is ``kind="bald"`` with an empty mask; vivid or unnatural colours,
+   or a region far larger than hair covers, make it ``"headwear-or-hair"`` (headwear stays in the mask: it is
+   treated as hair); no crown in the photo at all gives ``"unknown"``.
 
 `HairMask.mask` is a float (H, W) image in [0, 1] at the photo's resolution; ``confidence`` and ``notes`` say
 how far to trust it. Only hair of the chosen face's person is looked for. Every threshold is a field of
