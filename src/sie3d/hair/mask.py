@@ -27,7 +27,7 @@ what does ship and from the photo itself:
 
 `HairMask.mask` is a float (H, W) image in [0, 1] at the photo's resolution; ``confidence`` and ``notes`` say
 how far to trust it. Only hair of the chosen face's person is looked for. Every threshold is a field of
-`HairMaskConfig`; they were set by looking at the contact sheet of the 78 shared photos, not learned.
+`HairMaskConfig`; they were set by looking at the contact sheet of the 79 shared photos, not learned.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class HairMaskConfig:
     face_margin: float = 0.03  # the face oval grown by this much is never hair (nor a hair seed)
     skin_seed_radius: float = 0.05  # discs around the cheek landmarks
     scalp_width: float = 0.95  # half width of the scalp zone (an ellipse around the upper head)
-    scalp_height: float = 1.0  # half height of that ellipse, centred 0.35 below the forehead landmark
+    scalp_height: float = 1.0  # half height of that ellipse ...
+    scalp_centre: float = 0.35  # ... centred this far below the forehead landmark
     forehead_gate: float = 5.0  # forehead pixels this close to the cheek model are skin (a fringe is not)
     far_from_skin: float = 3.5  # Mahalanobis distance to the skin model beyond which a pixel seeds hair/clothes
     hair_trim: float = 4.0  # hair and clothes seeds farther than this from their first fit are dropped
@@ -81,7 +82,8 @@ class HairMaskConfig:
     outline_reach: float = 0.06  # kept hair must come this close to the person's outline
     person_floor: float = 0.02  # the person probability is clipped to [this, 1 - this] as a prior
     background_below: float = 0.2  # background seeds: person probability below this, around the head ...
-    background_clusters: int = 3  # ... in this many colour clusters
+    background_clusters: int = 3  # ... in this many colour clusters ...
+    background_reach: float = 1.6  # ... within the scalp ellipse scaled by this
     outlier_distance: float = 4.0  # Mahalanobis distance to the hair model beyond which "other" beats hair
     hair_prior_slope: float = 2.0  # hair's log prior falls by this per face height below the ears / to the side
     hair_half_width: float = 0.8  # ... beyond this far from the face's centre line
@@ -372,6 +374,31 @@ def _background_models(samples: np.ndarray, min_seeds: int, config: HairMaskConf
             if (labels == c).sum() >= min_seeds]  # fmt: skip
 
 
+def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area: float,
+                     config: HairMaskConfig) -> tuple[bool, list[str]]:  # fmt: skip
+    """Is the (S, S) bool region `inside` headwear rather than hair? Returns (headwear, sentences saying why).
+
+    Yes when more than ``headwear_vivid`` of it is vivid (Lab chroma above `VIVID_CHROMA`: a red hat), when more
+    than ``headwear_fraction`` has colours natural hair rarely has (`_unnatural_fraction`: a green scarf, or dyed
+    hair -- the note says both), or when it covers more than ``max_hair_area`` face heights squared (a headscarf,
+    a hood). Colour is not judged on a grayscale photo. A black cap passes for black hair: no verdict here.
+    """
+    notes = []
+    if not gray and inside.any():
+        vivid = float((np.hypot(features[inside, 1], features[inside, 2]) > VIVID_CHROMA).mean())
+        unnatural = _unnatural_fraction(features, inside)
+        if vivid > config.headwear_vivid:
+            notes.append(f"{vivid:.0%} of the region is of a vivid colour (Lab chroma above {VIVID_CHROMA:.0f}) no "
+                         "hair has: headwear, treated as hair")  # fmt: skip
+        elif unnatural > config.headwear_fraction:
+            notes.append(f"{unnatural:.0%} of the region has colours natural hair rarely has: headwear or dyed "
+                         "hair, treated as hair")  # fmt: skip
+    if area > config.max_hair_area:
+        notes.append(f"an unusually large region ({area:.1f} face heights squared): a headscarf or hood, or a "
+                     "background the segmentation took for the person? treated as hair")  # fmt: skip
+    return bool(notes), notes
+
+
 def _components_kept(core: np.ndarray, seeds: np.ndarray, outline: np.ndarray) -> np.ndarray:
     """The connected parts of the (S, S) bool `core` that hold a hair seed and reach the person's outline
     (scalp hair forms the head's silhouette; a lighter patch of forehead between hairline and brows does not)."""
@@ -428,7 +455,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     hair_evidence = far_from_skin & ~shaded_skin(features, skin_seed, gray, config)
 
     # The scalp zone: an ellipse over the upper head, outside the face, above the ears, on the person.
-    centre_y = top_y + 0.35 * face_px
+    centre_y = top_y + config.scalp_centre * face_px
     ellipse = (((xx - top_x) / (config.scalp_width * face_px)) ** 2
                + ((yy - centre_y) / (config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
     scalp = ellipse & ~no_hair & (yy < ear_y) & is_person
@@ -475,8 +502,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
         notes.append("no clothes below the chin to model")
     # The background around the head, in a few colour clusters: what a door or a wall the segmentation took for
     # the person looks like where it did not.
-    near = (((xx - top_x) / (1.6 * config.scalp_width * face_px)) ** 2
-            + ((yy - centre_y) / (1.6 * config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
+    reach = config.background_reach
+    near = (((xx - top_x) / (reach * config.scalp_width * face_px)) ** 2
+            + ((yy - centre_y) / (reach * config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
     # They compete below the ears only: higher up, dark hair against a dark backdrop would be taken for it.
     below_ears = yy > ear_y
     for background in _background_models(features[(person < config.background_below) & near], min_seeds, config):
@@ -501,25 +529,13 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     decided = float(np.abs(2.0 * hair_post[inside] - 1.0).mean()) if inside.any() else 0.0
     confidence = separation * decided
 
-    kind = "hair"
-    if not gray and inside.any():
-        unnatural = _unnatural_fraction(features, inside)
-        vivid = float((np.hypot(features[inside, 1], features[inside, 2]) > VIVID_CHROMA).mean())
-        if vivid > config.headwear_vivid:
-            kind = "headwear-or-hair"
-            notes.append(f"{vivid:.0%} of the region is of a vivid colour (Lab chroma above {VIVID_CHROMA:.0f}) no "
-                         "hair has: headwear, treated as hair")  # fmt: skip
-        elif unnatural > config.headwear_fraction:
-            kind = "headwear-or-hair"
-            notes.append(f"{unnatural:.0%} of the region has colours natural hair rarely has: headwear or dyed "
-                         "hair, treated as hair")  # fmt: skip
     area = float(inside.sum()) / face_px**2  # in face heights squared: 0.1 .. 1.0 on the shared photos' hair
+    headwear, why = headwear_verdict(features, inside, gray, area, config)
+    kind = "headwear-or-hair" if headwear else "hair"
+    notes += why
     if area > config.max_hair_area:
-        kind = "headwear-or-hair"
         confidence *= config.max_hair_area / area
-        notes.append(f"an unusually large region ({area:.1f} face heights squared): a headscarf or hood, or a "
-                     "background the segmentation took for the person? treated as hair")  # fmt: skip
-    low = inside & (yy > ear_y + 0.25 * face_px)
+    low = inside & (yy > ear_y + 0.25 * face_px)  # clearly below: sideburns and ear tips do not count
     if low.sum() > config.min_seed_fraction * face_px**2:
         notes.append("hair reaches below the ears")
     if not inside.any():
