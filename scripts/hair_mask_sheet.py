@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", default="/tmp/hair_mask_sheet.png")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--cell", type=int, default=256)
-    parser.add_argument("--columns", type=int, default=0, help="cells per row (default: 6, or 2 photos with --debug)")
+    parser.add_argument("--columns", type=int, default=6, help="cells per row (--debug puts 3 cells per photo)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if not cells:
         log.error("no photo with a face")
         return 1
-    columns = args.columns or (6 if not args.debug else 6)
+    columns = max(1, args.columns)
     n_rows = -(-len(cells) // columns)
     sheet = Image.new("RGB", (columns * args.cell, n_rows * args.cell), (40, 40, 40))
     for i, cell in enumerate(cells):
