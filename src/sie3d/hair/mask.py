@@ -15,7 +15,7 @@ what does ship and from the photo itself:
    skin on the cheeks (and on the forehead when it agrees with the cheeks), hair in the scalp zone where a
    pixel is far from the skin and is not `shaded_skin` (a lit scalp or forehead is lighter than the cheeks but
    has their hue), clothes below the chin (without it hair leaked into dark or sparkly clothes), the
-   background around the head in three colour clusters (competing below the ears only) and a flat "anything
+   background around the head in four colour clusters (competing below the ears only) and a flat "anything
    else" density; the person probability is the prior of the person's classes against the background's. A
    spatial log prior makes hair less likely below the ears and far to the sides and more likely high on the
    crown. The hair posterior times the person probability, kept where a connected region holds hair seeds
@@ -82,7 +82,7 @@ class HairMaskConfig:
     outline_reach: float = 0.06  # kept hair must come this close to the person's outline
     person_floor: float = 0.02  # the person probability is clipped to [this, 1 - this] as a prior
     background_below: float = 0.2  # background seeds: person probability below this, around the head ...
-    background_clusters: int = 3  # ... in this many colour clusters ...
+    background_clusters: int = 4  # ... in this many colour clusters ...
     background_reach: float = 1.6  # ... within the scalp ellipse scaled by this
     outlier_distance: float = 4.0  # Mahalanobis distance to the hair model beyond which "other" beats hair
     hair_prior_slope: float = 2.0  # hair's log prior falls by this per face height below the ears / to the side
@@ -359,17 +359,32 @@ def bald_verdict(features: np.ndarray, hair_evidence: np.ndarray, crown: np.ndar
     return False, fraction, ""
 
 
+def _kmeans(samples: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
+    """(N,) cluster labels of (N, D) samples by Lloyd's k-means, started from k-means++ seeds drawn by a local
+    generator with a fixed seed (deterministic; no global random state is touched)."""
+    rng = np.random.default_rng(0)
+    centres = [samples[rng.integers(len(samples))]]
+    for _ in range(1, k):
+        d2 = np.min([((samples - c) ** 2).sum(1) for c in centres], axis=0)
+        centres.append(samples[rng.choice(len(samples), p=d2 / d2.sum())] if d2.sum() > 0 else samples[0])
+    centres = np.stack(centres)
+    for _ in range(iterations):
+        labels = ((samples[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        moved = np.stack([samples[labels == c].mean(0) if (labels == c).any() else centres[c] for c in range(k)])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    return ((samples[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+
+
 def _background_models(samples: np.ndarray, min_seeds: int, config: HairMaskConfig) -> list[Gaussian]:
     """Gaussians of the (N, D) background samples split into ``background_clusters`` k-means clusters (at most
-    4000 samples, every n-th, fixed seed: deterministic); clusters with fewer than `min_seeds` are dropped."""
+    4000 samples, every n-th: deterministic); clusters with fewer than `min_seeds` samples are dropped."""
     if len(samples) < min_seeds:
         return []
     samples = samples[:: max(1, len(samples) // 4000)].astype(np.float32)
-    k = min(config.background_clusters, len(samples) // min_seeds) or 1
-    cv2.setRNGSeed(0)
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    _, labels, _ = cv2.kmeans(samples, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    labels = labels.ravel()
+    k = max(1, min(config.background_clusters, len(samples) // min_seeds))
+    labels = _kmeans(samples, k)
     return [Gaussian.fit(samples[labels == c], config.covariance_floor) for c in range(k)
             if (labels == c).sum() >= min_seeds]  # fmt: skip
 
