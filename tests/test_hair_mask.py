@@ -6,7 +6,8 @@
 - expectations checked by hand on the contact sheet of the shared photos (scripts/hair_mask_sheet.py):
   bald heads give an empty mask, long hair reaches below the ears, short hair stays above the jaw, the
   face oval is never hair, a Santa hat and a headscarf are called headwear;
-- a tilted head gives the same mask; bad inputs give a `UsageError`; a mask takes well under a second on one thread.
+- a tilted head and a grayscale copy give the same mask; bad inputs give a `UsageError`; a mask takes well
+  under a second on one thread.
 """
 
 from __future__ import annotations
@@ -322,3 +323,14 @@ def test_a_tilted_head_gets_the_same_mask(observer, observed, masks, segmenter) 
                           cv2.invertAffineTransform(turn), (width, height)) > 0.99  # fmt: skip
     a, b = (masks[name][0].mask > 0.5) & seen, (back > 0.5) & seen
     assert (a & b).sum() / (a | b).sum() > 0.85
+
+
+@pytest.mark.parametrize("name", ("london_004_neutral.jpg", "singnet_adele_2016.jpg", "london_021_neutral.jpg"))
+def test_a_grayscale_copy_gives_the_same_verdict_and_nearly_the_same_mask(masks, observed, segmenter, name) -> None:
+    """Without colour, lightness and texture carry it (measured IoU 0.74 .. 0.97 on 7 photos; bald stays bald)."""
+    rgb, observation = observed[name]
+    gray = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1)
+    colour, mono = masks[name][0], hair_mask(gray, observation, segmenter)
+    assert mono.kind == colour.kind and any("grayscale" in note for note in mono.notes)
+    a, b = colour.mask > 0.5, mono.mask > 0.5
+    assert (a & b).sum() >= 0.7 * (a | b).sum()
