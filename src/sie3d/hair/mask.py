@@ -443,7 +443,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
 
     Confidence: the product of (a) how far the hair seeds lie from the skin model (median Mahalanobis distance,
     mapped 2 -> 0 and 6 -> 1) and (b) how decided the kept pixels are (mean |2 p - 1| of the hair posterior
-    inside the mask). For a bald verdict: how far the crown's non-skin fraction is below the threshold.
+    inside the mask), divided by how many times a region larger than ``max_hair_area`` exceeds it. For a bald
+    verdict: ``1 - fraction / bald_fraction_smooth`` of the crown's hair evidence (see `bald_verdict`). A
+    heuristic in [0, 1], not a calibrated probability: wrong masks of dark headwear score high too.
     """
     size = rgb.shape[0]
     shape = rgb.shape[:2]
