@@ -44,8 +44,12 @@ _NUMPY_TYPES = {
     tflite.TensorType.UINT8: np.uint8,
 }  # fmt: skip
 _ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "PRELU", "LOGISTIC", "NEG", "RSQRT", "SQRT",
-                "RELU", "TANH"}  # fmt: skip
-_SPATIAL = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD"}
+                "RELU", "TANH", "HARD_SWISH"}  # fmt: skip
+# MediaPipe's custom transposed convolution with bias (mediapipe/util/tflite/operations/transpose_conv_bias.cc),
+# which its segmentation models use for the last 2x upsampling; LiteRT's XNNPACK delegate runs it too.
+TRANSPOSE_CONV_BIAS = "Convolution2DTransposeBias"
+_SPATIAL = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "RESIZE_BILINEAR",
+            TRANSPOSE_CONV_BIAS}  # fmt: skip
 # The option fields each supported operator reads: (flatbuffer table class, field accessors).
 _CONV = ("Padding", "StrideW", "StrideH", "FusedActivationFunction", "DilationWFactor", "DilationHFactor")
 _POOL = ("Padding", "StrideW", "StrideH", "FilterWidth", "FilterHeight", "FusedActivationFunction")
@@ -54,6 +58,7 @@ _OPTIONS = {
     "MAX_POOL_2D": (tflite.Pool2DOptions, _POOL), "AVERAGE_POOL_2D": (tflite.Pool2DOptions, _POOL),
     "ADD": (tflite.AddOptions, ("FusedActivationFunction",)), "SUB": (tflite.SubOptions, ("FusedActivationFunction",)),
     "MUL": (tflite.MulOptions, ("FusedActivationFunction",)), "DIV": (tflite.DivOptions, ("FusedActivationFunction",)),
+    "RESIZE_BILINEAR": (tflite.ResizeBilinearOptions, ("AlignCorners", "HalfPixelCenters")),
     "MEAN": (tflite.ReducerOptions, ("KeepDims",)), "SUM": (tflite.ReducerOptions, ("KeepDims",)),
     "CONCATENATION": (tflite.ConcatenationOptions, ("Axis", "FusedActivationFunction")),
     "STRIDED_SLICE": (tflite.StridedSliceOptions, ("BeginMask", "EndMask", "EllipsisMask", "NewAxisMask",
@@ -82,7 +87,19 @@ class _Op:
 
 
 def _options(op: tflite.Operator, name: str) -> dict:
-    """{field: value} of the operator's builtin options that this converter reads (empty if none)."""
+    """{field: value} of the operator's builtin options that this converter reads (empty if none).
+
+    MediaPipe's custom transposed convolution keeps its options as raw bytes: a C struct
+    ``TfLiteTransposeConvParams {TfLitePadding padding; int stride_width; int stride_height;}`` of three
+    little-endian int32, where TfLitePadding is 1 for SAME and 2 for VALID (0 unknown); they are returned
+    with the builtin names (``Padding`` as `tflite.Padding`, ``StrideW``, ``StrideH``)."""
+    if name == TRANSPOSE_CONV_BIAS:
+        raw = op.CustomOptionsAsNumpy() if op.CustomOptionsLength() >= 12 else None
+        if raw is None:
+            return {}
+        padding, stride_w, stride_h = (int(v) for v in np.frombuffer(raw.tobytes()[:12], "<i4"))
+        padding_enum = {1: tflite.Padding.SAME, 2: tflite.Padding.VALID}.get(padding, -1)
+        return {"Padding": padding_enum, "StrideW": stride_w, "StrideH": stride_h}
     cls, fields = _OPTIONS.get(name, (None, ()))
     table = op.BuiltinOptions()
     if cls is None or table is None:
@@ -153,6 +170,8 @@ class TFLiteGraph(nn.Module):
             op = graph.Operators(k)
             code = model.OperatorCodes(op.OpcodeIndex())
             name = _OP_NAMES.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            if name == "CUSTOM" and code.CustomCode():
+                name = code.CustomCode().decode()  # e.g. MediaPipe's "Convolution2DTransposeBias"
             entry = _Op(name, tuple(int(i) for i in op.InputsAsNumpy()), tuple(int(i) for i in op.OutputsAsNumpy()),
                         _options(op, name))  # fmt: skip
             if name == "DEQUANTIZE" and entry.inputs[0] in constants:
@@ -198,8 +217,13 @@ class TFLiteGraph(nn.Module):
         if op.name in ("ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
                        "CONCATENATION") and op.options.get("FusedActivationFunction", 0) not in _ACTIVATIONS:
             raise TFLiteFormatError(f"{where}: fused activation {op.options['FusedActivationFunction']}")
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.inputs[1] not in constants:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", TRANSPOSE_CONV_BIAS) and op.inputs[1] not in constants:
             raise TFLiteFormatError(f"{where}: convolution with a dynamic filter")
+        if op.name == TRANSPOSE_CONV_BIAS and (op.options.get("Padding", -1) < 0 or len(op.inputs) < 3
+                                               or op.inputs[2] not in constants):  # fmt: skip
+            raise TFLiteFormatError(f"{where}: missing or unknown options, or no constant bias")
+        if op.name == "RESIZE_BILINEAR" and op.inputs[1] not in constants:
+            raise TFLiteFormatError(f"{where}: resize to a dynamic size")
 
     # -- constants in the layout an operator wants ------------------------------------------------
 
@@ -216,6 +240,8 @@ class TFLiteGraph(nn.Module):
                 cached = weight.permute(0, 3, 1, 2).contiguous()
             elif layout == "depthwise":  # (1, kh, kw, C * m) -> (C * m, 1, kh, kw)
                 cached = weight[0].permute(2, 0, 1).unsqueeze(1).contiguous()
+            elif layout == "transpose":  # (O, kh, kw, I) -> torch's transposed-convolution (I, O, kh, kw)
+                cached = weight.permute(3, 0, 1, 2).contiguous()
             else:
                 raise ValueError(layout)
             self._prepared[key] = cached
@@ -296,7 +322,15 @@ class TFLiteGraph(nn.Module):
             # F.pad lists the last axis first: W, H, C for an NCHW tensor.
             return F.pad(x, (int(pads[2, 0]), int(pads[2, 1]), int(pads[1, 0]), int(pads[1, 1]),
                              int(pads[3, 0]), int(pads[3, 1])))  # fmt: skip
+        if op.name == "RESIZE_BILINEAR":
+            height, width = (int(v) for v in self.int_constants[op.inputs[1]])
+            return resize_bilinear(x, (height, width), align_corners=bool(opts.get("AlignCorners")),
+                                   half_pixel_centers=bool(opts.get("HalfPixelCenters")))  # fmt: skip
         stride = (opts["StrideH"], opts["StrideW"])
+        if op.name == TRANSPOSE_CONV_BIAS:
+            out_h, out_w = self.tensors[op.outputs[0]].shape[1:3]
+            return transpose_conv_same_or_valid(x, self._const(op.inputs[1], "transpose"), self._const(op.inputs[2]),
+                                                stride, (out_h, out_w))  # fmt: skip
         activation = _ACTIVATIONS[opts.get("FusedActivationFunction", 0)]
         if op.name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             kernel = (opts["FilterHeight"], opts["FilterWidth"])
@@ -334,7 +368,7 @@ class TFLiteGraph(nn.Module):
                 return F.prelu(x, slope.reshape(-1))  # one slope per channel of an NCHW tensor: the fast kernel
             return torch.where(x >= 0, x, x * slope)
         unary = {"LOGISTIC": torch.sigmoid, "NEG": torch.neg, "RSQRT": torch.rsqrt, "SQRT": torch.sqrt,
-                 "RELU": F.relu, "TANH": torch.tanh}  # fmt: skip
+                 "RELU": F.relu, "TANH": torch.tanh, "HARD_SWISH": hard_swish}  # fmt: skip
         return unary[name](args[0])
 
     def _strided_slice(self, op: _Op, x: Tensor) -> Tensor:
@@ -351,6 +385,54 @@ class TFLiteGraph(nn.Module):
             index.append(slice(b, e, int(strides[axis])))
         out = x[tuple(index)]
         return out.squeeze(shrink) if shrink else out
+
+
+def hard_swish(x: Tensor) -> Tensor:
+    """TFLite's HARD_SWISH, elementwise: ``x * relu6(x + 3) / 6`` (MobileNetV3's h-swish)."""
+    return x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+
+
+def _bilinear_axis(size_in: int, size_out: int, align_corners: bool,
+                   half_pixel_centers: bool) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Source indices (lower, upper) and the upper weight of one axis of TFLite's RESIZE_BILINEAR.
+
+    TFLite's reference kernel: ``scale = (in - 1) / (out - 1)`` with align_corners (else ``in / out``);
+    source ``y = (i + 0.5) * scale - 0.5`` with half-pixel centres (else ``i * scale``);
+    lower ``max(floor(y), 0)``, upper ``min(ceil(y), in - 1)``, upper weight ``y - floor(y)``."""
+    scale = (size_in - 1) / (size_out - 1) if align_corners and size_out > 1 else size_in / size_out
+    i = torch.arange(size_out, dtype=torch.float64)
+    y = (i + 0.5) * scale - 0.5 if half_pixel_centers else i * scale
+    floor = torch.floor(y)
+    lower = floor.clamp(min=0).long()
+    upper = torch.ceil(y).clamp(max=size_in - 1).long()
+    return lower, upper, (y - floor).float()
+
+
+def resize_bilinear(x: Tensor, size: tuple[int, int], *, align_corners: bool = False,
+                    half_pixel_centers: bool = False) -> Tensor:  # fmt: skip
+    """TFLite's RESIZE_BILINEAR of an NCHW tensor to ``size`` (height, width), with its two flags.
+
+    Written out (rows, then columns) rather than with `F.interpolate`, which has no mode for TFLite's
+    legacy corner rule (neither flag set); with half-pixel centres the two agree."""
+    rows = _bilinear_axis(x.shape[2], size[0], align_corners, half_pixel_centers)
+    cols = _bilinear_axis(x.shape[3], size[1], align_corners, half_pixel_centers)
+    top, bottom, wy = rows
+    x = x[:, :, top] + (x[:, :, bottom] - x[:, :, top]) * wy.to(x)[:, None]
+    left, right, wx = cols
+    return x[..., left] + (x[..., right] - x[..., left]) * wx.to(x)
+
+
+def transpose_conv_same_or_valid(x: Tensor, weight: Tensor, bias: Tensor, stride: tuple[int, int],
+                                 out_size: tuple[int, int]) -> Tensor:  # fmt: skip
+    """A TFLite transposed convolution (NCHW) cropped to the output size the graph declares.
+
+    `weight` is torch's (I, O, kh, kw); `bias` (O,). TFLite places the full transposed output,
+    ``(in - 1) * stride + k`` pixels per axis, and drops ``max(full - out, 0) // 2`` pixels before (the
+    SAME rule, nothing for VALID where ``out == full``); the odd pixel is dropped after."""
+    full = F.conv_transpose2d(x, weight, bias.reshape(-1), stride=stride)
+    top = max(full.shape[2] - out_size[0], 0) // 2
+    left = max(full.shape[3] - out_size[1], 0) // 2
+    return full[:, :, top:top + out_size[0], left:left + out_size[1]]
 
 
 def read_tflite(path_or_bytes: str | Path | bytes, source: str | None = None) -> TFLiteGraph:
