@@ -36,6 +36,18 @@ def london_people() -> list[str]:
     return sorted({r["person_id"] for r in rows if r["filename"].startswith("london_")})
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): the 2
+    cores are shared, and the results checked there do not depend on the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def faces() -> Path:
     return faces_dir()

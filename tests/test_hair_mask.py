@@ -46,12 +46,7 @@ HIJAB = "singnet_classroom_in_tanzania.jpg"  # girls in white headscarves; the l
 PORT_PHOTOS = ("london_001_happy.jpg", "max_angry.jpg", "singnet_adele_2016.jpg", "zoom_30cm.jpg", "max_group.jpeg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

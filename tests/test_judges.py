@@ -52,13 +52,7 @@ GENERATION_PATH = ("face", "head", "render", "export", "semantics", "perception"
 JUDGES = "sie3d.eval.judges"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Torch on one thread: the 2 cores are shared, and results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -64,12 +64,7 @@ PHOTOS = ("london_001_happy.jpg", "london_010_neutral.jpg", "max_angry.jpg", "ma
 ROTATED = ("london_005_happy.jpg", 25.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -169,12 +169,7 @@ def fine_tune(refined: dict[str, np.ndarray], faces: Path, config: AmortizeConfi
         order = rng.permutation(train_rows)
         for begin in range(0, len(order), config.batch_size):
             rows = order[begin : begin + config.batch_size]
-            who = rng.integers(len(people), size=len(rows))
-            target, emotion, confidence, recipe = train.batch_targets(corpus, rows, people, who)
-            identity = torch.from_numpy(people.features(who))
-            out = model(torch.from_numpy(embeddings[rows]), identity, words.select(torch.from_numpy(rows)))
-            terms = model.loss(out, identity, torch.from_numpy(target), torch.from_numpy(emotion),
-                               torch.from_numpy(confidence), tuple(torch.from_numpy(x) for x in recipe))
+            terms = train.corpus_loss(model, corpus, embeddings, words, people, rows, rng)
             pick = torch.from_numpy(rng.integers(len(texts), size=config.refined_per_batch))
             out_r = model(torch.from_numpy(refined_emb)[pick], features[pick], refined_words.select(pick))
             terms_r = model.loss(out_r, features[pick], targets[pick], emotions[pick], torch.ones(len(pick)))

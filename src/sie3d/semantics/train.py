@@ -192,6 +192,17 @@ def batch_targets(corpus: Corpus, rows: np.ndarray, people: People, who: np.ndar
     return target, emotion, corpus.confidence[rows], (keep_photo, keep_rest, add)
 
 
+def corpus_loss(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, words: Words, people: People,
+                rows: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """The loss terms of corpus examples `rows`, each applied to a person drawn from `people` by `rng`."""
+    who = rng.integers(len(people), size=len(rows))
+    target, emotion, confidence, recipe = batch_targets(corpus, rows, people, who)
+    identity = torch.from_numpy(people.features(who))
+    out = model(torch.from_numpy(embeddings[rows]), identity, words.select(torch.from_numpy(rows)))
+    return model.loss(out, identity, torch.from_numpy(target), torch.from_numpy(emotion), torch.from_numpy(confidence),
+                      tuple(torch.from_numpy(x) for x in recipe))  # fmt: skip
+
+
 def train(corpus: Corpus, embeddings: np.ndarray, people: People, model_config: ConditioningConfig,
           config: TrainConfig, words: Words, progress: bool = True) -> ConditioningNet:
     """`words`: the corpus texts' word pieces (row i = example i)."""
@@ -208,12 +219,7 @@ def train(corpus: Corpus, embeddings: np.ndarray, people: People, model_config: 
         order = rng.permutation(train_rows)
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            who = rng.integers(len(people), size=len(rows))
-            target, emotion, confidence, recipe = batch_targets(corpus, rows, people, who)
-            identity = torch.from_numpy(people.features(who))
-            out = model(torch.from_numpy(embeddings[rows]), identity, words.select(torch.from_numpy(rows)))
-            terms = model.loss(out, identity, torch.from_numpy(target), torch.from_numpy(emotion),
-                               torch.from_numpy(confidence), tuple(torch.from_numpy(x) for x in recipe))
+            terms = corpus_loss(model, corpus, embeddings, words, people, rows, rng)
             optimiser.zero_grad()
             terms["total"].backward()
             optimiser.step()
