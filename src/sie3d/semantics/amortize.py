@@ -63,7 +63,7 @@ def basic_sentences(corpus) -> list[str]:
     return sorted({corpus.texts[r] for r in rows})
 
 
-def _photos(faces: Path, config: AmortizeConfig) -> list[Path]:
+def training_photos(faces: Path, config: AmortizeConfig) -> list[Path]:
     return sorted(p for p in faces.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
                   and not p.name.startswith(config.held_out_prefix))  # fmt: skip
 
@@ -78,7 +78,7 @@ def _cache_path(config: AmortizeConfig, faces: Path) -> Path:
     settings["refine"] = RefineConfig().to_json()  # another refinement finds other targets
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     key.update((PACKAGE_DIR / "conditioning.pt").read_bytes())  # ... and so does another text reading
-    key.update("\n".join(p.name for p in _photos(faces, config)).encode())
+    key.update("\n".join(p.name for p in training_photos(faces, config)).encode())
     return cache_folder() / f"refined-{key.hexdigest()[:16]}.npz"
 
 
@@ -99,7 +99,7 @@ def collect(faces: Path, config: AmortizeConfig = AmortizeConfig(), progress: bo
         rows = {k: list(data[k]) for k in rows}
     sentences = basic_sentences(corpus_module.generate(CorpusConfig()))
     rng = np.random.default_rng(config.seed)
-    photos = _photos(faces, config)
+    photos = training_photos(faces, config)
     picks = {p.name: [sentences[i] for i in rng.choice(len(sentences), config.sentences_per_person, replace=False)]
              for p in photos}  # fmt: skip
     done = set(rows["photo"])
