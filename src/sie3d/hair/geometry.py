@@ -66,7 +66,8 @@ class HairGrid:
         """(N, 3) unit directions -> (outer radius (N,), presence (N,)), bilinear in the grid; directions
         below the grid get presence 0."""
         polar, azimuth = to_angles(dirs)
-        return _bilinear(self, self.radius, polar, azimuth), _bilinear(self, self.presence, polar, azimuth)
+        both = _bilinear(self, np.stack([self.radius, self.presence], -1), polar, azimuth)
+        return both[:, 0], both[:, 1]
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,18 @@ def _cell_of(grid_polar: np.ndarray, grid_azimuth: np.ndarray, polar: np.ndarray
 
 
 def _bilinear(grid: HairGrid, values: np.ndarray, polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
-    rows, cols = values.shape
+    """`values` (R, C + 1, ...) at the directions (N,), bilinearly; 0 below the grid."""
+    rows, cols = values.shape[:2]
     row, col = _cell_of(grid.polar, grid.azimuth, polar, azimuth)
     outside = row > rows - 1
     row = np.clip(row, 0, rows - 1.001)
     col = np.mod(col, cols - 1)
     r0, c0 = np.floor(row).astype(int), np.floor(col).astype(int)
-    fr, fc = row - r0, col - c0
+    extra = (slice(None),) + (None,) * (values.ndim - 2)
+    fr, fc = (row - r0)[extra], (col - c0)[extra]
     top = values[r0, c0] * (1 - fc) + values[r0, c0 + 1] * fc
     bottom = values[r0 + 1, c0] * (1 - fc) + values[r0 + 1, c0 + 1] * fc
-    out = top * (1 - fr) + bottom * fr
-    return np.where(outside, 0.0 if values.dtype != bool else False, out)
+    return np.where(outside[extra], 0.0, top * (1 - fr) + bottom * fr)
 
 
 def posed_heads(head: HeadModel, identity: np.ndarray, expressions: np.ndarray) -> np.ndarray:
@@ -183,8 +185,9 @@ def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azi
         for row in range(rows):
             reach = int(min(columns // 2, math.ceil(dilation * step / max(math.sin(polar[row]), 1e-6)
                                                     / (azimuth[1] - azimuth[0]))))  # fmt: skip
-            ring = env[row]
-            env[row] = np.max([np.roll(ring, k) for k in range(-reach, reach + 1)], axis=0)
+            if reach:
+                ring = np.concatenate([env[row, -reach:], env[row], env[row, :reach]])[None]
+                env[row] = cv2.dilate(ring, np.ones((1, 2 * reach + 1), np.uint8))[0, reach:-reach]
     return np.concatenate([env, env[:, :1]], 1)
 
 

@@ -42,7 +42,7 @@ from sie3d.head.texture import (
 
 __all__ = ["HairTexture", "darken_scalp", "hair_alpha", "hair_texture", "synthesize", "texel_points"]
 
-OUTLIER_BRIGHTNESS = 3.0  # seen texels brighter than this many times the seen hair's median luminance are dropped
+OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
@@ -115,15 +115,17 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
                 total[top + step : top + step + patch, left + step : left + step + patch] += weight
         acc, total = acc[step : step + size, step : step + size], total[step : step + size, step : step + size]
         detail = np.where(total > 1e-3, acc / np.maximum(total, 1e-6), 1.0)
-    synthetic = smooth_base * detail
+    synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
     keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
 
 
 def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask: np.ndarray,
-                 sh_lighting: np.ndarray, config: HairConfig | None = None) -> HairTexture:  # fmt: skip
+                 sh_lighting: np.ndarray, landmarks_px: np.ndarray, config: HairConfig | None = None
+                 ) -> HairTexture:  # fmt: skip
     """The hair's texture (see the module doc). `hair_mask` (H, W) is the binary, hole-filled mask the
-    geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light."""
+    geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light;
+    `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is)."""
     config = config or HairConfig()
     size = config.texture_size
     rng = np.random.default_rng(config.seed)
@@ -146,10 +148,13 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
         towards = (camera_head - mesh.grid.centre) / np.linalg.norm(camera_head - mesh.grid.centre)
         shading = _shading_basis(towards[None].astype(np.float32)) @ sh_lighting.astype(np.float64)
         colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(shading, 0.05)
-        # Skin or backdrop showing between strands at the hair's edge is not hair: far brighter than the seen
-        # hair's median, it is synthesized instead.
+        # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
+        # texel far brighter or darker than the hair just above the forehead is synthesized instead.
         luminance = colour[seen] @ LUMINANCE
-        seen[np.flatnonzero(seen)[luminance > OUTLIER_BRIGHTNESS * np.median(luminance)]] = False
+        reference = luminance[_above_forehead(pixels[seen], landmarks_px)]
+        typical = float(np.median(reference if reference.size >= 50 else luminance))
+        outlier = (luminance > OUTLIER_RATIO * typical) | (luminance < typical / OUTLIER_RATIO)
+        seen[np.flatnonzero(seen)[outlier]] = False
     colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng)
@@ -165,24 +170,38 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
                        np.asarray(dark, np.float32))  # fmt: skip
 
 
+def _above_forehead(pixels: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
+    """(N,) bool: `pixels` (N, 2) in a band just above the forehead (landmark 10), a quarter of the face height
+    tall and as wide as the brows: hair for nearly everyone who has hair there."""
+    top, chin = landmarks_px[10, :2], landmarks_px[152, :2]
+    height = float(np.linalg.norm(chin - top))
+    left, right = landmarks_px[[70, 300], 0].min(), landmarks_px[[70, 300], 0].max()
+    return ((pixels[:, 1] < top[1]) & (pixels[:, 1] > top[1] - 0.25 * height) & (pixels[:, 0] > left)
+            & (pixels[:, 0] < right))  # fmt: skip
+
+
 def darken_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray, grid: HairGrid,
                  dark: np.ndarray, strength: float = SCALP_DARKENING) -> HeadTextures:  # fmt: skip
     """`textures` with the face and head tiles blended towards the hair's `dark` tone where the hair covers
     the head (by the grid's presence in each texel's direction); `verts_rest` (V, 3) the person's head at rest."""
     from dataclasses import replace
 
+    # The weight per vertex (the head's vertices are far fewer than the tiles' texels), then per texel.
+    offsets = verts_rest - grid.centre
+    _, presence = grid.radius_at(offsets)
+    polar, _ = to_angles(offsets)
+    weight = strength * np.clip((presence - 0.5) / 0.3, 0, 1) * (polar <= grid.polar[-1])
     tiles = dict(textures.tiles)
     for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
         if tile not in tiles:
             continue
-        image = tiles[tile].copy()
-        size = image.shape[0]
+        size = tiles[tile].shape[0]
         tri, (rows, cols), bary = material_texels(head, material, tile, size)
-        points = _interpolate(verts_rest, head.topology.faces[tri], bary)
-        _, presence = grid.radius_at(points - grid.centre)
-        polar, _ = to_angles(points - grid.centre)
-        weight = (strength * np.clip((presence - 0.5) / 0.3, 0, 1))[:, None].astype(np.float32)
-        weight[polar > grid.polar[-1]] = 0.0
-        image[rows, cols] = image[rows, cols] * (1 - weight) + dark[None] * weight
+        corners = head.topology.faces[tri]
+        touched = weight[corners].max(1) > 0
+        texel_weight = _interpolate(weight[:, None].astype(np.float32), corners[touched], bary[touched])
+        rows, cols = rows[touched], cols[touched]
+        image = tiles[tile].copy()
+        image[rows, cols] = image[rows, cols] * (1 - texel_weight) + dark[None] * texel_weight
         tiles[tile] = image
     return replace(textures, tiles=tiles)

@@ -61,7 +61,7 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
     start = time.perf_counter()
     face_height = float(np.ptp(fit.project(face_landmarks[1, [10, 152]])[:, 1]))
     texture = hair_texture(photo_rgb, fit, mesh, filled_mask(mask.mask, (config.max_hole * face_height) ** 2),
-                           textures.sh_lighting, config)  # fmt: skip
+                           textures.sh_lighting, observation.landmarks_px[:, :2], config)  # fmt: skip
     with torch.no_grad():
         rest = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.rest_expression)[None])[0].numpy()
     scalp = darken_scalp(textures, head, rest, mesh.grid, texture.dark)
