@@ -29,10 +29,12 @@ class HairConfig:
     face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair
     drop_polar_deg: float = 100.0  # below this the hair falls vertically
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
+    min_curtain_deg: float = 30.0  # hanging hair narrower than this around the head is dropped
     nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...
     nape_drop_cm: float = 1.0  # ... this far below the ear lobes
     max_hole: float = 0.35  # holes in the hair mask smaller than this (face heights, squared) are filled
     edge_taper_cells: float = 4.0  # the thickness falls to zero over this many cells at the hair's edge
+    presence_gain: float = 4.0  # the continued presence is sharpened around min_presence by this factor
     min_presence: float = 0.5  # presence above which a direction holds hair
     min_hair_fraction: float = 0.03  # fewer covered directions than this: no hair mesh
     texture_size: int = 512  # texels per side of the hair texture

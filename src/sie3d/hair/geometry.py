@@ -299,6 +299,9 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
     fallback = float(presence_seen[seen].mean()) if seen.any() else 0.0
     presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, fallback)
+    # Continued values hover around one half far from any seen direction: sharpened, the soft edge (the strand
+    # comb of the texture's alpha) stays a narrow rim instead of a wide zone of see-through streaks.
+    presence = np.clip((presence - config.min_presence) * config.presence_gain + 0.5, 0.0, 1.0)
     measured_reach = reach[on_silhouette]
     typical = float(np.median(measured_reach)) if measured_reach.size else config.min_thickness_cm
     thickness = _continue(reach.astype(np.float32), on_silhouette.astype(np.float32), sigma_rows, sigma_cols, typical)
@@ -321,6 +324,14 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     front = np.abs(np.degrees(azimuth))[None] < config.curtain_azimuth_deg
     below = (np.arange(config.rows) >= drop_row)[:, None]
     presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
+    # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
+    # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon.
+    width = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
+    hanging = presence[drop_row:, :-1]
+    wide = np.concatenate([hanging[:, -width:], hanging, hanging[:, :width]], 1)
+    opened = cv2.dilate(cv2.erode(wide, np.ones((1, width), np.uint8)), np.ones((1, width), np.uint8))
+    presence[drop_row:, :-1] = np.minimum(hanging, opened[:, width:-width])
+    presence[:, -1] = presence[:, 0]
 
     # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
     # standing off the skin is what makes a helmet.
