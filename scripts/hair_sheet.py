@@ -6,7 +6,8 @@ Without photos it takes the shared set's chosen hair types (`SHEET`: long, curly
 hat). One row per photo: the photo's head, then the rest avatar at yaw 0, +30, -30, +60, -60 and 180 degrees
 (`sie3d.avatar.render_preview`, the hair drawn when the photo has some), labelled with the mask's kind and the
 hair stage's seconds. Prints per photo the reconstruct and hair times. ``--no-hair`` renders the same avatars
-without hair (the comparison).
+without hair (the comparison). ``--bench N`` draws nothing: it reconstructs each photo N times without and N
+times with hair, interleaved, one torch thread, and prints the median seconds of each and their ratio.
 
 The sheet shows other people's photos: keep it out of the repository (the default is under /tmp).
 """
@@ -52,17 +53,42 @@ def head_thumbnail(person, cell: int) -> np.ndarray:
     return np.asarray(image.resize((cell, cell)))
 
 
+def bench(models: Models, paths: list[Path], repeats: int) -> None:
+    """Median `reconstruct` seconds per photo without and with hair (the same process, interleaved)."""
+    configs = {"without": ReconstructConfig(), "with": ReconstructConfig(hair=HairConfig(enabled=True))}
+    photos = [load_photo(path) for path in paths]
+    reconstruct(photos[0], models, configs["with"])  # warm-up: every model loaded, caches filled
+    seconds: dict[str, list[float]] = {name: [] for name in configs}
+    hair: list[float] = []
+    for _ in range(repeats):
+        for photo in photos:
+            for name, config in configs.items():
+                start = time.perf_counter()
+                person = reconstruct(photo, models, config)
+                seconds[name].append(time.perf_counter() - start)
+                if name == "with":
+                    hair.append(person.timings["hair"])
+    without, with_ = np.median(seconds["without"]), np.median(seconds["with"])
+    print(f"reconstruct, {len(photos)} photos x {repeats}: median {without:.2f} s without hair, {with_:.2f} s with "
+          f"hair ({with_ / without:.2f}x); the hair stage alone: median {np.median(hair):.2f} s, "
+          f"90th percentile {np.percentile(hair, 90):.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="*")
     parser.add_argument("-o", "--out", default="/tmp/hair_sheet.png")
     parser.add_argument("--cell", type=int, default=256)
     parser.add_argument("--no-hair", action="store_true")
+    parser.add_argument("--bench", type=int, default=0, metavar="N")
     args = parser.parse_args()
     torch.set_num_threads(1)
     faces = shared_faces_dir() or Path("../shared/faces")
     photos = [(Path(p), "") for p in args.photos] or [(faces / name, kind) for name, kind in SHEET.items()]
     models = Models.load()
+    if args.bench:
+        bench(models, [path for path, _ in photos], args.bench)
+        return
     config = ReconstructConfig(texture_size=1024, hair=HairConfig(enabled=not args.no_hair))
     rows = []
     for path, kind in photos:

@@ -155,3 +155,34 @@ def test_previews_draw_the_hair_and_the_composite_keeps_the_photos_hair(models, 
     top = (slice(0, 40), slice(0, 256))  # the crown in both views
     assert np.abs(with_[top].astype(int) - without[top].astype(int)).mean() > 10
     assert (composite(person, models, person.rest_expression) == composite(bald, models, bald.rest_expression)).all()
+
+
+def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_validator(
+        models, people, gltf_validator, node_packages, tmp_path) -> None:  # fmt: skip
+    from sie3d.avatar import export_meshes
+    from sie3d.export import to_glb
+
+    from conftest import glb_json, validate_gltf
+
+    person = people[SHORT]
+    mesh = export_meshes(person, models, [person.rest_expression])[0]
+    bald = export_meshes(dataclasses.replace(person, hair=None), models, [person.rest_expression])[0]
+    assert len(mesh.verts) == len(bald.verts) + len(person.hair.mesh.verts)
+    assert not mesh.morph_deltas[:, len(bald.verts) :].any()  # rigid: no morph target moves the hair
+    data = to_glb(mesh)
+    report = validate_gltf(gltf_validator, data, tmp_path)
+    issues = report["issues"]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
+    document = glb_json(data)
+    hair = next(m for m in document["materials"] if m["name"] == "M_Hair")
+    assert hair["alphaMode"] == "BLEND" and hair["doubleSided"] and "baseColorTexture" in hair["pbrMetallicRoughness"]
+    path = tmp_path / "hair.glb"
+    path.write_bytes(data)
+    import json
+    import subprocess
+
+    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert loaded["warnings"] == [] and "M_Hair" in [m["material"] for m in loaded["meshes"]]

@@ -769,7 +769,7 @@ class _SharedMesh:
         import torch
 
         from sie3d.export import avatar_mesh_from_ict
-        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
+        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout, to_srgb8
 
         head = models.head
         # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
@@ -781,6 +781,8 @@ class _SharedMesh:
         with torch.no_grad():
             identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
         tiles = person.textures.srgb_tiles()
+        if person.hair is not None:  # the scalp under the hair darkened, as the previews draw it
+            tiles.update({k: to_srgb8(v) for k, v in person.hair.scalp_tiles.items()})
         eye = tiles.pop(EYE_TILE)
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         # The lids' shade: the eye-occlusion shell with its RGBA texture (alphaMode BLEND), when there is one.
@@ -794,7 +796,14 @@ class _SharedMesh:
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
         basis = head.arrays.expression_basis.astype(np.float32)
-        return _SharedMesh(_with_visemes(rest, basis), basis)
+        rest = _with_visemes(rest, basis)
+        if person.hair is not None:  # its own primitive and material (alpha-blended), rigid: zero morph deltas
+            from sie3d.export.mesh import with_part
+
+            hair = person.hair
+            rest = with_part(rest, hair.mesh.verts, hair.mesh.faces, hair.mesh.uvs, hair.material())
+            basis = np.concatenate([basis, np.zeros((len(basis), len(hair.mesh.verts), 3), np.float32)], 1)
+        return _SharedMesh(rest, basis)
 
     def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
         """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the

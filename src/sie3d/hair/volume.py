@@ -20,7 +20,9 @@ from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import HeadTextures
 
-__all__ = ["Hair", "build_hair"]
+__all__ = ["HAIR_MATERIAL", "Hair", "build_hair"]
+
+HAIR_MATERIAL = "M_Hair"
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +36,16 @@ class Hair:
     scalp_tiles: dict[int, np.ndarray]
     mask_summary: dict
     timings: dict[str, float] = field(default_factory=dict)
+
+    def material(self):
+        """The hair's glTF/OBJ material: its RGBA texture (sRGB colour, linear alpha), alpha-blended and
+        double-sided (the inside of the shell shows past the head), rough and not metallic."""
+        from sie3d.export.mesh import Material
+        from sie3d.head.texture import to_srgb8
+
+        rgba = self.texture.rgba
+        image = np.concatenate([to_srgb8(rgba[..., :3]), (rgba[..., 3:] * 255 + 0.5).astype(np.uint8)], -1)
+        return Material(HAIR_MATERIAL, texture=image, roughness=0.8, double_sided=True, alpha_mode="BLEND")
 
     def summary(self) -> dict:
         """JSON-safe description for a report."""
