@@ -22,6 +22,7 @@ class HairConfig:
     gap_cm: float = 0.25  # clearance between the highest scalp (any expression) and the hair's inside
     min_thickness_cm: float = 0.5  # hair is at least this thick where there is hair
     max_thickness_cm: float = 7.0  # and at most this (an up-do or an afro is measured up to here)
+    reach_steps: int = 15  # samples along a direction when measuring the hair's reach in the mask (0.5 cm apart)
     facing: float = -0.2  # a hair point is seen by the photo when cos(normal, to camera) exceeds this
     silhouette: float = 0.3  # ... and on its silhouette when |cos| is below this (its reach is measurable)
     spread_azimuth_deg: float = 45.0  # the continuation's reach around the head

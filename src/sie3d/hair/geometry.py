@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -163,6 +164,25 @@ def envelope_expressions(fit: HeadFit) -> np.ndarray:
                            np.eye(N_EXPRESSION)]).astype(np.float32)  # fmt: skip
 
 
+def envelope_points(head: HeadModel, fit: HeadFit) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 3) every vertex of the person's head under each of `envelope_expressions(fit)` -- the vertices no
+    expression moves once -- and (V, 3) the head at rest. Built from the identity shape plus the expression
+    deltas (the 53 unit expressions are the deltas themselves), not from 56 evaluations of the model."""
+    basis = head.expression_deltas().numpy()  # (53, V, 3)
+    moving = _moving_vertices(head)
+    shape = posed_heads(head, fit.identity, np.zeros((1, N_EXPRESSION), np.float32))[0]
+    rest = shape + np.tensordot(fit.rest_expression, basis, axes=1)
+    photo = shape[moving] + np.tensordot(fit.expression, basis[:, moving], axes=1)
+    points = [shape, rest[moving], photo, (shape[moving] + basis[:, moving]).reshape(-1, 3)]
+    return np.concatenate(points).astype(np.float32), rest.astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _moving_vertices(head: HeadModel) -> np.ndarray:
+    """(V,) bool: the vertices some expression moves."""
+    return np.abs(head.expression_deltas().numpy()).max((0, 2)) > 0
+
+
 def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
                    dilation: int) -> np.ndarray:  # fmt: skip
     """(R, C + 1) the largest radius of `verts` (..., 3) per direction cell, grown by `dilation` cells
@@ -254,8 +274,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     if mask.kind == "bald" or mask.kind == "unknown" or mask.mask.max() < config.min_presence:
         return None
     polar, azimuth = _grid_angles(config)
-    poses = posed_heads(head, fit.identity, envelope_expressions(fit))
-    rest = posed_heads(head, fit.identity, fit.rest_expression[None])[0]
+    poses, rest = envelope_points(head, fit)
     centre = head_centre(rest, head)
     scalp = scalp_envelope(poses, centre, polar, azimuth, config.envelope_dilation)
     dirs = directions(polar[:, None], azimuth[None])  # (R, C + 1, 3)
@@ -286,7 +305,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
 
     # Reach on the silhouette: how far out along the direction the mask goes (cap part only).
     drop_row = int(np.searchsorted(polar, np.radians(config.drop_polar_deg)))
-    steps = np.linspace(0.0, config.max_thickness_cm, 29)
+    steps = np.linspace(0.0, config.max_thickness_cm, config.reach_steps)
     base = scalp + config.gap_cm
     along = centre + dirs[..., None, :] * (base[..., None] + steps)[..., None]  # (R, C + 1, S, 3)
     inside_along, in_photo = mask_at(along)
