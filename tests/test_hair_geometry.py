@@ -186,3 +186,23 @@ def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_val
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = json.loads(done.stdout)
     assert loaded["warnings"] == [] and "M_Hair" in [m["material"] for m in loaded["meshes"]]
+
+
+def test_write_outputs_reports_the_hair_and_exports_it(models, people, tmp_path) -> None:
+    import json
+
+    from sie3d.avatar import OutputConfig, photo_variants, write_outputs
+
+    from conftest import glb_json
+
+    person = people[SHORT]
+    config = OutputConfig(formats=("glb",), previews=True, in_photo=False, preview_size=128)
+    write_outputs(person, models, photo_variants(person, ["neutral"]), tmp_path, config, save_person=False)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["hair"]["mask"]["kind"] == "hair" and report["hair"]["triangles"] == len(person.hair.mesh.faces)
+    assert report["config"]["reconstruct"]["hair"]["enabled"] is True
+    document = glb_json((tmp_path / "neutral" / "avatar.glb").read_bytes())
+    assert "M_Hair" in [m["name"] for m in document["materials"]]
+    bald = people[BALD]
+    write_outputs(bald, models, photo_variants(bald, ["neutral"]), tmp_path / "bald", config, save_person=False)
+    assert json.loads((tmp_path / "bald" / "report.json").read_text())["hair"] is None
