@@ -206,3 +206,25 @@ def test_write_outputs_reports_the_hair_and_exports_it(models, people, tmp_path)
     bald = people[BALD]
     write_outputs(bald, models, photo_variants(bald, ["neutral"]), tmp_path / "bald", config, save_person=False)
     assert json.loads((tmp_path / "bald" / "report.json").read_text())["hair"] is None
+
+
+def test_the_cli_switch_makes_hair_and_a_saved_person_gets_it_again(faces, tmp_path) -> None:
+    import json
+
+    from conftest import glb_json, run_cli
+
+    out = tmp_path / "out"
+    done = run_cli("reconstruct", str(faces / SHORT), "--hair", "--variants", "neutral", "--formats", "glb",
+                   "--no-in-photo", "--no-previews", "-o", str(out), "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["hair"]["mask"]["kind"] == "hair" and report["config"]["reconstruct"]["hair"]["enabled"]
+    assert "M_Hair" in [m["name"] for m in glb_json((out / "neutral" / "avatar.glb").read_bytes())["materials"]]
+    again = tmp_path / "again"
+    done = run_cli("reconstruct", str(out / "person"), "--variants", "neutral", "--formats", "glb", "--no-in-photo",
+                   "--no-previews", "-o", str(again), "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((again / "report.json").read_text())["hair"]["triangles"] == report["hair"]["triangles"]
+    done = run_cli("reconstruct", str(faces / SHORT), "--variants", "neutral", "--formats", "glb", "--no-in-photo",
+                   "--no-previews", "-o", str(tmp_path / "plain"), "-q")  # fmt: skip
+    assert json.loads((tmp_path / "plain" / "report.json").read_text())["hair"] is None  # off by default
