@@ -129,12 +129,6 @@ def _rest(person: Person, models: Models, emotion: str, intensity: float) -> np.
     return person.rest_expression
 
 
-@register("hair", description="the neutral avatar (rest pose) with the hair volume made from the photo "
-          "(sie3d.hair: a shell over the scalp, textured from the photo)", uses_emotion=False, hair=True)
-def _hair(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
-    return person.rest_expression
-
-
 @register("prototype", description="the emotion's FACS prototype at the given intensity on top of the rest pose",
           uses_intensity=True)
 def _prototype(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
@@ -166,6 +160,12 @@ _APPEARANCE = {
 }  # fmt: skip
 for _name, (_description, _texture) in _APPEARANCE.items():
     register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)
+
+
+@register("hair", description="the neutral avatar (rest pose) with the hair volume made from the photo "
+          "(sie3d.hair: a shell over the scalp, textured from the photo)", uses_emotion=False, hair=True)
+def _hair(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return person.rest_expression
 
 
 @register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",
