@@ -32,7 +32,8 @@ class HairConfig:
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
     min_curtain_deg: float = 30.0  # hanging hair narrower than this around the head is dropped
     nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...
-    nape_drop_cm: float = 1.0  # ... this far below the ear lobes
+    nape_drop_cm: float = 1.0  # ... this far below the ear lobes beside the ears ...
+    nape_dip_cm: float = 2.5  # ... and this much lower again at the middle of the back
     max_hole: float = 0.35  # holes in the hair mask smaller than this (face heights, squared) are filled
     edge_taper_cells: float = 4.0  # the thickness falls to zero over this many cells at the hair's edge
     presence_gain: float = 4.0  # the continued presence is sharpened around min_presence by this factor

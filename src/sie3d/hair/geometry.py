@@ -334,6 +334,10 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     radius = _surface(centre, polar, azimuth, scalp, thickness, config)
     y = centre[1] + dirs[..., 1] * radius
     behind = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg + 15.0) / 30.0, 0, 1)[None]
+    # ... lower at the middle of the back than beside the ears: a nape line curves down, it is not level.
+    middle = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg) / (180.0 - config.nape_azimuth_deg),
+                     0, 1)[None]  # fmt: skip
+    nape_y = nape_y - config.nape_dip_cm * np.sin(middle * np.pi / 2) ** 2
     crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
     if crown_has_hair:
         presence = np.maximum(presence, behind * (y >= nape_y))
