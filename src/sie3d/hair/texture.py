@@ -85,27 +85,27 @@ def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: fl
 
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
                patch: int) -> np.ndarray:  # fmt: skip
-    """(S, S, 3) `colour` kept where `seen` (S, S) is 1 and synthesized where it is 0 and `wanted` (S, S)
+    """(H, W, 3) `colour` kept where `seen` (H, W) is 1 and synthesized where it is 0 and `wanted` (H, W)
     asks for it: a push-pull base colour times detail patches (ratio to the base) taken from fully seen
     places, copied with their orientation (strands along v) and blended with raised-cosine weights."""
-    size = colour.shape[0]
+    height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
     ratio = np.clip(colour / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-    ys, xs = np.nonzero(seen_fraction[: size - patch + 1, : size - patch + 1] >= 0.97)
+    ys, xs = np.nonzero(seen_fraction[: height - patch + 1, : width - patch + 1] >= 0.97)
     if len(ys) == 0:  # too little seen hair for patches: strand-like noise around the base colour
-        noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 0.7, 10.0)
+        noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.7, 10.0)
         detail = 1.0 + 0.35 * noise[..., None] / (noise.std() + 1e-6)
     else:
         window = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
         weight = np.outer(window, window)[..., None].astype(np.float32)
-        acc = np.zeros((size + patch, size + patch, 3), np.float32)
-        total = np.zeros((size + patch, size + patch, 1), np.float32)
+        acc = np.zeros((height + patch, width + patch, 3), np.float32)
+        total = np.zeros((height + patch, width + patch, 1), np.float32)
         need = cv2.dilate((wanted & (seen < 1)).astype(np.uint8), np.ones((patch, patch), np.uint8)) > 0
-        for top in range(-step, size, step):
-            for left in range(-step, size, step):
+        for top in range(-step, height, step):
+            for left in range(-step, width, step):
                 t0, l0 = max(top, 0), max(left, 0)
                 if not need[t0 : top + patch, l0 : left + patch].any():
                     continue
@@ -113,11 +113,29 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
                 source = ratio[ys[k] : ys[k] + patch, xs[k] : xs[k] + patch]
                 acc[top + step : top + step + patch, left + step : left + step + patch] += source * weight
                 total[top + step : top + step + patch, left + step : left + step + patch] += weight
-        acc, total = acc[step : step + size, step : step + size], total[step : step + size, step : step + size]
+        acc, total = acc[step : step + height, step : step + width], total[step : step + height, step : step + width]
         detail = np.where(total > 1e-3, acc / np.maximum(total, 1e-6), 1.0)
     synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
     keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
+
+
+def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
+                       patch: int) -> np.ndarray:  # fmt: skip
+    """`synthesize` on a texture whose u wraps around the head: run on the texture with `patch` columns of
+    each side appended to the other, then the first `patch` columns cross-faded into what was synthesized past
+    the last column, so u = 0 continues u = 1 (no seam down the middle of the back)."""
+    size = colour.shape[1]
+
+    def wrap(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x[:, -patch:], x, x[:, :patch]], 1)
+
+    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch)
+    out = wide[:, patch : patch + size].copy()
+    past_the_end = wide[:, patch + size :]  # continues column size - 1, stands for columns 0 .. patch - 1
+    fade = (1.0 - (np.arange(patch) + 0.5) / patch)[None, :, None]
+    out[:, :patch] = past_the_end * fade + out[:, :patch] * (1 - fade)
+    return out
 
 
 def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask: np.ndarray,
@@ -158,7 +176,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng)
-    rgb = synthesize(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
+    rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
     if seen.any():
         luminance = colour[seen] @ LUMINANCE
         dark = colour[seen][luminance <= np.quantile(luminance, 0.1)].mean(0)
