@@ -349,11 +349,11 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
     # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
     # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon.
-    width = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
+    columns = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
     hanging = presence[drop_row:, :-1]
-    wide = np.concatenate([hanging[:, -width:], hanging, hanging[:, :width]], 1)
-    opened = cv2.dilate(cv2.erode(wide, np.ones((1, width), np.uint8)), np.ones((1, width), np.uint8))
-    presence[drop_row:, :-1] = np.minimum(hanging, opened[:, width:-width])
+    wide = np.concatenate([hanging[:, -columns:], hanging, hanging[:, :columns]], 1)
+    opened = cv2.dilate(cv2.erode(wide, np.ones((1, columns), np.uint8)), np.ones((1, columns), np.uint8))
+    presence[drop_row:, :-1] = np.minimum(hanging, opened[:, columns:-columns])
     presence[:, -1] = presence[:, 0]
 
     # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
