@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from sie3d.avatar import (
 from sie3d.errors import PersonError, UsageError
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.face.observation import FaceObservation
+from sie3d.hair.geometry import HairConfig
 from sie3d.head.names import ICT_NAMES
 
 from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
@@ -132,7 +134,8 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
                                          "wrinkles": False}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
-        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed"}}
+        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed"}, "hair": asdict(HairConfig())}
+    assert report["config"]["reconstruct"]["hair"]["enabled"] is False  # hair is off by default
     assert list(report["variants"]) == ["neutral"]
     assert report["variants"]["neutral"]["coefficients"] == report["expression_neutral"]
 

@@ -36,6 +36,7 @@ import numpy as np
 from sie3d import __version__
 from sie3d.errors import PersonError, UsageError
 from sie3d.face.observation import FaceObservation
+from sie3d.hair.config import HairConfig
 from sie3d.head.fit import HeadFit
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import HeadTextures, TextureConfig
@@ -44,6 +45,8 @@ from sie3d.photo import Photo
 if TYPE_CHECKING:
     from sie3d.face.landmarker import FaceObserver
     from sie3d.face.sface import IdentityEmbedder
+    from sie3d.hair.segmentation import PersonSegmenter
+    from sie3d.hair.volume import Hair
     from sie3d.head.fit import HeadFitter
     from sie3d.head.model import HeadModel
     from sie3d.head.wrinkles import WrinkleMaps
@@ -90,6 +93,13 @@ class Models:
         from sie3d.head.fit import HeadFitter
 
         return HeadFitter(self.head)
+
+    @cached_property
+    def segmenter(self) -> PersonSegmenter:
+        """MediaPipe's selfie segmentation, for the hair mask (loaded only when hair is made)."""
+        from sie3d.hair.segmentation import PersonSegmenter
+
+        return PersonSegmenter()
 
     @cached_property
     def wrinkles(self) -> WrinkleMaps:
@@ -145,6 +155,7 @@ class ReconstructConfig:
     face: int = 0  # which face of the photo, 0 = the largest
     texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
     texture: TextureConfig = TextureConfig()  # eyes, gaze, eyelashes and mouth
+    hair: HairConfig = HairConfig()  # the hair volume (off by default: `sie3d.hair`)
 
     @staticmethod
     def from_json(data: dict) -> ReconstructConfig:
@@ -153,7 +164,8 @@ class ReconstructConfig:
 
         data = dict(data)
         texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
-        return ReconstructConfig(**data, texture=texture)
+        hair = HairConfig(**data.pop("hair")) if "hair" in data else HairConfig()
+        return ReconstructConfig(**data, texture=texture, hair=hair)
 
     def __post_init__(self) -> None:
         if self.face < 0:
@@ -186,6 +198,7 @@ class Person:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     config: ReconstructConfig = ReconstructConfig()
+    hair: Hair | None = None  # with `config.hair.enabled` and hair in the photo (not saved: `with_hair` remakes it)
 
     @property
     def rest_expression(self) -> np.ndarray:
@@ -386,7 +399,27 @@ def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = Recons
     start = time.perf_counter()
     textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size, config=config.texture)
     timings["texture"] = time.perf_counter() - start
-    return Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit), timings, config)
+    person = Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit), timings, config)
+    if config.hair.enabled:
+        progress("hair")
+        person = with_hair(person, models, config.hair)
+    return person
+
+
+def with_hair(person: Person, models: Models, config: HairConfig | None = None) -> Person:
+    """`person` with its hair volume made from its photo (`sie3d.hair`; None for a bald head), under `config`
+    (default: the person's own hair settings, switched on); timed as the stage "hair"."""
+    from sie3d.hair.geometry import face_landmarks_under_every_expression
+    from sie3d.hair.volume import build_hair
+
+    config = dataclasses.replace(config or person.config.hair, enabled=True)
+    start = time.perf_counter()
+    landmarks = face_landmarks_under_every_expression(models.fitter, person.fit)
+    hair, _ = build_hair(person.photo.rgb, person.observation, person.fit, person.textures, models.head, landmarks,
+                         models.segmenter, config)  # fmt: skip
+    timings = {**person.timings, "hair": time.perf_counter() - start}
+    return dataclasses.replace(person, hair=hair, timings=timings,
+                               config=dataclasses.replace(person.config, hair=config))  # fmt: skip
 
 
 def retextured(person: Person, models: Models, texture: TextureConfig) -> Person:
@@ -438,7 +471,7 @@ def _textured(person: Person, models: Models):
     from sie3d.previews import TexturedHead
 
     return TexturedHead.build(models.head, render_layout(models.head), person.textures,
-                              mouth_light=person.config.texture.mouth == "detailed")  # fmt: skip
+                              mouth_light=person.config.texture.mouth == "detailed", hair=person.hair)  # fmt: skip
 
 
 def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray:
@@ -736,7 +769,7 @@ class _SharedMesh:
         import torch
 
         from sie3d.export import avatar_mesh_from_ict
-        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
+        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout, to_srgb8
 
         head = models.head
         # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
@@ -748,6 +781,8 @@ class _SharedMesh:
         with torch.no_grad():
             identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
         tiles = person.textures.srgb_tiles()
+        if person.hair is not None:  # the scalp under the hair darkened, as the previews draw it
+            tiles.update({k: to_srgb8(v) for k, v in person.hair.scalp_tiles.items()})
         eye = tiles.pop(EYE_TILE)
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         # The lids' shade: the eye-occlusion shell with its RGBA texture (alphaMode BLEND), when there is one.
@@ -761,7 +796,14 @@ class _SharedMesh:
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
         basis = head.arrays.expression_basis.astype(np.float32)
-        return _SharedMesh(_with_visemes(rest, basis), basis)
+        rest = _with_visemes(rest, basis)
+        if person.hair is not None:  # its own primitive and material (alpha-blended), rigid: zero morph deltas
+            from sie3d.export.mesh import with_part
+
+            hair = person.hair
+            rest = with_part(rest, hair.mesh.verts, hair.mesh.faces, hair.mesh.uvs, hair.material())
+            basis = np.concatenate([basis, np.zeros((len(basis), len(hair.mesh.verts), 3), np.float32)], 1)
+        return _SharedMesh(rest, basis)
 
     def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
         """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the
@@ -828,6 +870,7 @@ def build_report(person: Person, models: Models, variants: Sequence[Variant], co
         "texture": {"coverage_from_photo": round(person.textures.coverage, 4),
                     "skin_albedo_linear": np.round(person.textures.skin_albedo, 4).tolist(),
                     "photo_lighting_sh": np.round(person.textures.sh_lighting, 4).tolist()},
+        "hair": None if person.hair is None else person.hair.summary(),  # None: hair off, or a bald head
         "config": {"reconstruct": person.config.to_json(), "fit": dataclasses.asdict(models.fitter.settings),
                    "output": config.to_json()},
         "person": "person/" if saved_person else None,

@@ -285,7 +285,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, Person, reconstruct, write_outputs
+    from sie3d.avatar import Models, Person, reconstruct, with_hair, write_outputs
     from sie3d.photo import load_photo
 
     output = output_config(args)
@@ -302,6 +302,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
+        if saved and (args.hair or person.config.hair.enabled):  # a saved person keeps no hair: made again
+            person = with_hair(person, models)
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
@@ -330,11 +332,13 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
 
 
 def reconstruct_config(args: argparse.Namespace):
-    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, gaze)."""
+    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, gaze, hair)."""
     from sie3d.avatar import ReconstructConfig
+    from sie3d.hair.config import HairConfig
     from sie3d.head.texture import TextureConfig
 
-    return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze))
+    return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze),
+                             hair=HairConfig(enabled=args.hair))  # fmt: skip
 
 
 def output_config(args: argparse.Namespace):
@@ -365,6 +369,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
                         help="texture tile size in texels, for a photo (default 1024)")
     parser.add_argument("--gaze", choices=("photo", "ahead"), default="photo",
                         help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
+    parser.add_argument("--hair", action=argparse.BooleanOptionalAction, default=False,
+                        help="a hair volume shaped by the photo's hair, in the previews and the mesh files "
+                        "(default: off; see the README's \"Hair volume\")")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from sie3d.hair.volume import Hair
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
@@ -39,10 +40,11 @@ class TexturedHead:
     lash_alpha: np.ndarray | None = None  # (S, S) float of tile 6 when the textures have eyelash cards
     mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
     eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
+    hair: Hair | None = None  # drawn over the head, with its darkened scalp tiles (`sie3d.hair`)
 
     @staticmethod
-    def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures, mouth_light: bool = False
-              ) -> TexturedHead:  # fmt: skip
+    def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures, mouth_light: bool = False,
+              hair: Hair | None = None) -> TexturedHead:  # fmt: skip
         tiles = []
         for tile in range(EYE_TILE + 1):
             image = textures.tiles.get(tile, np.zeros((4, 4, 3), np.float32))  # 4, 5: hidden lacrimal shells
@@ -50,7 +52,7 @@ class TexturedHead:
         lashes = textures.tiles.get(LASH_TILE)
         alpha = lashes[..., 3] if lashes is not None and lashes.shape[2] == 4 else None
         shade = textures.tiles.get(EYE_SHADE)
-        return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3])
+        return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3], hair)
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
         expression = torch.from_numpy(np.asarray(expression, np.float32))[None]
@@ -67,6 +69,9 @@ class TexturedHead:
         visible = self.layout.visible_faces if face_mask is None else self.layout.visible_faces & face_mask
         lighting = {"light": light} if sh_coeffs is None else {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
         tiles = self.tiles
+        if self.hair is not None:  # the scalp under the hair darkened
+            tiles = [torch.from_numpy(np.ascontiguousarray(self.hair.scalp_tiles[k])).permute(2, 0, 1)[None]
+                     if k in self.hair.scalp_tiles else t for k, t in enumerate(tiles)]  # fmt: skip
         if self.mouth_light:
             light = mouth_light(self.head, (verts if verts.ndim == 2 else verts[0]).detach())
             tiles = [t * light if k in MOUTH_TILES else t for k, t in enumerate(tiles)]
@@ -78,7 +83,13 @@ class TexturedHead:
         )  # fmt: skip
         if self.eye_shade is not None:
             out = self._with_eye_shade(out, verts, cams, face_mask)
-        return out if self.lash_alpha is None else self._with_lashes(out, verts, cams, face_mask)
+        if self.lash_alpha is not None:
+            out = self._with_lashes(out, verts, cams, face_mask)
+        if self.hair is not None:
+            from sie3d.hair.render import draw_hair
+
+            out = draw_hair(out, self.hair, cams, **lighting)
+        return out
 
     def _with_eye_shade(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras,
                         face_mask: np.ndarray | None) -> RenderOutput:
@@ -209,6 +220,7 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     expression in those pixels. The composite stays inside the oval (slightly widened), so the neck and
     the bald scalp of the model never show. Every pixel is rendered; see `in_photo_face_region`."""
     height, width = photo_rgb.shape[:2]
+    textured = replace(textured, hair=None)  # the photo's own hair stays
     cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None],
                    width, height)
     topo = textured.head.topology

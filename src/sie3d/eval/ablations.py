@@ -24,7 +24,8 @@ Flags tell the harness what a function depends on, so that it neither repeats id
 reports intensities that change nothing: `uses_emotion` (False: the same avatar for every target),
 `uses_intensity` (False: evaluated once, intensity left empty), `takes_prompt` (the function is called
 with the prompt text as keyword `prompt`). Appearance features are flags too: `wrinkles` renders the
-avatar with its expression's wrinkles and folds (`sie3d.head.wrinkles`).
+avatar with its expression's wrinkles and folds (`sie3d.head.wrinkles`), `hair` with the hair volume
+(`sie3d.hair`; `sie3d eval --ablations rest,hair` compares the neutral avatar without and with it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Ablation:
     takes_prompt: bool = False
     wrinkles: bool = False
     texture: TextureConfig | None = None  # the textures to render with; None: the person's own
+    hair: bool = False  # render with the hair volume (`sie3d.hair`), made from the photo
 
     def expression(self, person: Person, models: Models, emotion: str, intensity: float,
                    prompt: str | None = None) -> np.ndarray:
@@ -74,7 +76,8 @@ _REGISTRY: dict[str, Ablation] = {}
 
 def register(name: str, *, description: str, uses_emotion: bool = True, uses_intensity: bool = False,
              takes_prompt: bool = False, wrinkles: bool = False, texture: TextureConfig | None = None,
-             replace: bool = False) -> Callable[[ExpressionFunction], ExpressionFunction]:  # fmt: skip
+             hair: bool = False, replace: bool = False,
+             ) -> Callable[[ExpressionFunction], ExpressionFunction]:  # fmt: skip
     """Decorator: register `function` as ablation `name` (an existing name needs `replace=True`)."""
     if not name or "," in name or name != name.strip():
         raise ValueError(f"ablation names must be non-empty, without commas or surrounding spaces: {name!r}")
@@ -83,7 +86,7 @@ def register(name: str, *, description: str, uses_emotion: bool = True, uses_int
         if name in _REGISTRY and not replace:
             raise ValueError(f"ablation {name!r} is already registered (pass replace=True to override it)")
         _REGISTRY[name] = Ablation(name, function, description, uses_emotion, uses_intensity, takes_prompt, wrinkles,
-                                   texture)  # fmt: skip
+                                   texture, hair)  # fmt: skip
         return function
 
     return decorate
@@ -157,6 +160,12 @@ _APPEARANCE = {
 }  # fmt: skip
 for _name, (_description, _texture) in _APPEARANCE.items():
     register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)
+
+
+@register("hair", description="the neutral avatar (rest pose) with the hair volume made from the photo "
+          "(sie3d.hair: a shell over the scalp, textured from the photo)", uses_emotion=False, hair=True)
+def _hair(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
+    return person.rest_expression
 
 
 @register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",

@@ -338,7 +338,7 @@ class PhotoResult:
 
 def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: Judges) -> PhotoResult:
     """Reconstruct one photo, render every distinct expression in every view, judge all images in batches."""
-    from sie3d.avatar import ReconstructConfig, reconstruct, retextured
+    from sie3d.avatar import ReconstructConfig, reconstruct, retextured, with_hair
     from sie3d.photo import load_photo
 
     start = time.perf_counter()
@@ -357,8 +357,10 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
     for name in config.ablations:
         ablation = ablation_registry.get(name)
         look = "" if ablation.texture is None else "|" + _texture_key(ablation.texture)
+        look += "|hair" if ablation.hair else ""
         if look not in people:
-            people[look] = retextured(avatar, models, ablation.texture)
+            posed = avatar if ablation.texture is None else retextured(avatar, models, ablation.texture)
+            people[look] = with_hair(posed, models) if ablation.hair else posed
         # every identity delta is taken against the rest avatar with the same textures
         expressions.setdefault(rest_key + look, (people[look], avatar.rest_expression, False))
         for intensity in config.intensities if ablation.uses_intensity else (None,):

@@ -194,6 +194,22 @@ def with_extra_targets(mesh: AvatarMesh, names: Sequence[str], deltas: np.ndarra
     )  # fmt: skip
 
 
+def with_part(mesh: AvatarMesh, verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, material: Material
+              ) -> AvatarMesh:  # fmt: skip
+    """`mesh` with a rigid part appended: (N, 3) `verts` (cm, the same frame), (F, 3) `faces` into them, (N, 2)
+    `uvs` (one per vertex) and its own `material`; its morph deltas are zero (it does not deform). In glTF it is
+    its own primitive (one per material), in OBJ its own group."""
+    n, t = len(mesh.verts), len(mesh.uvs)
+    zeros = np.zeros((len(mesh.morph_names), len(verts), 3), np.float32)
+    return AvatarMesh(
+        verts=np.concatenate([mesh.verts, verts]), faces=np.concatenate([mesh.faces, faces + n]),
+        uvs=np.concatenate([mesh.uvs, uvs]), uv_faces=np.concatenate([mesh.uv_faces, faces + t]),
+        face_material=np.concatenate([mesh.face_material, np.full(len(faces), len(mesh.materials))]),
+        materials=(*mesh.materials, material), morph_names=mesh.morph_names,
+        morph_deltas=np.concatenate([mesh.morph_deltas, zeros], 1), morph_weights=mesh.morph_weights, name=mesh.name,
+    )  # fmt: skip
+
+
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) float32 unit smooth normals: sum of the adjacent unit face normals, weighted by corner angle.
 

@@ -1,0 +1,51 @@
+"""`HairConfig`: the hair volume's settings (no heavy imports: `sie3d.avatar` reads it at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HairConfig"]
+
+
+@dataclass(frozen=True)
+class HairConfig:
+    """Settings of the hair volume and texture (`enabled` False: no hair, the avatar as before).
+
+    Angles in degrees, lengths in cm. The defaults were set by looking at contact sheets of the shared photos
+    (`scripts/hair_sheet.py`), never by a judge's score."""
+
+    enabled: bool = False
+    rows: int = 72  # polar samples from the crown to `max_polar_deg`
+    columns: int = 96  # azimuth samples around the head
+    max_polar_deg: float = 165.0  # the lowest direction of the grid (long hair hangs down to about here)
+    envelope_dilation: int = 2  # cells by which the scalp envelope is grown (covers triangles' interiors)
+    gap_cm: float = 0.25  # clearance between the highest scalp (any expression) and the hair's inside
+    min_thickness_cm: float = 0.5  # hair is at least this thick where there is hair
+    max_thickness_cm: float = 7.0  # and at most this (an up-do or an afro is measured up to here)
+    reach_steps: int = 15  # samples along a direction when measuring the hair's reach in the mask (0.5 cm apart)
+    facing: float = -0.2  # a hair point is seen by the photo when cos(normal, to camera) exceeds this
+    silhouette: float = 0.3  # ... and on its silhouette when |cos| is below this (its reach is measurable)
+    spread_azimuth_deg: float = 45.0  # the continuation's reach around the head
+    spread_polar_deg: float = 6.0  # ... and in elevation
+    face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair
+    drop_polar_deg: float = 100.0  # below this the hair falls vertically
+    curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
+    min_curtain_deg: float = 30.0  # hanging hair narrower than this around the head is dropped
+    nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...
+    nape_drop_cm: float = 1.0  # ... this far below the ear lobes beside the ears ...
+    nape_dip_cm: float = 2.5  # ... and this much lower again at the middle of the back
+    max_hole: float = 0.35  # holes in the hair mask smaller than this (face heights, squared) are filled
+    edge_taper_cells: float = 4.0  # the thickness falls to zero over this many cells at the hair's edge
+    presence_gain: float = 4.0  # the continued presence is sharpened around min_presence by this factor
+    min_presence: float = 0.5  # presence above which a direction holds hair
+    min_hair_fraction: float = 0.03  # fewer covered directions than this: no hair mesh
+    texture_size: int = 512  # texels per side of the hair texture
+    patch: int = 32  # texels per side of the synthesis patches
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rows < 8 or self.columns < 8 or self.columns % 2:
+            raise ValueError(f"the hair grid needs >= 8 rows and an even number >= 8 of columns, got "
+                             f"{self.rows} x {self.columns}")  # fmt: skip
+        if not 90.0 < self.max_polar_deg < 180.0:
+            raise ValueError(f"max_polar_deg must lie in (90, 180), got {self.max_polar_deg}")

@@ -1,0 +1,429 @@
+"""A hair volume bound to the ICT scalp, shaped by the photo's hair outline (`HairMask`) seen through the fit.
+
+The hair is one closed-topped shell around the head, described as a radial function on a grid of directions
+from a centre inside the skull (`HairGrid`): polar angle from the crown (+y), azimuth around +y with 0 at the
+nose (+z) and +90° on the subject's left (+x). Star-shaped by construction, so "inside the hair" is one
+comparison per point, which is what keeps the face out and what the tests check.
+
+1. **Scalp envelope.** Every vertex of the person's head, under the rest, the photo's expression and each of
+   the 53 expressions at 1.0, is binned by direction; the envelope is the largest radius per direction,
+   dilated by `envelope_dilation` cells (a flat triangle is never farther from the centre than its farthest
+   corner, so the dilation covers triangles' interiors). The hair's inner clearance starts `gap_cm` above it.
+2. **Where the photo shows hair** (`presence`). For every direction whose hair point faces the photo's camera
+   (or lies on its silhouette), the hair mask at that point's projection: hair or not. Directions the photo
+   cannot see get a normalised-convolution continuation, broad around the head (azimuth) and narrow in
+   elevation: the back of the head at a given height looks like the sides at that height. Behind the ears
+   the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
+3. **How thick** (`thickness`). Where a direction lies on the photo's silhouette, the hair's reach along it
+   is measured in the mask (how far out the mask goes from the scalp) and continued elsewhere the same way.
+4. **Hanging hair.** Below `drop_polar_deg` (about ear height) the shell stops following the scalp and falls
+   vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
+   neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
+   never in front of the face or the neck.
+5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
+   fitted head at rest), grown by `face_margin_deg`, carry no hair, whatever the mask says (a fringe is not
+   modelled: it would cross the moving brows).
+
+`hair_geometry` returns a `HairMesh` in head space (cm): it moves rigidly with the head, and none of its
+vertices depends on the expression. Bald (`HairMask.kind == "bald"`) or too little hair gives None.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+
+from sie3d.hair.config import HairConfig
+from sie3d.hair.mask import HairMask
+from sie3d.head.fit import FACE_OVAL, HeadFit
+from sie3d.head.model import N_EXPRESSION, HeadModel
+
+__all__ = ["HairConfig", "HairGrid", "HairMesh", "directions", "envelope_expressions",
+           "face_landmarks_under_every_expression", "filled_mask", "hair_geometry", "head_centre", "outward_normals",
+           "scalp_envelope", "to_angles"]
+
+
+@dataclass(frozen=True)
+class HairGrid:
+    """The hair as a radial function of direction from `centre`. Grid (rows, columns + 1): the last column
+    repeats the first (azimuth -180° = +180°) so that the texture's seam is a plain edge."""
+
+    centre: np.ndarray  # (3,) head space, cm
+    polar: np.ndarray  # (R,) radians from +y
+    azimuth: np.ndarray  # (C + 1,) radians, 0 = +z (the nose), +pi/2 = +x (the subject's left)
+    scalp: np.ndarray  # (R, C + 1) cm: the scalp envelope (largest radius under any expression)
+    radius: np.ndarray  # (R, C + 1) cm: the hair's outer surface
+    presence: np.ndarray  # (R, C + 1) in [0, 1]: how much the direction holds hair (after the face exclusion)
+    thickness: np.ndarray  # (R, C + 1) cm: hair thickness above the clearance (cap part)
+    measured: np.ndarray  # (R, C + 1) bool: presence read from the photo (not continued)
+    drop_polar: float  # radians: below this polar angle the shell hangs vertically
+
+    def radius_at(self, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) unit directions -> (outer radius (N,), presence (N,)), bilinear in the grid; directions
+        below the grid get presence 0."""
+        polar, azimuth = to_angles(dirs)
+        both = _bilinear(self, np.stack([self.radius, self.presence], -1), polar, azimuth)
+        return both[:, 0], both[:, 1]
+
+
+@dataclass(frozen=True)
+class HairMesh:
+    """The hair's outer surface as a triangle mesh in head space (cm), with UVs into the hair texture
+    (u = azimuth from -180° to 180°, v = 1 at the crown down to 0 at the grid's lowest row: strands run
+    along -v) and, per vertex, the presence."""
+
+    verts: np.ndarray  # (N, 3) float32
+    faces: np.ndarray  # (F, 3) int64, counter-clockwise seen from outside
+    uvs: np.ndarray  # (N, 2) float32, v up
+    presence: np.ndarray  # (N,) float32
+    grid: HairGrid
+
+    @property
+    def lowest_y(self) -> float:
+        """Lowest point (head-space y, cm) of the covered part of the hair."""
+        used = np.unique(self.faces)
+        return float(self.verts[used, 1].min())
+
+
+def directions(polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
+    """(...,) polar, azimuth (radians) -> (..., 3) unit vectors (see the module doc for the convention)."""
+    polar, azimuth = np.broadcast_arrays(polar, azimuth)
+    s = np.sin(polar)
+    return np.stack([s * np.sin(azimuth), np.cos(polar), s * np.cos(azimuth)], -1)
+
+
+def to_angles(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) vectors -> polar (N,), azimuth (N,) radians."""
+    norm = np.linalg.norm(dirs, axis=-1) + 1e-12
+    return np.arccos(np.clip(dirs[..., 1] / norm, -1, 1)), np.arctan2(dirs[..., 0], dirs[..., 2])
+
+
+def head_centre(verts: np.ndarray, head: HeadModel) -> np.ndarray:
+    """(3,) a point inside the skull: midway across and front to back of the head above the brows, at
+    the eyes' height (ICT landmarks 19/24 = brows, 36/45 = eye corners)."""
+    lm = head.topology.landmarks_68
+    brow_y = float(verts[lm[[19, 24]], 1].mean())
+    skin = np.unique(head.topology.faces[head.topology.faces_of("M_Face", "M_BackHead")])
+    upper = verts[skin][verts[skin, 1] > brow_y]
+    low, high = upper.min(0), upper.max(0)
+    return np.array([(low[0] + high[0]) / 2, float(verts[lm[[36, 45]], 1].mean()), (low[2] + high[2]) / 2],
+                    np.float32)  # fmt: skip
+
+
+def _grid_angles(config: HairConfig) -> tuple[np.ndarray, np.ndarray]:
+    polar = np.radians(config.max_polar_deg) * (np.arange(config.rows) + 0.5) / config.rows
+    azimuth = -np.pi + 2 * np.pi * np.arange(config.columns + 1) / config.columns
+    return polar, azimuth
+
+
+def _cell_of(grid_polar: np.ndarray, grid_azimuth: np.ndarray, polar: np.ndarray, azimuth: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Continuous (row, column) grid coordinates of directions."""
+    step_p = grid_polar[1] - grid_polar[0]
+    row = (polar - grid_polar[0]) / step_p
+    col = (azimuth - grid_azimuth[0]) / (grid_azimuth[1] - grid_azimuth[0])
+    return row, col
+
+
+def _bilinear(grid: HairGrid, values: np.ndarray, polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
+    """`values` (R, C + 1, ...) at the directions (N,), bilinearly; 0 below the grid."""
+    rows, cols = values.shape[:2]
+    row, col = _cell_of(grid.polar, grid.azimuth, polar, azimuth)
+    outside = row > rows - 1
+    row = np.clip(row, 0, rows - 1.001)
+    col = np.mod(col, cols - 1)
+    r0, c0 = np.floor(row).astype(int), np.floor(col).astype(int)
+    extra = (slice(None),) + (None,) * (values.ndim - 2)
+    fr, fc = (row - r0)[extra], (col - c0)[extra]
+    top = values[r0, c0] * (1 - fc) + values[r0, c0 + 1] * fc
+    bottom = values[r0 + 1, c0] * (1 - fc) + values[r0 + 1, c0 + 1] * fc
+    return np.where(outside[extra], 0.0, top * (1 - fr) + bottom * fr)
+
+
+def posed_heads(head: HeadModel, identity: np.ndarray, expressions: np.ndarray) -> np.ndarray:
+    """(K, V, 3) the person's head under each of the (K, 53) expressions."""
+    with torch.no_grad():
+        ident = torch.from_numpy(np.asarray(identity, np.float32))[None].expand(len(expressions), -1)
+        return head(ident, torch.from_numpy(np.asarray(expressions, np.float32))).numpy()
+
+
+def face_landmarks_under_every_expression(fitter, fit: HeadFit) -> np.ndarray:
+    """(K, 468, 3): MediaPipe's landmarks on the fitted head (head space) under each of
+    `envelope_expressions(fit)` (index 1: the rest); `fitter` is the `HeadFitter`."""
+    return np.stack([fitter.landmarks_3d(fit, e) for e in envelope_expressions(fit)])
+
+
+def envelope_expressions(fit: HeadFit) -> np.ndarray:
+    """(56, 53): zero, the rest, the photo's expression and each of the 53 shapes at 1.0 on its own."""
+    return np.concatenate([np.zeros((1, N_EXPRESSION)), fit.rest_expression[None], fit.expression[None],
+                           np.eye(N_EXPRESSION)]).astype(np.float32)  # fmt: skip
+
+
+def envelope_points(head: HeadModel, fit: HeadFit) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 3) every vertex of the person's head under each of `envelope_expressions(fit)` -- the vertices no
+    expression moves once -- and (V, 3) the head at rest. Built from the identity shape plus the expression
+    deltas (the 53 unit expressions are the deltas themselves), not from 56 evaluations of the model."""
+    basis = head.expression_deltas().numpy()  # (53, V, 3)
+    moving = _moving_vertices(head)
+    shape = posed_heads(head, fit.identity, np.zeros((1, N_EXPRESSION), np.float32))[0]
+    rest = shape + np.tensordot(fit.rest_expression, basis, axes=1)
+    photo = shape[moving] + np.tensordot(fit.expression, basis[:, moving], axes=1)
+    points = [shape, rest[moving], photo, (shape[moving] + basis[:, moving]).reshape(-1, 3)]
+    return np.concatenate(points).astype(np.float32), rest.astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _moving_vertices(head: HeadModel) -> np.ndarray:
+    """(V,) bool: the vertices some expression moves."""
+    return np.abs(head.expression_deltas().numpy()).max((0, 2)) > 0
+
+
+def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
+                   dilation: int) -> np.ndarray:  # fmt: skip
+    """(R, C + 1) the largest radius of `verts` (..., 3) per direction cell, grown by `dilation` cells
+    (wrapping around in azimuth); 0 where no vertex comes near."""
+    offsets = verts.reshape(-1, 3) - centre
+    p, a = to_angles(offsets)
+    radius = np.linalg.norm(offsets, axis=1)
+    row, col = _cell_of(polar, azimuth, p, a)
+    rows, columns = len(polar), len(azimuth) - 1
+    r = np.clip(np.round(row).astype(int), 0, rows - 1)
+    keep = row < rows - 0.5
+    c = np.mod(np.round(col).astype(int), columns)
+    env = np.zeros((rows, columns), np.float32)
+    np.maximum.at(env, (r[keep], c[keep]), radius[keep])
+    if dilation:
+        # Grown by `dilation` cells of arc: in polar, then around each row by as many columns as that arc spans
+        # there (near the crown a column is a sliver; at the pole row it is the whole row).
+        env = cv2.dilate(env, np.ones((2 * dilation + 1, 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        step = polar[1] - polar[0]
+        for row in range(rows):
+            reach = int(min(columns // 2, math.ceil(dilation * step / max(math.sin(polar[row]), 1e-6)
+                                                    / (azimuth[1] - azimuth[0]))))  # fmt: skip
+            if reach:
+                ring = np.concatenate([env[row, -reach:], env[row], env[row, :reach]])[None]
+                env[row] = cv2.dilate(ring, np.ones((1, 2 * reach + 1), np.uint8))[0, reach:-reach]
+    return np.concatenate([env, env[:, :1]], 1)
+
+
+def _continue(values: np.ndarray, weights: np.ndarray, sigma_rows: float, sigma_cols: float,
+              fallback: float) -> np.ndarray:  # fmt: skip
+    """Normalised convolution on the (R, C + 1) grid (wrapping in azimuth): the weighted values continued
+    smoothly where the weights are zero, kept where they are one."""
+    v, w = values[:, :-1] * weights[:, :-1], weights[:, :-1].astype(np.float32)
+    pad = values.shape[1] - 1
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        wide = np.concatenate([x, x, x], 1).astype(np.float32)
+        out = cv2.GaussianBlur(wide, (0, 0), sigmaX=max(sigma_cols, 0.3), sigmaY=max(sigma_rows, 0.3),
+                               borderType=cv2.BORDER_REFLECT)  # fmt: skip
+        return out[:, pad : 2 * pad]
+
+    num, den = blur(v), blur(w)
+    smooth = np.where(den > 1e-4, num / np.maximum(den, 1e-12), fallback)
+    out = np.where(w > 0, v / np.maximum(w, 1e-12) * w + smooth * (1 - w), smooth)
+    return np.concatenate([out, out[:, :1]], 1)
+
+
+def _face_exclusion(ovals_head: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
+                    margin_deg: float) -> np.ndarray:  # fmt: skip
+    """(R, C + 1) bool: directions inside any of the face ovals (K, N, 3) (3D landmarks, head space: the oval
+    under each expression), grown by `margin_deg`."""
+    scale = 8  # rasterise the polygons at 8x the grid for a clean edge
+    rows, columns = len(polar), len(azimuth)
+    canvas = np.zeros((rows * scale, columns * scale), np.uint8)
+    for oval in ovals_head:
+        p, a = to_angles(oval - centre)
+        row, col = _cell_of(polar, azimuth, p, a)
+        points = np.stack([(col + 0.5) * scale, (row + 0.5) * scale], -1)
+        cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
+    inside = cv2.resize(canvas.astype(np.float32), (columns, rows), interpolation=cv2.INTER_AREA) > 0
+    grow = margin_deg / np.degrees(azimuth[1] - azimuth[0])
+    grow_rows = margin_deg / np.degrees(polar[1] - polar[0])
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * math.ceil(grow) + 1, 2 * math.ceil(grow_rows) + 1))
+    return cv2.dilate(inside.astype(np.uint8), kernel) > 0
+
+
+def _surface(centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray, scalp: np.ndarray, thickness: np.ndarray,
+             config: HairConfig) -> np.ndarray:  # fmt: skip
+    """(R, C + 1) outer radius: scalp + clearance + thickness above `drop_polar_deg`; below it the shell
+    falls vertically from the drop row (the same horizontal distance from the head's vertical axis), never
+    closer to the centre than the scalp plus clearance and minimum thickness."""
+    cap = scalp + config.gap_cm + thickness
+    drop = np.radians(config.drop_polar_deg)
+    k = int(np.searchsorted(polar, drop))
+    out = cap.copy()
+    if k < len(polar):
+        horizontal = cap[k - 1] * np.sin(polar[k - 1])  # (C + 1,) distance from the axis at the drop row
+        hanging = horizontal[None] / np.sin(polar[k:, None])
+        out[k:] = np.maximum(hanging, scalp[k:] + config.gap_cm + config.min_thickness_cm)
+    return out
+
+
+def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mask: HairMask,
+                  config: HairConfig | None = None) -> HairMesh | None:  # fmt: skip
+    """The person's hair volume (see the module doc), or None for a bald head or when the photo shows too
+    little hair. `face_landmarks` (K, 468, 3): MediaPipe's landmarks on the fitted head (head space) under each
+    of `envelope_expressions(fit)` (`face_landmarks_under_every_expression`); `mask`: the photo's `HairMask`."""
+    config = config or HairConfig()
+    if mask.kind == "bald" or mask.kind == "unknown" or mask.mask.max() < config.min_presence:
+        return None
+    polar, azimuth = _grid_angles(config)
+    poses, rest = envelope_points(head, fit)
+    centre = head_centre(rest, head)
+    scalp = scalp_envelope(poses, centre, polar, azimuth, config.envelope_dilation)
+    dirs = directions(polar[:, None], azimuth[None])  # (R, C + 1, 3)
+
+    # The photo's camera in head space; which hair points it sees (first guess: minimum thickness).
+    camera_head = -fit.rotation.T @ fit.translation
+    face_height = float(np.ptp(fit.project(face_landmarks[1, [10, 152]])[:, 1]))
+    hair_mask = filled_mask(mask.mask, (config.max_hole * face_height) ** 2)
+    height, width = hair_mask.shape
+
+    def mask_at(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., 3) head-space points -> (mask value, inside the photo) at their projections."""
+        px = fit.project(points.reshape(-1, 3).astype(np.float32))
+        inside = (px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height)
+        x = np.clip(px[:, 0], 0, width - 1).astype(int)
+        y = np.clip(px[:, 1], 0, height - 1).astype(int)
+        return hair_mask[y, x].reshape(points.shape[:-1]), inside.reshape(points.shape[:-1])
+
+    first = np.full(scalp.shape, config.min_thickness_cm, np.float32)
+    radius = _surface(centre, polar, azimuth, scalp, first, config)
+    points = centre + dirs * radius[..., None]
+    normals = outward_normals(dirs, polar[:, None], np.radians(config.drop_polar_deg))
+    to_camera = camera_head - points
+    facing = (normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+    value, inside = mask_at(centre + dirs * (scalp + config.gap_cm)[..., None])  # hair at the scalp's point?
+    seen = (facing > config.facing) & inside
+    presence_seen = (value >= 0.5).astype(np.float32)
+
+    # Reach on the silhouette: how far out along the direction the mask goes (cap part only).
+    drop_row = int(np.searchsorted(polar, np.radians(config.drop_polar_deg)))
+    steps = np.linspace(0.0, config.max_thickness_cm, config.reach_steps)
+    base = scalp + config.gap_cm
+    along = centre + dirs[..., None, :] * (base[..., None] + steps)[..., None]  # (R, C + 1, S, 3)
+    inside_along, in_photo = mask_at(along)
+    run = np.cumprod((inside_along >= 0.5) & in_photo, axis=-1)  # mask unbroken from the scalp outward
+    reach = steps[np.maximum(run.sum(-1) - 1, 0)]
+    on_silhouette = seen & (np.abs(facing) < config.silhouette) & (run[..., 0] > 0)
+    on_silhouette[drop_row:] = False
+
+    sigma_cols = config.spread_azimuth_deg / np.degrees(azimuth[1] - azimuth[0])
+    sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
+    fallback = float(presence_seen[seen].mean()) if seen.any() else 0.0
+    presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, fallback)
+    # Continued values hover around one half far from any seen direction: sharpened, the soft edge (the strand
+    # comb of the texture's alpha) stays a narrow rim instead of a wide zone of see-through streaks.
+    presence = np.clip((presence - config.min_presence) * config.presence_gain + 0.5, 0.0, 1.0)
+    measured_reach = reach[on_silhouette]
+    typical = float(np.median(measured_reach)) if measured_reach.size else config.min_thickness_cm
+    thickness = _continue(reach.astype(np.float32), on_silhouette.astype(np.float32), sigma_rows, sigma_cols, typical)
+    thickness = np.clip(thickness, config.min_thickness_cm, config.max_thickness_cm)
+    # The cap's thickness below the drop row is that of the drop row (the hanging part keeps its width).
+    thickness[drop_row:] = thickness[drop_row - 1]
+
+    # Behind the ears, hair reaches at least the nape.
+    lm = head.topology.landmarks_68
+    nape_y = float(rest[lm[[2, 14]], 1].mean()) - config.nape_drop_cm
+    radius = _surface(centre, polar, azimuth, scalp, thickness, config)
+    y = centre[1] + dirs[..., 1] * radius
+    behind = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg + 15.0) / 30.0, 0, 1)[None]
+    # ... lower at the middle of the back than beside the ears: a nape line curves down, it is not level.
+    middle = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg) / (180.0 - config.nape_azimuth_deg),
+                     0, 1)[None]  # fmt: skip
+    nape_y = nape_y - config.nape_dip_cm * np.sin(middle * np.pi / 2) ** 2
+    crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
+    if crown_has_hair:
+        presence = np.maximum(presence, behind * (y >= nape_y))
+
+    # Exclusions by construction: the face oval; below the drop row, in front of the curtain azimuth.
+    face = _face_exclusion(face_landmarks[:, list(FACE_OVAL)], centre, polar, azimuth, config.face_margin_deg)
+    front = np.abs(np.degrees(azimuth))[None] < config.curtain_azimuth_deg
+    below = (np.arange(config.rows) >= drop_row)[:, None]
+    presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
+    # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
+    # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon.
+    columns = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
+    hanging = presence[drop_row:, :-1]
+    wide = np.concatenate([hanging[:, -columns:], hanging, hanging[:, :columns]], 1)
+    opened = cv2.dilate(cv2.erode(wide, np.ones((1, columns), np.uint8)), np.ones((1, columns), np.uint8))
+    presence[drop_row:, :-1] = np.minimum(hanging, opened[:, columns:-columns])
+    presence[:, -1] = presence[:, 0]
+
+    # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
+    # standing off the skin is what makes a helmet.
+    inside_cells = (presence >= config.min_presence).astype(np.uint8)[:, :-1]
+    wide = np.concatenate([inside_cells] * 3, 1)
+    distance = cv2.distanceTransform(np.pad(wide, 1, constant_values=1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    distance = distance[:, inside_cells.shape[1] : 2 * inside_cells.shape[1]]
+    distance = np.concatenate([distance, distance[:, :1]], 1)
+    taper = np.clip(distance / config.edge_taper_cells, 0.0, 1.0) ** 0.5
+    thickness = thickness * taper
+    thickness[drop_row:] = thickness[drop_row - 1]
+    radius = _surface(centre, polar, azimuth, scalp, thickness, config)
+
+    grid = HairGrid(centre, polar, azimuth, scalp, radius.astype(np.float32), presence, thickness, seen,
+                    float(np.radians(config.drop_polar_deg)))
+    covered = presence >= config.min_presence
+    if covered.mean() < config.min_hair_fraction:
+        return None
+    return _mesh(grid, config)
+
+
+def filled_mask(mask: np.ndarray, max_hole_px2: float) -> np.ndarray:
+    """(H, W) float32: the hair mask made binary (>= 0.5) with its small holes (highlights on hair read as
+    not-hair) filled; holes larger than `max_hole_px2` square pixels (the face inside an up-do) stay."""
+    binary = (mask >= 0.5).astype(np.uint8)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is not None:
+        holes = [c for c, h in zip(contours, hierarchy[0], strict=True)
+                 if h[3] >= 0 and cv2.contourArea(c) < max_hole_px2]
+        cv2.drawContours(binary, holes, -1, 1, thickness=cv2.FILLED)
+    return binary.astype(np.float32)
+
+
+def outward_normals(dirs: np.ndarray, polar: np.ndarray, drop_polar: float) -> np.ndarray:
+    """(..., 3) approximate outward normals of the shell in directions `dirs` (polar angles `polar`, radians,
+    broadcastable): radial on the cap, horizontal where it hangs (below `drop_polar`)."""
+    dirs, polar = np.broadcast_arrays(dirs, np.asarray(polar)[..., None])
+    polar = polar[..., 0]
+    normals = dirs.copy()
+    hanging = polar >= drop_polar
+    flat = dirs[hanging].copy()
+    flat[..., 1] = 0.0
+    normals[hanging] = flat / (np.linalg.norm(flat, axis=-1, keepdims=True) + 1e-9)
+    return normals
+
+
+def _mesh(grid: HairGrid, config: HairConfig) -> HairMesh:
+    """Triangles of every grid cell with a corner holding hair, plus a fan closing the crown."""
+    rows, cols = grid.radius.shape
+    verts = grid.centre + directions(grid.polar[:, None], grid.azimuth[None]) * grid.radius[..., None]
+    u = np.linspace(0.0, 1.0, cols)
+    v = 1.0 - (np.arange(rows) + 0.5) / rows
+    uvs = np.stack(np.broadcast_arrays(u[None], v[:, None]), -1).reshape(-1, 2)
+    ids = np.arange(rows * cols).reshape(rows, cols)
+    hair = grid.presence >= config.min_presence
+    near = cv2.dilate(hair.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # one ring for the soft edge
+    cell = near[:-1, :-1] | near[1:, :-1] | near[:-1, 1:] | near[1:, 1:]
+    r, c = np.nonzero(cell)
+    a, b, d, e = ids[r, c], ids[r, c + 1], ids[r + 1, c], ids[r + 1, c + 1]
+    # Seen from outside, rows go down (+polar) and columns around to the subject's left (+azimuth): (a, d, b)
+    # and (b, d, e) are counter-clockwise.
+    faces = np.concatenate([np.stack([a, d, b], 1), np.stack([b, d, e], 1)])
+    # The crown: a pole vertex joined to the first row.
+    pole = len(verts.reshape(-1, 3))
+    top = np.nonzero(near[0, :-1])[0]
+    fan = np.stack([np.full(len(top), pole), ids[0, top], ids[0, top + 1]], 1)
+    pole_radius = float(grid.radius[0].mean())
+    all_verts = np.concatenate([verts.reshape(-1, 3), (grid.centre + np.array([0, pole_radius, 0]))[None]])
+    all_uvs = np.concatenate([uvs, [[0.5, 1.0]]])
+    presence = np.concatenate([grid.presence.reshape(-1), [float(grid.presence[0].mean())]])
+    faces = np.concatenate([faces, fan]).astype(np.int64)
+    return HairMesh(all_verts.astype(np.float32), faces, all_uvs.astype(np.float32), presence.astype(np.float32), grid)

@@ -1,0 +1,225 @@
+"""The hair's texture: the photo's hair where the photo shows it, synthesized from it elsewhere.
+
+The texture (`HairTexture.rgba`, linear albedo + alpha) is laid out like the hair grid (`sie3d.hair.geometry`):
+u runs around the head (azimuth -180°..180°), v from the crown (v = 1) down, so hair strands, which fall
+from the crown, run along v everywhere.
+
+1. **From the photo**: every texel is a point on the hair's outer surface; where that point faces the photo's
+   camera and projects into the (hole-filled) hair mask, it takes the photo's colour, linearised and divided by
+   the photo's estimated light as a surface facing the camera receives it (the light's colour and strength; the
+   photo's shading across the hair stays in the texture).
+2. **Elsewhere, synthesized** (`synthesize`): a smooth base colour (push-pull continuation of the seen texels)
+   times detail copied patch by patch from the seen hair -- the ratio of a seen texel to its base, so strands,
+   highlights and gaps travel, not the seen part's brightness. Patches keep their orientation, so strands still
+   run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows.
+3. **Alpha** (`hair_alpha`): the grid's presence, its 0.5 level roughened by noise stretched along the strands
+   (`strand_length` texels) and narrow across them: the edge of the volume is a comb of strand tips, not a
+   helmet's rim.
+4. **The scalp under the hair** (`darken_scalp`): where hair covers the head, the head's own texture (skin
+   colour up there) is blended towards the hair's darkest tone, so the scalp showing through thin hair or at
+   the soft edge looks like roots, not skin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from sie3d.hair.geometry import HairConfig, HairGrid, HairMesh, directions, outward_normals, to_angles
+from sie3d.head.fit import HeadFit
+from sie3d.head.model import HeadModel
+from sie3d.head.texture import (
+    HeadTextures,
+    _interpolate,
+    _sample_bilinear,
+    _shading_basis,
+    material_texels,
+    push_pull_fill,
+    srgb_to_linear,
+)
+
+__all__ = ["HairTexture", "darken_scalp", "hair_alpha", "hair_texture", "synthesize", "texel_points"]
+
+OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
+STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
+EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
+SCALP_DARKENING = 0.75  # how far the scalp under full hair moves towards the hair's dark tone
+
+
+@dataclass(frozen=True)
+class HairTexture:
+    """(S, S, 4) float32: linear albedo and alpha, row 0 = v 1 (the crown); `seen` is the fraction of the
+    covered texels (alpha > 0.5) whose colour came straight from the photo."""
+
+    rgba: np.ndarray
+    seen: float
+    dark: np.ndarray  # (3,) linear: the hair's dark tone (10th percentile of the seen texels' luminance)
+
+
+def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every texel of an S x S hair texture on the hair's outer surface: (points (S, S, 3) head space cm,
+    outward normals (S, S, 3), presence (S, S))."""
+    u = (np.arange(size) + 0.5) / size
+    v = 1.0 - (np.arange(size) + 0.5) / size
+    polar = (1.0 - v) * (grid.polar[0] + grid.polar[-1])  # v = 1 - polar / max polar, as in the mesh's UVs
+    azimuth = -np.pi + 2 * np.pi * u
+    dirs = directions(polar[:, None], azimuth[None])
+    radius, presence = grid.radius_at(dirs.reshape(-1, 3))
+    points = grid.centre + dirs * radius.reshape(size, size, 1)
+    normals = outward_normals(dirs, polar, grid.drop_polar)
+    return points.astype(np.float32), normals.astype(np.float32), presence.reshape(size, size).astype(np.float32)
+
+
+def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: float = STRAND_LENGTH) -> np.ndarray:
+    """(S, S) alpha from the texels' presence: 1 inside, 0 outside, the edge broken into strand tips."""
+    noise = rng.standard_normal(presence.shape).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=0.8, sigmaY=strand_length / 3)
+    noise /= noise.std() + 1e-6
+    level = presence + EDGE_NOISE * np.clip(noise, -2.0, 2.0)
+    return np.clip((level - 0.45) / 0.1, 0.0, 1.0).astype(np.float32)
+
+
+def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
+               patch: int) -> np.ndarray:  # fmt: skip
+    """(H, W, 3) `colour` kept where `seen` (H, W) is 1 and synthesized where it is 0 and `wanted` (H, W)
+    asks for it: a push-pull base colour times detail patches (ratio to the base) taken from fully seen
+    places, copied with their orientation (strands along v) and blended with raised-cosine weights."""
+    height, width = colour.shape[:2]
+    base = push_pull_fill(colour, seen.astype(np.float32))
+    smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
+    ratio = np.clip(colour / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
+    step = max(2, patch // 2)
+    seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    ys, xs = np.nonzero(seen_fraction[: height - patch + 1, : width - patch + 1] >= 0.97)
+    if len(ys) == 0:  # too little seen hair for patches: strand-like noise around the base colour
+        noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.7, 10.0)
+        detail = 1.0 + 0.35 * noise[..., None] / (noise.std() + 1e-6)
+    else:
+        window = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
+        weight = np.outer(window, window)[..., None].astype(np.float32)
+        acc = np.zeros((height + patch, width + patch, 3), np.float32)
+        total = np.zeros((height + patch, width + patch, 1), np.float32)
+        need = cv2.dilate((wanted & (seen < 1)).astype(np.uint8), np.ones((patch, patch), np.uint8)) > 0
+        for top in range(-step, height, step):
+            for left in range(-step, width, step):
+                t0, l0 = max(top, 0), max(left, 0)
+                if not need[t0 : top + patch, l0 : left + patch].any():
+                    continue
+                k = int(rng.integers(len(ys)))
+                source = ratio[ys[k] : ys[k] + patch, xs[k] : xs[k] + patch]
+                acc[top + step : top + step + patch, left + step : left + step + patch] += source * weight
+                total[top + step : top + step + patch, left + step : left + step + patch] += weight
+        acc, total = acc[step : step + height, step : step + width], total[step : step + height, step : step + width]
+        detail = np.where(total > 1e-3, acc / np.maximum(total, 1e-6), 1.0)
+    synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
+    keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
+    return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
+
+
+def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
+                       patch: int) -> np.ndarray:  # fmt: skip
+    """`synthesize` on a texture whose u wraps around the head: run on the texture with `patch` columns of
+    each side appended to the other, then the first `patch` columns cross-faded into what was synthesized past
+    the last column, so u = 0 continues u = 1 (no seam down the middle of the back)."""
+    size = colour.shape[1]
+
+    def wrap(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x[:, -patch:], x, x[:, :patch]], 1)
+
+    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch)
+    out = wide[:, patch : patch + size].copy()
+    past_the_end = wide[:, patch + size :]  # continues column size - 1, stands for columns 0 .. patch - 1
+    fade = (1.0 - (np.arange(patch) + 0.5) / patch)[None, :, None]
+    out[:, :patch] = past_the_end * fade + out[:, :patch] * (1 - fade)
+    return out
+
+
+def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask: np.ndarray,
+                 sh_lighting: np.ndarray, landmarks_px: np.ndarray, config: HairConfig | None = None
+                 ) -> HairTexture:  # fmt: skip
+    """The hair's texture (see the module doc). `hair_mask` (H, W) is the binary, hole-filled mask the
+    geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light;
+    `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is)."""
+    config = config or HairConfig()
+    size = config.texture_size
+    rng = np.random.default_rng(config.seed)
+    points, normals, presence = texel_points(mesh.grid, size)
+    flat_points, flat_normals = points.reshape(-1, 3), normals.reshape(-1, 3)
+    pixels = fit.project(flat_points)
+    camera_head = -fit.rotation.T @ fit.translation
+    to_camera = camera_head - flat_points
+    facing = (flat_normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+    height, width = hair_mask.shape
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height - 1)
+    in_mask = _sample_bilinear(hair_mask[..., None], pixels)[:, 0] > 0.99
+    seen = (facing > SEEN_FACING) & inside & in_mask & (presence.reshape(-1) > 0.5)
+    colour = np.zeros((size * size, 3), np.float32)
+    if seen.any():
+        photo = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
+        # The light's colour and strength are divided out as seen by a surface facing the camera, not per
+        # normal: the photo's lighting is estimated on the face, and extrapolated to the crown's upward normals
+        # it blew the top of the hair up to white.
+        towards = (camera_head - mesh.grid.centre) / np.linalg.norm(camera_head - mesh.grid.centre)
+        shading = _shading_basis(towards[None].astype(np.float32)) @ sh_lighting.astype(np.float64)
+        colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(shading, 0.05)
+        # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
+        # texel far brighter or darker than the hair just above the forehead is synthesized instead.
+        luminance = colour[seen] @ LUMINANCE
+        reference = luminance[_above_forehead(pixels[seen], landmarks_px)]
+        typical = float(np.median(reference if reference.size >= 50 else luminance))
+        outlier = (luminance > OUTLIER_RATIO * typical) | (luminance < typical / OUTLIER_RATIO)
+        seen[np.flatnonzero(seen)[outlier]] = False
+    colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
+    seen = seen.reshape(size, size)
+    alpha = hair_alpha(presence, rng)
+    rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
+    if seen.any():
+        luminance = colour[seen] @ LUMINANCE
+        dark = colour[seen][luminance <= np.quantile(luminance, 0.1)].mean(0)
+    else:
+        dark = np.median(rgb[alpha > 0.5], 0) * 0.5 if (alpha > 0.5).any() else np.full(3, 0.05, np.float32)
+    covered = alpha > 0.5
+    fraction = float((seen & covered).sum() / max(covered.sum(), 1))
+    return HairTexture(np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32), fraction,
+                       np.asarray(dark, np.float32))  # fmt: skip
+
+
+def _above_forehead(pixels: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
+    """(N,) bool: `pixels` (N, 2) in a band just above the forehead (landmark 10), a quarter of the face height
+    tall and as wide as the brows: hair for nearly everyone who has hair there."""
+    top, chin = landmarks_px[10, :2], landmarks_px[152, :2]
+    height = float(np.linalg.norm(chin - top))
+    left, right = landmarks_px[[70, 300], 0].min(), landmarks_px[[70, 300], 0].max()
+    return ((pixels[:, 1] < top[1]) & (pixels[:, 1] > top[1] - 0.25 * height) & (pixels[:, 0] > left)
+            & (pixels[:, 0] < right))  # fmt: skip
+
+
+def darken_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray, grid: HairGrid,
+                 dark: np.ndarray, strength: float = SCALP_DARKENING) -> HeadTextures:  # fmt: skip
+    """`textures` with the face and head tiles blended towards the hair's `dark` tone where the hair covers
+    the head (by the grid's presence in each texel's direction); `verts_rest` (V, 3) the person's head at rest."""
+    from dataclasses import replace
+
+    # The weight per vertex (the head's vertices are far fewer than the tiles' texels), then per texel.
+    offsets = verts_rest - grid.centre
+    _, presence = grid.radius_at(offsets)
+    polar, _ = to_angles(offsets)
+    weight = strength * np.clip((presence - 0.5) / 0.3, 0, 1) * (polar <= grid.polar[-1])
+    tiles = dict(textures.tiles)
+    for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
+        if tile not in tiles:
+            continue
+        size = tiles[tile].shape[0]
+        tri, (rows, cols), bary = material_texels(head, material, tile, size)
+        corners = head.topology.faces[tri]
+        touched = weight[corners].max(1) > 0
+        texel_weight = _interpolate(weight[:, None].astype(np.float32), corners[touched], bary[touched])
+        rows, cols = rows[touched], cols[touched]
+        image = tiles[tile].copy()
+        image[rows, cols] = image[rows, cols] * (1 - texel_weight) + dark[None] * texel_weight
+        tiles[tile] = image
+    return replace(textures, tiles=tiles)
