@@ -244,9 +244,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if "refinement" in variant.info:
             refined = variant.info["refinement"]
             before, after = refined["loss_before"], refined["loss_after"]
-            print(f"  refined in {refined['steps']} steps ({refined['seconds']:.1f} s): loss "
-                  f"{before['total']:.3f} -> {after['total']:.3f} (emotion {before['emotion']:.3f} -> "
-                  f"{after['emotion']:.3f})")  # fmt: skip
+            if refined["chosen_step"] == 0:
+                print(f"  refinement: {refined['steps']} steps ({refined['seconds']:.1f} s) found nothing that reads "
+                      f"better; kept the text's expression (loss {before['total']:.3f})")  # fmt: skip
+            else:
+                print(f"  refined in {refined['steps']} steps ({refined['seconds']:.1f} s): loss "
+                      f"{before['total']:.3f} -> {after['total']:.3f} (emotion {before['emotion']:.3f} -> "
+                      f"{after['emotion']:.3f})")  # fmt: skip
         for warning in reading["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
     return code
@@ -601,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="0..1: how strongly the face moves from the person's rest (default 1 = as the text says)")
     gen.add_argument("--refine", action="store_true",
                      help="refine each expression with the perceptual loss (frozen expression and face-mesh networks "
-                     "read renders; a few seconds per text); see the README for what it measurably does")
+                     "read renders; about 10 s per text); off by default: see the README for what it measurably does")
     gen.set_defaults(run=_cmd_generate)
 
     explain = sub.add_parser("explain", parents=[common],
