@@ -193,6 +193,17 @@ def glb_json(data: bytes) -> dict:
     return json.loads(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
 
 
+def load_in_three(node_packages: Path, data: bytes, tmp_path: Path, name: str = "avatar.glb") -> dict:
+    """What three.js's GLTFLoader makes of a GLB (tests/js/load_three.mjs, run by node): meshes, materials,
+    morph targets and the loader's warnings; the process must succeed."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 def validate_gltf(validator: Path, data: bytes, tmp_path: Path) -> dict:
     path = tmp_path / "avatar.glb"
     path.write_bytes(data)

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 
 import numpy as np
 import pygltflib
@@ -21,7 +20,7 @@ from sie3d.export import AvatarMesh, Material, avatar_mesh_from_ict, export, to_
 from sie3d.export.mesh import ict_tile_owners, ict_triangle_tiles
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 
-from conftest import glb_json, validate_gltf
+from conftest import glb_json, load_in_three, validate_gltf
 
 WEIGHTS = {"jawOpen": 0.4, "mouthSmile_L": 0.7, "browInnerUp_R": 0.25}
 TEXTURE_SIZE = 64  # small: encoding cost is the benchmark's business, not the tests'
@@ -399,12 +398,7 @@ def test_khronos_validator_catches_a_broken_file(gltf_validator, glb, tmp_path):
 
 
 def test_glb_loads_in_three_js_with_named_morph_targets(node_packages, avatar, gltf, glb, tmp_path):
-    path = tmp_path / "avatar.glb"
-    path.write_bytes(glb)
-    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout)
+    loaded = load_in_three(node_packages, glb, tmp_path, "avatar.glb")
     assert loaded["warnings"] == []
     blob = gltf.binary_blob()
     primitives = gltf.meshes[0].primitives
@@ -427,12 +421,7 @@ def test_glb_loads_in_three_js_with_named_morph_targets(node_packages, avatar, g
 
 
 def test_glb_with_a_face_normal_map_loads_in_three_js(node_packages, avatar, tmp_path):
-    path = tmp_path / "avatar.glb"
-    path.write_bytes(to_glb(_with_face_normal_map(avatar)))
-    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout)
+    loaded = load_in_three(node_packages, to_glb(_with_face_normal_map(avatar)), tmp_path, "avatar.glb")
     assert loaded["warnings"] == []
     assert [m["material"] for m in loaded["meshes"]] == [m.name for m in avatar.materials]
 

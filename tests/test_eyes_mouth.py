@@ -4,8 +4,6 @@ the appearance ablations, on real photos: closed eyes, glasses and heavy shadow 
 from __future__ import annotations
 
 import dataclasses
-import json
-import subprocess
 
 import numpy as np
 import pygltflib
@@ -20,7 +18,7 @@ from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfi
 from sie3d.photo import load_photo
 from sie3d.render import project
 
-from conftest import validate_gltf
+from conftest import load_in_three, validate_gltf
 
 # Hard eyes of the shared photos (looked at): squeezed shut in anger (black and white, deep shadow), narrowed
 # while crying, a stare over glasses, an elderly face behind glasses with hooded lids.
@@ -252,12 +250,7 @@ def test_glb_with_lashes_passes_the_khronos_validator_and_loads_in_three_js(gltf
     report = validate_gltf(gltf_validator, lash_glb, tmp_path)
     issues = report["issues"]
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
-    path = tmp_path / "lashes.glb"
-    path.write_bytes(lash_glb)
-    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout)
+    loaded = load_in_three(node_packages, lash_glb, tmp_path, "lashes.glb")
     assert loaded["warnings"] == []
     lash_meshes = [m for m in loaded["meshes"] if m["material"] == "M_EyeLashes"]
     assert len(lash_meshes) == 1

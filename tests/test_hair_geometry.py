@@ -169,7 +169,7 @@ def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_val
     from sie3d.avatar import export_meshes
     from sie3d.export import to_glb
 
-    from conftest import glb_json, validate_gltf
+    from conftest import glb_json, load_in_three, validate_gltf
 
     person = people[SHORT]
     mesh = export_meshes(person, models, [person.rest_expression])[0]
@@ -183,15 +183,7 @@ def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_val
     document = glb_json(data)
     hair = next(m for m in document["materials"] if m["name"] == "M_Hair")
     assert hair["alphaMode"] == "BLEND" and hair["doubleSided"] and "baseColorTexture" in hair["pbrMetallicRoughness"]
-    path = tmp_path / "hair.glb"
-    path.write_bytes(data)
-    import json
-    import subprocess
-
-    done = subprocess.run(["node", str(node_packages / "load_three.mjs"), str(path)], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout)
+    loaded = load_in_three(node_packages, data, tmp_path, "hair.glb")
     assert loaded["warnings"] == [] and "M_Hair" in [m["material"] for m in loaded["meshes"]]
 
 
