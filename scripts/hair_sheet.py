@@ -1,6 +1,7 @@
 """Contact sheet of hair volumes: rest avatars with their hair, seen from every side, to look at.
 
     PYTHONPATH=src .venv/bin/python scripts/hair_sheet.py [PHOTO ...] [-o OUT.png] [--cell 256] [--no-hair]
+        [--redact-photos]
 
 Without photos it takes the shared set's chosen hair types (`SHEET`: long, curly, short, tied back, bald, a
 hat). One row per photo: the photo's head, then the rest avatar at yaw 0, +30, -30, +60, -60 and 180 degrees
@@ -9,7 +10,8 @@ hair stage's seconds. Prints per photo the reconstruct and hair times. ``--no-ha
 without hair (the comparison). ``--bench N`` draws nothing: it reconstructs each photo N times without and N
 times with hair, interleaved, one torch thread, and prints the median seconds of each and their ratio.
 
-The sheet shows other people's photos: keep it out of the repository (the default is under /tmp).
+The sheet shows other people's photos: keep it out of the repository (the default is under /tmp);
+``--redact-photos`` leaves the photo column out (avatars only, as the evaluation's published sheets).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--cell", type=int, default=256)
     parser.add_argument("--no-hair", action="store_true")
     parser.add_argument("--bench", type=int, default=0, metavar="N")
+    parser.add_argument("--redact-photos", action="store_true", help="leave the photo column out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     faces = shared_faces_dir() or Path("../shared/faces")
@@ -98,7 +101,7 @@ def main() -> None:
         from sie3d.avatar import render_preview
 
         views = render_preview(person, models, person.rest_expression, args.cell, YAWS)
-        row = np.concatenate([head_thumbnail(person, args.cell), views], 1)
+        row = views if args.redact_photos else np.concatenate([head_thumbnail(person, args.cell), views], 1)
         hair = person.hair
         label = f"{path.name} ({kind})  " + ("no hair mesh" if hair is None else
                                              f"mask {hair.mask_summary['kind']}, seen {hair.texture.seen:.2f}")
