@@ -14,11 +14,12 @@ overfits the classifier: it learns to fool it with grimaces (EVALUATION.md). So 
 - **Several readers, several views.** Each step renders the head from `RefineConfig.yaws` with a little
   jitter (yaw, pitch, light, background, the crop's position and size) and reads the renders with
   mini-Xception (`sie3d.perception.mini_xception`: emotion distribution vs the text's), MediaPipe's
-  landmark -> blendshape chain (`sie3d.perception.face_mesh`: the change the render shows against the
-  rest render vs the change the target asks for, in MediaPipe's 52 blendshapes -- a geometry reading
-  that penalises a shut eye or a lopsided mouth nobody asked for) and SFace (`sie3d.face.sface`: no loss
-  of similarity to the photo compared with the rest render).
-- **A prior** keeps the change near the target; early stopping keeps the best step.
+  landmark -> blendshape chain (`sie3d.perception.face_mesh`: against what it reads on the target's own
+  render, a blendshape the target does not move from the rest may not move, one it moves may not move
+  back -- a geometry reading that penalises a shut eye or a lopsided mouth nobody asked for) and SFace
+  (`sie3d.face.sface`: no loss of similarity to the photo compared with the rest render).
+- **A prior** keeps the change near the target; the best point on the nominal views (checked every few
+  steps, the target itself included) is kept.
 
 Everything is deterministic for a seed. The held-out judges (`sie3d.eval.judges`: facex, FaceNet) are
 never imported here: what the refinement optimises is not what the evaluation reports.
