@@ -218,20 +218,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     made: list = []
 
     def variants(person, models):
-        refine = None
-        if args.refine:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            from sie3d.refine import RefineConfig
+        from sie3d.refine import RefineConfig
 
-            refine = RefineConfig(wrinkles=bool(args.wrinkles))
-            bar = tqdm(total=len(args.text) * refine.steps, desc="refine (perceptual loss)", unit="step",
-                       disable=_no_bar(args), leave=False)  # fmt: skip
-            with bar:
-                made.extend(text_variants(person, models, args.text, intensity, refine,
-                                          lambda step, steps: bar.update(step - bar.n)))
-        else:
-            made.extend(text_variants(person, models, args.text, intensity))
+        refine = RefineConfig(wrinkles=bool(args.wrinkles)) if args.refine else None
+        steps = len(args.text) * refine.steps if refine else 0
+        with tqdm(total=steps, desc="refine (perceptual loss)", unit="step", leave=False,
+                  disable=True if refine is None else _no_bar(args)) as bar:  # fmt: skip
+            made.extend(text_variants(person, models, args.text, intensity, refine,
+                                      lambda step, steps: bar.update(step - bar.n)))
         return made
 
     code = make_avatar(args, variants)

@@ -172,7 +172,8 @@ def refinement_units(target: np.ndarray, units: tuple[str, ...]) -> tuple[str, .
 
 
 def unit_basis(units: tuple[str, ...]) -> np.ndarray:
-    """(len(units), 53): row k is 1 on the ICT shapes of unit k (both sides) and 0 elsewhere."""
+    """(len(units), 53): row k is 1 on the ICT shapes of unit k (both sides, or the one side a full ICT name
+    gives) and 0 elsewhere."""
     shapes = _unit_shapes()
     basis = np.zeros((len(units), len(ICT_NAMES)), np.float32)
     for k, unit in enumerate(units):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sie3d.head.names import ICT_NAMES
 from sie3d.semantics import corpus as corpus_module
 from sie3d.semantics.corpus import CorpusConfig
 
@@ -119,7 +120,7 @@ def collect(faces: Path, config: AmortizeConfig = AmortizeConfig(), progress: bo
                 rows["text"].append(reading["text"])
                 rows["features"].append(features)
                 rows["refined"].append(variant.coefficients)
-                rows["read"].append(np.array([reading["blendshapes"][n] for n in _names()], np.float32))
+                rows["read"].append(np.array([reading["blendshapes"][n] for n in ICT_NAMES], np.float32))
                 rows["emotion"].append(np.array(list(reading["emotions"].values()), np.float32))
                 rows["changed"].append(refinement["chosen_step"] > 0)
             partial = path.with_suffix(".partial.npz")
@@ -128,16 +129,10 @@ def collect(faces: Path, config: AmortizeConfig = AmortizeConfig(), progress: bo
     return {k: np.array(v) for k, v in rows.items()}
 
 
-def _names() -> tuple[str, ...]:
-    from sie3d.head.names import ICT_NAMES
-
-    return ICT_NAMES
-
-
 def fine_tune(refined: dict[str, np.ndarray], faces: Path, config: AmortizeConfig = AmortizeConfig(),
               progress: bool = True):  # fmt: skip
     """The shipped conditioning network, trained further on the corpus mixed with the refined examples.
-    Returns (network, report)."""
+    Returns (network, report, corpus, real people): what `sie3d.semantics.train.save` needs."""
     from sie3d.semantics import train
     from sie3d.semantics.interpret import load_network
 
