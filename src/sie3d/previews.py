@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from sie3d.hair.volume import Hair
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
 from sie3d.render import Cameras, RenderOutput, orbit_cameras, rasterize, render_mesh
 from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
+
+if TYPE_CHECKING:
+    from sie3d.hair.volume import Hair
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
 BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
