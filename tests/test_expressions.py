@@ -52,3 +52,14 @@ def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
     assert surprise[ICT_NAMES.index("eyeSquint_R")] == 0  # a resting squint does not fight the wide eyes
     assert surprise[ICT_NAMES.index("browInnerUp_L")] == 1.0  # 0.2 + 0.9, clipped
     assert np.array_equal(on_top_of_rest(rest, prototype("neutral")), rest)
+
+
+
+def test_the_rest_lip_seal_gives_way_to_mouth_movement():
+    from sie3d.head.fit import REST_LIP_SEAL
+
+    seal = ICT_NAMES.index(REST_LIP_SEAL[0])
+    rest = coefficients({"eyeSquint_L": 0.2, REST_LIP_SEAL[0]: REST_LIP_SEAL[1]})
+    for emotion in ("happy", "anger", "sadness", "disgust", "fear", "surprise"):  # each moves the mouth
+        assert on_top_of_rest(rest, prototype(emotion))[seal] == 0, emotion
+    assert on_top_of_rest(rest, coefficients({"browInnerUp_L": 0.5}))[seal] == pytest.approx(REST_LIP_SEAL[1])

@@ -102,6 +102,24 @@ def test_recipes_leave_other_parts_at_rest_and_relative_requests_use_the_photo()
     assert EMOTIONS[int(reading.argmax())] == "happy"
 
 
+def test_the_rest_lip_seal_is_an_antagonist_of_every_mouth_shape_in_the_text_targets():
+    from sie3d.expressions import MOUTH_SHAPES
+    from sie3d.head.fit import REST_LIP_SEAL
+
+    generator = Generator(SMALL)
+    voc = generator.voc
+    seal = ICT_NAMES.index(REST_LIP_SEAL[0])
+    antagonists = {frozenset(p) for p in voc.antagonists}
+    assert all(frozenset((seal, ICT_NAMES.index(n))) in antagonists for n in MOUTH_SHAPES)
+    rest = np.zeros(53, np.float32)
+    rest[seal] = REST_LIP_SEAL[1]
+    happy = apply_recipe(*generator.recipe.absolute(voc.concepts["happy"].coefficients), rest, rest)
+    assert happy[seal] == 0  # a smile parts the lips
+    brows = generator.recipe.with_part(generator.recipe.absolute(np.zeros(53, np.float32)),
+                                       voc.parts["raised_brows"].values, voc.parts["raised_brows"].mask)
+    assert apply_recipe(*brows, rest, rest)[seal] == pytest.approx(REST_LIP_SEAL[1])  # the mouth stays at rest
+
+
 def test_network_output_ranges_and_gradients():
     torch.manual_seed(0)
     np.random.seed(0)

@@ -33,9 +33,10 @@ def _both(shape: str, value: float) -> dict[str, float]:
 
 
 PROTOTYPES: dict[str, dict[str, float]] = {
-    # AU4 + AU5 + AU7 + AU23/24: lowered, drawn-together brows, staring yet tightened lids, pressed lips.
+    # AU4 + AU5 + AU7 + AU23/24: lowered, drawn-together brows, staring yet tightened lids, pressed lips (no
+    # AU9/10: a sneer of 0.2 lifted the upper lip off the teeth, which showed between the pressed lips).
     "anger": {**_both("browDown", 0.9), **_both("eyeWide", 0.25), **_both("eyeSquint", 0.45),
-              **_both("mouthPress", 0.7), **_both("noseSneer", 0.2), "mouthRollUpper": 0.1},
+              **_both("mouthPress", 0.7), "mouthRollUpper": 0.1},
     # AU9 + AU10 + AU15 + AU16 (+AU4): wrinkled nose, raised upper lip, lip corners down.
     "disgust": {**_both("noseSneer", 0.85), **_both("mouthUpperUp", 0.6), **_both("mouthFrown", 0.4),
                 **_both("browDown", 0.4), **_both("cheekSquint", 0.3), **_both("mouthLowerDown", 0.2),
@@ -75,15 +76,23 @@ def prototype(emotion: str, intensity: float = 1.0) -> np.ndarray:
     return np.clip(coefficients(PROTOTYPES[emotion]) * intensity, 0.0, 1.0)
 
 
+# The shapes that move the mouth or jaw, other than the rest's lip seal (`head.fit.REST_LIP_SEAL`).
+MOUTH_SHAPES: tuple[str, ...] = tuple(n for n in ICT_NAMES if n.startswith(("mouth", "jaw", "cheekPuff"))
+                                      and n != "mouthClose")  # fmt: skip
+
+
 def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
     """Pose an emotional expression (53,) on the person's rest coefficients (53,): added and clipped to
     [0, 1] -- the expression acts as a change from the person's neutral face -- except that where the
     expression drives one member of an exclusive pair (`head.fit.EXCLUSIVE_PAIRS`), the rest's other
-    member is released (a surprise's eyeWide is not fought by a resting squint)."""
-    from sie3d.head.fit import EXCLUSIVE_PAIRS
+    member is released (a surprise's eyeWide is not fought by a resting squint), and the rest's lip seal
+    gives way to any movement of the mouth or jaw (a smile parts the lips)."""
+    from sie3d.head.fit import EXCLUSIVE_PAIRS, REST_LIP_SEAL
 
     rest = np.array(rest, np.float32)
     expression = np.asarray(expression, np.float32)
+    if expression[[ICT_NAMES.index(n) for n in MOUTH_SHAPES]].any():
+        rest[ICT_NAMES.index(REST_LIP_SEAL[0])] = 0.0
     for first, second in EXCLUSIVE_PAIRS:
         a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
         if expression[a] > 0:

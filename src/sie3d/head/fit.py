@@ -21,12 +21,17 @@ the expression honest -- identity explains the person's shape, expression only w
 
 `HeadFit.rest_expression` (53,) is what stays in the person's neutral face: the fitted lid and brow
 coefficients (`REST_SHAPES`), each capped at the most MediaPipe reads of it on the neutral calibration
-photos (`LandmarkCalibration.rest_ceiling`); zero elsewhere. A rest is still needed because a neutral face
-is not ICT's zero: on the neutral London photos MediaPipe reads a lower-lid squint of ~0.26 and brows of
-~0.1 (some people's brows rest high: 0.87 on one), and the calibration keeps that reading, so dropping it
-would change the person's lids and brows. The cap keeps out what no neutral face shows: a surprised
-photo's stare (eyeWide is at most 0.04 on neutral faces) stays in that photo's expression, not in the
-person. Everything else is the emotional part (`HeadFit.emotional_expression`).
+photos (`LandmarkCalibration.rest_ceiling`), and the lip seal below; zero elsewhere. A rest is still
+needed because a neutral face is not ICT's zero: on the neutral London photos MediaPipe reads a lower-lid
+squint of ~0.26 and brows of ~0.1 (some people's brows rest high: 0.87 on one), and the calibration keeps
+that reading, so dropping it would change the person's lids and brows. The cap keeps out what no neutral
+face shows: a surprised photo's stare (eyeWide is at most 0.04 on neutral faces) stays in that photo's
+expression, not in the person. Everything else is the emotional part (`HeadFit.emotional_expression`).
+
+The rest also seals the lips (`REST_LIP_SEAL`): ICT's zero expression leaves them about 2 mm apart, and
+the neutral avatars of every shared photo tried showed a strip of teeth between them (about 100 pixels of
+teeth in a 512-px frontal render), where a neutral face's lips meet. ``mouthClose`` at 0.1 closes them on
+every face tried (no tooth pixel left) without pressing or pursing them (0.3 starts to purse).
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ REST_SHAPES = tuple(
     n for n in ICT_NAMES if n.startswith(("eyeWide", "eyeSquint", "eyeBlink", "browInnerUp", "browOuterUp",
                                           "browDown"))
 )  # fmt: skip
+
+REST_LIP_SEAL = ("mouthClose", 0.1)  # (shape, value) that makes the rest's lips meet (module doc)
 
 
 def _sides(left: str, right: str) -> tuple[tuple[str, str], ...]:
@@ -110,7 +117,7 @@ class HeadFit:
 
     identity: np.ndarray  # (100,)
     expression: np.ndarray  # (53,) the photo's full expression (rest + emotional)
-    rest_expression: np.ndarray  # (53,) the person's resting eye/brow shape, zero elsewhere
+    rest_expression: np.ndarray  # (53,) the person's resting eye/brow shape and lip seal, zero elsewhere
     rotation: np.ndarray  # (3, 3) head (ICT, cm) -> camera
     translation: np.ndarray  # (3,) cm
     focal_px: float
@@ -409,6 +416,7 @@ class HeadFitter:
         rotation = (_axis_angle_to_matrix(torch.from_numpy(omega)) @ rotation0).numpy()
         expression = expression.astype(np.float32)
         rest = np.where(self.rest_mask, np.minimum(expression, self.calibration.rest_ceiling), 0.0).astype(np.float32)
+        rest[ICT_NAMES.index(REST_LIP_SEAL[0])] = REST_LIP_SEAL[1]
         mean_px = float(distances.mean())
         return HeadFit(
             identity=identity.astype(np.float32),

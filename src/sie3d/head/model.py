@@ -3,10 +3,17 @@
     verts = neutral + identity @ identity_basis + expression @ expression_basis
 
 Units are centimetres; axes +x = the subject's left, +y up, +z out of the face (as glTF).
+
+sie3d's rig is ICT's with one change, `RIG_GAINS`: ICT's ``browDown`` at 1.0 lowers the brow by at most
+3.4 mm (0.65 cm of movement, mostly towards the nose), which MediaPipe's blendshape model -- the tracker that
+drives our avatars and the fit's own observer, not a judge -- reads back as 0.27 on a render of shared photos'
+people (0.13 at their rest), where it reads 0.91 on a real scowl (`max_angry.jpg`); the mouth's shapes at 1.0
+read 0.7-0.9. Doubled, it reads 0.45: still short of a full scowl, and the brows stay clear of the lids.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +25,8 @@ from sie3d.head.names import ICT_NAMES
 
 N_IDENTITY = ict.N_IDENTITY
 N_EXPRESSION = len(ICT_NAMES)
+# ICT shape -> factor on its vertex offsets in sie3d's rig (the fit, renders, wrinkles and every export).
+RIG_GAINS: dict[str, float] = {"browDown_L": 2.0, "browDown_R": 2.0}
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class HeadModel(nn.Module):
 
     def __init__(self, arrays: ict.IctArrays | None = None) -> None:
         super().__init__()
-        arrays = arrays or ict.load()
+        arrays = with_rig_gains(arrays or ict.load())
         self.arrays = arrays  # the converted model as loaded (exporters read its bases and materials)
         if arrays.expression_names != ICT_NAMES:
             raise ValueError("ICT-FaceKit expression order differs from sie3d.head.names.ICT_NAMES")
@@ -89,6 +98,14 @@ class HeadModel(nn.Module):
     def surface_points(self, tri: Tensor, bary: Tensor) -> SurfacePointModel:
         """A linear model of the points (triangle `tri`, barycentrics `bary`) on the surface."""
         return SurfacePointModel.build(self, tri, bary)
+
+
+def with_rig_gains(arrays: ict.IctArrays, gains: dict[str, float] = RIG_GAINS) -> ict.IctArrays:
+    """ICT's arrays with each shape of `gains` scaled by its factor (the other shapes shared, not copied)."""
+    basis = arrays.expression_basis.copy()
+    for name, gain in gains.items():
+        basis[arrays.expression_names.index(name)] *= gain
+    return dataclasses.replace(arrays, expression_basis=basis)
 
 
 @dataclass

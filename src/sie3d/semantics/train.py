@@ -131,7 +131,7 @@ def real_people(faces: Path, progress: bool = True) -> People:
 
     photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     key = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in photos).encode())
-    for source in ("fit.py", "calibration.py", "landmark_calibration.json", "correspondence.py"):
+    for source in ("model.py", "fit.py", "calibration.py", "landmark_calibration.json", "correspondence.py"):
         key.update((PACKAGE_DIR.parent / "head" / source).read_bytes())  # a changed fit gives other people
     path = cache_folder() / f"people-{key.hexdigest()[:16]}.npz"
     if path.is_file():
