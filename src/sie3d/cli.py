@@ -473,6 +473,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.run_observation_benchmark(args.photos, runs=args.runs, threads=args.threads)
     elif args.stage == "cli":
         result = bench.run_cli_benchmark(args.photos, runs=args.runs)
+    elif args.stage == "hair":
+        result = bench.run_hair_benchmark(args.photos, runs=args.runs)
     elif args.stage == "web":
         result = bench.run_web_benchmark(args.photos, clients=args.clients, workers=args.workers)
     elif args.stage == "batch":
@@ -647,17 +649,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="measure cold start, per-photo time and peak memory")
     bench.add_argument("--photos", help="folder of photos (default: the shared faces or a sample photo); for "
                        "cli also one photo")
-    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "web", "batch"],
+    bench.add_argument("stage", nargs="?", choices=["observe", "reconstruct", "cli", "hair", "web", "batch"],
                        default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
-                       "photos, and their ratio; web: a load test of `sie3d web` on loopback (N clients at once, "
-                       "bad uploads, peak memory); batch: `sie3d batch` on photos x 3 prompts vs `sie3d generate` "
-                       "once per avatar, in avatars/min (default: observe)")
+                       "photos, and their ratio; hair: whole `sie3d reconstruct` vs `sie3d reconstruct --hair` "
+                       "processes, alternated, and their ratio; web: a load test of `sie3d web` on loopback (N clients "
+                       "at once, bad uploads, peak memory); batch: `sie3d batch` on photos x 3 prompts vs "
+                       "`sie3d generate` once per avatar, in avatars/min (default: observe)")
     bench.add_argument("--engine", choices=batch_engines(), default="local", help="batch: engine (default local)")
     bench.add_argument("--sequential", type=int, default=None,
                        help="batch: time only the first N `sie3d generate` runs (default: one per avatar)")
-    bench.add_argument("--runs", type=int, default=3, help="observe, cli: repetitions per photo; the median is "
+    bench.add_argument("--runs", type=int, default=3, help="observe, cli, hair: repetitions per photo; the median is "
                        "reported")
     bench.add_argument("--full-runs", type=int, default=3,
                        help="reconstruct: photos that also go through texture, render and export")

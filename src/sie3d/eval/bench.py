@@ -284,6 +284,53 @@ def run_cli_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3)
     return result
 
 
+# The hair benchmark's photos: short hair, a curly up-do, a ponytail (studio) and a phone photo.
+HAIR_PHOTOS = ("london_004_happy.jpg", "london_001_neutral.jpg", "london_025_neutral.jpg", "zoom_30cm.jpg")
+
+
+def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
+    """Whole processes on the same photos, alternated, `runs` times each: `sie3d reconstruct PHOTO` and
+    `sie3d reconstruct PHOTO --hair` (default options otherwise); per photo the medians, their ratio and the
+    hair stage's own times (from the --hair run's report.json); overall the median of the ratios."""
+    import tempfile
+
+    path = Path(photos) if photos else default_photos()
+    named = [path / name for name in HAIR_PHOTOS] if path.is_dir() else []
+    paths = named if named and all(p.is_file() for p in named) else _cli_photos(photos)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for photo in paths:
+            walls: dict[str, list[float]] = {"reconstruct": [], "reconstruct_hair": []}
+            stages: dict[str, list[float]] = {}
+            for run in range(runs):
+                for command in walls:
+                    out = Path(tmp) / f"{command}-{run}"
+                    hair = ["--hair"] if command == "reconstruct_hair" else []
+                    walls[command].append(_timed_process(["reconstruct", str(photo), *hair, "-o", str(out)]))
+                report = json.loads((Path(tmp) / f"reconstruct_hair-{run}" / "report.json").read_text())
+                hair_timings = (report.get("hair") or {}).get("timings", {})
+                for stage, seconds in {"hair": report["timings_s"].get("hair", 0.0), **hair_timings}.items():
+                    stages.setdefault(stage, []).append(seconds)
+            plain_s, hair_s = (statistics.median(walls[c]) for c in walls)
+            rows.append({"photo": photo.name, "reconstruct_s": round(plain_s, 2),
+                         "reconstruct_hair_s": round(hair_s, 2), "ratio": round(hair_s / plain_s, 3),
+                         "walls_s": {c: [round(w, 2) for w in v] for c, v in walls.items()},
+                         "hair_stages_s": {k: round(statistics.median(v), 3) for k, v in stages.items()}})
+    result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_1min": round(os.getloadavg()[0], 2)},
+              "runs": runs, "photos": rows, "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3)}
+    lines = [f"| photo | `reconstruct` | `reconstruct --hair` | ratio | hair stage (s) | (medians of {runs} runs) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in row["hair_stages_s"].items())
+        lines.append(f"| {row['photo']} | {row['reconstruct_s']:.2f} s | {row['reconstruct_hair_s']:.2f} s | "
+                     f"{row['ratio']:.2f} | {stages} | |")
+    lines.append(f"\nmedian ratio {result['median_ratio']:.2f}; load average (1 min) at the end "
+                 f"{result['machine']['load_average_1min']}")
+    result["markdown"] = "\n".join(lines)
+    return result
+
+
 BATCH_PROMPTS = (BENCH_TEXT, "quietly furious", "surprised but happy")
 
 
