@@ -66,7 +66,10 @@ class HairGrid:
     def radius_at(self, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) unit directions -> (outer radius (N,), presence (N,)), bilinear in the grid; directions
         below the grid get presence 0."""
-        polar, azimuth = to_angles(dirs)
+        return self.radius_at_angles(*to_angles(dirs))
+
+    def radius_at_angles(self, polar: np.ndarray, azimuth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`radius_at` of the directions given by their angles (N,) (radians)."""
         both = _bilinear(self, np.stack([self.radius, self.presence], -1), polar, azimuth)
         return both[:, 0], both[:, 1]
 
@@ -99,8 +102,12 @@ def directions(polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
 
 def to_angles(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) vectors -> polar (N,), azimuth (N,) radians."""
-    norm = np.linalg.norm(dirs, axis=-1) + 1e-12
-    return np.arccos(np.clip(dirs[..., 1] / norm, -1, 1)), np.arctan2(dirs[..., 0], dirs[..., 2])
+    return _angles(dirs, np.sqrt(np.einsum("...i,...i->...", dirs, dirs)))
+
+
+def _angles(dirs: np.ndarray, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`to_angles` of `dirs` (..., 3) whose lengths `norm` (...) are known."""
+    return np.arccos(np.clip(dirs[..., 1] / (norm + 1e-12), -1, 1)), np.arctan2(dirs[..., 0], dirs[..., 2])
 
 
 def head_centre(verts: np.ndarray, head: HeadModel) -> np.ndarray:
@@ -165,22 +172,28 @@ def envelope_expressions(fit: HeadFit) -> np.ndarray:
 
 
 def envelope_points(head: HeadModel, fit: HeadFit) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 3) every vertex of the person's head under each of `envelope_expressions(fit)` -- the vertices no
-    expression moves once -- and (V, 3) the head at rest. Built from the identity shape plus the expression
-    deltas (the 53 unit expressions are the deltas themselves), not from 56 evaluations of the model."""
-    basis = head.expression_deltas().numpy()  # (53, V, 3)
-    moving = _moving_vertices(head)
+    """(M, 3) every distinct vertex position of the person's head under each of `envelope_expressions(fit)`
+    and (V, 3) the head at rest. Built from the identity shape plus the expression deltas (the 53 unit
+    expressions are the deltas themselves), not from 56 evaluations of the model; a vertex a unit expression
+    does not move is where the identity shape has it, so only the (expression, vertex) pairs that move are
+    added (about half of them)."""
+    moving, basis, moved_vertex, moved_delta = _expression_moves(head)
     shape = posed_heads(head, fit.identity, np.zeros((1, N_EXPRESSION), np.float32))[0]
     rest = shape + np.tensordot(fit.rest_expression, basis, axes=1)
     photo = shape[moving] + np.tensordot(fit.expression, basis[:, moving], axes=1)
-    points = [shape, rest[moving], photo, (shape[moving] + basis[:, moving]).reshape(-1, 3)]
+    points = [shape, rest[moving], photo, shape[moved_vertex] + moved_delta]
     return np.concatenate(points).astype(np.float32), rest.astype(np.float32)
 
 
 @lru_cache(maxsize=2)
-def _moving_vertices(head: HeadModel) -> np.ndarray:
-    """(V,) bool: the vertices some expression moves."""
-    return np.abs(head.expression_deltas().numpy()).max((0, 2)) > 0
+def _expression_moves(head: HeadModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The head model's expression deltas as `envelope_points` reads them (once per process): (V,) bool, the
+    vertices some expression moves; (53, V, 3) the deltas; and every (expression, vertex) pair that moves as
+    its vertex (M,) and delta (M, 3)."""
+    basis = head.expression_deltas().numpy()
+    moves = np.abs(basis).max(2) > 0  # (53, V)
+    expression, vertex = np.nonzero(moves)
+    return moves.any(0), basis, vertex, basis[expression, vertex]
 
 
 def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
@@ -188,8 +201,8 @@ def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azi
     """(R, C + 1) the largest radius of `verts` (..., 3) per direction cell, grown by `dilation` cells
     (wrapping around in azimuth); 0 where no vertex comes near."""
     offsets = verts.reshape(-1, 3) - centre
-    p, a = to_angles(offsets)
-    radius = np.linalg.norm(offsets, axis=1)
+    radius = np.sqrt(np.einsum("ij,ij->i", offsets, offsets))
+    p, a = _angles(offsets, radius)
     row, col = _cell_of(polar, azimuth, p, a)
     rows, columns = len(polar), len(azimuth) - 1
     r = np.clip(np.round(row).astype(int), 0, rows - 1)

@@ -27,28 +27,31 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
     mesh, rgba = hair.mesh, hair.texture.rgba
     texture = torch.from_numpy(np.ascontiguousarray(rgba[..., :3])).permute(2, 0, 1)[None].to(out.rgb.dtype)
     lighting = {"sh_coeffs": sh_coeffs} if sh_coeffs is not None else {"light": light}
-    rgb, coverage, depth = out.rgb.clone(), out.alpha.clone(), out.depth.clone()
+    rgb, coverage, depth = out.rgb, out.alpha, out.depth
     behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
-    verts = torch.from_numpy(mesh.verts).to(out.rgb.dtype)
+    verts, uvs = torch.from_numpy(mesh.verts).to(out.rgb.dtype), torch.from_numpy(mesh.uvs)
     size = rgba.shape[0]
     for faces, shade in ((mesh.faces[:, ::-1], INSIDE_SHADE), (mesh.faces, 1.0)):  # far layer (reversed winding:
         # it faces the camera), then the near layer
-        faces = np.ascontiguousarray(faces)
+        faces = torch.from_numpy(np.ascontiguousarray(faces))
         with torch.no_grad():
-            drawn = render_mesh(verts, torch.from_numpy(faces), cams, uv=torch.from_numpy(mesh.uvs), texture=texture,
-                                background=(0.0, 0.0, 0.0), cull_backfaces=True, **lighting)  # fmt: skip
+            drawn = render_mesh(verts, faces, cams, uv=uvs, texture=texture, background=(0.0, 0.0, 0.0),
+                                cull_backfaces=True, **lighting)  # fmt: skip
         frags = drawn.fragments
-        front = (frags.tri_id >= 0) & (drawn.depth < behind)
-        if not bool(front.any()):
+        # The texture's alpha at the pixels where this layer lies in front of what is drawn (0 elsewhere); the
+        # blend is then whole-image arithmetic, much cheaper than indexing by the mask.
+        front = ((frags.tri_id >= 0) & (drawn.depth < behind)).reshape(-1).nonzero()[:, 0]
+        if len(front) == 0:
             continue
-        tri = frags.tri_id[front].numpy()
-        uv = (mesh.uvs[faces[tri]] * frags.bary[front].numpy()[..., None]).sum(1)
+        bary = frags.bary.reshape(-1, 3)[front]
+        uv = (uvs[faces[frags.tri_id.reshape(-1)[front]]] * bary[..., None]).sum(1).numpy()
         alpha = _sample_bilinear(rgba[..., 3:], np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], -1))[:, 0]
-        a = torch.from_numpy(alpha.astype(np.float32)).to(rgb.dtype)
-        rgb[front] = rgb[front] * (1 - a[:, None]) + drawn.rgb[front] * (shade * a[:, None])
-        coverage[front] = torch.maximum(coverage[front], a)
-        opaque = front.clone()
-        opaque[front] = a >= 0.5
-        depth[opaque] = drawn.depth[opaque].to(depth.dtype)
+        a = torch.zeros(rgb.shape[:3], dtype=rgb.dtype).reshape(-1)
+        a[front] = torch.from_numpy(alpha.astype(np.float32)).to(rgb.dtype)
+        a = a.reshape(rgb.shape[:3])
+        rgb = rgb * (1 - a[..., None]) + drawn.rgb * (shade * a[..., None])
+        coverage = torch.maximum(coverage, a)
+        opaque = a >= 0.5
+        depth = torch.where(opaque, drawn.depth.to(depth.dtype), depth)
         behind = torch.where(opaque, drawn.depth.to(behind.dtype), behind)
     return RenderOutput(rgb, coverage, depth, out.normals, out.fragments)

@@ -68,7 +68,7 @@ def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.
     polar = (1.0 - v) * (grid.polar[0] + grid.polar[-1])  # v = 1 - polar / max polar, as in the mesh's UVs
     azimuth = -np.pi + 2 * np.pi * u
     dirs = directions(polar[:, None], azimuth[None])
-    radius, presence = grid.radius_at(dirs.reshape(-1, 3))
+    radius, presence = grid.radius_at_angles(*(a.reshape(-1) for a in np.broadcast_arrays(polar[:, None], azimuth)))
     points = grid.centre + dirs * radius.reshape(size, size, 1)
     normals = outward_normals(dirs, polar, grid.drop_polar)
     return points.astype(np.float32), normals.astype(np.float32), presence.reshape(size, size).astype(np.float32)
@@ -103,11 +103,11 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
         weight = np.outer(window, window)[..., None].astype(np.float32)
         acc = np.zeros((height + patch, width + patch, 3), np.float32)
         total = np.zeros((height + patch, width + patch, 1), np.float32)
-        need = cv2.dilate((wanted & (seen < 1)).astype(np.uint8), np.ones((patch, patch), np.uint8)) > 0
-        for top in range(-step, height, step):
-            for left in range(-step, width, step):
-                t0, l0 = max(top, 0), max(left, 0)
-                if not need[t0 : top + patch, l0 : left + patch].any():
+        need = _patches_needed(cv2.dilate((wanted & (seen < 1)).astype(np.uint8), np.ones((patch, patch), np.uint8)),
+                               step, patch)  # fmt: skip
+        for i, top in enumerate(range(-step, height, step)):
+            for j, left in enumerate(range(-step, width, step)):
+                if not need[i, j]:
                     continue
                 k = int(rng.integers(len(ys)))
                 source = ratio[ys[k] : ys[k] + patch, xs[k] : xs[k] + patch]
@@ -118,6 +118,19 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
     synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
     keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
+
+
+def _patches_needed(need: np.ndarray, step: int, patch: int) -> np.ndarray:
+    """(I, J) bool: whether `need` (H, W) is nonzero anywhere under the patch at row ``i * step - step``,
+    column ``j * step - step`` (``patch`` texels wide, clipped to the image): `synthesize`'s grid of patches,
+    from one table of prefix sums instead of a look at every patch."""
+    height, width = need.shape
+    total = np.zeros((height + 1, width + 1), np.int64)
+    total[1:, 1:] = (need > 0).cumsum(0).cumsum(1)
+    tops, lefts = np.arange(-step, height, step), np.arange(-step, width, step)
+    r0, r1 = np.maximum(tops, 0)[:, None], np.minimum(tops + patch, height)[:, None]
+    c0, c1 = np.maximum(lefts, 0)[None], np.minimum(lefts + patch, width)[None]
+    return total[r1, c1] - total[r0, c1] - total[r1, c0] + total[r0, c0] > 0
 
 
 def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
@@ -209,15 +222,16 @@ def darken_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray
     _, presence = grid.radius_at(offsets)
     polar, _ = to_angles(offsets)
     weight = strength * np.clip((presence - 0.5) / 0.3, 0, 1) * (polar <= grid.polar[-1])
+    faces = head.topology.faces
+    touched_faces = weight[faces].max(1) > 0
     tiles = dict(textures.tiles)
     for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
         if tile not in tiles:
             continue
         size = tiles[tile].shape[0]
         tri, (rows, cols), bary = material_texels(head, material, tile, size)
-        corners = head.topology.faces[tri]
-        touched = weight[corners].max(1) > 0
-        texel_weight = _interpolate(weight[:, None].astype(np.float32), corners[touched], bary[touched])
+        touched = np.flatnonzero(touched_faces[tri])  # texels of triangles with a corner under the hair
+        texel_weight = _interpolate(weight[:, None].astype(np.float32), faces[tri[touched]], bary[touched])
         rows, cols = rows[touched], cols[touched]
         image = tiles[tile].copy()
         image[rows, cols] = image[rows, cols] * (1 - texel_weight) + dark[None] * texel_weight
