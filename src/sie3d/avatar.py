@@ -769,7 +769,7 @@ class _SharedMesh:
         import torch
 
         from sie3d.export import avatar_mesh_from_ict
-        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout, to_srgb8
+        from sie3d.head.texture import EYE_SHADE, EYE_TILE, HIDDEN_MATERIALS, LASH_TILE, render_layout
 
         head = models.head
         # Export with sie3d's eye UVs (ICT's overlap; see `render_layout`), moved back from tile 7 into
@@ -780,9 +780,10 @@ class _SharedMesh:
         arrays = dataclasses.replace(head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
         with torch.no_grad():
             identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
-        tiles = person.textures.srgb_tiles()
+        textures = person.textures
         if person.hair is not None:  # the scalp under the hair darkened, as the previews draw it
-            tiles.update({k: to_srgb8(v) for k, v in person.hair.scalp_tiles.items()})
+            textures = dataclasses.replace(textures, tiles={**textures.tiles, **person.hair.scalp_tiles})
+        tiles = textures.srgb_tiles()
         eye = tiles.pop(EYE_TILE)
         eyes = {m: eye for m in ("M_ScleraLeft", "M_IrisLeft", "M_ScleraRight", "M_IrisRight")}
         # The lids' shade: the eye-occlusion shell with its RGBA texture (alphaMode BLEND), when there is one.

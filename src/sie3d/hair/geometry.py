@@ -191,7 +191,7 @@ def _expression_moves(head: HeadModel) -> tuple[np.ndarray, np.ndarray, np.ndarr
     vertices some expression moves; (53, V, 3) the deltas; and every (expression, vertex) pair that moves as
     its vertex (M,) and delta (M, 3)."""
     basis = head.expression_deltas().numpy()
-    moves = np.abs(basis).max(2) > 0  # (53, V)
+    moves = (basis[..., 0] != 0) | (basis[..., 1] != 0) | (basis[..., 2] != 0)  # (53, V); 20x np.abs(...).max(2)
     expression, vertex = np.nonzero(moves)
     return moves.any(0), basis, vertex, basis[expression, vertex]
 
@@ -415,7 +415,8 @@ def outward_normals(dirs: np.ndarray, polar: np.ndarray, drop_polar: float) -> n
 
 
 def _mesh(grid: HairGrid, config: HairConfig) -> HairMesh:
-    """Triangles of every grid cell with a corner holding hair, plus a fan closing the crown."""
+    """Triangles of every grid cell with a corner holding hair, plus a fan closing the crown (and only their
+    vertices)."""
     rows, cols = grid.radius.shape
     verts = grid.centre + directions(grid.polar[:, None], grid.azimuth[None]) * grid.radius[..., None]
     u = np.linspace(0.0, 1.0, cols)
@@ -438,5 +439,7 @@ def _mesh(grid: HairGrid, config: HairConfig) -> HairMesh:
     all_verts = np.concatenate([verts.reshape(-1, 3), (grid.centre + np.array([0, pole_radius, 0]))[None]])
     all_uvs = np.concatenate([uvs, [[0.5, 1.0]]])
     presence = np.concatenate([grid.presence.reshape(-1), [float(grid.presence[0].mean())]])
-    faces = np.concatenate([faces, fan]).astype(np.int64)
-    return HairMesh(all_verts.astype(np.float32), faces, all_uvs.astype(np.float32), presence.astype(np.float32), grid)
+    faces = np.concatenate([faces, fan])
+    used, faces = np.unique(faces, return_inverse=True)  # only the vertices of these triangles, renumbered
+    return HairMesh(all_verts[used].astype(np.float32), faces.reshape(-1, 3).astype(np.int64),
+                    all_uvs[used].astype(np.float32), presence[used].astype(np.float32), grid)  # fmt: skip
