@@ -34,11 +34,15 @@ from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 
 
 def _assert_same_fields(a: object, b: object, where: str) -> None:
-    """Every dataclass field equal: arrays with the same dtype and values, floats exactly."""
+    """Every dataclass field equal (nested dataclasses field by field): arrays with the same dtype and values,
+    floats exactly."""
     for f in dataclasses.fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
         name = f"{where}.{f.name}"
-        if isinstance(x, np.ndarray):
+        if dataclasses.is_dataclass(x):
+            assert type(x) is type(y), name
+            _assert_same_fields(x, y, name)
+        elif isinstance(x, np.ndarray):
             assert isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y), name
         elif isinstance(x, dict) and x and isinstance(next(iter(x.values())), np.ndarray):
             assert x.keys() == y.keys(), name
@@ -57,6 +61,9 @@ def assert_same_person(a: Person, b: Person) -> None:
     for k, (x, y) in enumerate(zip(a.faces, b.faces, strict=True)):
         _assert_same_fields(x, y, f"faces[{k}]")
     assert a.warnings == b.warnings and a.config == b.config
+    assert (a.hair is None) == (b.hair is None)
+    if a.hair is not None:  # mesh, grid, texture, scalp tiles, mask summary, timings
+        _assert_same_fields(a.hair, b.hair, "hair")
     assert set(b.timings) == {"load_person"}  # a loaded person times its own loading, not the saved run
 
 
@@ -64,7 +71,7 @@ def test_person_save_load_round_trip(happy: Person, tmp_path: Path) -> None:
     folder = happy.save(tmp_path / "person")
     assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "person.json", "photo.png"]
     meta = json.loads((folder / "person.json").read_text())
-    assert meta["format_version"] == 1 and meta["timings"] == happy.timings
+    assert meta["format_version"] == 2 and meta["timings"] == happy.timings and meta["hair"] is None
     loaded = Person.load(folder)
     assert_same_person(happy, loaded)
     assert isinstance(loaded.observation, FaceObservation) and loaded.observation.identity.shape == (128,)
@@ -74,6 +81,37 @@ def test_person_save_load_round_trip(happy: Person, tmp_path: Path) -> None:
     odd = dataclasses.replace(happy, faces=(*happy.faces, dataclasses.replace(happy.faces[0], confidence=np.nan,
                                                                               identity=None, index=1)))
     assert_same_person(odd, Person.load(odd.save(tmp_path / "odd")))
+
+
+def test_a_saved_person_keeps_its_hair_and_generate_exports_it(happy: Person, models: Models, tmp_path: Path) -> None:
+    from sie3d.avatar import with_hair
+
+    from conftest import glb_json
+
+    person = with_hair(happy, models)
+    assert person.hair is not None
+    folder = person.save(tmp_path / "person")
+    meta = json.loads((folder / "person.json").read_text())
+    assert meta["hair"]["mask"] == person.hair.mask_summary and meta["config"]["hair"]["enabled"]
+    loaded = Person.load(folder)
+    assert_same_person(person, loaded)  # every hair array equal, dtype and values
+    # A folder of format version 1 (no hair in it) still loads, without hair.
+    meta.update(format_version=1)
+    del meta["hair"]
+    (folder / "person.json").write_text(json.dumps(meta))
+    assert_same_person(dataclasses.replace(person, hair=None), Person.load(folder))
+    # `generate PERSON_FOLDER` exports the saved hair (not made again: no hair stage in this run).
+    folder = person.save(tmp_path / "again")
+    out = tmp_path / "out"
+    done = run_cli("generate", str(folder), "--text", "a warm smile", "--formats", "glb", "--no-previews",
+                   "--no-in-photo", "-o", str(out), "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["hair"]["triangles"] == len(person.hair.mesh.faces) and "hair" not in report["timings_s"]
+    glb = next(out.glob("*/avatar.glb"))
+    document = glb_json(glb.read_bytes())
+    hair = next(m for m in document["materials"] if m["name"] == "M_Hair")
+    assert hair["alphaMode"] == "BLEND" and "baseColorTexture" in hair["pbrMetallicRoughness"]
 
 
 def test_damaged_or_foreign_person_folders_fail_clearly(happy: Person, tmp_path: Path, faces: Path) -> None:

@@ -180,7 +180,8 @@ class ReconstructConfig:
 
 
 PERSON_FORMAT = "sie3d-person"
-PERSON_FORMAT_VERSION = 1
+PERSON_FORMAT_VERSION = 2  # 2: the hair volume is saved too (version 1 folders, without it, still load)
+READABLE_PERSON_FORMATS = (1, 2)
 _PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "photo.png"
 
 
@@ -198,7 +199,7 @@ class Person:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     config: ReconstructConfig = ReconstructConfig()
-    hair: Hair | None = None  # with `config.hair.enabled` and hair in the photo (not saved: `with_hair` remakes it)
+    hair: Hair | None = None  # with `config.hair.enabled` and hair in the photo
 
     @property
     def rest_expression(self) -> np.ndarray:
@@ -212,8 +213,8 @@ class Person:
 
     def save(self, folder: str | Path) -> Path:
         """Write the person to `folder` (created if needed): ``person.json`` (format version, scalars,
-        checksums), ``arrays.npz`` (every array, float32 exactly) and ``photo.png`` (the photo's pixels).
-        `Person.load` gives back an equal person. Returns the folder."""
+        checksums), ``arrays.npz`` (every array, float32 exactly; the hair volume's too, when there is one) and
+        ``photo.png`` (the photo's pixels). `Person.load` gives back an equal person. Returns the folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
@@ -240,6 +241,7 @@ class Person:
                     "seconds": fit.seconds, "extras": fit.extras},
             "textures": {"tiles": {k: list(v.shape) for k, v in sorted(self.textures.tiles.items())},
                          "tile_encoding": "float32 byte planes", "coverage": self.textures.coverage},
+            "hair": None if self.hair is None else _hair_to_json(self.hair, self.textures, arrays),
             "warnings": list(self.warnings),
             "timings": self.timings,
         }  # fmt: skip
@@ -287,12 +289,13 @@ class Person:
                                      for k, shape in t["tiles"].items()},
                                     arrays["textures.sh_lighting"], arrays["textures.skin_albedo"],
                                     float(t["coverage"]))  # fmt: skip
+            hair = _hair_from_json(meta["hair"], textures, arrays) if meta.get("hair") else None  # none in version 1
             return Person(
                 photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
                 fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
-                config=ReconstructConfig.from_json(meta["config"]),
+                config=ReconstructConfig.from_json(meta["config"]), hair=hair,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None
@@ -312,11 +315,11 @@ def read_person_json(folder: Path) -> dict:
         raise PersonError(f"{path} is not a sie3d person file (or is damaged)",
                           "run `sie3d reconstruct PHOTO -o OUT` again to save the person anew")  # fmt: skip
     version = meta.get("format_version")
-    if version != PERSON_FORMAT_VERSION:
+    if version not in READABLE_PERSON_FORMATS:
         newer = isinstance(version, int) and version > PERSON_FORMAT_VERSION
         raise PersonError(
-            f"{folder} holds a person in format version {version}; this sie3d ({__version__}) reads version "
-            f"{PERSON_FORMAT_VERSION}",
+            f"{folder} holds a person in format version {version}; this sie3d ({__version__}) reads versions "
+            f"{READABLE_PERSON_FORMATS[0]} to {PERSON_FORMAT_VERSION}",
             "upgrade sie3d to read it" if newer else "reconstruct the photo again with this sie3d")
     return meta
 
@@ -340,6 +343,47 @@ def _face_from_json(meta: dict, key: str, arrays: dict[str, np.ndarray]) -> Face
         image_size=tuple(meta["image_size"]), index=int(meta["index"]),
         identity=arrays[f"{key}.identity"] if meta["identity"] else None, extras=dict(meta["extras"]),
     )  # fmt: skip
+
+
+_HAIR_MESH = ("verts", "faces", "uvs", "presence")
+_HAIR_GRID = ("centre", "polar", "azimuth", "scalp", "radius", "presence", "thickness", "measured")
+
+
+def _hair_to_json(hair: Hair, textures: HeadTextures, arrays: dict[str, np.ndarray]) -> dict:
+    """Scalars of `hair` as JSON; its arrays go into `arrays` under ``hair.<name>``. Of each darkened scalp
+    tile only the texels that differ from the person's own tile (`textures`) are kept, with a bit mask of
+    where they are: a third of the tile's bytes, written in a third of the time."""
+    mesh, grid, texture = hair.mesh, hair.mesh.grid, hair.texture
+    arrays.update({f"hair.mesh.{name}": getattr(mesh, name) for name in _HAIR_MESH})
+    arrays.update({f"hair.grid.{name}": getattr(grid, name) for name in _HAIR_GRID})
+    arrays["hair.texture.rgba"], arrays["hair.texture.dark"] = _byte_planes(texture.rgba), texture.dark
+    for tile, image in hair.scalp_tiles.items():
+        changed = (image != textures.tiles[tile]).any(-1)
+        arrays[f"hair.scalp_tile{tile}.changed"] = np.packbits(changed)
+        arrays[f"hair.scalp_tile{tile}.texels"] = _byte_planes(image[changed])
+    return {"drop_polar": grid.drop_polar, "texture_shape": list(texture.rgba.shape), "texture_seen": texture.seen,
+            "scalp_tiles": sorted(hair.scalp_tiles), "mask": hair.mask_summary, "timings": hair.timings}  # fmt: skip
+
+
+def _hair_from_json(meta: dict, textures: HeadTextures, arrays: dict[str, np.ndarray]) -> Hair:
+    """The inverse of `_hair_to_json` (`textures`: the person's own tiles, which the scalp tiles change)."""
+    from sie3d.hair.geometry import HairGrid, HairMesh
+    from sie3d.hair.texture import HairTexture
+    from sie3d.hair.volume import Hair
+
+    grid = HairGrid(**{name: arrays[f"hair.grid.{name}"] for name in _HAIR_GRID}, drop_polar=float(meta["drop_polar"]))
+    mesh = HairMesh(**{name: arrays[f"hair.mesh.{name}"] for name in _HAIR_MESH}, grid=grid)
+    texture = HairTexture(_from_byte_planes(arrays["hair.texture.rgba"], meta["texture_shape"]),
+                          float(meta["texture_seen"]), arrays["hair.texture.dark"])  # fmt: skip
+    tiles = {}
+    for tile in meta["scalp_tiles"]:
+        image = textures.tiles[tile].copy()
+        bits = np.unpackbits(arrays[f"hair.scalp_tile{tile}.changed"], count=image.shape[0] * image.shape[1])
+        changed = bits.reshape(image.shape[:2]).astype(bool)
+        texels = arrays[f"hair.scalp_tile{tile}.texels"]
+        image[changed] = _from_byte_planes(texels, (int(changed.sum()), image.shape[2]))
+        tiles[tile] = image
+    return Hair(mesh, texture, tiles, dict(meta["mask"]), dict(meta["timings"]))
 
 
 def _byte_planes(image: np.ndarray) -> np.ndarray:

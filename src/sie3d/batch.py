@@ -297,7 +297,7 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
         saved = out / PEOPLE / job.key
         reused = _saved_person_of(saved, job.photo)
         person = Person.load(saved) if reused else reconstruct(load_photo(job.photo), models, config.reconstruct)
-        if reused and config.reconstruct.hair.enabled:  # a saved person keeps no hair: made again
+        if reused and config.reconstruct.hair.enabled and person.hair is None:  # saved without hair: made now
             person = with_hair(person, models, config.reconstruct.hair)
         variants = item_variants(person, models, job.items)
         write_outputs(person, models, variants, stage, config.output, save_person=config.save_people and not reused)

@@ -302,8 +302,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
-        if saved and (args.hair or person.config.hair.enabled):  # a saved person keeps no hair: made again
-            person = with_hair(person, models)
+        if saved and person.hair is None and (args.hair or person.config.hair.enabled):
+            person = with_hair(person, models)  # asked for now, or saved by a sie3d that kept no hair (format 1)
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
