@@ -560,6 +560,25 @@ def test_render_mesh_known_colours():
     torch.testing.assert_close(lit.rgb[0][inside], torch.full((16, 3), 0.75, dtype=F64))
 
 
+def test_render_mesh_depth_limit_draws_only_nearer_pixels():
+    verts, faces, cams = quad_scene()
+    colours = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64).expand(4, 3)
+    full = render_mesh(verts, faces, cams, vertex_colors=colours, background=(0.0, 0.0, 1.0))
+    inside = full.fragments.mask
+    # Nearer than the limit on the left half only: drawn there, background (and no fragment) elsewhere.
+    limit = torch.where(torch.arange(16)[None, None, :] < 8, full.depth + 1.0, full.depth).expand(1, 16, 16)
+    part = render_mesh(verts, faces, cams, vertex_colors=colours, background=(0.0, 0.0, 1.0), depth_limit=limit)
+    left = inside & (torch.arange(16)[None, None, :] < 8)
+    assert left.any() and (inside & ~left).any()
+    assert torch.equal(part.fragments.mask, left)
+    torch.testing.assert_close(part.rgb[left], full.rgb[left])
+    torch.testing.assert_close(part.rgb[~left], torch.tensor([0.0, 0.0, 1.0], dtype=F64).expand(int((~left).sum()), 3))
+    no_limit = render_mesh(verts, faces, cams, vertex_colors=colours, depth_limit=torch.full((1, 16, 16), float("inf")))
+    torch.testing.assert_close(no_limit.rgb, render_mesh(verts, faces, cams, vertex_colors=colours).rgb)
+    with pytest.raises(ValueError, match="depth_limit"):
+        render_mesh(verts, faces, cams, vertex_colors=colours, depth_limit=torch.zeros(16, 16))
+
+
 def test_render_mesh_udim_with_separate_uv_topology():
     verts, faces, cams = quad_scene()
     # Six UV corners: the first face reads tile 0 (red), the second tile 1 (green).

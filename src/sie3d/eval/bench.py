@@ -217,9 +217,10 @@ def _cli_photos(photos: str | os.PathLike | None) -> list[Path]:
     return named if all(p.is_file() for p in named) else _photos_in(path)
 
 
-def _timed_process(args: list[str], peak: list[float] | None = None) -> float:
+def _timed_process(args: list[str], peak: list[float] | None = None, cpu: list[float] | None = None) -> float:
     """Wall time of one `sie3d ...` process, as a user runs it (interpreter start included); its peak resident
-    memory in MB is appended to `peak` when given (the child's own rusage, Linux: ``os.wait4``)."""
+    memory in MB is appended to `peak` when given, and the CPU seconds it used (user + system, all its threads)
+    to `cpu` (the child's own rusage, Linux: ``os.wait4``)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "sie3d.cli", *args, "-q"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -232,6 +233,8 @@ def _timed_process(args: list[str], peak: list[float] | None = None) -> float:
         raise RuntimeError(f"`sie3d {' '.join(args)}` failed ({proc.returncode}): {stderr.strip()[-500:]}")
     if peak is not None:
         peak.append(usage.ru_maxrss / 1024)
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
     return wall
 
 
@@ -290,8 +293,9 @@ HAIR_PHOTOS = ("london_004_happy.jpg", "london_001_neutral.jpg", "london_025_neu
 
 def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
     """Whole processes on the same photos, alternated, `runs` times each: `sie3d reconstruct PHOTO` and
-    `sie3d reconstruct PHOTO --hair` (default options otherwise); per photo the medians, their ratio and the
-    hair stage's own times (from the --hair run's report.json); overall the median of the ratios."""
+    `sie3d reconstruct PHOTO --hair` (default options otherwise); per photo the medians of wall and CPU time
+    (CPU time moves less with the machine's load), their ratios and the hair stage's own times (from the --hair
+    run's report.json); overall the medians of the ratios."""
     import tempfile
 
     path = Path(photos) if photos else default_photos()
@@ -301,32 +305,39 @@ def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3
     with tempfile.TemporaryDirectory() as tmp:
         for photo in paths:
             walls: dict[str, list[float]] = {"reconstruct": [], "reconstruct_hair": []}
+            cpus: dict[str, list[float]] = {"reconstruct": [], "reconstruct_hair": []}
             stages: dict[str, list[float]] = {}
             for run in range(runs):
                 for command in walls:
                     out = Path(tmp) / f"{command}-{run}"
                     hair = ["--hair"] if command == "reconstruct_hair" else []
-                    walls[command].append(_timed_process(["reconstruct", str(photo), *hair, "-o", str(out)]))
+                    walls[command].append(_timed_process(["reconstruct", str(photo), *hair, "-o", str(out)],
+                                                         cpu=cpus[command]))  # fmt: skip
                 report = json.loads((Path(tmp) / f"reconstruct_hair-{run}" / "report.json").read_text())
                 hair_timings = (report.get("hair") or {}).get("timings", {})
                 for stage, seconds in {"hair": report["timings_s"].get("hair", 0.0), **hair_timings}.items():
                     stages.setdefault(stage, []).append(seconds)
             plain_s, hair_s = (statistics.median(walls[c]) for c in walls)
+            plain_cpu, hair_cpu = (statistics.median(cpus[c]) for c in cpus)
             rows.append({"photo": photo.name, "reconstruct_s": round(plain_s, 2),
                          "reconstruct_hair_s": round(hair_s, 2), "ratio": round(hair_s / plain_s, 3),
+                         "reconstruct_cpu_s": round(plain_cpu, 2), "reconstruct_hair_cpu_s": round(hair_cpu, 2),
+                         "cpu_ratio": round(hair_cpu / plain_cpu, 3),
                          "walls_s": {c: [round(w, 2) for w in v] for c, v in walls.items()},
                          "hair_stages_s": {k: round(statistics.median(v), 3) for k, v in stages.items()}})
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                           "load_average_1min": round(os.getloadavg()[0], 2)},
-              "runs": runs, "photos": rows, "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3)}
-    lines = [f"| photo | `reconstruct` | `reconstruct --hair` | ratio | hair stage (s) | (medians of {runs} runs) |",
-             "|---|---|---|---|---|---|"]
+              "runs": runs, "photos": rows, "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3),
+              "median_cpu_ratio": round(statistics.median(r["cpu_ratio"] for r in rows), 3)}
+    lines = [f"| photo | `reconstruct` | `reconstruct --hair` | ratio | CPU time | CPU time `--hair` | ratio | "
+             f"hair stage (s) | (medians of {runs} runs) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in row["hair_stages_s"].items())
         lines.append(f"| {row['photo']} | {row['reconstruct_s']:.2f} s | {row['reconstruct_hair_s']:.2f} s | "
-                     f"{row['ratio']:.2f} | {stages} | |")
-    lines.append(f"\nmedian ratio {result['median_ratio']:.2f}; load average (1 min) at the end "
-                 f"{result['machine']['load_average_1min']}")
+                     f"{row['ratio']:.2f} | {row['reconstruct_cpu_s']:.2f} s | {row['reconstruct_hair_cpu_s']:.2f} s | "
+                     f"{row['cpu_ratio']:.2f} | {stages} | |")
+    lines.append(f"\nmedian ratio {result['median_ratio']:.2f} (wall), {result['median_cpu_ratio']:.2f} (CPU); "
+                 f"load average (1 min) at the end {result['machine']['load_average_1min']}")
     result["markdown"] = "\n".join(lines)
     return result
 

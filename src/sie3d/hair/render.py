@@ -2,7 +2,8 @@
 mesh over an opaque one: the hair's far side (the inside of the shell facing the camera, where the camera looks
 past the head) first, then its near side, each where it lies in front of what is drawn, blended by the
 texture's alpha. The shell is star-shaped around the head, so its triangles facing the camera are its near
-layer and the others its far layer: two layers are all there is to sort."""
+layer and the others its far layer: two layers are all there is to sort. (The near layer is rendered first,
+so that the far one is shaded only where no opaque near hair hides it; the blend order stays far, then near.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sie3d.render.renderer import DirectionalLight
 __all__ = ["draw_hair"]
 
 INSIDE_SHADE = 0.6  # the inside of the shell (its far layer) is in the hair's own shadow
+OPAQUE = 1.0 - 1e-6  # near hair this opaque (fully, but for rounding) hides the far layer (not shaded there)
 
 
 def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.Tensor | None = None,
@@ -27,31 +29,35 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
     mesh, rgba = hair.mesh, hair.texture.rgba
     texture = torch.from_numpy(np.ascontiguousarray(rgba[..., :3])).permute(2, 0, 1)[None].to(out.rgb.dtype)
     lighting = {"sh_coeffs": sh_coeffs} if sh_coeffs is not None else {"light": light}
-    rgb, coverage, depth = out.rgb, out.alpha, out.depth
-    behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
     verts, uvs = torch.from_numpy(mesh.verts).to(out.rgb.dtype), torch.from_numpy(mesh.uvs)
     size = rgba.shape[0]
-    for faces, shade in ((mesh.faces[:, ::-1], INSIDE_SHADE), (mesh.faces, 1.0)):  # far layer (reversed winding:
-        # it faces the camera), then the near layer
+
+    def layer(faces: np.ndarray, depth_limit: torch.Tensor) -> tuple[RenderOutput, torch.Tensor]:
+        """The layer rendered where it lies nearer than `depth_limit`, and (B, H, W) its texture's alpha
+        there (0 elsewhere)."""
         faces = torch.from_numpy(np.ascontiguousarray(faces))
         with torch.no_grad():
             drawn = render_mesh(verts, faces, cams, uv=uvs, texture=texture, background=(0.0, 0.0, 0.0),
-                                cull_backfaces=True, **lighting)  # fmt: skip
+                                cull_backfaces=True, depth_limit=depth_limit, **lighting)  # fmt: skip
         frags = drawn.fragments
-        # The texture's alpha at the pixels where this layer lies in front of what is drawn (0 elsewhere); the
-        # blend is then whole-image arithmetic, much cheaper than indexing by the mask.
-        front = ((frags.tri_id >= 0) & (drawn.depth < behind)).reshape(-1).nonzero()[:, 0]
-        if len(front) == 0:
-            continue
-        bary = frags.bary.reshape(-1, 3)[front]
-        uv = (uvs[faces[frags.tri_id.reshape(-1)[front]]] * bary[..., None]).sum(1).numpy()
-        alpha = _sample_bilinear(rgba[..., 3:], np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], -1))[:, 0]
-        a = torch.zeros(rgb.shape[:3], dtype=rgb.dtype).reshape(-1)
-        a[front] = torch.from_numpy(alpha.astype(np.float32)).to(rgb.dtype)
-        a = a.reshape(rgb.shape[:3])
+        shown = (frags.tri_id >= 0).reshape(-1).nonzero()[:, 0]
+        a = torch.zeros(frags.tri_id.numel(), dtype=out.rgb.dtype)
+        if len(shown):
+            bary = frags.bary.reshape(-1, 3)[shown]
+            uv = (uvs[faces[frags.tri_id.reshape(-1)[shown]]] * bary[..., None]).sum(1).numpy()
+            alpha = _sample_bilinear(rgba[..., 3:], np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], -1))[:, 0]
+            a[shown] = torch.from_numpy(alpha.astype(np.float32)).to(a.dtype)
+        return drawn, a.reshape(frags.tri_id.shape)
+
+    behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
+    near, a_near = layer(mesh.faces, behind)
+    # The far layer (reversed winding: it faces the camera) where neither the head nor opaque near hair hides it.
+    far, a_far = layer(mesh.faces[:, ::-1], torch.where(a_near > OPAQUE, near.depth.to(behind.dtype), behind))
+    a_near = torch.where((a_far >= 0.5) & (far.depth <= near.depth), 0.0, a_near)  # behind opaque far hair (a fold)
+    # Whole-image arithmetic (alpha 0 where a layer is not drawn): much cheaper than indexing by a mask.
+    rgb, coverage, depth = out.rgb, out.alpha, out.depth
+    for drawn, a, shade in ((far, a_far, INSIDE_SHADE), (near, a_near, 1.0)):
         rgb = rgb * (1 - a[..., None]) + drawn.rgb * (shade * a[..., None])
         coverage = torch.maximum(coverage, a)
-        opaque = a >= 0.5
-        depth = torch.where(opaque, drawn.depth.to(depth.dtype), depth)
-        behind = torch.where(opaque, drawn.depth.to(behind.dtype), behind)
+        depth = torch.where(a >= 0.5, drawn.depth.to(depth.dtype), depth)
     return RenderOutput(rgb, coverage, depth, out.normals, out.fragments)

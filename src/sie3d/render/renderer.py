@@ -83,6 +83,7 @@ def render_mesh(
     face_mask: Tensor | None = None,
     cull_backfaces: bool = False,
     near: float = 1e-3,
+    depth_limit: Tensor | None = None,
 ) -> RenderOutput:
     """Render a triangle mesh from B cameras.
 
@@ -110,6 +111,9 @@ def render_mesh(
         background: (3,) colour or a (B, H, W, 3) image behind the mesh.
         face_mask: optional (F,) bool, False hides a face.
         cull_backfaces, near: see `rasterize`.
+        depth_limit: optional (B, H, W) camera depth of what is already drawn (a z-buffer, ``inf`` where
+            nothing is): the mesh is drawn only where it lies nearer, elsewhere left as background. Layers
+            drawn over other layers shade only the pixels that can show.
 
     Returns:
         RenderOutput.
@@ -202,6 +206,12 @@ def render_mesh(
     fragments = rasterize(
         verts_world, faces, cams, face_mask=face_mask, cull_backfaces=cull_backfaces, near=near
     )
+    if depth_limit is not None:
+        _check_shape("depth_limit", depth_limit, f"({B}, {cams.height}, {cams.width})",
+                     depth_limit.shape == fragments.depth.shape)  # fmt: skip
+        hidden = fragments.depth >= depth_limit.to(fragments.depth.dtype)
+        fragments = Fragments(fragments.tri_id.masked_fill(hidden, -1),
+                              fragments.bary.masked_fill(hidden[..., None], 0), fragments.depth.masked_fill(hidden, 0))
     # Everything below runs on the P covered pixels only, then is scattered into the images.
     pixels = PackedPixels.from_fragments(fragments)
     hom = _to_pixel_homogeneous(verts_world, cams)  # (B, V, 3), last component = camera depth
