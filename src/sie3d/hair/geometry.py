@@ -69,9 +69,10 @@ class HairGrid:
         return self.radius_at_angles(*to_angles(dirs))
 
     def radius_at_angles(self, polar: np.ndarray, azimuth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`radius_at` of the directions given by their angles (N,) (radians)."""
+        """`radius_at` of the directions given by their angles (radians; broadcastable arrays, e.g. a column
+        of polar angles and a row of azimuths for a whole texture)."""
         both = _bilinear(self, np.stack([self.radius, self.presence], -1), polar, azimuth)
-        return both[:, 0], both[:, 1]
+        return both[..., 0], both[..., 1]
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,8 @@ class HairMesh:
 
 def directions(polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
     """(...,) polar, azimuth (radians) -> (..., 3) unit vectors (see the module doc for the convention)."""
-    polar, azimuth = np.broadcast_arrays(polar, azimuth)
-    s = np.sin(polar)
-    return np.stack([s * np.sin(azimuth), np.cos(polar), s * np.cos(azimuth)], -1)
+    s = np.sin(polar)  # the sines and cosines before broadcasting: a grid's row and column, not every point
+    return np.stack(np.broadcast_arrays(s * np.sin(azimuth), np.cos(polar), s * np.cos(azimuth)), -1)
 
 
 def to_angles(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +138,15 @@ def _cell_of(grid_polar: np.ndarray, grid_azimuth: np.ndarray, polar: np.ndarray
 
 
 def _bilinear(grid: HairGrid, values: np.ndarray, polar: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
-    """`values` (R, C + 1, ...) at the directions (N,), bilinearly; 0 below the grid."""
+    """`values` (R, C + 1, ...) at the directions of `polar` and `azimuth` (broadcastable, shape (...)),
+    bilinearly: (..., ...); 0 below the grid."""
     rows, cols = values.shape[:2]
     row, col = _cell_of(grid.polar, grid.azimuth, polar, azimuth)
     outside = row > rows - 1
     row = np.clip(row, 0, rows - 1.001)
     col = np.mod(col, cols - 1)
     r0, c0 = np.floor(row).astype(int), np.floor(col).astype(int)
-    extra = (slice(None),) + (None,) * (values.ndim - 2)
+    extra = (Ellipsis,) + (None,) * (values.ndim - 2)
     fr, fc = (row - r0)[extra], (col - c0)[extra]
     top = values[r0, c0] * (1 - fc) + values[r0, c0 + 1] * fc
     bottom = values[r0 + 1, c0] * (1 - fc) + values[r0 + 1, c0 + 1] * fc

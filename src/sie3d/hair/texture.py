@@ -68,10 +68,10 @@ def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.
     polar = (1.0 - v) * (grid.polar[0] + grid.polar[-1])  # v = 1 - polar / max polar, as in the mesh's UVs
     azimuth = -np.pi + 2 * np.pi * u
     dirs = directions(polar[:, None], azimuth[None])
-    radius, presence = grid.radius_at_angles(*(a.reshape(-1) for a in np.broadcast_arrays(polar[:, None], azimuth)))
-    points = grid.centre + dirs * radius.reshape(size, size, 1)
-    normals = outward_normals(dirs, polar, grid.drop_polar)
-    return points.astype(np.float32), normals.astype(np.float32), presence.reshape(size, size).astype(np.float32)
+    radius, presence = grid.radius_at_angles(polar[:, None], azimuth[None])  # (S, S): rows and columns apart
+    points = grid.centre + dirs * radius[..., None]
+    normals = outward_normals(dirs, polar[:, None], grid.drop_polar)
+    return points.astype(np.float32), normals.astype(np.float32), presence.astype(np.float32)
 
 
 def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: float = STRAND_LENGTH) -> np.ndarray:
