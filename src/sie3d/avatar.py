@@ -358,7 +358,8 @@ def _hair_to_json(hair: Hair, textures: HeadTextures, arrays: dict[str, np.ndarr
     arrays.update({f"hair.grid.{name}": getattr(grid, name) for name in _HAIR_GRID})
     arrays["hair.texture.rgba"], arrays["hair.texture.dark"] = _byte_planes(texture.rgba), texture.dark
     for tile, image in hair.scalp_tiles.items():
-        changed = (image != textures.tiles[tile]).any(-1)
+        differs = image != textures.tiles[tile]
+        changed = differs[..., 0] | differs[..., 1] | differs[..., 2]  # (.any(-1) over 3 values is 5x slower)
         arrays[f"hair.scalp_tile{tile}.changed"] = np.packbits(changed)
         arrays[f"hair.scalp_tile{tile}.texels"] = _byte_planes(image[changed])
     return {"drop_polar": grid.drop_polar, "texture_shape": list(texture.rgba.shape), "texture_seen": texture.seen,
