@@ -207,7 +207,7 @@ def test_write_outputs_reports_the_hair_and_exports_it(models, people, tmp_path)
     assert json.loads((tmp_path / "bald" / "report.json").read_text())["hair"] is None
 
 
-def test_the_cli_switch_makes_hair_and_a_saved_person_gets_it_again(faces, tmp_path) -> None:
+def test_the_cli_switch_makes_hair_and_a_saved_person_keeps_it(faces, tmp_path) -> None:
     import json
 
     from conftest import glb_json, run_cli
