@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -245,7 +245,8 @@ class Person:
             "warnings": list(self.warnings),
             "timings": self.timings,
         }  # fmt: skip
-        _write_npz(folder / _PERSON_ARRAYS, arrays)
+        # The hair's synthesized texture and darkened texels are noise to zlib (40% smaller for 80 ms): kept as is.
+        _write_npz(folder / _PERSON_ARRAYS, arrays, stored=[k for k in arrays if k.startswith(_HAIR_STORED)])
         from sie3d.export.mesh import texture_png
 
         (folder / _PERSON_PHOTO).write_bytes(texture_png(self.photo.rgb))
@@ -346,6 +347,7 @@ def _face_from_json(meta: dict, key: str, arrays: dict[str, np.ndarray]) -> Face
 
 
 _HAIR_MESH = ("verts", "faces", "uvs", "presence")
+_HAIR_STORED = ("hair.texture.rgba", "hair.scalp_tile")  # arrays written uncompressed (`Person.save`)
 _HAIR_GRID = ("centre", "polar", "azimuth", "scalp", "radius", "presence", "thickness", "measured")
 
 
@@ -399,12 +401,14 @@ def _from_byte_planes(planes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(planes.T).view("<f4").reshape(shape).astype(np.float32)
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_npz(path: Path, arrays: dict[str, np.ndarray], stored: Collection[str] = ()) -> None:
     """An ``.npz`` that `np.load` reads, deflated at zlib level 1 (numpy's own compressed writer takes
-    about 1.5x as long for a few percent less)."""
+    about 1.5x as long for a few percent less); the arrays named in `stored` are not compressed."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as stream:
+            member = zipfile.ZipInfo(f"{name}.npy")
+            member.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as stream:
                 np.lib.format.write_array(stream, np.asarray(array), allow_pickle=False)
 
 
