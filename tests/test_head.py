@@ -12,7 +12,7 @@ from sie3d.assets import ict
 from sie3d.face.observation import BLENDSHAPE_NAMES, FaceObservation
 from sie3d.head import correspondence
 from sie3d.head.fit import FitSettings, HeadFitter, project
-from sie3d.head.model import HeadModel
+from sie3d.head.model import RIG_GAINS, HeadModel
 from sie3d.head.names import ICT_NAMES, MEDIAPIPE_TO_ICT, ict_from_mediapipe, mediapipe_from_ict
 
 
@@ -40,9 +40,21 @@ def test_model_shapes_and_known_values(head):
     identity[0, 3] = 1.0
     shaped = head(identity=identity)[0]
     assert torch.allclose(shaped - head()[0], torch.from_numpy(arrays.identity_basis[3].astype(np.float32)), atol=1e-5)
+
     # Linear and batched: two heads in one call equal two calls.
     both = head(torch.cat([identity, -identity]), torch.cat([jaw, jaw]))
     assert torch.allclose(both[1], head(-identity, jaw)[0], atol=1e-5)
+
+
+def test_the_rig_gains_scale_their_shapes_in_the_model_and_in_what_exporters_read(head):
+    raw = ict.load().expression_basis.astype(np.float32)
+    deltas = head.expression_deltas().numpy()
+    exported = head.arrays.expression_basis.astype(np.float32)
+    for k, name in enumerate(ICT_NAMES):
+        gain = RIG_GAINS.get(name, 1.0)
+        np.testing.assert_allclose(deltas[k], gain * raw[k], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(exported[k], gain * raw[k], atol=1e-6, err_msg=name)
+    assert RIG_GAINS == {"browDown_L": 2.0, "browDown_R": 2.0}
 
 
 def test_model_is_differentiable_and_checks_shapes(head):

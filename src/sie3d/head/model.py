@@ -52,7 +52,7 @@ class HeadModel(nn.Module):
     def __init__(self, arrays: ict.IctArrays | None = None) -> None:
         super().__init__()
         arrays = with_rig_gains(arrays or ict.load())
-        self.arrays = arrays  # the converted model as loaded (exporters read its bases and materials)
+        self.arrays = arrays  # the converted model with sie3d's gains (exporters read its bases and materials)
         if arrays.expression_names != ICT_NAMES:
             raise ValueError("ICT-FaceKit expression order differs from sie3d.head.names.ICT_NAMES")
         self.register_buffer("neutral", torch.from_numpy(arrays.neutral.astype(np.float32)))
@@ -101,7 +101,8 @@ class HeadModel(nn.Module):
 
 
 def with_rig_gains(arrays: ict.IctArrays, gains: dict[str, float] = RIG_GAINS) -> ict.IctArrays:
-    """ICT's arrays with each shape of `gains` scaled by its factor (the other shapes shared, not copied)."""
+    """ICT's arrays with each shape of `gains` scaled by its factor (a new expression basis; the other arrays
+    shared)."""
     basis = arrays.expression_basis.copy()
     for name, gain in gains.items():
         basis[arrays.expression_names.index(name)] *= gain
