@@ -8,7 +8,8 @@ sie3d's rig is ICT's with one change, `RIG_GAINS`: ICT's ``browDown`` at 1.0 low
 3.4 mm (0.65 cm of movement, mostly towards the nose), which MediaPipe's blendshape model -- the tracker that
 drives our avatars and the fit's own observer, not a judge -- reads back as 0.27 on a render of shared photos'
 people (0.13 at their rest), where it reads 0.91 on a real scowl (`max_angry.jpg`); the mouth's shapes at 1.0
-read 0.7-0.9. Doubled, it reads 0.45: still short of a full scowl, and the brows stay clear of the lids.
+read 0.7-0.9. Doubled, the same people read 0.47 (0.18 at rest): still short of a full scowl, and the brows
+stay clear of the lids.
 """
 
 from __future__ import annotations
