@@ -219,8 +219,8 @@ def darken_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray
 
     # The weight per vertex (the head's vertices are far fewer than the tiles' texels), then per texel.
     offsets = verts_rest - grid.centre
-    _, presence = grid.radius_at(offsets)
-    polar, _ = to_angles(offsets)
+    polar, azimuth = to_angles(offsets)
+    _, presence = grid.radius_at_angles(polar, azimuth)
     weight = strength * np.clip((presence - 0.5) / 0.3, 0, 1) * (polar <= grid.polar[-1])
     faces = head.topology.faces
     touched_faces = weight[faces].max(1) > 0
