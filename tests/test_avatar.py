@@ -84,7 +84,7 @@ def test_person_save_load_round_trip(happy: Person, tmp_path: Path) -> None:
 
 
 def test_a_saved_person_keeps_its_hair_and_generate_exports_it(happy: Person, models: Models, tmp_path: Path) -> None:
-    from sie3d.avatar import with_hair
+    from sie3d.avatar import with_hair, with_hair_as_asked
 
     from conftest import glb_json
 
@@ -99,7 +99,10 @@ def test_a_saved_person_keeps_its_hair_and_generate_exports_it(happy: Person, mo
     meta.update(format_version=1)
     del meta["hair"]
     (folder / "person.json").write_text(json.dumps(meta))
-    assert_same_person(dataclasses.replace(person, hair=None), Person.load(folder))
+    old = Person.load(folder)
+    assert_same_person(dataclasses.replace(person, hair=None), old)
+    # ... and its hair, asked for when it was saved but never kept, is made when it is posed.
+    assert not old.hair_made and with_hair_as_asked(old, models).hair is not None
     # `generate PERSON_FOLDER` exports the saved hair (not made again: no hair stage in this run).
     folder = person.save(tmp_path / "again")
     out = tmp_path / "out"

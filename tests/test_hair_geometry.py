@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from sie3d.avatar import ReconstructConfig, composite, reconstruct, render_preview, with_hair
+from sie3d.avatar import (
+    Person,
+    ReconstructConfig,
+    composite,
+    reconstruct,
+    render_preview,
+    with_hair,
+    with_hair_as_asked,
+)
 from sie3d.hair.config import HairConfig
 from sie3d.hair.geometry import directions, envelope_expressions, filled_mask, posed_heads, to_angles
 from sie3d.hair.mask import hair_mask
@@ -42,9 +50,14 @@ def people(models, faces) -> dict:
     return {name: reconstruct(load_photo(faces / name), models, HAIR_ON) for name in (BALD, SHORT, LONG, CURLY_UPDO)}
 
 
-def test_a_bald_head_gets_no_hair_mesh(people) -> None:
+def test_a_bald_head_gets_no_hair_mesh(models, people, tmp_path) -> None:
     person = people[BALD]
     assert person.hair is None and person.config.hair.enabled and "hair" in person.timings
+    # Saved and loaded, the bald head is not sent through the hair stage again each time it is posed.
+    loaded = Person.load(person.save(tmp_path / "bald"))
+    assert loaded.hair is None and loaded.hair_made
+    assert with_hair_as_asked(loaded, models, True) is loaded
+    assert with_hair_as_asked(loaded, models, HAIR_ON.hair) is loaded
 
 
 def test_hair_off_by_default_changes_nothing(models, people) -> None:

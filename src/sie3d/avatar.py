@@ -200,6 +200,7 @@ class Person:
     timings: dict[str, float] = field(default_factory=dict)
     config: ReconstructConfig = ReconstructConfig()
     hair: Hair | None = None  # with `config.hair.enabled` and hair in the photo
+    hair_made: bool = False  # the hair stage ran (then None is a bald head); never for a folder of format 1
 
     @property
     def rest_expression(self) -> np.ndarray:
@@ -291,12 +292,13 @@ class Person:
                                     arrays["textures.sh_lighting"], arrays["textures.skin_albedo"],
                                     float(t["coverage"]))  # fmt: skip
             hair = _hair_from_json(meta["hair"], textures, arrays) if meta.get("hair") else None  # none in version 1
+            config = ReconstructConfig.from_json(meta["config"])
             return Person(
                 photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
                 fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
-                config=ReconstructConfig.from_json(meta["config"]), hair=hair,
+                config=config, hair=hair, hair_made=config.hair.enabled and meta["format_version"] >= 2,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None
@@ -467,8 +469,18 @@ def with_hair(person: Person, models: Models, config: HairConfig | None = None) 
     hair, _ = build_hair(person.photo.rgb, person.observation, person.fit, person.textures, models.head, landmarks,
                          models.segmenter, config)  # fmt: skip
     timings = {**person.timings, "hair": time.perf_counter() - start}
-    return dataclasses.replace(person, hair=hair, timings=timings,
+    return dataclasses.replace(person, hair=hair, hair_made=True, timings=timings,
                                config=dataclasses.replace(person.config, hair=config))  # fmt: skip
+
+
+def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig = False) -> Person:
+    """`person` (a loaded one, typically) with the hair volume asked for -- by `asked` (True: the person's own
+    hair settings; a `HairConfig` if enabled) or by the person's own settings -- made now only if its hair stage
+    never ran: a bald head's None stays None, a folder of format 1 (which kept no hair) gets its hair."""
+    config = asked if isinstance(asked, HairConfig) and asked.enabled else person.config.hair
+    if person.hair_made or not (asked is True or config.enabled):
+        return person
+    return with_hair(person, models, config)
 
 
 def retextured(person: Person, models: Models, texture: TextureConfig) -> Person:

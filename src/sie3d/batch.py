@@ -286,7 +286,7 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
     run saved it, else reconstructed (and saved); then `write_outputs` for all items at once into a
     private folder under ``OUT/.partial/``, each item renamed into place when complete. A `Sie3dError`
     (no face, corrupt photo ...) or a bug fails the job's items, recorded in the results; never raises."""
-    from sie3d.avatar import Person, reconstruct, with_hair, write_outputs
+    from sie3d.avatar import Person, reconstruct, with_hair_as_asked, write_outputs
     from sie3d.photo import load_photo
 
     start = time.perf_counter()
@@ -297,8 +297,8 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
         saved = out / PEOPLE / job.key
         reused = _saved_person_of(saved, job.photo)
         person = Person.load(saved) if reused else reconstruct(load_photo(job.photo), models, config.reconstruct)
-        if reused and config.reconstruct.hair.enabled and person.hair is None:  # saved without hair: made now
-            person = with_hair(person, models, config.reconstruct.hair)
+        if reused:
+            person = with_hair_as_asked(person, models, config.reconstruct.hair)
         variants = item_variants(person, models, job.items)
         write_outputs(person, models, variants, stage, config.output, save_person=config.save_people and not reused)
         report = json.loads((stage / "report.json").read_text())

@@ -285,7 +285,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, Person, reconstruct, with_hair, write_outputs
+    from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, write_outputs
     from sie3d.photo import load_photo
 
     output = output_config(args)
@@ -302,8 +302,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
-        if saved and person.hair is None and (args.hair or person.config.hair.enabled):
-            person = with_hair(person, models)  # asked for now, or saved by a sie3d that kept no hair (format 1)
+        if saved:
+            person = with_hair_as_asked(person, models, args.hair)
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
