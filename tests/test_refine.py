@@ -19,7 +19,7 @@ import torch
 
 from sie3d.expressions import EMOTIONS, on_top_of_rest, prototype
 from sie3d.head.names import ICT_NAMES
-from sie3d.refine import EMOTION_UNITS, TERMS, Objective, RefineConfig, refine, refinement_units, unit_basis
+from sie3d.refine import EMOTION_UNITS, TERMS, Adam, Objective, RefineConfig, refine, refinement_units, unit_basis
 
 ANGER = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("anger")]
 
@@ -27,6 +27,23 @@ ANGER = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("anger")]
 @pytest.fixture(scope="module")
 def anger_target(happy) -> np.ndarray:
     return on_top_of_rest(happy.rest_expression, prototype("anger", 1.0)).astype(np.float32)
+
+
+def test_our_adam_makes_torch_adams_steps():
+    """The refinement's own Adam (no torch._dynamo import) follows torch.optim.Adam step for step."""
+    target = torch.linspace(-1.0, 2.0, 7)
+    paths = []
+    for make in (lambda ps: Adam(ps, lr=0.05), lambda ps: torch.optim.Adam(ps, lr=0.05)):
+        x, y = torch.zeros(7, requires_grad=True), torch.ones((), requires_grad=True)
+        optimiser, path = make([x, y]), []
+        for _ in range(40):
+            optimiser.zero_grad()
+            ((x - target) ** 4).sum().add((y * 3 - 1) ** 2).backward()
+            optimiser.step()
+            path.append(torch.cat([x.detach(), y.detach()[None]]).clone())
+        paths.append(torch.stack(path))
+    assert not torch.equal(paths[0][0], paths[0][-1])  # it moved
+    torch.testing.assert_close(paths[0], paths[1], rtol=0, atol=1e-6)
 
 
 def test_units_are_symmetric_action_units():
