@@ -473,6 +473,14 @@ def with_hair(person: Person, models: Models, config: HairConfig | None = None) 
                                config=dataclasses.replace(person.config, hair=config))  # fmt: skip
 
 
+def without_hair(person: Person) -> Person:
+    """`person` without a hair volume (its hair settings switched off)."""
+    if not person.hair_made and not person.config.hair.enabled:
+        return person
+    return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
+        person.config, hair=dataclasses.replace(person.config.hair, enabled=False)))
+
+
 def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig = False) -> Person:
     """`person` (a loaded one, typically) with the hair volume asked for -- by `asked` (True: the person's own
     hair settings; a `HairConfig` if enabled) or by the person's own settings -- made now only if its hair stage

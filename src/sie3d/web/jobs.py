@@ -33,7 +33,7 @@ from sie3d.web.worker import JobSpec, init_worker, run_job, warm_up
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
-STAGES = ("queued", "read photo", "load person", "observe", "fit", "texture", "text", "preview", "in_photo",
+STAGES = ("queued", "read photo", "load person", "observe", "fit", "texture", "hair", "text", "preview", "in_photo",
           "export", "write", "package", "done")  # fmt: skip
 
 
@@ -192,12 +192,12 @@ class JobQueue:
         return None
 
     def submit(self, job_id: str, folder: Path, text: str, intensity: float, photo: Path | None = None,
-               person: Path | None = None, photo_sha256: str | None = None, photo_name: str = "the photo"
-               ) -> Job:  # fmt: skip
+               person: Path | None = None, photo_sha256: str | None = None, photo_name: str = "the photo",
+               hair: bool = False) -> Job:  # fmt: skip
         """Queue a job (its folder from `new_job_folder`); `QueueFull` when too many are waiting."""
         spec = JobSpec(job_id, str(folder), text, intensity, str(photo) if photo else None, photo_name,
                        str(person) if person else None, self.config.max_pixels, self.config.texture_size,
-                       self.config.preview_size)  # fmt: skip
+                       self.config.preview_size, hair)  # fmt: skip
         with self._lock:
             if len(self._waiting) >= self.config.max_queued:
                 raise QueueFull(f"{len(self._waiting)} jobs are already waiting")

@@ -1,7 +1,7 @@
 """`sie3d web`: one page (photo + sentence -> a live 3D avatar, webcam puppeteering) and the HTTP API
 behind it, on FastAPI + uvicorn.
 
-    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity
+    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity, hair
                              -> 202 {"id", "status", "position", "url"}; 4xx/503 {"error", "fix"}
     GET  /api/jobs/{id}      -> {"status": queued|running|done|failed, "position", "stage", "progress",
                                  "result": {..., "urls": {...}}, "error": {...}}
@@ -166,7 +166,8 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     @app.post("/api/generate", status_code=202)
     async def generate(request: Request, text: Annotated[str, Form()], intensity: Annotated[float, Form()] = 1.0,
                        photo: Annotated[UploadFile | None, File()] = None,
-                       person: Annotated[str | None, Form()] = None) -> Any:  # fmt: skip
+                       person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = False
+                       ) -> Any:  # fmt: skip
         jobs: JobQueue = request.app.state.jobs
         try:
             if not 0.0 <= intensity <= 1.0:
@@ -202,7 +203,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
                     upload.unlink()
                     upload = None
             job = jobs.submit(job_id, folder, text, intensity, photo=upload, person=source_person, photo_sha256=sha,
-                              photo_name=(photo.filename if photo is not None else None) or "the photo")
+                              photo_name=(photo.filename if photo is not None else None) or "the photo", hair=hair)
         except Sie3dError as exc:
             _remove(folder)
             return _error(400, exc.message, exc.hint, kind=type(exc).__name__)

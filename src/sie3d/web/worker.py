@@ -59,6 +59,7 @@ class JobSpec:
     max_pixels: int = 40_000_000
     texture_size: int = 1024
     preview_size: int = 384
+    hair: bool = False  # the hair volume (`sie3d.hair`), made for this job if the person has none yet
 
 
 def run_job(spec: JobSpec) -> dict:
@@ -91,21 +92,36 @@ def run_job(spec: JobSpec) -> dict:
 
 
 def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
-    from sie3d.avatar import OutputConfig, Person, ReconstructConfig, reconstruct, text_variants, write_outputs
+    from sie3d.avatar import (
+        OutputConfig,
+        Person,
+        ReconstructConfig,
+        reconstruct,
+        text_variants,
+        with_hair_as_asked,
+        without_hair,
+        write_outputs,
+    )
     from sie3d.errors import PhotoError
+    from sie3d.hair.config import HairConfig
     from sie3d.photo import load_photo
 
     folder = Path(spec.folder)
     if spec.person is not None:
         progress("load person")
-        person, saved = Person.load(spec.person), Path(spec.person)
+        loaded = Person.load(spec.person)
+        if spec.hair and not loaded.hair_made:
+            progress("hair")
+        person = with_hair_as_asked(loaded, models, True) if spec.hair else without_hair(loaded)  # as the box says
+        saved = Path(spec.person) if person is loaded else None  # hair made now or taken off: saved anew
     else:
         progress("read photo")
         try:
             photo = dataclasses.replace(load_photo(spec.photo, max_pixels=spec.max_pixels), path=Path(spec.photo_name))
         except PhotoError as exc:  # name the user's file, not the server's copy of it
             raise PhotoError(exc.message.replace(str(spec.photo), spec.photo_name), exc.hint) from None
-        person, saved = reconstruct(photo, models, ReconstructConfig(texture_size=spec.texture_size), progress), None
+        config = ReconstructConfig(texture_size=spec.texture_size, hair=HairConfig(enabled=spec.hair))
+        person, saved = reconstruct(photo, models, config, progress), None
     progress("text")
     variant = text_variants(person, models, [spec.text], spec.intensity)[0]
     stage = folder / "out.partial"
