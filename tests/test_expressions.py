@@ -44,7 +44,7 @@ def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
     assert combined[ICT_NAMES.index("browOuterUp_L")] == 0
     assert combined[ICT_NAMES.index("eyeWide_L")] == pytest.approx(0.25)  # anger's own, not 0.3 + 0.25
     assert combined[ICT_NAMES.index("browDown_L")] == pytest.approx(0.9)
-    assert combined[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.2)  # not an antagonist: kept
+    assert combined[ICT_NAMES.index("browInnerUp_L")] == 0  # a brow lowered without AU1: the inner raise lets go
     assert combined[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.45)  # anger drives eyeWide too
     happy = on_top_of_rest(rest, prototype("happy"))
     assert happy[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.4)  # added: 0.2 + 0.2
@@ -52,6 +52,14 @@ def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
     assert surprise[ICT_NAMES.index("eyeSquint_R")] == 0  # a resting squint does not fight the wide eyes
     assert surprise[ICT_NAMES.index("browInnerUp_L")] == 1.0  # 0.2 + 0.9, clipped
     assert np.array_equal(on_top_of_rest(rest, prototype("neutral")), rest)
+    # sadness and fear lower the brows and raise their inner ends (AU1+4): the rest's inner raise adds to theirs
+    for emotion in ("sadness", "fear"):
+        assert on_top_of_rest(rest, prototype(emotion))[ICT_NAMES.index("browInnerUp_L")] == 1.0, emotion
+    # one side lowered alone releases that side's inner raise only
+    one_side = on_top_of_rest(coefficients({"browInnerUp_L": 0.3, "browInnerUp_R": 0.3}),
+                              coefficients({"browDown_R": 0.6}))  # fmt: skip
+    assert one_side[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.3)
+    assert one_side[ICT_NAMES.index("browInnerUp_R")] == 0
 
 
 

@@ -85,14 +85,21 @@ def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
     """Pose an emotional expression (53,) on the person's rest coefficients (53,): added and clipped to
     [0, 1] -- the expression acts as a change from the person's neutral face -- except that where the
     expression drives one member of an exclusive pair (`head.fit.EXCLUSIVE_PAIRS`), the rest's other
-    member is released (a surprise's eyeWide is not fought by a resting squint), and the rest's lip seal
-    gives way to any movement of the mouth or jaw (a smile parts the lips)."""
+    member is released (a surprise's eyeWide is not fought by a resting squint), the rest's lip seal
+    gives way to any movement of the mouth or jaw (a smile parts the lips), and where the expression lowers
+    a brow without raising its inner end itself (anger's AU4 without AU1), the rest's inner-brow raise is
+    released: kept, it would bend the lowered brow into the oblique AU1+4 of grief and fear (on the London
+    photos the rest holds 0.1-0.4 of browInnerUp for a third of the people, 0.77 for one)."""
     from sie3d.head.fit import EXCLUSIVE_PAIRS, REST_LIP_SEAL
 
     rest = np.array(rest, np.float32)
     expression = np.asarray(expression, np.float32)
     if expression[[ICT_NAMES.index(n) for n in MOUTH_SHAPES]].any():
         rest[ICT_NAMES.index(REST_LIP_SEAL[0])] = 0.0
+    for side in ("_L", "_R"):
+        down, inner = ICT_NAMES.index(f"browDown{side}"), ICT_NAMES.index(f"browInnerUp{side}")
+        if expression[down] > 0 and expression[inner] == 0:
+            rest[inner] = 0.0
     for first, second in EXCLUSIVE_PAIRS:
         a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
         if expression[a] > 0:
