@@ -115,6 +115,13 @@ def test_a_saved_person_keeps_its_hair_and_generate_exports_it(happy: Person, mo
     document = glb_json(glb.read_bytes())
     hair = next(m for m in document["materials"] if m["name"] == "M_Hair")
     assert hair["alphaMode"] == "BLEND" and "baseColorTexture" in hair["pbrMetallicRoughness"]
+    # --no-hair takes the saved hair off this avatar (the folder keeps it).
+    done = run_cli("generate", str(folder), "--text", "a warm smile", "--formats", "glb", "--no-previews",
+                   "--no-in-photo", "--no-hair", "-o", str(tmp_path / "bare"), "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    glb = next((tmp_path / "bare").glob("*/avatar.glb"))
+    assert "M_Hair" not in {m["name"] for m in glb_json(glb.read_bytes())["materials"]}
+    assert Person.load(folder).hair is not None
 
 
 def test_damaged_or_foreign_person_folders_fail_clearly(happy: Person, tmp_path: Path, faces: Path) -> None:

@@ -285,7 +285,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, write_outputs
+    from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, without_hair, write_outputs
     from sie3d.photo import load_photo
 
     output = output_config(args)
@@ -302,8 +302,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
-        if saved:
-            person = with_hair_as_asked(person, models, args.hair)
+        if saved:  # --hair adds the hair if it was never made, --no-hair takes it off, neither keeps it as saved
+            person = without_hair(person) if args.hair is False else with_hair_as_asked(person, models, bool(args.hair))
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
@@ -338,7 +338,7 @@ def reconstruct_config(args: argparse.Namespace):
     from sie3d.head.texture import TextureConfig
 
     return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze),
-                             hair=HairConfig(enabled=args.hair))  # fmt: skip
+                             hair=HairConfig(enabled=bool(args.hair)))  # fmt: skip
 
 
 def output_config(args: argparse.Namespace):
@@ -369,9 +369,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
                         help="texture tile size in texels, for a photo (default 1024)")
     parser.add_argument("--gaze", choices=("photo", "ahead"), default="photo",
                         help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
-    parser.add_argument("--hair", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--hair", action=argparse.BooleanOptionalAction, default=None,
                         help="a hair volume shaped by the photo's hair, in the previews and the mesh files "
-                        "(default: off; see the README's \"Hair volume\")")
+                        "(default: off for a photo, as saved for a person folder; see the README's \"Hair volume\")")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return
