@@ -473,21 +473,22 @@ def with_hair(person: Person, models: Models, config: HairConfig | None = None) 
                                config=dataclasses.replace(person.config, hair=config))  # fmt: skip
 
 
-def without_hair(person: Person) -> Person:
-    """`person` without a hair volume (its hair settings switched off)."""
-    if not person.hair_made and not person.config.hair.enabled:
-        return person
-    return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
-        person.config, hair=dataclasses.replace(person.config.hair, enabled=False)))
-
-
-def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig = False) -> Person:
-    """`person` (a loaded one, typically) with the hair volume asked for -- by `asked` (True: the person's own
-    hair settings; a `HairConfig` if enabled) or by the person's own settings -- made now only if its hair stage
-    never ran: a bald head's None stays None, a folder of format 1 (which kept no hair) gets its hair."""
+def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig | None = None,
+                       progress: Progress = _no_progress) -> Person:  # fmt: skip
+    """`person` (a loaded one, typically) with its hair volume as `asked`: False takes it off (hair settings
+    switched off); True (the person's own settings) or an enabled `HairConfig` asks for it; None or a disabled
+    `HairConfig` keeps the person's own settings. Hair is made (`progress` told "hair") only where it is wanted
+    and the hair stage never ran: a bald head's None stays None, a folder of format 1 (which kept no hair) gets
+    its hair."""
+    if asked is False:
+        if not person.hair_made and not person.config.hair.enabled:
+            return person
+        return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
+            person.config, hair=dataclasses.replace(person.config.hair, enabled=False)))  # fmt: skip
     config = asked if isinstance(asked, HairConfig) and asked.enabled else person.config.hair
     if person.hair_made or not (asked is True or config.enabled):
         return person
+    progress("hair")
     return with_hair(person, models, config)
 
 

@@ -285,7 +285,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     Reads the arguments `add_avatar_arguments` defines."""
     from tqdm import tqdm
 
-    from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, without_hair, write_outputs
+    from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, write_outputs
     from sie3d.photo import load_photo
 
     output = output_config(args)
@@ -303,7 +303,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
         if saved:  # --hair adds the hair if it was never made, --no-hair takes it off, neither keeps it as saved
-            person = without_hair(person) if args.hair is False else with_hair_as_asked(person, models, bool(args.hair))
+            person = with_hair_as_asked(person, models, args.hair)
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()

@@ -99,7 +99,6 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
         reconstruct,
         text_variants,
         with_hair_as_asked,
-        without_hair,
         write_outputs,
     )
     from sie3d.errors import PhotoError
@@ -110,9 +109,7 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
     if spec.person is not None:
         progress("load person")
         loaded = Person.load(spec.person)
-        if spec.hair and not loaded.hair_made:
-            progress("hair")
-        person = with_hair_as_asked(loaded, models, True) if spec.hair else without_hair(loaded)  # as the box says
+        person = with_hair_as_asked(loaded, models, spec.hair, progress)  # as the box says: made or taken off
         saved = Path(spec.person) if person is loaded else None  # hair made now or taken off: saved anew
     else:
         progress("read photo")
