@@ -62,6 +62,34 @@ def test_generator_is_deterministic_in_its_seed():
     assert c.texts != a.texts
 
 
+def test_situations_bring_their_emotion_and_a_new_category_leaves_the_others_as_they_were():
+    voc = load()
+    for name in ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise"):
+        assert len(voc.concepts[name].situation) >= 10, name
+        assert not any(re.search(r"\b(left|right)\b", m) for m in voc.concepts[name].situation), name
+    corpus = corpus_module.generate(SMALL)
+    rows = np.flatnonzero(corpus.category == "situation")
+    assert len(rows) == 150 + 60
+    concepts = {n: voc.concepts[n] for n in corpus_module.BASIC}
+    for row in rows:
+        text = corpus.texts[row]
+        owner = [c for c in concepts.values() if any(m in text for m in c.situation)]
+        assert len(owner) == 1, text  # a moment belongs to one emotion, and the sentence names it
+        assert corpus.expected[row] == owner[0].top_emotion
+        np.testing.assert_allclose(corpus.add[row], owner[0].coefficients, atol=1e-6)
+    generator = Generator(SMALL)
+    built = generator.build()
+    training = "\n".join(t for t, s in zip(built.texts, built.split, strict=True) if s == "train")
+    for name, concept in concepts.items():
+        _, held = generator.partition(f"{name}:situation", concept.situation, keep_first=False)
+        assert held and not any(moment in training for moment in held), name
+    # Every category draws from its own seeded stream: without situations the other sentences are unchanged.
+    fewer = corpus_module.generate(CorpusConfig(train_sizes={**SMALL.train_sizes, "situation": 0}, test_size=60))
+    keep = corpus.category != "situation"
+    assert [t for t, k in zip(corpus.texts, keep, strict=True) if k] == \
+        [t for t, c in zip(fewer.texts, fewer.category, strict=True) if c != "situation"]
+
+
 def test_held_out_sentences_words_and_templates_are_unseen_in_training():
     generator = Generator(SMALL)
     corpus = generator.build()

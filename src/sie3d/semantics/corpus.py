@@ -12,7 +12,7 @@ compounds), or, for requests whose meaning depends on the photo, read off the ta
 `emotion_reading`.
 
 Categories: plain (the emotion words themselves), paraphrase (synonyms x templates x intensity
-adverbs), laterality, compound (blends and modifiers such as "happy with raised eyebrows"), negation,
+adverbs), situation (a moment that brings a basic emotion to the face: "someone opening a present"), laterality, compound (blends and modifiers such as "happy with raised eyebrows"), negation,
 part (one part of the face), relative (depends on the photo), identity (sentences that also describe the
 person: "a young woman smiling faintly"), nonsense (not about a face: low confidence, rest face).
 
@@ -38,8 +38,8 @@ from sie3d.semantics.vocabulary import SIDES, Concept, Part, Vocabulary, load, m
 
 N = len(ICT_NAMES)
 NEUTRAL = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")]
-CATEGORIES = ("plain", "paraphrase", "laterality", "compound", "negation", "part", "relative", "identity",
-              "nonsense")  # fmt: skip
+CATEGORIES = ("plain", "paraphrase", "situation", "laterality", "compound", "negation", "part", "relative",
+              "identity", "nonsense")  # fmt: skip
 BASIC = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")  # concept names of the 7
 
 # -- wording ------------------------------------------------------------------------------------------
@@ -81,6 +81,10 @@ IDENTITY = (
     "an old woman with grey hair", "a young man in a suit", "a girl with freckles", "my father", "a teacher",
     "a grandfather", "a nurse", "a cowboy", "a young boy", "a guy", "a lady", "the queen", "a farmer",
 )  # fmt: skip
+SITUATION_FRAMES = ("{s}", "someone {s}", "a person {s}", "the face of someone {s}", "a photo of someone {s}",
+                    "the look on the face of someone {s}", "like someone {s}", "a face like someone {s}",
+                    "a portrait of someone {s}", "the expression of someone {s}", "imagine {s}",
+                    "how a person looks {s}", "{ident} {s}", "a photo of {ident} {s}")  # fmt: skip
 IDENTITY_FRAMES_ADJ = ("{ident} looking {adj}", "{ident}, {adj}", "portrait of {ident}, {adj}",
                        "{ident} who is {adj}", "{ident} who looks {adj}", "a photo of {ident} looking {adj}")
 IDENTITY_FRAMES_VERB = ("{ident} {verb}", "{ident} {verb} at the camera", "portrait of {ident} {verb}",
@@ -120,12 +124,12 @@ RELATIVE_KEEP = ("keep the expression but {part}", "the same face but with {part
 RELATIVE_SAME = ("the same face", "keep the expression", "as in the photo", "unchanged", "just like the photo",
                  "the expression from the photo", "keep the photo's expression", "don't change the expression",
                  "same as the picture", "leave the face as it is", "the original expression", "as is")
-NONSENSE_WORDS = (
+NONSENSE_WORDS = (  # none that lives in an idiom of feeling ("over the moon", "frozen with fear")
     "banana", "car", "bicycle", "table", "tax report", "spreadsheet", "mountain", "river", "airplane", "keyboard",
     "sandwich", "galaxy", "umbrella", "guitar", "volcano", "teapot", "tractor", "pillow", "submarine", "cactus",
-    "lighthouse", "database", "invoice", "carpet", "penguin", "satellite", "hammer", "window", "calendar", "moon",
+    "lighthouse", "database", "invoice", "carpet", "penguin", "satellite", "hammer", "window", "calendar", "stapler",
 )  # fmt: skip
-NONSENSE_ADJ = ("purple", "wooden", "quarterly", "metallic", "green", "square", "electric", "frozen", "ancient",
+NONSENSE_ADJ = ("purple", "wooden", "quarterly", "metallic", "green", "square", "electric", "ancient",
                 "digital", "rusty", "tiny", "orange", "plastic", "enormous", "striped")
 NONSENSE_FRAMES = ("{adj} {thing}", "a {adj} {thing}", "the {thing} is {adj}", "{thing} on a {thing2}",
                    "a {thing} next to the {thing2}", "compile the {thing}", "the weather is {adj} today",
@@ -139,7 +143,7 @@ class CorpusConfig:
     seed: int = 0
     heldout_fraction: float = 0.2  # of every word and template list
     train_sizes: dict[str, int] = field(default_factory=lambda: {
-        "plain": 600, "paraphrase": 14000, "laterality": 6000, "compound": 6000, "negation": 5000, "part": 4000,
+        "plain": 600, "paraphrase": 14000, "situation": 3000, "laterality": 9000, "compound": 6000, "negation": 5000, "part": 4000,
         "relative": 6000, "identity": 3000, "nonsense": 2500})  # fmt: skip
     test_size: int = 600  # per category (plain: all plain words)
     augment: bool = True  # False: only each list's first word and first two templates (the ablation)
@@ -318,7 +322,8 @@ def _weighted_emotion(emotion: np.ndarray, scale: float) -> np.ndarray:
 
 
 class Generator:
-    """Builds the corpus; every random choice comes from one seeded `random.Random`."""
+    """Builds the corpus; every random choice comes from a `random.Random` seeded by the corpus seed, the
+    category and the split, so a new category or size leaves the other categories' sentences as they were."""
 
     def __init__(self, config: CorpusConfig = CorpusConfig(), vocabulary: Vocabulary | None = None) -> None:
         self.config = config
@@ -409,6 +414,14 @@ class Generator:
         text, scale = self.framed(state, concept)
         return self._example(text, "paraphrase", state, self.concept_recipe(concept, scale),
                              _weighted_emotion(concept.emotion, scale), expected=concept.top_emotion)
+
+    def situation(self, state: dict) -> Example | None:
+        concept = self.rng.choice([c for c in self.basic if c.situation])
+        moment = self.draw(state, f"{concept.name}:situation", concept.situation, keep_first=False)
+        frame = self.draw(state, "frames:situation", SITUATION_FRAMES)
+        ident = self.draw(state, "identity", IDENTITY, keep_first=False) if "{ident}" in frame else ""
+        return self._example(frame.format(s=moment, ident=ident), "situation", state,
+                             self.concept_recipe(concept, 1.0), concept.emotion, expected=concept.top_emotion)
 
     def identity(self, state: dict) -> Example | None:
         concept = self.rng.choice(self.basic + self.expressive)
@@ -568,6 +581,7 @@ class Generator:
 
     def examples(self, category: str, split: str, count: int) -> list[Example]:
         make: Callable[[dict], Example | None] = getattr(self, category)
+        self.rng = random.Random(f"{self.config.seed}:{category}:{split}")
         out, seen, attempts = [], set(), 0
         if category == "plain" and split == "test":
             for concept in self.basic:

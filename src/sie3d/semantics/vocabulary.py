@@ -46,6 +46,7 @@ class Concept:
     side: str | None = None  # the side of a one-sided concept ("L"/"R"); `sided` phrases flip it
     sided: tuple[str, ...] = ()  # phrases with a {side} slot
     combines: tuple[str, ...] = ()  # a compound's two basic emotions (concept names)
+    situation: tuple[str, ...] = ()  # moments that bring it to a face ("hugging a loved one"), as "someone {…}"
 
     @property
     def top_emotion(self) -> str:
@@ -135,7 +136,8 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
     for name, c in data["concepts"].items():
         concepts[name] = Concept(name, c["kind"], c["aus"], vector(c["shapes"]), emotion_vector(c["emotion"]),
                                  tuple(c["adj"]), tuple(c["verb"]), tuple(c["noun"]), c.get("side"),
-                                 tuple(c.get("sided", ())), tuple(c.get("combines", ())))  # fmt: skip
+                                 tuple(c.get("sided", ())), tuple(c.get("combines", ())),
+                                 tuple(c.get("situation", ())))  # fmt: skip
     parts = {}
     for name, p in data["parts"].items():
         values = vector(p["set"])
