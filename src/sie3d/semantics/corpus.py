@@ -12,9 +12,10 @@ compounds), or, for requests whose meaning depends on the photo, read off the ta
 `emotion_reading`.
 
 Categories: plain (the emotion words themselves), paraphrase (synonyms x templates x intensity
-adverbs), situation (a moment that brings a basic emotion to the face: "someone opening a present"), laterality, compound (blends and modifiers such as "happy with raised eyebrows"), negation,
-part (one part of the face), relative (depends on the photo), identity (sentences that also describe the
-person: "a young woman smiling faintly"), nonsense (not about a face: low confidence, rest face).
+adverbs), situation (a moment that brings a basic emotion to the face: "someone opening a present"),
+laterality, compound (blends and modifiers such as "happy with raised eyebrows"), negation, part (one
+part of the face), relative (depends on the photo), identity (sentences that also describe the person:
+"a young woman smiling faintly"), nonsense (not about a face: low confidence, rest face).
 
 Held out: a fraction of every word list (never a concept's first, plain word) and of every template
 list. Training sentences use only training words and templates; test sentences use at least one
@@ -143,8 +144,8 @@ class CorpusConfig:
     seed: int = 0
     heldout_fraction: float = 0.2  # of every word and template list
     train_sizes: dict[str, int] = field(default_factory=lambda: {
-        "plain": 600, "paraphrase": 14000, "situation": 3000, "laterality": 9000, "compound": 6000, "negation": 5000, "part": 4000,
-        "relative": 6000, "identity": 3000, "nonsense": 2500})  # fmt: skip
+        "plain": 600, "paraphrase": 14000, "situation": 3000, "laterality": 9000, "compound": 6000,
+        "negation": 5000, "part": 4000, "relative": 6000, "identity": 3000, "nonsense": 2500})  # fmt: skip
     test_size: int = 600  # per category (plain: all plain words)
     augment: bool = True  # False: only each list's first word and first two templates (the ablation)
 
