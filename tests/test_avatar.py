@@ -182,7 +182,8 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
                                          "wrinkles": False}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
-        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed"}, "hair": asdict(HairConfig())}
+        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
+        "hair": asdict(HairConfig())}
     assert report["config"]["reconstruct"]["hair"]["enabled"] is False  # hair is off by default
     assert list(report["variants"]) == ["neutral"]
     assert report["variants"]["neutral"]["coefficients"] == report["expression_neutral"]

@@ -24,6 +24,7 @@ import platform
 import re
 import shutil
 import time
+import weakref
 import zipfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -498,6 +499,9 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
 
     if texture == person.config.texture:
         return person
+    if dataclasses.replace(texture, occlusion=person.config.texture.occlusion) == person.config.texture:
+        # occlusion is drawn at render time: the textures are the same
+        return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
     textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
                               size=person.config.texture_size, config=texture)  # fmt: skip
     return dataclasses.replace(person, textures=textures, config=dataclasses.replace(person.config, texture=texture))
@@ -536,12 +540,23 @@ def _coefficients(coefficients: np.ndarray) -> np.ndarray:
     return values
 
 
+_TEXTURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # person -> (models, its TexturedHead)
+
+
 def _textured(person: Person, models: Models):
+    """The renderable head of `person` (built once per person and models in a process)."""
     from sie3d.head.texture import render_layout
     from sie3d.previews import TexturedHead
 
-    return TexturedHead.build(models.head, render_layout(models.head), person.textures,
-                              mouth_light=person.config.texture.mouth == "detailed", hair=person.hair)  # fmt: skip
+    cached = _TEXTURED.get(person)
+    if cached is not None and cached[0] is models:
+        return cached[1]
+    textured = TexturedHead.build(models.head, render_layout(models.head), person.textures,
+                                  mouth_light=person.config.texture.mouth == "detailed", hair=person.hair)
+    if person.config.texture.occlusion:
+        textured = textured.with_occlusion(person.fit.identity, person.photo_expression)
+    _TEXTURED[person] = (models, textured)
+    return textured
 
 
 def wrinkle_coefficients(person: Person, coefficients: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
 
 if TYPE_CHECKING:
     from sie3d.hair.volume import Hair
+    from sie3d.render.occlusion import ExpressionOcclusion
 
 PREVIEW_YAWS = (0.0, 30.0, -30.0, 90.0)  # front, ±30°, profile
 BACKGROUND = (0.93, 0.94, 0.95)  # light grey, linear
@@ -44,6 +45,7 @@ class TexturedHead:
     mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
     eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
     hair: Hair | None = None  # drawn over the head, with its darkened scalp tiles (`sie3d.hair`)
+    occlusion: ExpressionOcclusion | None = None  # darkens what an expression deepens (`with_occlusion`)
 
     @staticmethod
     def build(head: HeadModel, layout: RenderLayout, textures: HeadTextures, mouth_light: bool = False,
@@ -56,6 +58,19 @@ class TexturedHead:
         alpha = lashes[..., 3] if lashes is not None and lashes.shape[2] == 4 else None
         shade = textures.tiles.get(EYE_SHADE)
         return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3], hair)
+
+    def with_occlusion(self, identity: np.ndarray, reference_expression: np.ndarray) -> TexturedHead:
+        """This head, darkening in every render what the posed expression hides more than
+        `reference_expression` (53,) does (`sie3d.render.occlusion`): the photo's own shading is in the
+        texture already."""
+        from sie3d.render.occlusion import ExpressionOcclusion
+
+        verts = self.verts(identity, reference_expression)
+        faces = torch.from_numpy(self.head.topology.faces)
+        skin = self.head.topology.faces_of("M_Face")
+        center = verts[np.unique(self.head.topology.faces[skin])].mean(0)
+        occlusion = ExpressionOcclusion(verts, faces, center, torch.from_numpy(self.layout.visible_faces))
+        return replace(self, occlusion=occlusion)
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
         expression = torch.from_numpy(np.asarray(expression, np.float32))[None]
@@ -84,6 +99,8 @@ class TexturedHead:
             texture=tiles, face_mask=torch.from_numpy(visible), background=background,
             detail=None if detail is None else [detail], **lighting,
         )  # fmt: skip
+        if self.occlusion is not None:
+            out = self.occlusion.darken(out, verts)
         if self.eye_shade is not None:
             out = self._with_eye_shade(out, verts, cams, face_mask)
         if self.lash_alpha is not None:

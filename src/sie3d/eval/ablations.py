@@ -160,6 +160,9 @@ _APPEARANCE = {
 }  # fmt: skip
 for _name, (_description, _texture) in _APPEARANCE.items():
     register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)
+register("flat", description="the prototypes without the expression's occlusion (`sie3d.render.occlusion`): "
+         "the shading of a deepened crease is not darkened", uses_intensity=True,
+         texture=TextureConfig(occlusion=False))(_prototype)
 
 
 @register("hair", description="the neutral avatar (rest pose) with the hair volume made from the photo "

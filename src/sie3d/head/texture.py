@@ -75,12 +75,16 @@ class TextureConfig:
     lashes: eyelash cards with an alpha texture (alpha-tested in renders, glTF alphaMode MASK).
     mouth: "detailed" -- teeth shaded tooth by tooth (colour from the photo when it shows teeth), gums,
         tongue and a socket darkening with depth (`sie3d.head.mouth`); "generic" -- flat materials.
+    occlusion: renders darken what the expression hides more than the photo's own expression does (brows
+        drawn over the lids, deepened folds; `sie3d.render.occlusion`). Render-time only: the textures are
+        the same either way, and the exported meshes carry none (engines shade occlusion themselves).
     """
 
     eyes: Literal["photo", "procedural"] = "photo"
     gaze: Literal["photo", "ahead"] = "photo"
     lashes: bool = True
     mouth: Literal["detailed", "generic"] = "detailed"
+    occlusion: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("eyes", ("photo", "procedural")), ("gaze", ("photo", "ahead")),
