@@ -13,26 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+import speed_ab
 
 from sie3d.eval.bench import HAIR_PHOTOS, default_photos
 
 
 def timed(src: str, photo: Path, hair: bool, out: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of one `sie3d reconstruct` process run from the tree `src`."""
-    env = {**os.environ, "PYTHONPATH": src}
-    args = [sys.executable, "-m", "sie3d.cli", "reconstruct", str(photo), *(["--hair"] if hair else []), "-o",
-            str(out), "-q"]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(args)} failed (PYTHONPATH={src})")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+    return speed_ab.timed(src, ["reconstruct", str(photo), *(["--hair"] if hair else []), "-o", str(out), "-q"])
 
 
 def main() -> None:

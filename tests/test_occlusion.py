@@ -67,6 +67,8 @@ def test_the_photo_expression_renders_as_before_and_anger_darkens_between_the_br
     eye_level = verts[eyes, 1].mean()
     middle = np.median(darker, axis=0)
     assert abs(middle[0]) < 1.0 and eye_level - 1.0 < middle[1] < eye_level + 2.0, (middle, eye_level)
+    held = textured.occlusion.held(torch.from_numpy(verts))  # the refinement's steps: one shading for all
+    np.testing.assert_array_equal(held.shade(textured.verts(happy.fit.identity, photo)).numpy(), factor)
     darker_render = render_views(happy, models, anger, cams).astype(int)
     assert (darker_render - render_views(flat, models, anger, cams)).min() < -10
     assert (darker_render - render_views(flat, models, anger, cams)).max() <= 0

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -200,6 +200,15 @@ class _Scene:
         self.identity = torch.from_numpy(person.fit.identity)[None]
         self.photo_expression = torch.from_numpy(person.photo_expression.astype(np.float32))
 
+    def hold_occlusion(self, coefficients: Tensor) -> None:
+        """Shade every later render with the expression occlusion of `coefficients` (53,) (the refinement
+        moves the face a little from its target; measuring the occlusion at every step would cost 3 s)."""
+        occlusion = self.textured.occlusion
+        if occlusion is not None:
+            with torch.no_grad():
+                verts = self.models.head(self.identity, coefficients[None])[0]
+            self.textured = replace(self.textured, occlusion=occlusion.held(verts))
+
     def render(self, coefficients: Tensor, wrinkle_gain: Tensor | None, rng: np.random.Generator | None
                ) -> _Views:  # fmt: skip
         from sie3d.previews import preview_cameras
@@ -279,6 +288,7 @@ class Objective:
         with torch.no_grad():  # what the nominal views read at the start: the rest face and the target
             rest_identity = self.readers.identity(self.scene.render(torch.from_numpy(rest), None, None))
             self.start_blend = self.readers.blendshapes(self.scene.render(self.target, None, None))[:, self.compared]
+        self.scene.hold_occlusion(self.target)
         photo = person.observation.identity
         self.photo_identity = rest_identity.mean(0, keepdim=True) if photo is None else \
             torch.from_numpy(np.asarray(photo, np.float32))[None]  # fmt: skip
