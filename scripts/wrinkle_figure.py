@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from sie3d.avatar import Models, ReconstructConfig, reconstruct, render_preview
+from sie3d.avatar import Models, ReconstructConfig, reconstruct, render_preview, retextured
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.photo import load_photo
 
@@ -30,11 +30,6 @@ SIZE = 400  # px per frontal render
 CROP = (105, 95, 295, 285)  # x0, y0, x1, y1 of the face in a SIZE render: forehead to mouth
 ZOOM = 2
 REPO = Path(__file__).resolve().parents[1]
-
-
-def with_occlusion(person, on: bool):
-    texture = dataclasses.replace(person.config.texture, occlusion=on)
-    return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
 
 
 def main() -> None:
@@ -52,7 +47,8 @@ def main() -> None:
         for stem, caption in PEOPLE:
             person = reconstruct(load_photo(faces / f"{stem}.jpg"), models, ReconstructConfig(texture_size=1024))
             for on in (False, True):
-                shown = person if feature == "wrinkles" else with_occlusion(person, on)
+                shown = person if feature == "wrinkles" else \
+                    retextured(person, models, dataclasses.replace(person.config.texture, occlusion=on))
                 cells = []
                 for emotion in EMOTIONS:
                     coefficients = on_top_of_rest(person.rest_expression, prototype(emotion))

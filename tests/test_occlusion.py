@@ -43,11 +43,10 @@ def test_a_flat_sheet_is_open_and_the_foot_of_a_wall_is_not():
 
 
 def test_the_photo_expression_renders_as_before_and_anger_darkens_between_the_brows(models, happy):
-    from sie3d.avatar import _textured, render_views
+    from sie3d.avatar import _textured, render_views, retextured
 
-    flat = dataclasses.replace(happy, config=dataclasses.replace(
-        happy.config, texture=dataclasses.replace(happy.config.texture, occlusion=False)))  # fmt: skip
-    assert happy.config.texture.occlusion
+    flat = retextured(happy, models, dataclasses.replace(happy.config.texture, occlusion=False))
+    assert happy.config.texture.occlusion and flat.textures is happy.textures  # render-time only: same textures
     textured = _textured(happy, models)
     cams = orbit_cameras([0.0], 40.0, target=torch.tensor([0.0, 0.0, 8.0]), focal_px=150.0, width=96, height=96)
     photo = happy.photo_expression

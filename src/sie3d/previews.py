@@ -66,10 +66,8 @@ class TexturedHead:
         from sie3d.render.occlusion import ExpressionOcclusion
 
         verts = self.verts(identity, reference_expression)
-        faces = torch.from_numpy(self.head.topology.faces)
-        skin = self.head.topology.faces_of("M_Face")
-        center = verts[np.unique(self.head.topology.faces[skin])].mean(0)
-        occlusion = ExpressionOcclusion(verts, faces, center, torch.from_numpy(self.layout.visible_faces))
+        occlusion = ExpressionOcclusion(verts, torch.from_numpy(self.head.topology.faces),
+                                        face_center(self.head, verts), torch.from_numpy(self.layout.visible_faces))
         return replace(self, occlusion=occlusion)
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:
@@ -218,13 +216,16 @@ def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.n
     return np.concatenate([to_image(view) for view in views], axis=1)
 
 
+def face_center(head: HeadModel, verts: torch.Tensor) -> torch.Tensor:
+    """(3,) the mean of the face skin's (M_Face) vertices of the posed head `verts` (V, 3)."""
+    return verts[np.unique(head.topology.faces[head.topology.faces_of("M_Face")])].mean(0)
+
+
 def preview_cameras(head: HeadModel, verts: torch.Tensor, yaws: tuple[float, ...] = PREVIEW_YAWS, size: int = 512,
                     pitch: float = 0.0) -> Cameras:  # fmt: skip
     """The preview's cameras (head space, cm) around `verts` (V, 3): one per yaw in degrees, size x size px,
     aimed at the centre of the head, `pitch` degrees above it."""
-    skin = head.topology.faces_of("M_Face")
-    target = verts[np.unique(head.topology.faces[skin])].mean(0)
-    target = target + torch.tensor([0.0, 1.0, -3.0])  # centre of the head rather than of the face surface
+    target = face_center(head, verts) + torch.tensor([0.0, 1.0, -3.0])  # the head's centre, not the face's
     focal = 1.2 * size
     return orbit_cameras(list(yaws), distance=focal / size * 33.0, target=target, focal_px=focal, width=size,
                          height=size, pitch_degrees=pitch)  # fmt: skip

@@ -337,6 +337,7 @@ class Generator:
         self.all = list(self.voc.concepts.values())
         self.sided_parts = [p for p in self.voc.parts.values() if p.sided_values]
         self.sided_concepts = [c for c in self.all if c.sided and c.side]
+        self.with_situations = [c for c in self.basic if c.situation]
         self.compounds = {frozenset(c.combines): c for c in self.all if c.combines}
         # Concepts whose reading has one clear emotion (the pairs of a negation are told apart by it).
         self.clear = [c for c in self.expressive if c.name != "neutral" and _clear(c.emotion)]
@@ -417,7 +418,7 @@ class Generator:
                              _weighted_emotion(concept.emotion, scale), expected=concept.top_emotion)
 
     def situation(self, state: dict) -> Example | None:
-        concept = self.rng.choice([c for c in self.basic if c.situation])
+        concept = self.rng.choice(self.with_situations)
         moment = self.draw(state, f"{concept.name}:situation", concept.situation, keep_first=False)
         frame = self.draw(state, "frames:situation", SITUATION_FRAMES)
         ident = self.draw(state, "identity", IDENTITY, keep_first=False) if "{ident}" in frame else ""
