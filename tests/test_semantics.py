@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sie3d.expressions import EMOTIONS
+from sie3d.expressions import EMOTIONS, prototype
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics import corpus as corpus_module
 from sie3d.semantics.conditioning import IDENTITY_DIM, ConditioningConfig, ConditioningNet, Words, identity_features
@@ -47,6 +47,8 @@ def test_vocabulary_has_the_required_concepts():
     # The basic emotions read as themselves; the one-sided concepts really are one-sided.
     for name in ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise"):
         assert voc.concepts[name].top_emotion == name
+        # The text targets of the seven emotion words are the evaluation's prototypes.
+        np.testing.assert_array_equal(voc.concepts[name].coefficients, prototype(name))
     for concept in voc.concepts.values():
         if concept.side:
             c = concept.coefficients
