@@ -26,7 +26,7 @@ from sie3d.avatar import (
 from sie3d.hair.config import HairConfig
 from sie3d.hair.geometry import directions, envelope_expressions, filled_mask, posed_heads, to_angles
 from sie3d.hair.mask import hair_mask
-from sie3d.hair.texture import texel_points
+from sie3d.hair.texture import hair_at, texel_points
 from sie3d.head.model import N_EXPRESSION
 from sie3d.photo import load_photo
 
@@ -175,6 +175,32 @@ def test_previews_draw_the_hair_and_the_composite_keeps_the_photos_hair(models, 
     top = (slice(0, 40), slice(0, 256))  # the crown in both views
     assert np.abs(with_[top].astype(int) - without[top].astype(int)).mean() > 10
     assert (composite(person, models, person.rest_expression) == composite(bald, models, bald.rest_expression)).all()
+
+
+@pytest.mark.parametrize("name", (SHORT, CURLY_UPDO))
+def test_the_hair_painted_on_the_scalp_is_the_volumes_texture_in_the_same_direction(models, people, name) -> None:
+    """`hair_at` reads the hair texture where the volume's own UVs do, in the same direction from the centre
+    (on the cap, where the shell follows its direction; off the azimuth seam); the painted scalp tiles keep the
+    person's own texels where no hair is painted, and in the directions where the photo shows hair but the volume
+    may not reach (the forehead), the face is painted with hair, darker than the skin."""
+    from sie3d.head.texture import _sample_bilinear
+
+    person = people[name]
+    hair = person.hair
+    mesh, grid, rgba = hair.mesh, hair.mesh.grid, hair.texture.rgba
+    size = rgba.shape[0]
+    polar, _ = to_angles(mesh.verts - grid.centre)
+    cap = (polar < grid.drop_polar - 0.05) & (mesh.uvs[:, 0] > 0.02) & (mesh.uvs[:, 0] < 0.98)
+    cap &= mesh.uvs[:, 1] < 0.99  # (not the crown's pole)
+    via_uv = _sample_bilinear(rgba, np.stack([mesh.uvs[cap, 0] * size, (1 - mesh.uvs[cap, 1]) * size], -1))
+    via_direction = hair_at(hair.texture, grid, mesh.verts[cap])
+    assert cap.sum() > 500 and np.abs(via_uv - via_direction).max() < 2e-3
+    own = person.textures.tiles[0]
+    painted = hair.scalp_tiles[0]
+    changed = np.abs(painted - own).max(-1) > 1e-6
+    assert 0.02 < changed.mean() < 0.5  # the scalp part of the face tile, not the face
+    luminance = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    assert (painted[changed] @ luminance).mean() < 0.8 * (own[changed] @ luminance).mean()
 
 
 def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_validator(

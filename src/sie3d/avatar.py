@@ -247,7 +247,7 @@ class Person:
             "warnings": list(self.warnings),
             "timings": self.timings,
         }  # fmt: skip
-        # The hair's synthesized texture and darkened texels are noise to zlib (40% smaller for 80 ms): kept as is.
+        # The hair's synthesized texture and painted scalp texels are noise to zlib (40% smaller for 80 ms): kept as is.
         _write_npz(folder / _PERSON_ARRAYS, arrays, stored=[k for k in arrays if k.startswith(_HAIR_STORED)])
         from sie3d.export.mesh import texture_png
 
@@ -355,13 +355,13 @@ _HAIR_GRID = ("centre", "polar", "azimuth", "scalp", "radius", "presence", "thic
 
 
 def _hair_to_json(hair: Hair, textures: HeadTextures, arrays: dict[str, np.ndarray]) -> dict:
-    """Scalars of `hair` as JSON; its arrays go into `arrays` under ``hair.<name>``. Of each darkened scalp
+    """Scalars of `hair` as JSON; its arrays go into `arrays` under ``hair.<name>``. Of each painted scalp
     tile only the texels that differ from the person's own tile (`textures`) are kept, with a bit mask of
     where they are: a third of the tile's bytes, written in a third of the time."""
     mesh, grid, texture = hair.mesh, hair.mesh.grid, hair.texture
     arrays.update({f"hair.mesh.{name}": getattr(mesh, name) for name in _HAIR_MESH})
     arrays.update({f"hair.grid.{name}": getattr(grid, name) for name in _HAIR_GRID})
-    arrays["hair.texture.rgba"], arrays["hair.texture.dark"] = _byte_planes(texture.rgba), texture.dark
+    arrays["hair.texture.rgba"] = _byte_planes(texture.rgba)
     for tile, image in hair.scalp_tiles.items():
         differs = image != textures.tiles[tile]
         changed = differs[..., 0] | differs[..., 1] | differs[..., 2]  # (.any(-1) over 3 values is 5x slower)
@@ -380,7 +380,7 @@ def _hair_from_json(meta: dict, textures: HeadTextures, arrays: dict[str, np.nda
     grid = HairGrid(**{name: arrays[f"hair.grid.{name}"] for name in _HAIR_GRID}, drop_polar=float(meta["drop_polar"]))
     mesh = HairMesh(**{name: arrays[f"hair.mesh.{name}"] for name in _HAIR_MESH}, grid=grid)
     texture = HairTexture(_from_byte_planes(arrays["hair.texture.rgba"], meta["texture_shape"]),
-                          float(meta["texture_seen"]), arrays["hair.texture.dark"])  # fmt: skip
+                          float(meta["texture_seen"]))  # fmt: skip (older folders' "hair.texture.dark" is unused)
     tiles = {}
     for tile in meta["scalp_tiles"]:
         image = textures.tiles[tile].copy()
@@ -866,7 +866,7 @@ class _SharedMesh:
         with torch.no_grad():
             identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
         textures = person.textures
-        if person.hair is not None:  # the scalp under the hair darkened, as the previews draw it
+        if person.hair is not None:  # the hair painted on the scalp, as the previews draw it
             textures = dataclasses.replace(textures, tiles={**textures.tiles, **person.hair.scalp_tiles})
         tiles = textures.srgb_tiles()
         eye = tiles.pop(EYE_TILE)

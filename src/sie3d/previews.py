@@ -44,7 +44,7 @@ class TexturedHead:
     lash_alpha: np.ndarray | None = None  # (S, S) float of tile 6 when the textures have eyelash cards
     mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
     eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
-    hair: Hair | None = None  # drawn over the head, with its darkened scalp tiles (`sie3d.hair`)
+    hair: Hair | None = None  # drawn over the head, with its painted scalp tiles (`sie3d.hair`)
     occlusion: ExpressionOcclusion | None = None  # darkens what an expression deepens (`with_occlusion`)
 
     @staticmethod
@@ -85,7 +85,7 @@ class TexturedHead:
         visible = self.layout.visible_faces if face_mask is None else self.layout.visible_faces & face_mask
         lighting = {"light": light} if sh_coeffs is None else {"sh_coeffs": torch.from_numpy(sh_coeffs)[None]}
         tiles = self.tiles
-        if self.hair is not None:  # the scalp under the hair darkened
+        if self.hair is not None:  # the hair painted on the scalp under it
             tiles = [torch.from_numpy(np.ascontiguousarray(self.hair.scalp_tiles[k])).permute(2, 0, 1)[None]
                      if k in self.hair.scalp_tiles else t for k, t in enumerate(tiles)]  # fmt: skip
         if self.mouth_light:

@@ -15,14 +15,15 @@ from the crown, run along v everywhere.
 3. **Alpha** (`hair_alpha`): the grid's presence, its 0.5 level roughened by noise stretched along the strands
    (`strand_length` texels) and narrow across them: the edge of the volume is a comb of strand tips, not a
    helmet's rim.
-4. **The scalp under the hair** (`darken_scalp`): where hair covers the head, the head's own texture (skin
-   colour up there) is blended towards the hair's darkest tone, so the scalp showing through thin hair or at
-   the soft edge looks like roots, not skin.
+4. **The scalp under the hair** (`paint_scalp`): the hair texture is painted on the head's own texture in the
+   directions that hold hair (by its alpha, in the roots' shade), so the scalp showing through thin hair looks
+   like hair, and where the photo's hairline is lower than the volume may reach (the volume keeps clear of the
+   forehead under every expression) the hair is painted down to it, its edge the volume's comb of strand tips.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -40,14 +41,14 @@ from sie3d.head.texture import (
     srgb_to_linear,
 )
 
-__all__ = ["HairTexture", "darken_scalp", "hair_alpha", "hair_texture", "synthesize", "texel_points"]
+__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
-SCALP_DARKENING = 0.75  # how far the scalp under full hair moves towards the hair's dark tone
+SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class HairTexture:
 
     rgba: np.ndarray
     seen: float
-    dark: np.ndarray  # (3,) linear: the hair's dark tone (10th percentile of the seen texels' luminance)
 
 
 def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,15 +190,9 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng)
     rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
-    if seen.any():
-        luminance = colour[seen] @ LUMINANCE
-        dark = colour[seen][luminance <= np.quantile(luminance, 0.1)].mean(0)
-    else:
-        dark = np.median(rgb[alpha > 0.5], 0) * 0.5 if (alpha > 0.5).any() else np.full(3, 0.05, np.float32)
     covered = alpha > 0.5
     fraction = float((seen & covered).sum() / max(covered.sum(), 1))
-    return HairTexture(np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32), fraction,
-                       np.asarray(dark, np.float32))  # fmt: skip
+    return HairTexture(np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32), fraction)
 
 
 def _above_forehead(pixels: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
@@ -211,29 +205,45 @@ def _above_forehead(pixels: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
             & (pixels[:, 0] < right))  # fmt: skip
 
 
-def darken_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray, grid: HairGrid,
-                 dark: np.ndarray, strength: float = SCALP_DARKENING) -> HeadTextures:  # fmt: skip
-    """`textures` with the face and head tiles blended towards the hair's `dark` tone where the hair covers
-    the head (by the grid's presence in each texel's direction); `verts_rest` (V, 3) the person's head at rest."""
-    from dataclasses import replace
+def hair_at(texture: HairTexture, grid: HairGrid, points: np.ndarray) -> np.ndarray:
+    """(N, 4) `texture`'s colour and alpha in the directions of `points` (N, 3, head space) from the centre of
+    `grid` (0 below the grid); as the hair's surface shows them in the same direction, where it follows it."""
+    size = texture.rgba.shape[0]
+    polar, azimuth = to_angles(points - grid.centre)
+    # As in `texel_points`: u = (azimuth + pi) / 2 pi; the row = polar / (the grid's first + last polar) rows.
+    # cv2's bilinear remap (pixel centres at integers: what `_sample_bilinear` does, 4x faster on many points),
+    # the points laid out in rows of 1024 (its maps must be under 32767 on each side).
+    width, count = 1024, len(polar)
+    rows = -(-count // width)
+    x, y = (np.zeros(rows * width, np.float32) for _ in range(2))
+    x[:count] = (azimuth + np.pi) / (2 * np.pi) * size - 0.5
+    y[:count] = polar / (grid.polar[0] + grid.polar[-1]) * size - 0.5
+    rgba = cv2.remap(texture.rgba, x.reshape(rows, width), y.reshape(rows, width), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).reshape(-1, 4)[:count]  # fmt: skip
+    return np.where((polar <= grid.polar[-1])[:, None], rgba, 0.0)
 
-    # The weight per vertex (the head's vertices are far fewer than the tiles' texels), then per texel.
-    offsets = verts_rest - grid.centre
-    polar, azimuth = to_angles(offsets)
-    _, presence = grid.radius_at_angles(polar, azimuth)
-    weight = strength * np.clip((presence - 0.5) / 0.3, 0, 1) * (polar <= grid.polar[-1])
+
+def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray, grid: HairGrid,
+                 texture: HairTexture) -> HeadTextures:  # fmt: skip
+    """`textures` with the hair painted on the face and head tiles where the hair covers the head: each texel
+    takes the hair texture's colour in its direction from the grid's centre, in the roots' shade
+    (`SCALP_ROOT_SHADE`), by that texel's alpha -- so where the photo shows hair lower than the volume may reach
+    (it keeps clear of the forehead under every expression), the hairline is painted down to the photo's, its
+    edge the same comb of strand tips as the volume's. `verts_rest` (V, 3): the person's head at rest."""
     faces = head.topology.faces
-    touched_faces = weight[faces].max(1) > 0
+    # The triangles with a corner in a direction that holds hair, and their neighbours (a texel's strand tip
+    # can lie in a triangle none of whose corners does); then every texel of theirs on its own.
+    near = grid.radius_at_angles(*to_angles(verts_rest - grid.centre))[1] > 0
+    touched_faces = np.isin(faces, faces[near[faces].any(1)]).any(1)
     tiles = dict(textures.tiles)
     for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
         if tile not in tiles:
             continue
-        size = tiles[tile].shape[0]
-        tri, (rows, cols), bary = material_texels(head, material, tile, size)
-        touched = np.flatnonzero(touched_faces[tri])  # texels of triangles with a corner under the hair
-        texel_weight = _interpolate(weight[:, None].astype(np.float32), faces[tri[touched]], bary[touched])
-        rows, cols = rows[touched], cols[touched]
+        tri, (rows, cols), bary = material_texels(head, material, tile, tiles[tile].shape[0])
+        touched = np.flatnonzero(touched_faces[tri])
+        hair = hair_at(texture, grid, _interpolate(verts_rest.astype(np.float32), faces[tri[touched]], bary[touched]))
+        rows, cols, alpha = rows[touched], cols[touched], hair[:, 3:]
         image = tiles[tile].copy()
-        image[rows, cols] = image[rows, cols] * (1 - texel_weight) + dark[None] * texel_weight
+        image[rows, cols] = image[rows, cols] * (1 - alpha) + hair[:, :3] * (SCALP_ROOT_SHADE * alpha)
         tiles[tile] = image
     return replace(textures, tiles=tiles)

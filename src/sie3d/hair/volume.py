@@ -1,4 +1,4 @@
-"""A person's hair, assembled: mask -> geometry -> texture (and the scalp under it darkened).
+"""A person's hair, assembled: mask -> geometry -> texture (and the hair painted on the scalp under it).
 
 `build_hair` is the one place the hair stages are chained; `sie3d.avatar` calls it when
 `ReconstructConfig.hair.enabled`, the eval harness and the contact-sheet script through the avatar API.
@@ -15,7 +15,7 @@ import torch
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.geometry import HairConfig, HairMesh, filled_mask, hair_geometry
 from sie3d.hair.mask import HairMask, PersonSegmenter, hair_mask
-from sie3d.hair.texture import HairTexture, darken_scalp, hair_texture
+from sie3d.hair.texture import HairTexture, hair_texture, paint_scalp
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import HeadTextures
@@ -28,7 +28,7 @@ HAIR_MATERIAL = "M_Hair"
 @dataclass(frozen=True, eq=False)
 class Hair:
     """The hair volume of a person (head space, cm; rigid with the head), its RGBA texture, the face and head
-    tiles with the scalp under the hair darkened (`scalp_tiles`, drawn instead of the person's when the hair is
+    tiles with the hair painted on the scalp under it (`scalp_tiles`, drawn instead of the person's when the hair is
     drawn), and what the mask said."""
 
     mesh: HairMesh
@@ -76,7 +76,7 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
                            textures.sh_lighting, observation.landmarks_px[:, :2], config)  # fmt: skip
     with torch.no_grad():
         rest = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.rest_expression)[None])[0].numpy()
-    scalp = darken_scalp(textures, head, rest, mesh.grid, texture.dark)
+    scalp = paint_scalp(textures, head, rest, mesh.grid, texture)
     timings["texture"] = time.perf_counter() - start
     tiles = {k: v for k, v in scalp.tiles.items() if k in (0, 1)}
     return Hair(mesh, texture, tiles, mask.summary(), timings), mask
