@@ -142,7 +142,7 @@ def test_lash_texture_is_alpha_tested_strands_on_the_upper_cards(models):
 
 
 def test_lashes_show_in_renders_and_respect_depth(happy, models):
-    """With cards, a frontal render changes only around the eyes, and only to darker pixels."""
+    """With cards, a frontal render changes only around the eyes, and to darker pixels."""
     from sie3d.eval.harness import _turntable_cameras
 
     lm = models.fitter.landmarks_3d(happy.fit, happy.rest_expression)
@@ -153,11 +153,19 @@ def test_lashes_show_in_renders_and_respect_depth(happy, models):
                                happy.rest_expression, cams).astype(int)  # fmt: skip
     changed = np.abs(with_lashes - without).sum(-1) > 0
     assert changed.sum() > 20
-    assert (with_lashes[changed].sum(-1) < without[changed].sum(-1)).mean() > 0.95
+    # Darker, except over the lids' darkest shade, which the lashes' own colour (about 84 over R+G+B) does not
+    # darken: a few pixels there.
+    lighter = with_lashes[changed].sum(-1) >= without[changed].sum(-1)
+    assert lighter.mean() < 0.1 and (without[changed][lighter].sum(-1) < 90).all()
     rows, _ = np.nonzero(changed[0])
     pixels = project(torch.from_numpy(lm), cams)[0][0].numpy()
     eye_box_y = pixels[[159, 386, 145, 374], 1]
     assert rows.min() > eye_box_y.min() - 30 and rows.max() < eye_box_y.max() + 30
+    # Nor out past the eyes' outer corners (MediaPipe 33, 263) in a wing: the cards' drooping ends stay bare.
+    _, cols = np.nonzero(changed[0])
+    corners_x = np.sort(pixels[[33, 263], 0])
+    beyond = np.maximum(corners_x[0] - cols, cols - corners_x[1]).max() / (corners_x[1] - corners_x[0])
+    assert beyond < 0.09, beyond  # 0.073 (0.10 with strands on the drooping ends); of the corner-to-corner span
 
 
 def test_teeth_are_shaded_tooth_by_tooth_and_darken_into_the_mouth(models):

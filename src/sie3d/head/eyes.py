@@ -332,8 +332,9 @@ def eye_texture(samples: EyeSamples, gaze: np.ndarray, head: HeadModel, size: in
 def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
     """(size, size, 4) linear RGB + alpha of ICT's eyelash tile (6): dark tapered strands on each card, from
     the card's root edge (the one nearer the eyeball) toward its tip, denser and longer toward the outer
-    corner. The lower lids' cards stay empty: short, sparse lower lashes read as specks once alpha-tested at
-    preview size. Alpha is 0 or 1 (alpha-tested cards)."""
+    corner, and none on the drooping end of the card beyond it. The lower lids' cards stay empty: short,
+    sparse lower lashes read as specks once alpha-tested at preview size. Alpha is 0 or 1 (alpha-tested
+    cards)."""
     from sie3d.head.texture import material_parts
 
     topo, neutral = head.topology, head.neutral.numpy()
@@ -365,7 +366,9 @@ def lash_texture(head: HeadModel, size: int, seed: int = 0) -> np.ndarray:
         xs = np.array([abs(neutral[k][0]) for k in vert_uv])
         outer_at_u1 = np.corrcoef(us, xs)[0, 1] > 0
         for _ in range(80):
-            t = 0.92 * rng.beta(1.6, 1.2)  # position along the lid, 1 = outer corner (whose card droops)
+            # Position along the lid, 1 = the card's outer end. The cards reach past the outer corner of the eye and
+            # droop there: strands on that last fifth fanned down and out beyond the eye like a false-lash wing.
+            t = 0.8 * rng.beta(1.6, 1.2)
             along = u0 + (t if outer_at_u1 else 1 - t) * (u1 - u0)
             length = (0.65 + 0.3 * t) * rng.uniform(0.8, 1.0)
             lean = (0.15 * (t - 0.3) + rng.normal(0, 0.03)) * (1 if outer_at_u1 else -1)
