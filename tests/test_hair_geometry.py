@@ -178,7 +178,7 @@ def test_previews_draw_the_hair_and_the_composite_keeps_the_photos_hair(models, 
 
 
 @pytest.mark.parametrize("name", (SHORT, CURLY_UPDO))
-def test_the_hair_painted_on_the_scalp_is_the_volumes_texture_in_the_same_direction(models, people, name) -> None:
+def test_the_hair_painted_on_the_scalp_is_the_volumes_texture_in_the_same_direction(people, name) -> None:
     """`hair_at` reads the hair texture where the volume's own UVs do, in the same direction from the centre
     (on the cap, where the shell follows its direction; off the azimuth seam); the painted scalp tiles keep the
     person's own texels where no hair is painted, and in the directions where the photo shows hair but the volume

@@ -379,8 +379,9 @@ def _hair_from_json(meta: dict, textures: HeadTextures, arrays: dict[str, np.nda
 
     grid = HairGrid(**{name: arrays[f"hair.grid.{name}"] for name in _HAIR_GRID}, drop_polar=float(meta["drop_polar"]))
     mesh = HairMesh(**{name: arrays[f"hair.mesh.{name}"] for name in _HAIR_MESH}, grid=grid)
+    # (Folders saved before December 3 also hold "hair.texture.dark", a tone no longer used.)
     texture = HairTexture(_from_byte_planes(arrays["hair.texture.rgba"], meta["texture_shape"]),
-                          float(meta["texture_seen"]))  # fmt: skip (older folders' "hair.texture.dark" is unused)
+                          float(meta["texture_seen"]))  # fmt: skip
     tiles = {}
     for tile in meta["scalp_tiles"]:
         image = textures.tiles[tile].copy()
