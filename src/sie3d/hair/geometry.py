@@ -12,7 +12,8 @@ comparison per point, which is what keeps the face out and what the tests check.
 2. **Where the photo shows hair** (`presence`). For every direction whose hair point faces the photo's camera
    (or lies on its silhouette), the hair mask at that point's projection: hair or not. Directions the photo
    cannot see get a normalised-convolution continuation, broad around the head (azimuth) and narrow in
-   elevation: the back of the head at a given height looks like the sides at that height. Behind the ears
+   elevation: the back of the head at a given height looks like the sides at that height. Far from anything
+   seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head never gets here). Behind the ears
    the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
 3. **How thick** (`thickness`). Where a direction lies on the photo's silhouette, the hair's reach along it
    is measured in the mask (how far out the mask goes from the scalp) and continued elsewhere the same way.
@@ -226,11 +227,14 @@ def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azi
 
 
 def _continue(values: np.ndarray, weights: np.ndarray, sigma_rows: float, sigma_cols: float,
-              fallback: float) -> np.ndarray:  # fmt: skip
+              fallback: float | np.ndarray, prior_weight: float = 0.0) -> np.ndarray:  # fmt: skip
     """Normalised convolution on the (R, C + 1) grid (wrapping in azimuth): the weighted values continued
-    smoothly where the weights are zero, kept where they are one."""
+    smoothly where the weights are zero, kept where they are one. With `prior_weight`, the `fallback` (a value
+    or an (R, C + 1) map) counts as that much weight everywhere, so it wins far from anything weighted;
+    without, it stands only where nothing weighted reaches at all."""
     v, w = values[:, :-1] * weights[:, :-1], weights[:, :-1].astype(np.float32)
     pad = values.shape[1] - 1
+    prior = (np.broadcast_to(fallback, values.shape)[:, :-1]).astype(np.float32)
 
     def blur(x: np.ndarray) -> np.ndarray:
         wide = np.concatenate([x, x, x], 1).astype(np.float32)
@@ -238,8 +242,8 @@ def _continue(values: np.ndarray, weights: np.ndarray, sigma_rows: float, sigma_
                                borderType=cv2.BORDER_REFLECT)  # fmt: skip
         return out[:, pad : 2 * pad]
 
-    num, den = blur(v), blur(w)
-    smooth = np.where(den > 1e-4, num / np.maximum(den, 1e-12), fallback)
+    num, den = blur(v) + prior_weight * prior, blur(w) + prior_weight
+    smooth = np.where(den > 1e-4, num / np.maximum(den, 1e-12), prior)
     out = np.where(w > 0, v / np.maximum(w, 1e-12) * w + smooth * (1 - w), smooth)
     return np.concatenate([out, out[:, :1]], 1)
 
@@ -330,8 +334,11 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
 
     sigma_cols = config.spread_azimuth_deg / np.degrees(azimuth[1] - azimuth[0])
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
-    fallback = float(presence_seen[seen].mean()) if seen.any() else 0.0
-    presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, fallback)
+    # Far from anything the photo shows (the back of the head, a crown cut off by the frame), the scalp of a
+    # person with hair is taken to hold hair; nothing is assumed to hang below it.
+    scalp_prior = np.where((np.arange(config.rows) < drop_row)[:, None], 1.0, 0.0) * np.ones_like(presence_seen)
+    presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, scalp_prior,
+                         config.unseen_scalp_prior)  # fmt: skip
     # Continued values hover around one half far from any seen direction: sharpened, the soft edge (the strand
     # comb of the texture's alpha) stays a narrow rim instead of a wide zone of see-through streaks.
     presence = np.clip((presence - config.min_presence) * config.presence_gain + 0.5, 0.0, 1.0)
