@@ -336,7 +336,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
     # Far from anything the photo shows (the back of the head, a crown cut off by the frame), the scalp of a
     # person with hair is taken to hold hair; nothing is assumed to hang below it.
-    scalp_prior = np.where((np.arange(config.rows) < drop_row)[:, None], 1.0, 0.0) * np.ones_like(presence_seen)
+    scalp_prior = (np.arange(config.rows) < drop_row)[:, None].astype(np.float32)  # (R, 1): hair above the ears
     presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, scalp_prior,
                          config.unseen_scalp_prior)  # fmt: skip
     # Continued values hover around one half far from any seen direction: sharpened, the soft edge (the strand

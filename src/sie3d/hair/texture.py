@@ -234,7 +234,9 @@ def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray,
     # The triangles with a corner in a direction that holds hair, and their neighbours (a texel's strand tip
     # can lie in a triangle none of whose corners does); then every texel of theirs on its own.
     near = grid.radius_at_angles(*to_angles(verts_rest - grid.centre))[1] > 0
-    touched_faces = np.isin(faces, faces[near[faces].any(1)]).any(1)
+    ring = np.zeros(len(verts_rest), bool)
+    ring[faces[near[faces].any(1)]] = True
+    touched_faces = ring[faces].any(1)
     tiles = dict(textures.tiles)
     for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
         if tile not in tiles:
