@@ -172,7 +172,7 @@ def _worker_pids(server_pid: int) -> list[int]:
 
 def test_a_worker_that_dies_fails_its_job_only(web_server, faces):
     """SIGKILL the worker mid-job (as the kernel's OOM killer would): that job fails clearly, the server
-    rebuilds its pool and the next job succeeds."""
+    rebuilds its pool and the next job succeeds, its progress reported."""
     status, answer = submit(web_server, "surprised", ("other.jpg", (faces / "london_005_neutral.jpg").read_bytes()))
     assert status == 202
     deadline = time.monotonic() + TIMEOUT
@@ -187,6 +187,7 @@ def test_a_worker_that_dies_fails_its_job_only(web_server, faces):
     assert status == 202
     job, _ = wait_for_job(web_server, answer["id"], TIMEOUT)
     assert job["status"] == "done", job.get("error")
+    assert {"observe", "fit", "text"} <= set(job["stages"])  # the new pool's progress reaches the server
     assert request(web_server, "GET", "/api/health")[0] == 200
 
 

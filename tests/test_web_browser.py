@@ -62,10 +62,10 @@ def browser_run(web_server, faces, tmp_path_factory, node_packages, chromium) ->
     clip = y4m_clip(tmp / "face.y4m", faces / "london_021_neutral.jpg", faces / "london_021_happy.jpg")
     options = {"url": f"{web_server.url}/", "photo": str(faces / "london_004_happy.jpg"), "out": str(out),
                "prompt": "a gleeful grin with raised eyebrows", "y4m": str(clip), "chromium": str(chromium),
-               "cameraSeconds": 14, "timeoutMs": 600_000}  # fmt: skip
+               "cameraSeconds": 14, "timeoutMs": 300_000}  # fmt: skip
     done = subprocess.run(["node", str(node_packages / "web_app.mjs"), json.dumps(options)], capture_output=True,
-                          text=True, timeout=900, cwd=node_packages)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+                          text=True, timeout=600, cwd=node_packages)  # fmt: skip
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\nserver log:\n{web_server.log_tail()}"
     summary = json.loads(done.stdout)
     summary["out"] = out
     return summary

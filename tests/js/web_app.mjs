@@ -38,11 +38,22 @@ try {
   await shot("2-photo-and-text.png");
   step("filled");
   await page.click("#generate");
-  await page.waitForFunction(() => /Running|Waiting/.test(document.querySelector("#status").textContent));
-  await page.waitForFunction(() => document.querySelectorAll("#stages li").length >= 3);
+  // each wait ends early on the page's own error message (a failed job): never a silent wait
+  const failed = async () => {
+    if (await page.evaluate(() => !document.querySelector("#error").hidden)) {
+      throw new Error(`the page shows an error: ${await page.textContent("#error")}`);
+    }
+  };
+  await page.waitForFunction(() => /Running|Waiting/.test(document.querySelector("#status").textContent)
+    || !document.querySelector("#error").hidden);
+  await failed();
+  await page.waitForFunction(() => document.querySelectorAll("#stages li").length >= 3
+    || !document.querySelector("#error").hidden);
+  await failed();
   await shot("3-progress.png");
-  await page.waitForFunction(() => window.sie3d.state.result && window.sie3d.viewer.meshes.length > 0
-    && document.querySelectorAll("#sliders input").length === 52);
+  await page.waitForFunction(() => (window.sie3d.state.result && window.sie3d.viewer.meshes.length > 0
+    && document.querySelectorAll("#sliders input").length === 52) || !document.querySelector("#error").hidden);
+  await failed();
   step("generated");
   await page.waitForFunction(() => document.querySelector("#preview").complete && document.querySelector("#in-photo").complete);
   await page.waitForTimeout(500);
@@ -92,6 +103,14 @@ try {
   summary.camera.canvasAfterStop = await page.evaluate(() => [document.querySelector("#canvas").width,
     window.sie3d.stats.running]);
   step("camera done");
+} catch (error) {
+  // what the page showed when it went wrong, for the test's failure message
+  const pages = browser.contexts().flatMap((c) => c.pages());
+  const state = pages.length ? await pages[0].evaluate(() => ({ status: document.querySelector("#status")?.textContent,
+    error: document.querySelector("#error")?.hidden ? null : document.querySelector("#error")?.textContent,
+    stages: Array.from(document.querySelectorAll("#stages li")).map((e) => e.textContent) })).catch(String) : null;
+  process.stderr.write(`page: ${JSON.stringify(state)}\nconsole errors: ${JSON.stringify(summary.consoleErrors)}\n`);
+  throw error;
 } finally {
   await browser.close();
 }

@@ -103,19 +103,23 @@ class JobQueue:
         self._running: dict[str, tuple[Future, ProcessPoolExecutor]] = {}
         self._people: dict[str, str] = {}  # photo sha256 -> job id whose person/ it can reuse
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        self._events = self._context.Queue()
-        self._pool = self._new_pool()
         self._closed = threading.Event()
-        self._threads = [threading.Thread(target=self._read_events, name="sie3d-progress", daemon=True),
-                         threading.Thread(target=self._clean_periodically, name="sie3d-cleanup", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._threads = [threading.Thread(target=self._clean_periodically, name="sie3d-cleanup", daemon=True)]
+        self._threads[0].start()
+        self._pool = self._new_pool()
 
     # -- the pool -------------------------------------------------------------------------------------
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        """Workers, and a progress queue of their own with its own reader: a worker killed while writing
+        to a queue can leave that queue's lock taken or half a message in its pipe, so a new pool never
+        inherits its predecessor's."""
+        self._events = events = self._context.Queue()
+        reader = threading.Thread(target=self._read_events, args=(events,), name="sie3d-progress", daemon=True)
+        reader.start()
+        self._threads = [*(t for t in self._threads if t.is_alive()), reader]
         pool = ProcessPoolExecutor(self.config.workers, mp_context=self._context, initializer=init_worker,
-                                   initargs=(self._events,))  # fmt: skip
+                                   initargs=(events,))  # fmt: skip
         for _ in range(self.config.workers):
             pool.submit(warm_up)  # start every worker and load its models now
         return pool
@@ -156,16 +160,18 @@ class JobQueue:
                         self._people[job.photo_sha256] = job.id
                 else:
                     job.status, job.error = "failed", outcome["error"]
+                    log.warning("job %s failed: %s", job_id, outcome["error"]["message"])
             if not self._closed.is_set():
                 self._dispatch()
 
-    def _read_events(self) -> None:
-        while not self._closed.is_set():
+    def _read_events(self, events: multiprocessing.Queue) -> None:
+        """Record the stages one pool's workers report, until the server closes or that pool is replaced."""
+        while not self._closed.is_set() and events is self._events:
             try:
-                job_id, stage = self._events.get(timeout=0.5)
+                job_id, stage = events.get(timeout=0.5)
             except queue.Empty:
                 continue
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 -- a pipe broken or garbled by a killed worker: progress only
                 return
             with self._lock:
                 job = self._jobs.get(job_id)

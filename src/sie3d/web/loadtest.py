@@ -38,6 +38,11 @@ class Server:
     host: str
     port: int
     process: subprocess.Popen
+    log: Path | None = None  # where its stdout and stderr go, if anywhere
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log (empty without one), for a failing test's message."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log and self.log.exists() else ""
 
     @property
     def url(self) -> str:
@@ -66,7 +71,7 @@ def start_server(*args: str, timeout: float = 180.0, env: dict | None = None, lo
                                stdout=output, stderr=output,
                                env={**os.environ, "PYTHONPATH": path, **(env or {})})  # fmt: skip
     try:
-        server = Server("127.0.0.1", port, process)
+        server = Server("127.0.0.1", port, process, log)
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
