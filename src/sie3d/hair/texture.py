@@ -12,9 +12,9 @@ from the crown, run along v everywhere.
    times detail copied patch by patch from the seen hair -- the ratio of a seen texel to its base, so strands,
    highlights and gaps travel, not the seen part's brightness. Patches keep their orientation, so strands still
    run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows.
-3. **Alpha** (`hair_alpha`): the grid's presence, its 0.5 level roughened by noise stretched along the strands
-   (`strand_length` texels) and narrow across them: the edge of the volume is a comb of strand tips, not a
-   helmet's rim.
+3. **Alpha** (`hair_alpha`): the grid's presence, its edge smoothed (`smooth_edge`: a curve, not the grid's
+   staircase), its 0.5 level roughened by noise stretched along the strands (`strand_length` texels) and narrow
+   across them: the edge of the volume is a comb of strand tips, not a helmet's rim.
 4. **The scalp under the hair** (`paint_scalp`): the hair texture is painted on the head's own texture in the
    directions that hold hair (by its alpha, in the roots' shade), so the scalp showing through thin hair looks
    like hair, and where the photo's hairline is lower than the volume may reach (the volume keeps clear of the
@@ -41,13 +41,15 @@ from sie3d.head.texture import (
     srgb_to_linear,
 )
 
-__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "synthesize", "texel_points"]
+__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "smooth_edge", "synthesize",
+           "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
+EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
 
 
@@ -81,6 +83,18 @@ def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: fl
     noise /= noise.std() + 1e-6
     level = presence + EDGE_NOISE * np.clip(noise, -2.0, 2.0)
     return np.clip((level - 0.45) / 0.1, 0.0, 1.0).astype(np.float32)
+
+
+def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
+    """(S, S) the texels' presence blurred by `EDGE_SMOOTHING` of a grid cell (`cell`: texels per grid row and
+    per grid column), wrapping around the head. The grid's presence is nearly binary per grid vertex, and
+    interpolated bilinearly its 0.5 level follows the cells: a staircase wherever the edge runs diagonally
+    (from the temple down behind the ear). Blurred, the level is a smooth curve through the steps."""
+    sigma_rows, sigma_cols = EDGE_SMOOTHING * cell[0], EDGE_SMOOTHING * cell[1]
+    pad = int(np.ceil(3 * sigma_cols))
+    wrapped = np.pad(presence.astype(np.float32), ((0, 0), (pad, pad)), mode="wrap")
+    return cv2.GaussianBlur(wrapped, (0, 0), sigmaX=sigma_cols, sigmaY=sigma_rows,
+                            borderType=cv2.BORDER_REPLICATE)[:, pad : pad + presence.shape[1]]  # fmt: skip
 
 
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
@@ -161,6 +175,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     size = config.texture_size
     rng = np.random.default_rng(config.seed)
     points, normals, presence = texel_points(mesh.grid, size)
+    presence = smooth_edge(presence, (size / len(mesh.grid.polar), size / (len(mesh.grid.azimuth) - 1)))
     flat_points, flat_normals = points.reshape(-1, 3), normals.reshape(-1, 3)
     pixels = fit.project(flat_points)
     camera_head = -fit.rotation.T @ fit.translation
