@@ -31,7 +31,7 @@ class HairConfig:
     face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair
     drop_polar_deg: float = 100.0  # below this the hair falls vertically
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
-    min_curtain_deg: float = 30.0  # hanging hair narrower than this around the head is dropped
+    min_curtain_deg: float = 60.0  # hanging hair narrower than this around the head is dropped
     nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...
     nape_drop_cm: float = 1.0  # ... this far below the ear lobes beside the ears ...
     nape_dip_cm: float = 2.5  # ... and this much lower again at the middle of the back

@@ -369,7 +369,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     below = (np.arange(config.rows) >= drop_row)[:, None]
     presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
     # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
-    # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon.
+    # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon (still at 30°: the default is 60°).
     columns = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
     hanging = presence[drop_row:, :-1]
     wide = np.concatenate([hanging[:, -columns:], hanging, hanging[:, :columns]], 1)
