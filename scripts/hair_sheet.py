@@ -57,7 +57,7 @@ def head_thumbnail(person, cell: int) -> np.ndarray:
 
 def bench(models: Models, paths: list[Path], repeats: int) -> None:
     """Median `reconstruct` seconds per photo without and with hair (the same process, interleaved)."""
-    configs = {"without": ReconstructConfig(), "with": ReconstructConfig(hair=HairConfig(enabled=True))}
+    configs = {"without": ReconstructConfig(hair=HairConfig(enabled=False)), "with": ReconstructConfig()}
     photos = [load_photo(path) for path in paths]
     reconstruct(photos[0], models, configs["with"])  # warm-up: every model loaded, caches filled
     seconds: dict[str, list[float]] = {name: [] for name in configs}

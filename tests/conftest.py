@@ -99,10 +99,11 @@ def london_observations(observer) -> dict[str, object]:
     return result
 
 
-# What `write_outputs` writes for a variant in OBJ format with a preview (no GLB, no in-photo composite).
+# What `write_outputs` writes for a variant of a person with hair (the default) in OBJ format with a preview
+# (no GLB, no in-photo composite).
 OBJ_FILES = ("avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
              "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "avatar_M_EyeOcclusion.png", "avatar_M_EyeLashes.png",
-             "preview.png")  # fmt: skip
+             "avatar_M_Hair.png", "preview.png")  # fmt: skip
 PERSON_FILES = ("person/person.json", "person/arrays.npz", "person/photo.png")
 
 

@@ -71,7 +71,7 @@ def test_person_save_load_round_trip(happy: Person, tmp_path: Path) -> None:
     folder = happy.save(tmp_path / "person")
     assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "person.json", "photo.png"]
     meta = json.loads((folder / "person.json").read_text())
-    assert meta["format_version"] == 2 and meta["timings"] == happy.timings and meta["hair"] is None
+    assert meta["format_version"] == 2 and meta["timings"] == happy.timings and meta["hair"]["mask"]["kind"] == "hair"
     loaded = Person.load(folder)
     assert_same_person(happy, loaded)
     assert isinstance(loaded.observation, FaceObservation) and loaded.observation.identity.shape == (128,)
@@ -184,7 +184,7 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
         "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
         "hair": asdict(HairConfig())}
-    assert report["config"]["reconstruct"]["hair"]["enabled"] is False  # hair is off by default
+    assert report["config"]["reconstruct"]["hair"]["enabled"] is True  # hair is on by default
     assert list(report["variants"]) == ["neutral"]
     assert report["variants"]["neutral"]["coefficients"] == report["expression_neutral"]
 

@@ -24,7 +24,14 @@ from sie3d.avatar import (
     with_hair_as_asked,
 )
 from sie3d.hair.config import HairConfig
-from sie3d.hair.geometry import directions, envelope_expressions, filled_mask, posed_heads, to_angles
+from sie3d.hair.geometry import (
+    detached_hair,
+    directions,
+    envelope_expressions,
+    filled_mask,
+    posed_heads,
+    to_angles,
+)
 from sie3d.hair.mask import hair_mask
 from sie3d.hair.texture import hair_at, smooth_edge, texel_points
 from sie3d.head.model import N_EXPRESSION
@@ -60,11 +67,14 @@ def test_a_bald_head_gets_no_hair_mesh(models, people, tmp_path) -> None:
     assert with_hair_as_asked(loaded, models, HAIR_ON.hair) is loaded
 
 
-def test_hair_off_by_default_changes_nothing(models, people) -> None:
-    person = dataclasses.replace(people[SHORT], hair=None, config=ReconstructConfig(texture_size=256))
-    assert ReconstructConfig().hair.enabled is False
+def test_hair_on_by_default_and_an_older_person_keeps_none(models, people) -> None:
+    bare = ReconstructConfig(texture_size=256, hair=HairConfig(enabled=False))
+    person = dataclasses.replace(people[SHORT], hair=None, config=bare)
+    assert ReconstructConfig().hair.enabled is True
     assert ReconstructConfig.from_json(HAIR_ON.to_json()) == HAIR_ON
-    assert ReconstructConfig.from_json({"face": 0, "texture_size": 256}).hair == HairConfig()  # an older person.json
+    assert ReconstructConfig.from_json(bare.to_json()) == bare
+    # a person.json from before the hair existed was made without it, and says so
+    assert ReconstructConfig.from_json({"face": 0, "texture_size": 256}).hair == HairConfig(enabled=False)
     assert person.hair is None
     assert with_hair(person, models).hair is not None
 
@@ -189,6 +199,20 @@ def test_previews_draw_the_hair_and_the_composite_keeps_the_photos_hair(models, 
     assert (composite(person, models, person.rest_expression) == composite(bald, models, bald.rest_expression)).all()
 
 
+def test_hanging_hair_not_joined_to_the_cap_is_cleared() -> None:
+    """On a grid (rows down from the crown, columns around the head, wrapping): a curtain hanging from the cap
+    stays, across the azimuth seam too; a band floating below a gap (a ponytail's end seen beside the neck) is
+    cleared with its soft edge, but not the cells beside the joined curtain."""
+    covered = np.zeros((20, 40), bool)
+    covered[:8] = True  # the cap, above the drop row
+    covered[8:14, 36:] = covered[8:14, :3] = True  # a curtain across the seam, joined to the cap
+    covered[16:18, 10:20] = True  # a floating band below a gap
+    clear = detached_hair(covered, drop_row=8)
+    assert clear[16:18, 10:20].all() and clear[15, 9] and clear[19, 21]  # the band and its soft edge
+    assert not (clear & covered)[:14].any()  # the cap and the joined curtain
+    assert not clear[14, 0] and not clear[14, 38]  # the curtain's own soft edge stays
+
+
 def test_the_alpha_edge_is_a_curve_not_the_grids_staircase() -> None:
     """A diagonal hair edge on the grid (binary per vertex), interpolated bilinearly into texels as the texture
     is, steps along the cells; `smooth_edge` makes its 0.5 level a curve: the level's distance from a straight
@@ -283,13 +307,13 @@ def test_write_outputs_reports_the_hair_and_exports_it(models, people, tmp_path)
     assert json.loads((tmp_path / "bald" / "report.json").read_text())["hair"] is None
 
 
-def test_the_cli_switch_makes_hair_and_a_saved_person_keeps_it(faces, tmp_path) -> None:
+def test_the_cli_makes_hair_by_default_a_saved_person_keeps_it_and_no_hair_leaves_it_out(faces, tmp_path) -> None:
     import json
 
     from conftest import glb_json, run_cli
 
     out = tmp_path / "out"
-    done = run_cli("reconstruct", str(faces / SHORT), "--hair", "--variants", "neutral", "--formats", "glb",
+    done = run_cli("reconstruct", str(faces / SHORT), "--variants", "neutral", "--formats", "glb",
                    "--no-in-photo", "--no-previews", "-o", str(out), "-q")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
@@ -300,6 +324,6 @@ def test_the_cli_switch_makes_hair_and_a_saved_person_keeps_it(faces, tmp_path) 
                    "--no-previews", "-o", str(again), "-q")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((again / "report.json").read_text())["hair"]["triangles"] == report["hair"]["triangles"]
-    done = run_cli("reconstruct", str(faces / SHORT), "--variants", "neutral", "--formats", "glb", "--no-in-photo",
-                   "--no-previews", "-o", str(tmp_path / "plain"), "-q")  # fmt: skip
-    assert json.loads((tmp_path / "plain" / "report.json").read_text())["hair"] is None  # off by default
+    done = run_cli("reconstruct", str(faces / SHORT), "--no-hair", "--variants", "neutral", "--formats", "glb",
+                   "--no-in-photo", "--no-previews", "-o", str(tmp_path / "plain"), "-q")  # fmt: skip
+    assert json.loads((tmp_path / "plain" / "report.json").read_text())["hair"] is None  # on by default: asked off

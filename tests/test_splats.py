@@ -18,16 +18,20 @@ INRIA = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *(f"f_re
          "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def posed(happy, models, tmp_path_factory):
-    """The session person with the photo's expression, written as ``avatar.ply`` by `write_outputs`."""
+def _write_ply(person, models, out):
+    """`person` with the photo's expression, written as ``avatar.ply`` by `write_outputs`: (path, coefficients)."""
     from sie3d.avatar import OutputConfig, Variant, write_outputs
 
-    out = tmp_path_factory.mktemp("splats")
-    variant = Variant("expression", happy.photo_expression)
-    write_outputs(happy, models, [variant], out, OutputConfig(formats=("ply",), previews=False, in_photo=False),
+    variant = Variant("expression", person.photo_expression)
+    write_outputs(person, models, [variant], out, OutputConfig(formats=("ply",), previews=False, in_photo=False),
                   save_person=False)  # fmt: skip
     return out / "expression" / "avatar.ply", variant.coefficients
+
+
+@pytest.fixture(scope="module")
+def posed(happy, models, tmp_path_factory):
+    """The session person (with its hair, as by default) as ``avatar.ply``: (path, coefficients)."""
+    return _write_ply(happy, models, tmp_path_factory.mktemp("splats"))
 
 
 def _read(path):
@@ -88,19 +92,24 @@ def test_reference_renderer_on_one_gaussian():
     assert (image[0, 0] == [0, 0, 1]).all()
 
 
-def test_splats_render_like_the_mesh(posed, happy, models):
+@pytest.mark.parametrize("hair", (False, True))
+def test_splats_render_like_the_mesh(posed, happy, models, tmp_path, hair):
     """PSNR of the PLY's render against the mesh render (2x2 supersampled: anti-aliased, as a viewer shows
-    a mesh) from the same 256 px cameras, front and 60 degrees."""
-    from sie3d.avatar import posed_verts, render_views
+    a mesh) from the same 256 px cameras, front and 60 degrees: at least 25 dB for the bare head; with the hair,
+    whose comb of alpha-tested strand tips round splats only approximate, at least 21 dB (23.3 and 22.1 dB when
+    the hair became the default)."""
+    from sie3d.avatar import posed_verts, render_views, with_hair_as_asked
     from sie3d.head.texture import linear_to_srgb
     from sie3d.previews import BACKGROUND, preview_cameras
 
-    path, coefficients = posed
+    person = happy if hair else with_hair_as_asked(happy, models, False)
+    assert (person.hair is not None) == hair
+    path, coefficients = posed if hair else _write_ply(person, models, tmp_path)
     g = _read(path)
-    verts = posed_verts(happy, models, coefficients)
+    verts = posed_verts(person, models, coefficients)
     yaws = (0.0, 60.0)
     cams = preview_cameras(models.head, verts, yaws, 256)
-    big = render_views(happy, models, coefficients, preview_cameras(models.head, verts, yaws, 512)).astype(np.float64)
+    big = render_views(person, models, coefficients, preview_cameras(models.head, verts, yaws, 512)).astype(np.float64)
     meshes = big.reshape(len(yaws), 256, 2, 256, 2, 3).mean(axis=(2, 4))
     background = tuple(linear_to_srgb(np.asarray(BACKGROUND)))
     for k, yaw in enumerate(yaws):
@@ -108,7 +117,7 @@ def test_splats_render_like_the_mesh(posed, happy, models):
                               cams.K[k].numpy(), cams.world_to_cam[k].numpy(), 256, 256, background)  # fmt: skip
         error = np.mean((np.clip(splat, 0, 1) * 255 - meshes[k]) ** 2)
         psnr = 10 * np.log10(255**2 / error)
-        assert psnr >= 25.0, (yaw, psnr)
+        assert psnr >= (21.0 if hair else 25.0), (yaw, psnr)
 
 
 def test_the_three_js_splat_viewer_reads_the_file(posed, node_packages):

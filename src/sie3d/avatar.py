@@ -156,16 +156,17 @@ class ReconstructConfig:
     face: int = 0  # which face of the photo, 0 = the largest
     texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
     texture: TextureConfig = TextureConfig()  # eyes, gaze, eyelashes and mouth
-    hair: HairConfig = HairConfig()  # the hair volume (off by default: `sie3d.hair`)
+    hair: HairConfig = HairConfig()  # the hair volume (on by default: `sie3d.hair`)
 
     @staticmethod
     def from_json(data: dict) -> ReconstructConfig:
-        """The inverse of `to_json` (a person saved before `texture` existed gets the plain textures it had)."""
+        """The inverse of `to_json` (a person saved before `texture` existed gets the plain textures it had, one
+        saved before `hair` existed no hair: it was made without)."""
         from sie3d.head.texture import PLAIN_TEXTURES
 
         data = dict(data)
         texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
-        hair = HairConfig(**data.pop("hair")) if "hair" in data else HairConfig()
+        hair = HairConfig(**data.pop("hair")) if "hair" in data else HairConfig(enabled=False)
         return ReconstructConfig(**data, texture=texture, hair=hair)
 
     def __post_init__(self) -> None:

@@ -338,7 +338,7 @@ def reconstruct_config(args: argparse.Namespace):
     from sie3d.head.texture import TextureConfig
 
     return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze),
-                             hair=HairConfig(enabled=bool(args.hair)))  # fmt: skip
+                             hair=HairConfig() if args.hair is None else HairConfig(enabled=args.hair))  # fmt: skip
 
 
 def output_config(args: argparse.Namespace):
@@ -371,7 +371,8 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
                         help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
     parser.add_argument("--hair", action=argparse.BooleanOptionalAction, default=None,
                         help="a hair volume shaped by the photo's hair, in the previews and the mesh files "
-                        "(default: off for a photo, as saved for a person folder; see the README's \"Hair volume\")")
+                        "(default: on for a photo, as saved for a person folder; --no-hair: a bare scalp; see the "
+                        "README's \"Hair volume\")")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return
@@ -653,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
                        default="observe",
                        help="observe: cold start, observation time, memory; reconstruct: fit error and "
                        "per-stage times; cli: whole `sie3d inspect` vs `sie3d reconstruct` processes on the same "
-                       "photos, and their ratio; hair: whole `sie3d reconstruct` vs `sie3d reconstruct --hair` "
+                       "photos, and their ratio; hair: whole `sie3d reconstruct --no-hair` vs `sie3d reconstruct` "
                        "processes, alternated, and their ratio; web: a load test of `sie3d web` on loopback (N clients "
                        "at once, bad uploads, peak memory); batch: `sie3d batch` on photos x 3 prompts vs "
                        "`sie3d generate` once per avatar, in avatars/min (default: observe)")

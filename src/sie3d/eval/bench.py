@@ -292,10 +292,10 @@ HAIR_PHOTOS = ("london_004_happy.jpg", "london_001_neutral.jpg", "london_025_neu
 
 
 def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3) -> dict:
-    """Whole processes on the same photos, alternated, `runs` times each: `sie3d reconstruct PHOTO` and
-    `sie3d reconstruct PHOTO --hair` (default options otherwise); per photo the medians of wall and CPU time
-    (CPU time moves less with the machine's load), their ratios and the hair stage's own times (from the --hair
-    run's report.json); overall the medians of the ratios."""
+    """Whole processes on the same photos, alternated, `runs` times each: `sie3d reconstruct PHOTO --no-hair` and
+    `sie3d reconstruct PHOTO` (with the hair, the default; default options otherwise); per photo the medians of
+    wall and CPU time (CPU time moves less with the machine's load), their ratios and the hair stage's own times
+    (from the hair run's report.json); overall the medians of the ratios."""
     import tempfile
 
     path = Path(photos) if photos else default_photos()
@@ -310,8 +310,8 @@ def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3
             for run in range(runs):
                 for command in walls:
                     out = Path(tmp) / f"{command}-{run}"
-                    hair = ["--hair"] if command == "reconstruct_hair" else []
-                    walls[command].append(_timed_process(["reconstruct", str(photo), *hair, "-o", str(out)],
+                    bare = [] if command == "reconstruct_hair" else ["--no-hair"]
+                    walls[command].append(_timed_process(["reconstruct", str(photo), *bare, "-o", str(out)],
                                                          cpu=cpus[command]))  # fmt: skip
                 report = json.loads((Path(tmp) / f"reconstruct_hair-{run}" / "report.json").read_text())
                 hair_timings = (report.get("hair") or {}).get("timings", {})
@@ -329,7 +329,7 @@ def run_hair_benchmark(photos: str | os.PathLike | None = None, *, runs: int = 3
                           "load_average_1min": round(os.getloadavg()[0], 2)},
               "runs": runs, "photos": rows, "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3),
               "median_cpu_ratio": round(statistics.median(r["cpu_ratio"] for r in rows), 3)}
-    lines = [f"| photo | `reconstruct` | `reconstruct --hair` | ratio | CPU time | CPU time `--hair` | ratio | "
+    lines = [f"| photo | `reconstruct --no-hair` | `reconstruct` | ratio | CPU time | CPU time with hair | ratio | "
              f"hair stage (s) | (medians of {runs} runs) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in row["hair_stages_s"].items())

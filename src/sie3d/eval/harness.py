@@ -339,11 +339,14 @@ class PhotoResult:
 def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: Judges) -> PhotoResult:
     """Reconstruct one photo, render every distinct expression in every view, judge all images in batches."""
     from sie3d.avatar import ReconstructConfig, reconstruct, retextured, with_hair
+    from sie3d.hair.config import HairConfig
     from sie3d.photo import load_photo
 
     start = time.perf_counter()
     photo = load_photo(path)
-    avatar = reconstruct(photo, models, ReconstructConfig(texture_size=config.texture_size))
+    # The series render the bare head, as every published table was measured; the `hair` ablation adds the hair.
+    avatar = reconstruct(photo, models, ReconstructConfig(texture_size=config.texture_size,
+                                                          hair=HairConfig(enabled=False)))  # fmt: skip
     seconds_reconstruct = time.perf_counter() - start
     obs = avatar.observation
     source = JudgedImage("source", "source", *_judge_crops(judges, photo.rgb, obs.landmarks_px, obs), 0.0)

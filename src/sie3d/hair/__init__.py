@@ -6,5 +6,5 @@
 - `texture`: the shell's RGBA texture from the photo, synthesized where the photo does not see it;
 - `volume`: the stages chained (`build_hair` -> `Hair`); `render`: drawing a `Hair` over a rendered head.
 
-Used by `reconstruct` only when `ReconstructConfig.hair.enabled` (off by default).
+Used by `reconstruct` when `ReconstructConfig.hair.enabled` (on by default).
 """

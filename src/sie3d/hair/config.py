@@ -9,12 +9,12 @@ __all__ = ["HairConfig"]
 
 @dataclass(frozen=True)
 class HairConfig:
-    """Settings of the hair volume and texture (`enabled` False: no hair, the avatar as before).
+    """Settings of the hair volume and texture (on by default; `enabled` False: a bare scalp, the avatar without hair).
 
     Angles in degrees, lengths in cm. The defaults were set by looking at contact sheets of the shared photos
     (`scripts/hair_sheet.py`), never by a judge's score."""
 
-    enabled: bool = False
+    enabled: bool = True
     rows: int = 72  # polar samples from the crown to `max_polar_deg`
     columns: int = 96  # azimuth samples around the head
     max_polar_deg: float = 165.0  # the lowest direction of the grid (long hair hangs down to about here)

@@ -20,7 +20,8 @@ comparison per point, which is what keeps the face out and what the tests check.
 4. **Hanging hair.** Below `drop_polar_deg` (about ear height) the shell stops following the scalp and falls
    vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
-   never in front of the face or the neck.
+   never in front of the face or the neck. Hanging hair narrower than `min_curtain_deg`, or not joined to the
+   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out.
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head at rest), grown by `face_margin_deg`, carry no hair, whatever the mask says (a fringe is not
    modelled: it would cross the moving brows).
@@ -44,7 +45,7 @@ from sie3d.hair.mask import HairMask
 from sie3d.head.fit import FACE_OVAL, HeadFit
 from sie3d.head.model import N_EXPRESSION, HeadModel
 
-__all__ = ["HairConfig", "HairGrid", "HairMesh", "directions", "envelope_expressions",
+__all__ = ["HairConfig", "HairGrid", "HairMesh", "detached_hair", "directions", "envelope_expressions",
            "face_landmarks_under_every_expression", "filled_mask", "hair_geometry", "head_centre", "outward_normals",
            "scalp_envelope", "to_angles"]
 
@@ -375,6 +376,10 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     wide = np.concatenate([hanging[:, -columns:], hanging, hanging[:, :columns]], 1)
     opened = cv2.dilate(cv2.erode(wide, np.ones((1, columns), np.uint8)), np.ones((1, columns), np.uint8))
     presence[drop_row:, :-1] = np.minimum(hanging, opened[:, columns:-columns])
+    # Hair hangs from the cap: a hanging piece not joined to it (a ponytail's end or a lock over the shoulder,
+    # seen beside the neck below a gap) floated in the air as a streaked ribbon.
+    hanging = presence[drop_row:, :-1]  # a view
+    hanging[detached_hair(presence[:, :-1] >= config.min_presence, drop_row)[drop_row:]] = 0.0
     presence[:, -1] = presence[:, 0]
 
     # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
@@ -395,6 +400,19 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     if covered.mean() < config.min_hair_fraction:
         return None
     return _mesh(grid, config)
+
+
+def detached_hair(covered: np.ndarray, drop_row: int, reach: int = 2) -> np.ndarray:
+    """(R, C) bool: what to clear of `covered` (R, C: rows down from the crown, columns around the head,
+    wrapping) -- its pieces not joined (8-neighbours) to a covered cell above `drop_row`, and the cells within
+    `reach` of them but not of a joined piece (their soft edge)."""
+    columns = covered.shape[1]
+    wide = np.concatenate([covered] * 3, 1).astype(np.uint8)  # a piece across the seam stays one
+    _, labels = cv2.connectedComponents(wide, connectivity=8)
+    joined = np.isin(labels, np.unique(labels[:drop_row][wide[:drop_row] > 0])) & (wide > 0)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    near_joined, near_detached = (cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in (joined, (wide > 0) & ~joined))
+    return (near_detached & ~near_joined)[:, columns : 2 * columns]
 
 
 def filled_mask(mask: np.ndarray, max_hole_px2: float) -> np.ndarray:

@@ -123,7 +123,7 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
 
 
 def submit(server: Server, text: str, photo: tuple[str, bytes] | None = None, person: str | None = None,
-           intensity: float = 1.0, timeout: float = 120.0, hair: bool = False) -> tuple[int, dict]:  # fmt: skip
+           intensity: float = 1.0, timeout: float = 120.0, hair: bool = True) -> tuple[int, dict]:  # fmt: skip
     """POST /api/generate; (status, JSON answer)."""
     fields = {"text": text, "intensity": str(intensity), "hair": str(hair).lower()}
     if person:

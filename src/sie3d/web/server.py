@@ -166,7 +166,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     @app.post("/api/generate", status_code=202)
     async def generate(request: Request, text: Annotated[str, Form()], intensity: Annotated[float, Form()] = 1.0,
                        photo: Annotated[UploadFile | None, File()] = None,
-                       person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = False
+                       person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = True
                        ) -> Any:  # fmt: skip
         jobs: JobQueue = request.app.state.jobs
         try:
