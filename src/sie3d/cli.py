@@ -512,12 +512,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                         *(["--prompts", args.prompts] if args.prompts else ["--prototypes"]), "--views", views,
                         "--ablations", names, "--intensities", intensities, "--size", str(size),
                         *(["--limit", str(args.limit)] if args.limit else []),
-                        *(["--redact-photos"] if args.redact_photos else []), "--seed", str(args.seed),
+                        *(["--redact-photos"] if args.redact_photos else []), *(["--hair"] if args.hair else []),
+                        "--seed", str(args.seed),
                         "--threads", str(args.threads), "-o", args.output])  # fmt: skip
     config = harness.EvalConfig(
         photos=photos[: args.limit] if args.limit else photos, targets=targets, ablations=tuple(names.split(",")),
         views=harness.parse_views(views), intensities=harness.parse_intensities(intensities), size=size,
-        references=references, seed=args.seed, command=command, redact_photos=args.redact_photos,
+        references=references, seed=args.seed, command=command, redact_photos=args.redact_photos, hair=args.hair,
     )  # fmt: skip
     out = Path(args.output)
     start = time.perf_counter()
@@ -690,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     ev.add_argument("--redact-photos", action="store_true",
                     help="leave the source photos out of the contact sheets (for sheets you publish)")
+    ev.add_argument("--hair", action="store_true",
+                    help="every series wears the hair volume, as the avatars sie3d makes by default (default: the "
+                    "bare head, as the README's tables were measured; the hair ablation adds it to the rest)")
     ev.add_argument("--threads", type=int, default=1, choices=range(1, 65), metavar="N",
                     help="torch threads (default 1: on a busy or shared CPU more threads spin against each other "
                     "and run many times slower)")

@@ -86,6 +86,7 @@ class EvalConfig:
     seed: int = 0
     command: str = ""
     redact_photos: bool = False  # contact sheets without the source photos (for sheets that get published)
+    hair: bool = False  # every series with the hair volume (default: the bare head, as the tables were measured)
 
     def __post_init__(self) -> None:
         if not self.photos:
@@ -344,9 +345,10 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
 
     start = time.perf_counter()
     photo = load_photo(path)
-    # The series render the bare head, as every published table was measured; the `hair` ablation adds the hair.
+    # The series render the bare head, as every published table was measured, unless `config.hair`; the `hair`
+    # ablation adds the hair to the rest.
     avatar = reconstruct(photo, models, ReconstructConfig(texture_size=config.texture_size,
-                                                          hair=HairConfig(enabled=False)))  # fmt: skip
+                                                          hair=HairConfig(enabled=config.hair)))  # fmt: skip
     seconds_reconstruct = time.perf_counter() - start
     obs = avatar.observation
     source = JudgedImage("source", "source", *_judge_crops(judges, photo.rgb, obs.landmarks_px, obs), 0.0)

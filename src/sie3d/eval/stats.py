@@ -35,9 +35,10 @@ class Interval:
         """'0.62 [0.45, 0.78] n=24' (or '–' for no data)."""
         if self.n == 0:
             return "–"
-        spread = f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
-        if math.isnan(self.low):
+        if self.low is None or math.isnan(self.low):  # None: read back from JSON, which has no NaN
             spread = "[no interval: one cluster]"
+        else:
+            spread = f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
         text = f"{self.mean:.{digits}f} {spread}"
         return f"{text} n={self.n}" if n else text
 
