@@ -23,6 +23,15 @@ from conftest import OBJ_FILES, PERSON_FILES, files_under, run_cli
 SMILE = [ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]
 
 
+def test_an_8_bit_photo_is_linearised_by_table_to_the_same_numbers(faces):
+    from sie3d.head.texture import srgb8_to_linear, srgb_to_linear
+
+    rgb = load_photo(faces / "max_angry.jpg").rgb
+    assert rgb.dtype == np.uint8
+    np.testing.assert_array_equal(srgb8_to_linear(rgb), srgb_to_linear(rgb.astype(np.float32) / 255.0))
+    assert srgb8_to_linear(rgb).dtype == np.float32
+
+
 def test_textures_cover_the_face_and_are_skin(happy):
     tex = happy.textures
     texture = happy.config.texture  # 6: eyelash cards; 8: the lids' shade on the eyeball

@@ -38,7 +38,7 @@ from sie3d.head.texture import (
     _shading_basis,
     material_texels,
     push_pull_fill,
-    srgb_to_linear,
+    srgb8_to_linear,
 )
 
 __all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "smooth_edge", "synthesize",
@@ -187,7 +187,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     seen = (facing > SEEN_FACING) & inside & in_mask & (presence.reshape(-1) > 0.5)
     colour = np.zeros((size * size, 3), np.float32)
     if seen.any():
-        photo = srgb_to_linear(photo_rgb.astype(np.float32) / 255.0)
+        photo = srgb8_to_linear(photo_rgb)
         # The light's colour and strength are divided out as seen by a surface facing the camera, not per
         # normal: the photo's lighting is estimated on the face, and extrapolated to the crown's upward normals
         # it blew the top of the hair up to white.
