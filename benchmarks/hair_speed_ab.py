@@ -23,7 +23,7 @@ from sie3d.eval.bench import HAIR_PHOTOS, default_photos
 
 def timed(src: str, photo: Path, hair: bool, out: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of one `sie3d reconstruct` process run from the tree `src`."""
-    return speed_ab.timed(src, ["reconstruct", str(photo), *(["--hair"] if hair else []), "-o", str(out), "-q"])
+    return speed_ab.timed(src, ["reconstruct", str(photo), "--hair" if hair else "--no-hair", "-o", str(out), "-q"])
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from sie3d import batch
 from sie3d.errors import BatchError, NoFaceError, PhotoError, UsageError
 
-from conftest import run_cli
+from conftest import glb_json, run_cli
 
 FAST = ("--formats", "glb", "--no-in-photo", "--no-previews", "--texture-size", "256", "-q")
 
@@ -142,6 +142,24 @@ def test_ray_engine_gives_the_same_files(local_run, photos, tmp_path):
             assert (out / item / "avatar.glb").read_bytes() == (local / item / "avatar.glb").read_bytes()
             variants = [json.loads((root / item / "report.json").read_text())["variants"] for root in (out, local)]
             assert variants[0] == variants[1]
+
+
+def test_no_hair_takes_the_hair_off_a_saved_person(faces, tmp_path):
+    """The hair is on by default; a later batch over the same people with --no-hair reuses them (no refit) and
+    leaves their hair out."""
+    manifest = tmp_path / "manifest.csv"
+    photo = faces / "london_004_neutral.jpg"
+    out = tmp_path / "out"
+    materials = {}
+    for text, hair in (("happy", ()), ("sad", ("--no-hair",))):
+        manifest.write_text(f"photo,text\n{photo},{text}\n")
+        result = run_cli("batch", str(manifest), "-o", str(out), "--workers", "1", *hair, *FAST)
+        assert result.returncode == 0, result.stderr
+        (key,) = _rows(out)
+        glb = next((out / key).rglob("avatar.glb")).read_bytes()
+        materials[text] = {m["name"] for m in glb_json(glb)["materials"]}
+    assert "M_Hair" in materials["happy"] and "M_Hair" not in materials["sad"]
+    assert json.loads((out / key / "item.json").read_text())["person_reused"]  # no refit
 
 
 def test_a_killed_batch_finishes_only_what_is_missing(faces, tmp_path):

@@ -90,6 +90,7 @@ def test_the_hair_box_takes_off_and_adds_the_hair_volume(web_server, first_job):
     assert job["status"] == "done", job.get("error")
     assert "hair" not in job["stages"] and "M_Hair" not in materials(job)
     status, on = submit(web_server, "a warm smile", person=off["id"], hair=True)
+    assert status == 202, on
     job, _ = wait_for_job(web_server, on["id"], TIMEOUT)
     assert job["status"] == "done", job.get("error")
     assert "hair" in job["stages"] and "M_Hair" in materials(job)

@@ -63,8 +63,11 @@ def browser_run(web_server, faces, tmp_path_factory, node_packages, chromium) ->
     options = {"url": f"{web_server.url}/", "photo": str(faces / "london_004_happy.jpg"), "out": str(out),
                "prompt": "a gleeful grin with raised eyebrows", "y4m": str(clip), "chromium": str(chromium),
                "cameraSeconds": 14, "timeoutMs": 300_000}  # fmt: skip
-    done = subprocess.run(["node", str(node_packages / "web_app.mjs"), json.dumps(options)], capture_output=True,
-                          text=True, timeout=600, cwd=node_packages)  # fmt: skip
+    try:
+        done = subprocess.run(["node", str(node_packages / "web_app.mjs"), json.dumps(options)], capture_output=True,
+                              text=True, timeout=600, cwd=node_packages)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the browser run took over 600 s: {exc.stderr}\nserver log:\n{web_server.log_tail()}")
     assert done.returncode == 0, f"{done.stderr[-3000:]}\nserver log:\n{web_server.log_tail()}"
     summary = json.loads(done.stdout)
     summary["out"] = out

@@ -488,7 +488,8 @@ def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig 
             return person
         return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
             person.config, hair=dataclasses.replace(person.config.hair, enabled=False)))  # fmt: skip
-    config = asked if isinstance(asked, HairConfig) and asked.enabled else person.config.hair
+    own = person.config.hair if person.config.hair.enabled else HairConfig()  # made without: today's settings
+    config = asked if isinstance(asked, HairConfig) and asked.enabled else own
     if person.hair_made or not (asked is True or config.enabled):
         return person
     progress("hair")

@@ -404,15 +404,15 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
 
 def detached_hair(covered: np.ndarray, drop_row: int, reach: int = 2) -> np.ndarray:
     """(R, C) bool: what to clear of `covered` (R, C: rows down from the crown, columns around the head,
-    wrapping) -- its pieces not joined (8-neighbours) to a covered cell above `drop_row`, and the cells within
-    `reach` of them but not of a joined piece (their soft edge)."""
+    wrapping) -- its pieces not joined (8-neighbours) to a covered cell above `drop_row`, whole, and the cells
+    within `reach` of them but not of a joined piece (their soft edge)."""
     columns = covered.shape[1]
     wide = np.concatenate([covered] * 3, 1).astype(np.uint8)  # a piece across the seam stays one
     _, labels = cv2.connectedComponents(wide, connectivity=8)
     joined = np.isin(labels, np.unique(labels[:drop_row][wide[:drop_row] > 0])) & (wide > 0)
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     near_joined, near_detached = (cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in (joined, (wide > 0) & ~joined))
-    return (near_detached & ~near_joined)[:, columns : 2 * columns]
+    return (((wide > 0) & ~joined) | (near_detached & ~near_joined))[:, columns : 2 * columns]
 
 
 def filled_mask(mask: np.ndarray, max_hole_px2: float) -> np.ndarray:

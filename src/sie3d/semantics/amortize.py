@@ -87,8 +87,9 @@ def collect(faces: Path, config: AmortizeConfig = AmortizeConfig(), progress: bo
     """Refine `sentences_per_person` basic-emotion sentences on every non-held-out shared photo; the results
     (text, person features, refined coefficients, the text's emotion distribution, the reading before
     refinement, whether the refinement changed it) are cached after every person, so a stopped run resumes."""
-    from sie3d.avatar import Models, person_features, reconstruct, text_variants
+    from sie3d.avatar import Models, ReconstructConfig, person_features, reconstruct, text_variants
     from sie3d.errors import NoFaceError, PhotoError
+    from sie3d.hair.config import HairConfig
     from sie3d.photo import load_photo
     from sie3d.refine import RefineConfig
 
@@ -109,7 +110,8 @@ def collect(faces: Path, config: AmortizeConfig = AmortizeConfig(), progress: bo
             if photo.name in done:
                 continue
             try:
-                person = reconstruct(load_photo(photo), models)
+                # the bare head, as the shipped amortised network was made (the hair is on by default since)
+                person = reconstruct(load_photo(photo), models, ReconstructConfig(hair=HairConfig(enabled=False)))
             except (NoFaceError, PhotoError) as exc:
                 log.info("%s: %s", photo.name, exc.message)
                 continue

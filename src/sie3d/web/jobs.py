@@ -148,7 +148,8 @@ class JobQueue:
                     outcome = {"error": {"message": "the worker process running this job died (out of memory?)",
                                          "fix": "try again; if it repeats, use a smaller photo",
                                          "kind": "WorkerDied", "exit_code": 1}}  # fmt: skip
-                    if pool is self._pool:  # every job of a broken pool fails; rebuild it once
+                    if pool is self._pool and not self._closed.is_set():  # every job of a broken pool fails;
+                        # rebuild it once (not while closing: close() breaks the pool itself)
                         self._pool = self._new_pool()
                 except Exception as exc:  # noqa: BLE001 -- reported on the job, never crashes the server
                     outcome = {"error": {"message": f"internal error: {exc}", "fix": "report this bug",
@@ -199,7 +200,7 @@ class JobQueue:
 
     def submit(self, job_id: str, folder: Path, text: str, intensity: float, photo: Path | None = None,
                person: Path | None = None, photo_sha256: str | None = None, photo_name: str = "the photo",
-               hair: bool = False) -> Job:  # fmt: skip
+               hair: bool = True) -> Job:  # fmt: skip
         """Queue a job (its folder from `new_job_folder`); `QueueFull` when too many are waiting."""
         spec = JobSpec(job_id, str(folder), text, intensity, str(photo) if photo else None, photo_name,
                        str(person) if person else None, self.config.max_pixels, self.config.texture_size,
@@ -254,15 +255,18 @@ class JobQueue:
 
     def close(self) -> None:
         """Stop the workers (running jobs are abandoned) and delete the job folders if they are ours."""
-        self._closed.set()
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:  # no pool is rebuilt from here on (`_finished` checks `_closed`)
+            self._closed.set()
+            pool, threads = self._pool, list(self._threads)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
         for process in processes:
             process.join(timeout=5.0)
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        deadline = time.monotonic() + 2.0  # one wait for all readers (one may be stuck on a killed worker's pipe)
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -59,7 +59,7 @@ class JobSpec:
     max_pixels: int = 40_000_000
     texture_size: int = 1024
     preview_size: int = 384
-    hair: bool = False  # the hair volume (`sie3d.hair`), made for this job if the person has none yet
+    hair: bool = True  # the hair volume (`sie3d.hair`): made for this job if the person has none yet; False: off
 
 
 def run_job(spec: JobSpec) -> dict:
