@@ -57,6 +57,17 @@ def people(models, faces) -> dict:
     return {name: reconstruct(load_photo(faces / name), models, HAIR_ON) for name in (BALD, SHORT, LONG, CURLY_UPDO)}
 
 
+def test_a_person_saved_without_hair_stays_so_unless_hair_is_asked(models, people, tmp_path) -> None:
+    """Saved with the hair taken off (--no-hair), loaded and posed as saved: still no hair (the default being on
+    does not put it back); asked for (--hair): made, with today's hair settings."""
+    bare = with_hair_as_asked(people[SHORT], models, False)
+    loaded = Person.load(bare.save(tmp_path / "bare"))
+    assert loaded.hair is None and not loaded.config.hair.enabled
+    assert with_hair_as_asked(loaded, models) is loaded
+    asked = with_hair_as_asked(loaded, models, True)
+    assert asked.hair is not None and asked.config.hair == HairConfig()
+
+
 def test_a_bald_head_gets_no_hair_mesh(models, people, tmp_path) -> None:
     person = people[BALD]
     assert person.hair is None and person.config.hair.enabled and "hair" in person.timings

@@ -488,7 +488,9 @@ def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig 
             return person
         return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
             person.config, hair=dataclasses.replace(person.config.hair, enabled=False)))  # fmt: skip
-    own = person.config.hair if person.config.hair.enabled else HairConfig()  # made without: today's settings
+    own = person.config.hair
+    if asked is True and not own.enabled:  # hair asked of a person made without it: today's settings
+        own = HairConfig()
     config = asked if isinstance(asked, HairConfig) and asked.enabled else own
     if person.hair_made or not (asked is True or config.enabled):
         return person
