@@ -35,15 +35,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
 from sie3d.hair.config import HairConfig
-from sie3d.hair.mask import HairMask
 from sie3d.head.fit import FACE_OVAL, HeadFit
 from sie3d.head.model import N_EXPRESSION, HeadModel
+
+if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load or draw a saved person's hair
+    from sie3d.hair.mask import HairMask
 
 __all__ = ["HairConfig", "HairGrid", "HairMesh", "detached_hair", "directions", "envelope_expressions",
            "face_landmarks_under_every_expression", "filled_mask", "hair_geometry", "head_centre", "outward_normals",

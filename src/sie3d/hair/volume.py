@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.geometry import HairConfig, HairMesh, filled_mask, hair_geometry
-from sie3d.hair.mask import HairMask, PersonSegmenter, hair_mask
 from sie3d.hair.texture import HairTexture, hair_texture, paint_scalp
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import HeadTextures
+
+if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load or draw a saved person's hair
+    from sie3d.hair.mask import HairMask, PersonSegmenter
 
 __all__ = ["HAIR_MATERIAL", "Hair", "build_hair"]
 
@@ -61,6 +64,8 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
     """The person's hair, or None when the photo shows a bald head or too little hair; and the mask it came
     from. `face_landmarks` (K, 468, 3): MediaPipe's landmarks on the fitted head under each of
     `envelope_expressions(fit)` (`sie3d.hair.geometry.face_landmarks_under_every_expression`)."""
+    from sie3d.hair.mask import hair_mask
+
     timings = {}
     start = time.perf_counter()
     mask = hair_mask(photo_rgb, observation, segmenter)
