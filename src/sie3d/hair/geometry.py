@@ -48,7 +48,7 @@ from sie3d.head.model import N_EXPRESSION, HeadModel
 if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load or draw a saved person's hair
     from sie3d.hair.mask import HairMask
 
-__all__ = ["HairConfig", "HairGrid", "HairMesh", "detached_hair", "directions", "envelope_expressions",
+__all__ = ["HairConfig", "HairGrid", "HairMesh", "blur_around", "detached_hair", "directions", "envelope_expressions",
            "face_landmarks_under_every_expression", "filled_mask", "hair_geometry", "head_centre", "outward_normals",
            "scalp_envelope", "to_angles"]
 
@@ -230,6 +230,16 @@ def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azi
     return np.concatenate([env, env[:, :1]], 1)
 
 
+def blur_around(x: np.ndarray, sigma_rows: float, sigma_cols: float) -> np.ndarray:
+    """(R, C) float32: `x` (R, C: rows down from the crown, columns around the head) Gaussian-blurred, wrapping
+    around the head (columns) and reflected at the first and last rows; sigmas in cells, at least 0.3."""
+    columns = x.shape[1]
+    wide = np.concatenate([x, x, x], 1).astype(np.float32)
+    out = cv2.GaussianBlur(wide, (0, 0), sigmaX=max(sigma_cols, 0.3), sigmaY=max(sigma_rows, 0.3),
+                           borderType=cv2.BORDER_REFLECT)  # fmt: skip
+    return out[:, columns : 2 * columns]
+
+
 def _continue(values: np.ndarray, weights: np.ndarray, sigma_rows: float, sigma_cols: float,
               fallback: float | np.ndarray, prior_weight: float = 0.0) -> np.ndarray:  # fmt: skip
     """Normalised convolution on the (R, C + 1) grid (wrapping in azimuth): the weighted values continued
@@ -237,16 +247,9 @@ def _continue(values: np.ndarray, weights: np.ndarray, sigma_rows: float, sigma_
     or an (R, C + 1) map) counts as that much weight everywhere, so it wins far from anything weighted;
     without, it stands only where nothing weighted reaches at all."""
     v, w = values[:, :-1] * weights[:, :-1], weights[:, :-1].astype(np.float32)
-    pad = values.shape[1] - 1
     prior = (np.broadcast_to(fallback, values.shape)[:, :-1]).astype(np.float32)
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        wide = np.concatenate([x, x, x], 1).astype(np.float32)
-        out = cv2.GaussianBlur(wide, (0, 0), sigmaX=max(sigma_cols, 0.3), sigmaY=max(sigma_rows, 0.3),
-                               borderType=cv2.BORDER_REFLECT)  # fmt: skip
-        return out[:, pad : 2 * pad]
-
-    num, den = blur(v) + prior_weight * prior, blur(w) + prior_weight
+    num = blur_around(v, sigma_rows, sigma_cols) + prior_weight * prior
+    den = blur_around(w, sigma_rows, sigma_cols) + prior_weight
     smooth = np.where(den > 1e-4, num / np.maximum(den, 1e-12), prior)
     out = np.where(w > 0, v / np.maximum(w, 1e-12) * w + smooth * (1 - w), smooth)
     return np.concatenate([out, out[:, :1]], 1)

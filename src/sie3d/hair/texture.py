@@ -28,7 +28,15 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from sie3d.hair.geometry import HairConfig, HairGrid, HairMesh, directions, outward_normals, to_angles
+from sie3d.hair.geometry import (
+    HairConfig,
+    HairGrid,
+    HairMesh,
+    blur_around,
+    directions,
+    outward_normals,
+    to_angles,
+)
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import (
@@ -90,11 +98,7 @@ def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
     per grid column), wrapping around the head. The grid's presence is nearly binary per grid vertex, and
     interpolated bilinearly its 0.5 level follows the cells: a staircase wherever the edge runs diagonally
     (from the temple down behind the ear). Blurred, the level is a smooth curve through the steps."""
-    sigma_rows, sigma_cols = EDGE_SMOOTHING * cell[0], EDGE_SMOOTHING * cell[1]
-    pad = int(np.ceil(3 * sigma_cols))
-    wrapped = np.pad(presence.astype(np.float32), ((0, 0), (pad, pad)), mode="wrap")
-    return cv2.GaussianBlur(wrapped, (0, 0), sigmaX=sigma_cols, sigmaY=sigma_rows,
-                            borderType=cv2.BORDER_REPLICATE)[:, pad : pad + presence.shape[1]]  # fmt: skip
+    return blur_around(presence, EDGE_SMOOTHING * cell[0], EDGE_SMOOTHING * cell[1])
 
 
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
