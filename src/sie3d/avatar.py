@@ -478,12 +478,12 @@ def with_hair(person: Person, models: Models, config: HairConfig | None = None) 
 
 def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig | None = None,
                        progress: Progress = _no_progress) -> Person:  # fmt: skip
-    """`person` (a loaded one, typically) with its hair volume as `asked`: False takes it off (hair settings
-    switched off); True (the person's own settings) or an enabled `HairConfig` asks for it; None or a disabled
-    `HairConfig` keeps the person's own settings. Hair is made (`progress` told "hair") only where it is wanted
-    and the hair stage never ran: a bald head's None stays None, a folder of format 1 (which kept no hair) gets
-    its hair."""
-    if asked is False:
+    """`person` (a loaded one, typically) with its hair volume as `asked`: False or a disabled `HairConfig`
+    takes it off (hair settings switched off); True (the person's own settings, today's if it was made without)
+    or an enabled `HairConfig` asks for it; None keeps the person's own settings. Hair is made (`progress` told
+    "hair") only where it is wanted and the hair stage never ran: a bald head's None stays None, a folder of
+    format 1 (which kept no hair) gets its hair."""
+    if asked is False or (isinstance(asked, HairConfig) and not asked.enabled):
         if not person.hair_made and not person.config.hair.enabled:
             return person
         return dataclasses.replace(person, hair=None, hair_made=False, config=dataclasses.replace(
@@ -491,7 +491,7 @@ def with_hair_as_asked(person: Person, models: Models, asked: bool | HairConfig 
     own = person.config.hair
     if asked is True and not own.enabled:  # hair asked of a person made without it: today's settings
         own = HairConfig()
-    config = asked if isinstance(asked, HairConfig) and asked.enabled else own
+    config = asked if isinstance(asked, HairConfig) else own
     if person.hair_made or not (asked is True or config.enabled):
         return person
     progress("hair")

@@ -298,8 +298,7 @@ def run_job(job: PhotoJob, out: Path, config: BatchConfig, models: Models) -> li
         reused = _saved_person_of(saved, job.photo)
         person = Person.load(saved) if reused else reconstruct(load_photo(job.photo), models, config.reconstruct)
         if reused:
-            hair = config.reconstruct.hair  # enabled: made if missing; disabled (--no-hair): taken off
-            person = with_hair_as_asked(person, models, hair if hair.enabled else False)
+            person = with_hair_as_asked(person, models, config.reconstruct.hair)  # made if missing, or off
         variants = item_variants(person, models, job.items)
         write_outputs(person, models, variants, stage, config.output, save_person=config.save_people and not reused)
         report = json.loads((stage / "report.json").read_text())
