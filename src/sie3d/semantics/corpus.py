@@ -13,7 +13,8 @@ compounds), or, for requests whose meaning depends on the photo, read off the ta
 
 Categories: plain (the emotion words themselves), paraphrase (synonyms x templates x intensity
 adverbs), situation (a moment that brings a basic emotion to the face: "someone opening a present"),
-laterality, compound (blends and modifiers such as "happy with raised eyebrows"), negation, part (one
+laterality, compound (blends, and modifiers such as "happy with raised eyebrows" or "smiling, left eyebrow
+raised" -- the side on its part, the expression whole), negation, part (one
 part of the face), relative (depends on the photo), identity (sentences that also describe the person:
 "a young woman smiling faintly"), nonsense (not about a face: low confidence, rest face).
 
@@ -100,6 +101,7 @@ BLEND_FRAMES = {  # (frame, weight of A, weight of B)
     "{a} while also {b}": (0.65, 0.65), "{a} and at the same time {b}": (0.65, 0.65),
     "{a} but also a bit {b}": (0.9, 0.4),
 }  # fmt: skip
+SIDED_MODIFIER_SHARE = 0.5  # of the part modifiers in compounds: one-sided ("with the left eyebrow raised")
 MODIFIER_FRAMES = ("{a} with {part}", "{a}, {part}", "{a} and {part}", "{a} but with {part}",
                    "{a} with {part} too", "{a}, with {part}", "{part} and {a}")
 NEGATION_ALONE = ("not {adj}", "not {verb}", "without {verb}", "no {bare}", "never {verb}", "not at all {adj}",
@@ -144,7 +146,7 @@ class CorpusConfig:
     seed: int = 0
     heldout_fraction: float = 0.2  # of every word and template list
     train_sizes: dict[str, int] = field(default_factory=lambda: {
-        "plain": 600, "paraphrase": 14000, "situation": 3000, "laterality": 9000, "compound": 6000,
+        "plain": 600, "paraphrase": 14000, "situation": 3000, "laterality": 9000, "compound": 9000,
         "negation": 5000, "part": 4000, "relative": 6000, "identity": 3000, "nonsense": 2500})  # fmt: skip
     test_size: int = 600  # per category (plain: all plain words)
     augment: bool = True  # False: only each list's first word and first two templates (the ablation)
@@ -160,10 +162,10 @@ class Example:
     add: np.ndarray  # (53,)
     emotion: np.ndarray | None  # (7,) or None: read off the target (`emotion_reading`)
     confidence: float = 1.0  # 0 for nonsense
-    key: np.ndarray | None = None  # (53,) bool: the shapes the request is about (part, laterality)
+    key: np.ndarray | None = None  # (53,) bool: the shapes the request is about (part, laterality, sided)
     negated: np.ndarray | None = None  # (53,) bool: shapes that must stay off (negation)
     expected: str = ""  # expected top emotion, when the request names one
-    side: str = ""  # L / R for laterality
+    side: str = ""  # L / R: the side asked for (laterality, a one-sided part in a compound)
 
 
 @dataclass
@@ -437,22 +439,17 @@ class Generator:
 
     def laterality(self, state: dict) -> Example | None:
         side = self.rng.choice(SIDES)
-
-        def fill(template: str) -> str:  # "the {side} eye" may become "her left eye"; "move {side}" stays plain
-            words = SIDE_WORDS[side] if re.search(r"\b(the|a) \{side\}", template) else SIDE_WORDS[side][:1]
-            return template.format(side=self.draw(state, f"side:{side}:{len(words)}", words))
-
         if self.rng.random() < 0.65:
             part = self.rng.choice(self.sided_parts)
             forms = [("verb", part.sided_verb), ("state", part.sided_state)]
             form, items = self.rng.choice([f for f in forms if f[1]])
-            text = fill(self.draw(state, f"{part.name}:sided_{form}", items, keep_first=False))
+            text = self._sided(state, self.draw(state, f"{part.name}:sided_{form}", items, keep_first=False), side)
             values, mask = part.sided_values[side]
             recipe = self.recipe.with_part(self.recipe.absolute(np.zeros(N, np.float32)), values, mask)
             emotion, expected, key = part.emotion, "", mask & (values > 0)
         else:
             concept = self.rng.choice(self.sided_concepts)
-            text = fill(self.draw(state, f"{concept.name}:sided", concept.sided, keep_first=False))
+            text = self._sided(state, self.draw(state, f"{concept.name}:sided", concept.sided, keep_first=False), side)
             recipe = self.concept_recipe(concept, 1.0, side)
             emotion, expected = concept.emotion, concept.top_emotion
             coefficients = recipe[2]
@@ -471,20 +468,35 @@ class Generator:
         recipe = self.recipe.with_part(self.recipe.absolute(np.zeros(N, np.float32)), part.values, part.mask)
         return self._example(text, "part", state, recipe, part.emotion, key=part.mask & (part.values > 0))
 
-    def _part_phrase(self, state: dict) -> tuple[str, Part]:
+    def _sided(self, state: dict, template: str, side: str) -> str:
+        """`template` with its {side} slot filled: "the {side} eye" may become "her left eye"; "move {side}"
+        stays plain."""
+        words = SIDE_WORDS[side] if re.search(r"\b(the|a) \{side\}", template) else SIDE_WORDS[side][:1]
+        return template.format(side=self.draw(state, f"side:{side}:{len(words)}", words))
+
+    def _part_phrase(self, state: dict, sided_share: float = 0.0) -> tuple[str, np.ndarray, np.ndarray, str, Part]:
+        """A part of the face in a state: (phrase, values, mask, side or "", part); a one-sided part ("the left
+        eyebrow raised") with probability `sided_share`."""
+        if sided_share and self.rng.random() < sided_share:
+            part, side = self.rng.choice(self.sided_parts), self.rng.choice(SIDES)
+            template = self.draw(state, f"{part.name}:sided_state", part.sided_state, keep_first=False)
+            return (self._sided(state, template, side), *part.sided_values[side], side, part)
         part = self.rng.choice(list(self.voc.parts.values()))
-        return self.draw(state, f"{part.name}:state", part.state), part
+        return self.draw(state, f"{part.name}:state", part.state), part.values, part.mask, "", part
 
     def compound(self, state: dict) -> Example | None:
         if self.rng.random() < 0.4:  # an expression with a part modifier: "happy with raised eyebrows"
             concept = self.rng.choice(self.expressive)
             text, scale = self.framed(state, concept)
-            part_text, part = self._part_phrase(state)
+            # A side named beside an expression stays on its part, the expression whole ("smiling, left
+            # eyebrow raised": both corners up, the left brow alone).
+            part_text, values, mask, side, part = self._part_phrase(state, SIDED_MODIFIER_SHARE)
             frame = self.draw(state, "frames:modifier", MODIFIER_FRAMES)
-            recipe = self.recipe.with_part(self.concept_recipe(concept, scale), part.values, part.mask)
+            recipe = self.recipe.with_part(self.concept_recipe(concept, scale), values, mask)
             emotion = _mix(_weighted_emotion(concept.emotion, scale), 0.75, part.emotion, 0.25)
             return self._example(frame.format(a=text, part=part_text), "compound", state, recipe, emotion,
-                                 expected=concept.top_emotion)
+                                 expected=concept.top_emotion, key=(mask & (values > 0)) if side else None,
+                                 side=side)
         a, b = self.rng.sample([c for c in self.expressive if c.kind != "compound"], 2)
         frame = self.draw(state, "frames:blend", list(BLEND_FRAMES))
         wa, wb = BLEND_FRAMES[frame]
@@ -538,7 +550,7 @@ class Generator:
             text = self.draw(state, "frames:same", RELATIVE_SAME)
             return self._example(text, "relative", state, self.recipe.photo(), None)
         if roll < 0.45:
-            part_text, part = self._part_phrase(state)
+            part_text, _, _, _, part = self._part_phrase(state)
             if self.rng.random() < 0.5:
                 part_text = self.draw(state, f"{part.name}:verb", part.verb)
             frame = self.draw(state, "frames:keep", RELATIVE_KEEP)
