@@ -103,7 +103,8 @@ def london_observations(observer) -> dict[str, object]:
 # (no GLB, no in-photo composite).
 OBJ_FILES = ("avatar.obj", "avatar.mtl", "avatar_M_Face.png", "avatar_M_BackHead.png", "avatar_M_GumsTongue.png",
              "avatar_M_Teeth.png", "avatar_M_ScleraLeft.png", "avatar_M_EyeOcclusion.png", "avatar_M_EyeLashes.png",
-             "avatar_M_Hair.png", "preview.png")  # fmt: skip
+             "avatar_M_Hair.png", "avatar_M_Face_roughness.png", "avatar_M_BackHead_roughness.png",
+             "preview.png")  # fmt: skip
 PERSON_FILES = ("person/person.json", "person/arrays.npz", "person/photo.png")
 
 

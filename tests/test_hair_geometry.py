@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -33,7 +34,7 @@ from sie3d.hair.geometry import (
     to_angles,
 )
 from sie3d.hair.mask import hair_mask
-from sie3d.hair.texture import hair_at, smooth_edge, texel_points
+from sie3d.hair.texture import SCALP_ROUGHNESS, hair_at, scalp_roughness, smooth_edge, texel_points
 from sie3d.head.model import N_EXPRESSION
 from sie3d.photo import load_photo
 
@@ -273,6 +274,12 @@ def test_the_hair_painted_on_the_scalp_is_the_volumes_texture_in_the_same_direct
     assert 0.02 < changed.mean() < 0.5  # the scalp part of the face tile, not the face
     luminance = np.array([0.2126, 0.7152, 0.0722], np.float32)
     assert (painted[changed] @ luminance).mean() < 0.8 * (own[changed] @ luminance).mean()
+    # Exported, the painted scalp is matte and the skin keeps its roughness.
+    roughness = scalp_roughness(own, painted, 0.6) / 255.0
+    far_from_hair = cv2.dilate(changed.astype(np.uint8), np.ones((11, 11), np.uint8)) == 0
+    assert np.allclose(roughness[far_from_hair], 0.6, atol=0.003)
+    inside = cv2.erode(changed.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
+    assert inside.any() and np.allclose(roughness[inside], SCALP_ROUGHNESS, atol=0.003)
 
 
 def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_validator(
@@ -294,6 +301,11 @@ def test_the_glb_carries_the_hair_as_its_own_blended_material_and_passes_the_val
     document = glb_json(data)
     hair = next(m for m in document["materials"] if m["name"] == "M_Hair")
     assert hair["alphaMode"] == "BLEND" and hair["doubleSided"] and "baseColorTexture" in hair["pbrMetallicRoughness"]
+    # The scalp under the hair is matte (a roughness map on the head's materials); the bare head has none.
+    for name in ("M_Face", "M_BackHead"):
+        pbr = next(m for m in document["materials"] if m["name"] == name)["pbrMetallicRoughness"]
+        assert "metallicRoughnessTexture" in pbr and pbr["roughnessFactor"] == 1.0 and pbr["metallicFactor"] == 0.0
+    assert all(m.roughness_texture is None for m in bald.materials)
     loaded = load_in_three(node_packages, data, tmp_path, "hair.glb")
     assert loaded["warnings"] == [] and "M_Hair" in [m["material"] for m in loaded["meshes"]]
 
@@ -306,8 +318,12 @@ def test_write_outputs_reports_the_hair_and_exports_it(models, people, tmp_path)
     from conftest import glb_json
 
     person = people[SHORT]
-    config = OutputConfig(formats=("glb",), previews=True, in_photo=False, preview_size=128)
+    config = OutputConfig(formats=("glb", "obj"), previews=True, in_photo=False, preview_size=128)
     write_outputs(person, models, photo_variants(person, ["neutral"]), tmp_path, config, save_person=False)
+    mtl = (tmp_path / "neutral" / "avatar.mtl").read_text()
+    for name in ("M_Face", "M_BackHead"):  # the matte scalp's roughness maps, as the PBR extension's map_Pr
+        assert f"map_Pr avatar_{name}_roughness.png" in mtl
+        assert (tmp_path / "neutral" / f"avatar_{name}_roughness.png").is_file()
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["hair"]["mask"]["kind"] == "hair" and report["hair"]["triangles"] == len(person.hair.mesh.faces)
     assert report["config"]["reconstruct"]["hair"]["enabled"] is True

@@ -890,8 +890,14 @@ class _SharedMesh:
         rest = _with_visemes(rest, basis)
         if person.hair is not None:  # its own primitive and material (alpha-blended), rigid: zero morph deltas
             from sie3d.export.mesh import with_part
+            from sie3d.hair.texture import SCALP_MATERIALS, scalp_roughness
 
             hair = person.hair
+            # The scalp under the hair matte (its own roughness map), the skin as it was.
+            rest = dataclasses.replace(rest, materials=tuple(
+                dataclasses.replace(m, roughness_texture=scalp_roughness(person.textures.tiles[tile],
+                                                                         hair.scalp_tiles[tile], m.roughness))
+                if (tile := SCALP_MATERIALS.get(m.name)) in hair.scalp_tiles else m for m in rest.materials))
             rest = with_part(rest, hair.mesh.verts, hair.mesh.faces, hair.mesh.uvs, hair.material())
             basis = np.concatenate([basis, np.zeros((len(basis), len(hair.mesh.verts), 3), np.float32)], 1)
         return _SharedMesh(rest, basis)

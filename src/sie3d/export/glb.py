@@ -123,14 +123,17 @@ def _morph_accessor(b: _Builder, written: np.ndarray, moved: np.ndarray, bounds:
     return b.accessor(base), "sparse"
 
 
-def _material_json(material: Material, texture_index: int | None, normal_index: int | None = None) -> dict[str, Any]:
+def _material_json(material: Material, texture_index: int | None, normal_index: int | None = None,
+                   roughness_index: int | None = None) -> dict[str, Any]:  # fmt: skip
     pbr: dict[str, Any] = {
         "baseColorFactor": list(material.base_color),
         "metallicFactor": float(material.metallic),
-        "roughnessFactor": float(material.roughness),
+        "roughnessFactor": 1.0 if roughness_index is not None else float(material.roughness),
     }
     if texture_index is not None:
         pbr["baseColorTexture"] = {"index": texture_index}
+    if roughness_index is not None:  # roughness in the grey image's green channel (times the factor, 1)
+        pbr["metallicRoughnessTexture"] = {"index": roughness_index}
     entry: dict[str, Any] = {"name": material.name, "pbrMetallicRoughness": pbr, "doubleSided": material.double_sided}
     if normal_index is not None:
         entry["normalTexture"] = {"index": normal_index}
@@ -224,7 +227,10 @@ def to_glb(mesh: AvatarMesh, *, sparse: bool = True, min_delta_m: float = 1e-6,
             normal_index = texture_of(material.normal_texture, material.normal_png)
             tangents = vertex_tangents(mesh.verts, mesh.faces, mesh.uvs, mesh.uv_faces) if tangents is None \
                 else tangents  # fmt: skip
-        materials_json.append(_material_json(material, texture_index, normal_index))
+        roughness_index = None
+        if material.roughness_texture is not None:
+            roughness_index = texture_of(material.roughness_texture, material.roughness_png)
+        materials_json.append(_material_json(material, texture_index, normal_index, roughness_index))
 
         # split: one glTF vertex per distinct (vertex, uv) corner of this primitive's triangles
         corner_key = mesh.faces[tris].ravel() * n_uvs + uv_faces[tris].ravel()

@@ -60,6 +60,9 @@ class Material:
     ``base_color`` is linear RGBA and multiplies the texture when there is one. ``normal_texture``: an
     optional (H, W, 3) uint8 tangent-space normal map in glTF's convention (x along +u, y along +v of the
     OBJ convention, z out of the surface; ``(n + 1) / 2 * 255``), written by the GLB exporter only.
+    ``roughness_texture``: an optional (H, W) uint8 roughness map (255 = 1) in the colour texture's layout,
+    used instead of ``roughness`` (glTF ``metallicRoughnessTexture`` as a grey image, whose blue channel,
+    glTF's metallic, is multiplied by ``metallic``, which must then be 0; OBJ ``map_Pr``).
     """
 
     name: str
@@ -71,6 +74,7 @@ class Material:
     alpha_mode: AlphaMode = "OPAQUE"
     alpha_cutoff: float = 0.5  # used by MASK only
     normal_texture: np.ndarray | None = None
+    roughness_texture: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -89,6 +93,10 @@ class Material:
         if normal is not None and (normal.dtype != np.uint8 or normal.ndim != 3 or normal.shape[2] != 3):
             raise ValueError(f"material {self.name}: normal_texture must be an (H, W, 3) uint8 image, "
                              f"got {normal.dtype} {normal.shape}")  # fmt: skip
+        rough = self.roughness_texture
+        if rough is not None and (rough.dtype != np.uint8 or rough.ndim != 2 or self.metallic != 0):
+            raise ValueError(f"material {self.name}: roughness_texture must be an (H, W) uint8 image on a material "
+                             f"with metallic 0, got {rough.dtype} {rough.shape}, metallic {self.metallic}")  # fmt: skip
 
     @cached_property
     def png(self) -> bytes:
@@ -99,6 +107,12 @@ class Material:
         return texture_png(self.texture)
 
     @cached_property
+    def roughness_png(self) -> bytes:
+        if self.roughness_texture is None:
+            raise ValueError(f"material {self.name} has no roughness texture")
+        return texture_png(self.roughness_texture)
+
+    @cached_property
     def normal_png(self) -> bytes:
         if self.normal_texture is None:
             raise ValueError(f"material {self.name} has no normal texture")
@@ -107,8 +121,9 @@ class Material:
     def with_normal_texture(self, normal_texture: np.ndarray | None) -> Material:
         """This material with another normal map; the colour texture's PNG, if already encoded, is kept."""
         material = dataclasses.replace(self, normal_texture=normal_texture)
-        if "png" in self.__dict__:
-            material.__dict__["png"] = self.__dict__["png"]
+        for encoded in ("png", "roughness_png"):
+            if encoded in self.__dict__:
+                material.__dict__[encoded] = self.__dict__[encoded]
         return material
 
 
@@ -258,7 +273,7 @@ PNG_COMPRESS_LEVEL = 3  # zlib level: 2.4x faster than level 6 for ~20% larger t
 
 
 def texture_png(texture: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W, 3|4) uint8 image (lossless)."""
+    """PNG bytes of an (H, W, 3|4) or (H, W) grey uint8 image (lossless)."""
     stream = io.BytesIO()
     Image.fromarray(texture).save(stream, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return stream.getvalue()

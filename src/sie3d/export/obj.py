@@ -28,7 +28,7 @@ def _rows(fmt: str, values: np.ndarray) -> bytes:
     return ((fmt + "\n") * len(values) % tuple(np.asarray(values).ravel().tolist())).encode()
 
 
-def _mtl_entry(material: Material, texture_file: str | None) -> str:
+def _mtl_entry(material: Material, texture_file: str | None, roughness_file: str | None = None) -> str:
     r, g, b, alpha = material.base_color
     shininess = (1.0 - material.roughness) ** 2 * 1000.0  # a rough Blinn-Phong stand-in for roughness
     lines = [
@@ -49,6 +49,8 @@ def _mtl_entry(material: Material, texture_file: str | None) -> str:
         lines.append(f"map_Kd {texture_file}")
         if material.texture is not None and material.texture.shape[2] == 4:
             lines.append(f"map_d {texture_file}")
+    if roughness_file is not None:
+        lines.append(f"map_Pr {roughness_file}")  # the PBR extension's roughness map
     return "\n".join(lines) + "\n"
 
 
@@ -74,18 +76,23 @@ def to_obj(mesh: AvatarMesh, stem: str, *, units: Literal["m", "cm"] = "m") -> d
         _rows("vt %.6f %.6f", mesh.uvs[used_t]),
         _rows("vn %.5f %.5f %.5f", normals),
     ]
+
+    def image_file(material: Material, array: np.ndarray, name: str, encoded: str) -> str:
+        """The file of one of `material`'s images, `array` (`encoded`: its PNG property), added once."""
+        if id(array) not in texture_file_of_array:
+            texture_file_of_array[id(array)] = f"{stem}_{name}.png"
+            files[texture_file_of_array[id(array)]] = getattr(material, encoded)
+        return texture_file_of_array[id(array)]
+
     for m, material in enumerate(mesh.materials):
         tris = np.flatnonzero(mesh.face_material == m)
         if len(tris) == 0:
             continue
-        texture_file = None
-        if material.texture is not None:
-            key = id(material.texture)
-            if key not in texture_file_of_array:
-                texture_file_of_array[key] = f"{stem}_{material.name}.png"
-                files[texture_file_of_array[key]] = material.png
-            texture_file = texture_file_of_array[key]
-        mtl.append(_mtl_entry(material, texture_file))
+        texture_file = None if material.texture is None else \
+            image_file(material, material.texture, material.name, "png")  # fmt: skip
+        roughness_file = None if material.roughness_texture is None else \
+            image_file(material, material.roughness_texture, f"{material.name}_roughness", "roughness_png")  # fmt: skip
+        mtl.append(_mtl_entry(material, texture_file, roughness_file))
         corners = np.stack([faces_v[tris], faces_t[tris], faces_v[tris]], axis=2).reshape(len(tris), 9)
         obj.append(f"g {material.name}\nusemtl {material.name}\n".encode())
         obj.append(_rows("f %d/%d/%d %d/%d/%d %d/%d/%d", corners))

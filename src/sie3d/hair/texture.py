@@ -49,8 +49,8 @@ from sie3d.head.texture import (
     srgb8_to_linear,
 )
 
-__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "smooth_edge", "synthesize",
-           "texel_points"]
+__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness", "smooth_edge",
+           "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -59,6 +59,10 @@ STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
 EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
+SCALP_MATERIALS = {"M_Face": 0, "M_BackHead": 1}  # the head's materials the hair is painted on, and their tiles
+# glTF roughness of the head where hair is painted on it: matte. At the skin's 0.6, a viewer's light made a grey
+# sheen of the smooth scalp where it shows under the strand tips (three.js, the web page's key light).
+SCALP_ROUGHNESS = 1.0
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray,
     ring[faces[near[faces].any(1)]] = True
     touched_faces = ring[faces].any(1)
     tiles = dict(textures.tiles)
-    for material, tile in (("M_Face", 0), ("M_BackHead", 1)):
+    for material, tile in SCALP_MATERIALS.items():
         if tile not in tiles:
             continue
         tri, (rows, cols), bary = material_texels(head, material, tile, tiles[tile].shape[0])
@@ -268,3 +272,12 @@ def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray,
         image[rows, cols] = image[rows, cols] * (1 - alpha) + hair[:, :3] * (SCALP_ROOT_SHADE * alpha)
         tiles[tile] = image
     return replace(textures, tiles=tiles)
+
+
+def scalp_roughness(own: np.ndarray, painted: np.ndarray, skin: float) -> np.ndarray:
+    """(S, S) uint8 roughness map (255 = 1) of a head tile for the exported material: `skin` where the tile is
+    the person's `own` (S, S, 3), `SCALP_ROUGHNESS` where `paint_scalp` painted hair on it (`painted`), with a
+    soft edge of about a texel."""
+    hair = (np.abs(painted - own).max(-1) > 1e-4).astype(np.float32)
+    hair = cv2.GaussianBlur(hair, (0, 0), 1.0)
+    return np.round((skin + (SCALP_ROUGHNESS - skin) * hair) * 255).astype(np.uint8)
