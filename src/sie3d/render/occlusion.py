@@ -67,11 +67,13 @@ def vertex_openness(verts: Tensor, faces: Tensor, center: Tensor, config: Occlus
     at = pixels[:, None, None] + way[None, :, None] * (step * config.size / config.span_cm)[None, None, :, None]
     heights = F.grid_sample(height[None, None], (at / config.size * 2 - 1).reshape(1, -1, 1, 2), mode="bilinear",
                             align_corners=False, padding_mode="border").reshape(len(verts), len(angle), len(step))
-    # From the vertex to each sample, in head space (image y runs down, head y up).
-    offset = torch.stack([(way[:, 0, None] * step).expand_as(heights), (-way[:, 1, None] * step).expand_as(heights),
-                          heights - own_height[:, None, None]], -1)  # fmt: skip
+    # The cosine between the normal and the way from the vertex to each sample, (way x step, -way y step, rise in
+    # height) in head space (image y runs down, head y up), whose length is sqrt(step^2 + rise^2): written out
+    # instead of stacking the (V, directions, steps, 3) offsets.
     normals = vertex_normals(verts, faces)
-    rise = (offset * normals[:, None, None]).sum(-1) / offset.norm(dim=-1).clamp_min(1e-6)
+    along = normals[:, 0, None] * way[None, :, 0] - normals[:, 1, None] * way[None, :, 1]  # (V, directions)
+    up = heights - own_height[:, None, None]
+    rise = (along[..., None] * step + up * normals[:, 2, None, None]) / torch.sqrt(step**2 + up**2).clamp_min(1e-6)
     fade = 1 - (step / config.radius_cm) ** 2
     hidden = ((rise - config.bias).clamp_min(0) * fade).amax(-1)  # (V, directions)
     return (1 - hidden.mean(-1)).clamp(0, 1)
