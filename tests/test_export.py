@@ -204,6 +204,10 @@ def test_bad_inputs_raise_readable_errors(model, avatar):
         avatar_mesh_from_ict(model, textures_per_tile={9: np.zeros((4, 4, 3), np.uint8)})
     with pytest.raises(ValueError, match="texture must be"):
         Material("M_Bad", texture=np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="roughness_texture must be"):  # glTF reads metallic from the same image
+        Material("M_Bad", roughness_texture=np.zeros((4, 4), np.uint8), metallic=0.5)
+    with pytest.raises(ValueError, match="roughness_texture must be"):
+        Material("M_Bad", roughness_texture=np.zeros((0, 4), np.uint8))
     with pytest.raises(ValueError, match="morph_deltas must be"):
         AvatarMesh(**{**avatar.__dict__, "morph_deltas": avatar.morph_deltas[:, :10]})
     with pytest.raises(ValueError, match="faces index past"):
@@ -440,6 +444,28 @@ def test_obj_files_reference_each_other(avatar):
     assert maps and maps == set(files) - {"head.obj", "head.mtl"}
     for name in maps:
         assert Image.open(io.BytesIO(files[name])).size == (TEXTURE_SIZE, TEXTURE_SIZE)
+
+
+def test_a_roughness_map_is_the_roughness_in_glb_and_obj(avatar):
+    """A material's roughness map: glTF's metallicRoughnessTexture (factor 1, so the map is the roughness; a grey
+    image whose green channel holds it) and OBJ's map_Pr (with Pr 1 for readers that multiply)."""
+    rough = np.full((8, 8), 153, np.uint8)
+    rough[:4] = 255
+    materials = tuple(dataclasses.replace(m, roughness_texture=rough) if m.name == "M_Face" else m
+                      for m in avatar.materials)  # fmt: skip
+    mesh = dataclasses.replace(avatar, materials=materials)
+    document = glb_json(to_glb(mesh))
+    face = next(m for m in document["materials"] if m["name"] == "M_Face")["pbrMetallicRoughness"]
+    assert face["roughnessFactor"] == 1.0 and face["metallicFactor"] == 0.0
+    image = document["images"][document["textures"][face["metallicRoughnessTexture"]["index"]]["source"]]
+    assert image["mimeType"] == "image/png"
+    others = [m["pbrMetallicRoughness"] for m in document["materials"] if m["name"] != "M_Face"]
+    assert others and all("metallicRoughnessTexture" not in m for m in others)
+    files = to_obj(mesh, "head")
+    entry = files["head.mtl"].decode().split("newmtl M_Face\n")[1].split("newmtl")[0]
+    assert "map_Pr head_M_Face_roughness.png" in entry and "Pr 1.0000" in entry
+    green = np.asarray(Image.open(io.BytesIO(files["head_M_Face_roughness.png"])).convert("RGB"))[..., 1]
+    assert np.array_equal(green, rough)
 
 
 def test_obj_round_trip_with_trimesh(avatar, tmp_path):

@@ -55,6 +55,26 @@ def test_vocabulary_has_the_required_concepts():
             assert np.abs(c - mirror(c)).max() > 0.2, concept.name
 
 
+def test_a_one_sided_part_beside_an_expression_keeps_the_expression_on_both_sides():
+    """Compounds such as "smiling, left eyebrow raised": the named part set on its side only (the key), and the
+    expression's own shapes kept whole on both sides."""
+    corpus = corpus_module.generate(SMALL)
+    sided = np.flatnonzero((corpus.category == "compound") & (corpus.side != ""))
+    assert len(sided) > 10
+    names = np.array(ICT_NAMES)
+    for i in sided:
+        key, add, side = corpus.key[i], corpus.add[i], corpus.side[i]
+        other = "R" if side == "L" else "L"
+        assert key.any() and not any(n.endswith(f"_{other}") for n in names[key]), corpus.texts[i]
+        assert (add[key] > 0).all(), corpus.texts[i]  # set on its side (the other side keeps the expression's)
+        assert re.search(r"\b(left|right)\b", corpus.texts[i]), corpus.texts[i]
+    smiling = [i for i in sided if corpus.texts[i].startswith(("smiling", "happy"))]
+    for i in smiling:  # the smile itself on both corners, unless the part is about the mouth's corners
+        if not corpus.key[i][[ICT_NAMES.index("mouthSmile_L"), ICT_NAMES.index("mouthSmile_R")]].any():
+            add = corpus.add[i]
+            assert abs(add[ICT_NAMES.index("mouthSmile_L")] - add[ICT_NAMES.index("mouthSmile_R")]) < 1e-6
+
+
 def test_generator_is_deterministic_in_its_seed():
     a, b = corpus_module.generate(SMALL), corpus_module.generate(SMALL)
     assert a.texts == b.texts and a.digest == b.digest

@@ -509,7 +509,14 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
         return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
     textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
                               size=person.config.texture_size, config=texture)  # fmt: skip
-    return dataclasses.replace(person, textures=textures, config=dataclasses.replace(person.config, texture=texture))
+    hair = person.hair
+    if hair is not None:  # the hair painted on the new textures' scalp, not the old ones'
+        from sie3d.hair.volume import scalp_tiles
+
+        hair = dataclasses.replace(hair, scalp_tiles=scalp_tiles(textures, models.head, person.fit, hair.mesh,
+                                                                 hair.texture))  # fmt: skip
+    return dataclasses.replace(person, textures=textures, hair=hair,
+                               config=dataclasses.replace(person.config, texture=texture))  # fmt: skip
 
 
 MAX_RELIABLE_YAW = 45.0  # degrees; beyond this one side of the face is mostly unseen

@@ -94,7 +94,8 @@ class Material:
             raise ValueError(f"material {self.name}: normal_texture must be an (H, W, 3) uint8 image, "
                              f"got {normal.dtype} {normal.shape}")  # fmt: skip
         rough = self.roughness_texture
-        if rough is not None and (rough.dtype != np.uint8 or rough.ndim != 2 or self.metallic != 0):
+        if rough is not None and (rough.dtype != np.uint8 or rough.ndim != 2 or min(rough.shape) < 1
+                                  or self.metallic != 0):
             raise ValueError(f"material {self.name}: roughness_texture must be an (H, W) uint8 image on a material "
                              f"with metallic 0, got {rough.dtype} {rough.shape}, metallic {self.metallic}")  # fmt: skip
 
@@ -119,7 +120,8 @@ class Material:
         return texture_png(self.normal_texture)
 
     def with_normal_texture(self, normal_texture: np.ndarray | None) -> Material:
-        """This material with another normal map; the colour texture's PNG, if already encoded, is kept."""
+        """This material with another normal map; the colour and roughness images' PNGs, if already encoded, are
+        kept."""
         material = dataclasses.replace(self, normal_texture=normal_texture)
         for encoded in ("png", "roughness_png"):
             if encoded in self.__dict__:

@@ -39,8 +39,9 @@ def _mtl_entry(material: Material, texture_file: str | None, roughness_file: str
         f"Ns {shininess:.1f}",
         f"d {alpha:.4f}",
         "illum 2",
-        # PBR extension read by Blender's importer; readers without it skip unknown keys
-        f"Pr {material.roughness:.4f}",
+        # PBR extension read by Blender's importer; readers without it skip unknown keys. With a roughness map the
+        # map is the roughness (some readers multiply Pr by map_Pr, as glTF does its factor by its texture).
+        f"Pr {1.0 if roughness_file is not None else material.roughness:.4f}",
         f"Pm {material.metallic:.4f}",
     ]
     if texture_file is not None:

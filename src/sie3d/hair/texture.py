@@ -277,9 +277,9 @@ def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray,
 
 def scalp_roughness(own: np.ndarray, painted: np.ndarray, skin: float, size: int = SCALP_ROUGHNESS_SIZE) -> np.ndarray:
     """(size, size) uint8 roughness map (255 = 1) of a head tile for the exported material: `skin` where the tile
-    is the person's `own` (S, S, 3), `SCALP_ROUGHNESS` where `paint_scalp` painted hair on it (`painted`), with
-    a soft edge of about a texel. Roughness changes slowly: a quarter of the colour's resolution is plenty (and
-    16 times cheaper to make and encode)."""
+    is the person's `own` (S, S, 3), `SCALP_ROUGHNESS` where `paint_scalp` painted hair on it (`painted`: any hair
+    within a texel of the map), with a soft edge of about one of the map's texels. Roughness changes slowly: a
+    quarter of the colour's resolution is plenty (and 16 times cheaper to make and encode)."""
     own, painted = (cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in (own, painted))
     hair = (cv2.absdiff(painted, own).max(-1) > 1e-4).astype(np.float32)
     hair = cv2.GaussianBlur(hair, (0, 0), 0.7)

@@ -15,7 +15,7 @@ import torch
 
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.geometry import HairConfig, HairMesh, filled_mask, hair_geometry
-from sie3d.hair.texture import HairTexture, hair_texture, paint_scalp
+from sie3d.hair.texture import SCALP_MATERIALS, HairTexture, hair_texture, paint_scalp
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import HeadTextures
@@ -23,7 +23,7 @@ from sie3d.head.texture import HeadTextures
 if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load or draw a saved person's hair
     from sie3d.hair.mask import HairMask, PersonSegmenter
 
-__all__ = ["HAIR_MATERIAL", "Hair", "build_hair"]
+__all__ = ["HAIR_MATERIAL", "Hair", "build_hair", "scalp_tiles"]
 
 HAIR_MATERIAL = "M_Hair"
 
@@ -79,9 +79,16 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
     face_height = float(np.ptp(fit.project(face_landmarks[1, [10, 152]])[:, 1]))
     texture = hair_texture(photo_rgb, fit, mesh, filled_mask(mask.mask, (config.max_hole * face_height) ** 2),
                            textures.sh_lighting, observation.landmarks_px[:, :2], config)  # fmt: skip
+    tiles = scalp_tiles(textures, head, fit, mesh, texture)
+    timings["texture"] = time.perf_counter() - start
+    return Hair(mesh, texture, tiles, mask.summary(), timings), mask
+
+
+def scalp_tiles(textures: HeadTextures, head: HeadModel, fit: HeadFit, mesh: HairMesh,
+                texture: HairTexture) -> dict[int, np.ndarray]:  # fmt: skip
+    """The face and scalp tiles of `textures` with the hair (`mesh`, `texture`) painted on them (`paint_scalp`,
+    on the person's head at rest): what `Hair.scalp_tiles` holds for those textures."""
     with torch.no_grad():
         rest = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.rest_expression)[None])[0].numpy()
-    scalp = paint_scalp(textures, head, rest, mesh.grid, texture)
-    timings["texture"] = time.perf_counter() - start
-    tiles = {k: v for k, v in scalp.tiles.items() if k in (0, 1)}
-    return Hair(mesh, texture, tiles, mask.summary(), timings), mask
+    painted = paint_scalp(textures, head, rest, mesh.grid, texture).tiles
+    return {tile: painted[tile] for tile in SCALP_MATERIALS.values() if tile in painted}

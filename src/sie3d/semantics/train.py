@@ -370,8 +370,8 @@ def record_in_manifest(path: Path, asset: str = "conditioning") -> None:
 
 
 HEADLINE = (("plain", "top1"), ("paraphrase", "top1"), ("paraphrase", "top1_basic"), ("identity", "top1"),
-            ("laterality", "correct"), ("negation", "correct"), ("part", "correct"), ("relative", "coefficient_mae"),
-            ("nonsense", "low_confidence"))
+            ("laterality", "correct"), ("compound", "sided_correct"), ("negation", "correct"), ("part", "correct"),
+            ("relative", "coefficient_mae"), ("nonsense", "low_confidence"))
 CHECK_TOLERANCE = 0.03  # absolute, on each headline figure: float sums differ across CPUs and thread counts
 
 
