@@ -474,15 +474,15 @@ class Generator:
         words = SIDE_WORDS[side] if re.search(r"\b(the|a) \{side\}", template) else SIDE_WORDS[side][:1]
         return template.format(side=self.draw(state, f"side:{side}:{len(words)}", words))
 
-    def _part_phrase(self, state: dict, sided_share: float = 0.0) -> tuple[str, np.ndarray, np.ndarray, str, Part]:
-        """A part of the face in a state: (phrase, values, mask, side or "", part); a one-sided part ("the left
-        eyebrow raised") with probability `sided_share`."""
+    def _part_phrase(self, state: dict, sided_share: float = 0.0) -> tuple[str, Part, str]:
+        """A part of the face in a state: (phrase, part, side or ""); a one-sided part ("the left eyebrow raised")
+        with probability `sided_share`."""
         if sided_share and self.rng.random() < sided_share:
             part, side = self.rng.choice(self.sided_parts), self.rng.choice(SIDES)
             template = self.draw(state, f"{part.name}:sided_state", part.sided_state, keep_first=False)
-            return (self._sided(state, template, side), *part.sided_values[side], side, part)
+            return self._sided(state, template, side), part, side
         part = self.rng.choice(list(self.voc.parts.values()))
-        return self.draw(state, f"{part.name}:state", part.state), part.values, part.mask, "", part
+        return self.draw(state, f"{part.name}:state", part.state), part, ""
 
     def compound(self, state: dict) -> Example | None:
         if self.rng.random() < 0.4:  # an expression with a part modifier: "happy with raised eyebrows"
@@ -490,7 +490,8 @@ class Generator:
             text, scale = self.framed(state, concept)
             # A side named beside an expression stays on its part, the expression whole ("smiling, left
             # eyebrow raised": both corners up, the left brow alone).
-            part_text, values, mask, side, part = self._part_phrase(state, SIDED_MODIFIER_SHARE)
+            part_text, part, side = self._part_phrase(state, SIDED_MODIFIER_SHARE)
+            values, mask = part.sided_values[side] if side else (part.values, part.mask)
             frame = self.draw(state, "frames:modifier", MODIFIER_FRAMES)
             recipe = self.recipe.with_part(self.concept_recipe(concept, scale), values, mask)
             emotion = _mix(_weighted_emotion(concept.emotion, scale), 0.75, part.emotion, 0.25)
@@ -550,7 +551,7 @@ class Generator:
             text = self.draw(state, "frames:same", RELATIVE_SAME)
             return self._example(text, "relative", state, self.recipe.photo(), None)
         if roll < 0.45:
-            part_text, _, _, _, part = self._part_phrase(state)
+            part_text, part, _ = self._part_phrase(state)
             if self.rng.random() < 0.5:
                 part_text = self.draw(state, f"{part.name}:verb", part.verb)
             frame = self.draw(state, "frames:keep", RELATIVE_KEEP)

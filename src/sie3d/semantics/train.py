@@ -260,8 +260,7 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
             row["n_top1"] = int(named.sum())
         if category == "laterality":
             row["correct"], row["n_correct"] = _side_kept(pred[m], target[m], corpus.key[test][m])
-        sided = m & (corpus.side[test] != "")
-        if category == "compound" and sided.any():  # an expression with a one-sided part: "smiling, left brow up"
+        if category == "compound" and (sided := m & (corpus.side[test] != "")).any():  # "smiling, left brow up"
             row["sided_correct"], row["n_sided"] = _side_kept(pred[sided], target[sided], corpus.key[test][sided])
         if category == "negation":
             off = corpus.negated[test][m]
