@@ -144,6 +144,22 @@ def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     assert wrong.returncode == 2 and "power of two" in wrong.stderr
 
 
+def test_gums_and_tongue_tile_is_cached_on_disk_and_read_back_unchanged(models):
+    from sie3d.head import mouth
+
+    head, size = models.head, 128
+    path = mouth.gums_tongue_cache_path(head, size)
+    path.unlink(missing_ok=True)
+    mouth._gums_tongue_tile.cache_clear()
+    built = mouth.gums_tongue_tile(head, size)
+    assert path.is_file()
+    mouth._gums_tongue_tile.cache_clear()
+    read = mouth.gums_tongue_tile(head, size)  # from the file
+    assert read.dtype == built.dtype == np.float32 and np.array_equal(read, built)
+    assert read is not mouth.gums_tongue_tile(head, size)  # a fresh copy each call
+    assert read.min() > 0.0 and read.max() < 0.5  # gum pink and tongue red, darkened: no empty texel
+
+
 def test_texel_tables_are_cached_on_disk_and_rebuilt_when_damaged(models, caplog):
     from sie3d.head import texture
 

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -186,25 +187,36 @@ def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tup
     Depends only on the topology: computed once per head and size, and kept in the cache folder beside
     the head model (20 bytes per texel, 34 MB for the face and head tiles at 1024), so a new process
     reads it instead of rasterising the UV layout again (0.4-0.7 s)."""
-    path = _texels_cache_path(head, material, tile, size)
+
+    def compute() -> dict[str, np.ndarray]:
+        tris = head.topology.faces_of(material)
+        tri_local, bary = uv_rasterize(head.topology.uvs, head.topology.uv_faces[tris], tile, size)
+        covered = tri_local >= 0
+        return {"tri": tris[tri_local[covered]].astype(np.int32),
+                "rows_cols": np.stack(np.nonzero(covered)).astype(np.uint16), "bary": bary[covered].astype(np.float32)}
+
+    data = cached_arrays(_texels_cache_path(head, material, tile, size), compute)
+    return data["tri"], data["rows_cols"], data["bary"]
+
+
+def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of `path` (an ``.npz`` in the cache folder), or, when it is missing or damaged, `compute()`'s,
+    written there atomically for the next process: for tables computed from the head model alone. A read-only
+    cache only costs the time."""
     if path.is_file():
         try:
             with np.load(path) as data:
-                return data["tri"], data["rows_cols"], data["bary"]
+                return {name: data[name] for name in data.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             log.warning("rebuilding the damaged cache file %s", path)
-    tris = head.topology.faces_of(material)
-    tri_local, bary = uv_rasterize(head.topology.uvs, head.topology.uv_faces[tris], tile, size)
-    covered = tri_local >= 0
-    result = (tris[tri_local[covered]].astype(np.int32), np.stack(np.nonzero(covered)).astype(np.uint16),
-              bary[covered].astype(np.float32))  # fmt: skip
+    arrays = compute()
     try:
         partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
-        np.savez(partial, tri=result[0], rows_cols=result[1], bary=result[2])
+        np.savez(partial, **arrays)
         os.replace(partial, path)
-    except OSError as exc:  # a read-only cache only costs the time
+    except OSError as exc:
         log.debug("could not cache %s: %s", path, exc)
-    return result
+    return arrays
 
 
 @lru_cache(maxsize=8)
@@ -238,12 +250,19 @@ TEXELS_CACHE_VERSION = 1  # bump when `uv_rasterize` changes what it returns
 
 def _texels_cache_path(head: HeadModel, material: str, tile: int, size: int) -> Path:
     """Cache file of `material_texels`, named by a digest of the UV layout it is computed from."""
+    return head_cache_path(head, f"texels_v{TEXELS_CACHE_VERSION}", f"{material}_{tile}_{size}")
+
+
+def head_cache_path(head: HeadModel, kind: str, detail: str, *arrays: np.ndarray) -> Path:
+    """``KIND_DIGEST_DETAIL.npz`` in the cache folder beside the head model, for tables computed from `head` alone
+    (`cached_arrays`): DIGEST is a digest of its UV layout and materials and of the `arrays` of the head the
+    table also depends on (its neutral shape, its bases)."""
     from sie3d.assets import ict
 
     topo = head.topology
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (
-        topo.uvs, topo.uv_faces, topo.face_material)) + "|".join(topo.material_names).encode()).hexdigest()[:12]
-    return ict.cache_path().with_name(f"texels_v{TEXELS_CACHE_VERSION}_{digest}_{material}_{tile}_{size}.npz")
+        topo.uvs, topo.uv_faces, topo.face_material, *arrays)) + "|".join(topo.material_names).encode())  # fmt: skip
+    return ict.cache_path().with_name(f"{kind}_{digest.hexdigest()[:12]}_{detail}.npz")
 
 
 def uv_rasterize(uvs: np.ndarray, uv_faces: np.ndarray, tile: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,12 +22,8 @@ Maps are computed once per head layout and size (about 1 s) and kept in the cach
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -37,8 +33,6 @@ from torch import Tensor
 from sie3d.head.model import HeadModel
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import material_texels
-
-log = logging.getLogger(__name__)
 
 FACE_TILE = 0  # the UV tile of M_Face, the only skin that gets wrinkles
 WRINKLES_CACHE_VERSION = 1  # bump when the maps' recipe changes
@@ -189,35 +183,19 @@ def _batch(coefficients: Tensor) -> Tensor:
 @lru_cache(maxsize=2)
 def wrinkle_maps(head: HeadModel, config: WrinkleConfig = WrinkleConfig()) -> WrinkleMaps:
     """The head's wrinkle maps for `config`: read from the cache folder, else built (about 1 s) and kept."""
-    path = _cache_path(head, config)
-    arrays = None
-    if path.is_file():
-        try:
-            with np.load(path) as data:
-                arrays = data["heights"].astype(np.float32), data["texel_cm"].astype(np.float32)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            log.warning("rebuilding the damaged cache file %s", path)
-    if arrays is None:
-        arrays = build_heights(head, config)
-        try:
-            partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
-            np.savez(partial, heights=arrays[0].astype(np.float16), texel_cm=arrays[1])
-            os.replace(partial, path)
-        except OSError as exc:  # a read-only cache only costs the time
-            log.debug("could not cache %s: %s", path, exc)
-        arrays = arrays[0].astype(np.float16).astype(np.float32), arrays[1]  # what a cached read gives
+    from sie3d.head.texture import cached_arrays, head_cache_path
+
+    def build() -> dict[str, np.ndarray]:
+        heights, texel_cm = build_heights(head, config)
+        return {"heights": heights.astype(np.float16), "texel_cm": texel_cm}  # halves: the maps' detail fits
+
+    path = head_cache_path(head, f"wrinkles_v{WRINKLES_CACHE_VERSION}", config.digest(), head.topology.faces,
+                           head.neutral.numpy(), head.expression_basis.numpy())  # fmt: skip
+    arrays = cached_arrays(path, build)
     names = config.shapes()
-    return WrinkleMaps(torch.from_numpy(arrays[0]), torch.tensor([ICT_NAMES.index(n) for n in names]),
-                       torch.from_numpy(arrays[1]), config.occlusion_per_cm, names)  # fmt: skip
-
-
-def _cache_path(head: HeadModel, config: WrinkleConfig) -> Path:
-    from sie3d.assets import ict
-
-    topo = head.topology
-    digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (
-        topo.uvs, topo.uv_faces, topo.faces, head.neutral.numpy(), head.expression_basis.numpy()))).hexdigest()[:12]
-    return ict.cache_path().with_name(f"wrinkles_v{WRINKLES_CACHE_VERSION}_{digest}_{config.digest()}.npz")
+    heights, texel_cm = (torch.from_numpy(arrays[k].astype(np.float32)) for k in ("heights", "texel_cm"))
+    return WrinkleMaps(heights, torch.tensor([ICT_NAMES.index(n) for n in names]), texel_cm, config.occlusion_per_cm,
+                       names)  # fmt: skip
 
 
 def triangle_compression(head: HeadModel, triangles: np.ndarray, shapes: tuple[str, ...]
