@@ -13,7 +13,7 @@ import torch
 from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, render_views, retextured
 from sie3d.eval import ablations
 from sie3d.expressions import on_top_of_rest, prototype
-from sie3d.head import eyes, mouth
+from sie3d.head import eyes, mouth, texture
 from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfig
 from sie3d.photo import load_photo
 from sie3d.render import project
@@ -100,6 +100,20 @@ def test_closed_eyes_take_nothing_from_the_photo(hard_people, models):
     photo = eyes.sample_eyes(np.zeros((8, 8, 3), np.float32) + 0.5, person.observation, _skin(person))
     assert not photo.iris_seen.any() and not photo.sclera_seen
     assert eyes.photo_gaze(person.observation, person.fit, models.head) is None
+
+
+@pytest.mark.parametrize("name", ["london_024_neutral.jpg", "london_004_neutral.jpg"])
+def test_lids_are_not_brightened_past_the_skin(models, faces, name):
+    """The upper lid under the brow is folded down in the model with the eye open: dividing the photo by the light
+    its normals receive brightened it up to 2.9x (p90 of the lid texels 1.5-1.6x the skin, p99 2.7-3.0x before
+    the cap), a bright band on every closed lid. Now the lids keep near the skin's brightness."""
+    person = reconstruct(load_photo(faces / name), models, ReconstructConfig(texture_size=512))
+    on_lids = texture.lid_texels(models.head, 512)
+    _, (rows, cols), _ = texture.material_texels(models.head, "M_Face", 0, 512)
+    assert 0.02 < on_lids.mean() < 0.08  # the lids, not the face
+    lid = person.textures.tiles[0][rows[on_lids], cols[on_lids]] @ texture.LUMINANCE
+    skin = float(person.textures.skin_albedo @ texture.LUMINANCE)
+    assert np.percentile(lid, 90) < 1.4 * skin and np.percentile(lid, 99) < 2.2 * skin
 
 
 def test_open_eyes_are_sampled_and_gaze_is_bounded(happy, models):

@@ -40,6 +40,7 @@ from sie3d.hair.geometry import (
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.head.texture import (
+    LUMINANCE,
     HeadTextures,
     _interpolate,
     _sample_bilinear,
@@ -53,7 +54,6 @@ __all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp"
            "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge

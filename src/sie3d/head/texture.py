@@ -62,6 +62,9 @@ IRIS_FRACTION_OF_MESH = 0.85  # see _eye_tile
 PUPIL_FRACTION = 0.4
 VISIBILITY_TOLERANCE_CM = 0.35
 MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
+BRIGHTEST_LID = 1.25  # the brightest a lid texel's colour is lifted by the photo's shading, x the median skin
+LID_MOTION_CM = 0.02  # texels whose surface a blink moves this far are the lids'
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # of linear Rec. 709 / sRGB colours
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,20 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> d
     except OSError as exc:
         log.debug("could not cache %s: %s", path, exc)
     return arrays
+
+
+@lru_cache(maxsize=4)
+def lid_texels(head: HeadModel, size: int) -> np.ndarray:
+    """(N,) bool over `material_texels(head, "M_Face", 0, size)`: the texels of the lids, those whose surface
+    ICT's eyeBlink_L or eyeBlink_R moves by more than `LID_MOTION_CM`."""
+    from sie3d.head.names import ICT_NAMES
+
+    tri, _, _ = material_texels(head, "M_Face", 0, size)
+    basis = head.expression_deltas().numpy()
+    moved = np.zeros(len(head.neutral), bool)
+    for name in ("eyeBlink_L", "eyeBlink_R"):
+        moved |= np.linalg.norm(basis[ICT_NAMES.index(name)], axis=1) > LID_MOTION_CM
+    return moved[head.topology.faces[tri]].any(1)
 
 
 @lru_cache(maxsize=8)
@@ -436,11 +453,25 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     shading = (basis @ sh).astype(np.float32)
     mean_shading = np.median(shading[reference], axis=0)
 
-    def albedo_of(colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
-        """Up to one global scale: the photo's mean exposure stays in the texture."""
-        return colours / np.clip(shading / mean_shading, 0.35, None)
+    def gain(shading: np.ndarray) -> np.ndarray:
+        return 1.0 / np.clip(shading / mean_shading, 0.35, None)
 
-    albedo = albedo_of(colours, shading)
+    # Brightening what the estimated light left dark trusts the fitted normals. On the lids they are least right:
+    # the upper lid under the brow, folded down in the model with the eye open, took up to 2.9x the photo's colour,
+    # and when the lid closes and turns to the light it showed as a bright band on every closed eye. On the lids
+    # (`lid_texels`) a texel is brightened at most to BRIGHTEST_LID x the median skin; the photo's own highlights
+    # stay as the photo shows them. (Everywhere, the same cap cost identity in the photo's own view, where the
+    # brightened colours are exactly what re-lighting the rest pose gives back.)
+    skin_luminance = float(np.median((colours[reference] * gain(shading[reference])) @ LUMINANCE))
+    on_lids = lid_texels(head, size)
+
+    def albedo_of(texels: np.ndarray, colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
+        """Up to one global scale: the photo's mean exposure stays in the texture."""
+        ceiling = np.maximum(1.0, BRIGHTEST_LID * skin_luminance / np.maximum(colours @ LUMINANCE, 1e-6))
+        ceiling = np.where(on_lids[texels], ceiling, np.inf)
+        return colours * np.minimum(gain(shading), ceiling[:, None])
+
+    albedo = albedo_of(usable, colours, shading)
     # A fringe is inside the face oval but is not skin: on the forehead, drop texels whose albedo is far
     # from the skin seen below the brows.
     skin_like = reference.copy()
@@ -465,7 +496,7 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     reached[usable] = False
     near = np.flatnonzero(reached)
     near_colours = _sample_bilinear(photo_linear, fit.project(points(near)))
-    tile[rows[near], cols[near]] = albedo_of(near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(
+    tile[rows[near], cols[near]] = albedo_of(near, near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(
         np.float32))  # fmt: skip
     tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
