@@ -12,7 +12,6 @@ most); more is an eye the blink leaves partly open. Reads geometry only: it judg
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
@@ -20,18 +19,12 @@ import numpy as np
 import torch
 
 from sie3d.avatar import Models, ReconstructConfig, reconstruct
-from sie3d.eval.bench import default_photos
+from sie3d.eval.harness import resolve_photos
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import render_layout
 from sie3d.photo import load_photo
 from sie3d.previews import preview_cameras
 from sie3d.render import rasterize
-
-
-def london_neutral(folder: Path) -> list[Path]:
-    with open(folder / "manifest.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [folder / r["filename"] for r in rows if r["filename"].startswith("london") and r["expression"] == "neutral"]
 
 
 def main() -> None:
@@ -40,7 +33,7 @@ def main() -> None:
     parser.add_argument("--gains", default="1", help="eyeBlink values, comma-separated (default 1)")
     args = parser.parse_args()
     gains = [float(g) for g in args.gains.split(",")]
-    photos = args.photos or london_neutral(default_photos())
+    photos = args.photos or resolve_photos(None)[0]  # as `sie3d eval` chooses them
     models = Models()
     head, topo = models.head, models.head.topology
     eyeball = np.zeros(len(topo.faces), bool)
