@@ -859,7 +859,8 @@ class _SharedMesh:
     vertex positions and morph weights, so materials, UVs and the encoded textures are shared."""
 
     rest: object  # AvatarMesh: identity shape, weights 0
-    expression_basis: np.ndarray  # (53, V, 3) float32, cm: ICT's (the rig's targets are in `rest`)
+    expression_basis: np.ndarray  # (53, V, 3) float32, cm: the person's (ICT's, their lids corrected; the
+    # rig's targets are in `rest`)
 
     @staticmethod
     def build(person: Person, models: Models) -> _SharedMesh:
@@ -874,9 +875,11 @@ class _SharedMesh:
         layout = render_layout(head)
         uvs = layout.uvs.copy()
         uvs[len(head.topology.uvs):, 0] -= EYE_TILE
-        arrays = dataclasses.replace(head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32))
         with torch.no_grad():
             identity_shape = head(identity=torch.from_numpy(person.fit.identity)[None])[0].numpy()
+            basis = head.expression_deltas(person.fit.identity).numpy()  # the person's lids (`head.eyelids`)
+        arrays = dataclasses.replace(head.arrays, uvs=uvs, uv_faces=layout.uv_faces.astype(np.int32),
+                                     expression_basis=basis)  # fmt: skip
         textures = person.textures
         if person.hair is not None:  # the hair painted on the scalp, as the previews draw it
             textures = dataclasses.replace(textures, tiles={**textures.tiles, **person.hair.scalp_tiles})
@@ -893,7 +896,6 @@ class _SharedMesh:
         dropped = tuple(m for m in HIDDEN_MATERIALS if m not in kept)
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
-        basis = head.arrays.expression_basis.astype(np.float32)
         rest = _with_visemes(rest, basis)
         if person.hair is not None:  # its own primitive and material (alpha-blended), rigid: zero morph deltas
             from sie3d.export.mesh import with_part

@@ -1,6 +1,7 @@
 """The ICT-FaceKit head as a small, batched, differentiable PyTorch module.
 
     verts = neutral + identity @ identity_basis + expression @ expression_basis
+            + eyeBlink_L/R * the person's lid corrections (`sie3d.head.eyelids`)
 
 Units are centimetres; axes +x = the subject's left, +y up, +z out of the face (as glTF).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ N_IDENTITY = ict.N_IDENTITY
 N_EXPRESSION = len(ICT_NAMES)
 # ICT shape -> factor on its vertex offsets in sie3d's rig (the fit, renders, wrinkles and every export).
 RIG_GAINS: dict[str, float] = {"browDown_L": 2.0, "browDown_R": 2.0}
+BLINKS = [ICT_NAMES.index("eyeBlink_L"), ICT_NAMES.index("eyeBlink_R")]  # the shapes `lids` corrects
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,10 @@ class HeadModel(nn.Module):
         return int(self.neutral.shape[0])
 
     def forward(self, identity: Tensor | None = None, expression: Tensor | None = None) -> Tensor:
-        """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3)."""
+        """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3). With both, the
+        eyeBlink shapes carry the identity's lid corrections (`lids`, in-between shapes included; no gradient to
+        the identity); with
+        identity None they are ICT's own, as on the mean head."""
         batch = _batch_size(identity, expression)
         offsets = self.neutral.new_zeros(batch, self.n_verts * 3)
         if identity is not None:
@@ -90,11 +96,42 @@ class HeadModel(nn.Module):
         if expression is not None:
             _check(expression, N_EXPRESSION, "expression")
             offsets = offsets + expression.reshape(batch, -1) @ self.expression_basis
-        return self.neutral + offsets.reshape(batch, self.n_verts, 3)
+        verts = self.neutral + offsets.reshape(batch, self.n_verts, 3)
+        if identity is not None and expression is not None:
+            from sie3d.head.eyelids import inbetween_weights
 
-    def expression_deltas(self) -> Tensor:
-        """(53, V, 3) per-blendshape vertex offsets (for morph-target export)."""
-        return self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
+            blink = expression.reshape(batch, -1)[:, BLINKS]  # (B, 2)
+            if bool((blink != 0).any()):
+                hats = inbetween_weights(blink)  # (B, 2, J)
+                people, person = np.unique(identity.reshape(batch, -1).detach().cpu().numpy(), axis=0,
+                                           return_inverse=True)  # fmt: skip
+                for k, one in enumerate(people):  # usually one person, posed B times
+                    rows = torch.from_numpy(np.flatnonzero(person.ravel() == k)).to(verts.device)
+                    shapes = self.lids.shapes(one)
+                    full, inbetween = (torch.from_numpy(a).to(verts) for a in (shapes.full, shapes.inbetween))
+                    lids = torch.einsum("bk,kvc->bvc", blink[rows], full)
+                    lids = lids + torch.einsum("bkj,kjvc->bvc", hats[rows], inbetween)
+                    verts = verts.index_add(0, rows, lids)
+        return verts
+
+    def expression_deltas(self, identity: np.ndarray | Tensor | None = None) -> Tensor:
+        """(53, V, 3) per-blendshape vertex offsets (for morph-target export): with `identity` (100,), the
+        person's (their eyeBlink shapes corrected, as `forward` poses them)."""
+        deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
+        if identity is None:
+            return deltas
+        deltas = deltas.clone()
+        deltas[BLINKS] += torch.from_numpy(self.lids.shapes(torch.as_tensor(identity).detach().cpu().numpy()).full)
+        return deltas
+
+    @cached_property
+    def lids(self):  # -> sie3d.head.eyelids.EyelidRig (imported on first use)
+        """The per-identity eyeBlink corrections (`sie3d.head.eyelids`)."""
+        from sie3d.head.eyelids import EyelidRig
+        from sie3d.head.texture import material_parts
+
+        return EyelidRig(self.neutral.numpy(), self.identity_basis.numpy(), self.expression_deltas().numpy(),
+                         self.topology.faces, material_parts(self, "M_EyeLashes"))  # fmt: skip
 
     def surface_points(self, tri: Tensor, bary: Tensor) -> SurfacePointModel:
         """A linear model of the points (triangle `tri`, barycentrics `bary`) on the surface."""
