@@ -21,6 +21,7 @@ import numpy as np
 
 from sie3d.assets import ict
 from sie3d.head.canonical import N_CANONICAL, load_canonical_mesh
+from sie3d.head.model import vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def build(arrays: ict.IctArrays | None = None, canonical_verts: np.ndarray | Non
     scale, rotation, translation = similarity_transform_3d(canonical[mp_ids], shape[ict_ids])
     for _ in range(ROUNDS):
         target = scale * canonical @ rotation.T + translation
-        normals = _vertex_normals(target, mesh.faces)
+        normals = vertex_normals(target, mesh.faces)
         tri, bary, _ = closest_points_on_triangles(target, shape[faces[skin]], point_normals=normals)
         corners = faces[skin[tri]]  # (N, 3)
         # Linear least squares for identity: points(id) = sum_k bary_k (neutral + B id)[corner_k].
@@ -139,19 +140,10 @@ def build(arrays: ict.IctArrays | None = None, canonical_verts: np.ndarray | Non
         anchors_now = np.einsum("nk,nkd->nd", bary, shape[corners])[mp_ids]
         scale, rotation, translation = similarity_transform_3d(canonical[mp_ids], anchors_now)
     target = scale * canonical @ rotation.T + translation
-    normals = _vertex_normals(target, mesh.faces)
+    normals = vertex_normals(target, mesh.faces)
     tri, bary, dist = closest_points_on_triangles(target, shape[faces[skin]], point_normals=normals)
     log.info("MediaPipe->ICT correspondence: median residual %.3f cm, max %.3f cm", np.median(dist), dist.max())
     return Correspondence(skin[tri].astype(np.int64), bary.astype(np.float32), dist.astype(np.float32))
-
-
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V,3) area-weighted unit vertex normals of a triangle mesh (counter-clockwise = outward)."""
-    face_normals = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
-    normals = np.zeros_like(verts)
-    for corner in range(3):
-        np.add.at(normals, faces[:, corner], face_normals)
-    return normals / (np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12)
 
 
 def cache_path() -> Path:

@@ -165,7 +165,7 @@ class EyelidRig:
 
     def _shapes(self, identity: np.ndarray) -> LidShapes:
         config = self.config
-        shape = self.neutral + (identity @ self.identity_basis).reshape(-1, 3)
+        shape = self.neutral + (identity.astype(np.float32) @ self.identity_basis).reshape(-1, 3)
         full = np.zeros((2, *shape.shape))
         inbetween = np.zeros((2, len(INBETWEENS), *shape.shape))
         for k, eye in enumerate(self.eyes):
@@ -188,7 +188,7 @@ class EyelidRig:
     def _clearing(self, verts: np.ndarray, eye: _Eye) -> np.ndarray:
         """(S, 3) cm: the radial push that takes the outer lid skin of `verts` (V, 3) `clearance` out of the
         eyeball, spread over the lid."""
-        from sie3d.render.shade import vertex_normals
+        from sie3d.head.model import vertex_normals
 
         config = self.config
         ball = verts[eye.eyeball[0]:eye.eyeball[1]]
@@ -199,8 +199,8 @@ class EyelidRig:
         lid = verts[eye.skin] - centre
         lid_radius = np.linalg.norm(lid, axis=1)
         radial = lid / lid_radius[:, None]
-        normals = vertex_normals(torch.from_numpy(verts[eye.lid_verts][None]), torch.from_numpy(eye.lid_faces))
-        outer = (normals[0].numpy()[eye.skin_in_lid] * radial).sum(1) > config.outer_cos
+        normals = vertex_normals(verts[eye.lid_verts], eye.lid_faces)[eye.skin_in_lid]
+        outer = (normals * radial).sum(1) > config.outer_cos
         front = ball_dirs @ radial[outer].mean(0) > 0.0  # the eyeball's half under the lid
         in_cone = radial[outer] @ ball_dirs[front].T > np.cos(np.radians(config.cone_degrees))
         under = np.where(in_cone, ball_radius[front][None], 0.0).max(1)

@@ -138,6 +138,16 @@ class HeadModel(nn.Module):
         return SurfacePointModel.build(self, tri, bary)
 
 
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) area-weighted unit vertex normals of a triangle mesh (counter-clockwise = outward); numpy (the
+    renderer's, for tensors: `sie3d.render.shade.vertex_normals`)."""
+    face_normals = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    normals = np.zeros_like(verts)
+    for corner in range(3):
+        np.add.at(normals, faces[:, corner], face_normals)
+    return normals / (np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12)
+
+
 def with_rig_gains(arrays: ict.IctArrays, gains: dict[str, float] = RIG_GAINS) -> ict.IctArrays:
     """ICT's arrays with each shape of `gains` scaled by its factor (a new expression basis; the other arrays
     shared)."""
