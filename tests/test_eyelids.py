@@ -41,14 +41,17 @@ def _posed(person: Person, models: Models, blink: float, *, ict_only: bool = Fal
         return head(identity, torch.from_numpy(coefficients)[None])[0]
 
 
-def _eyeball_pixels(models: Models, verts: torch.Tensor) -> tuple[np.ndarray, object]:
-    """(N, 2) x, y of the pixels showing an eyeball in the 512-px frontal preview, and its cameras."""
+def _eyeball_pixels(models: Models, verts: torch.Tensor, *, lashes: bool = False) -> tuple[np.ndarray, object]:
+    """(N, 2) x, y of the pixels showing an eyeball in the 512-px frontal preview, and its cameras; `lashes`:
+    with the eyelash cards drawn as opaque triangles (the previews alpha-test them)."""
     topo = models.head.topology
     eyeball = np.zeros(len(topo.faces), bool)
     eyeball[topo.faces_of("M_ScleraLeft", "M_ScleraRight", "M_IrisLeft", "M_IrisRight")] = True
     cams = preview_cameras(models.head, verts, (0.0,), 512)
-    shown = torch.from_numpy(render_layout(models.head).visible_faces)
-    tri = rasterize(verts, torch.from_numpy(topo.faces), cams, face_mask=shown).tri_id[0].numpy()
+    shown = render_layout(models.head).visible_faces.copy()
+    if lashes:
+        shown[topo.faces_of("M_EyeLashes")] = True
+    tri = rasterize(verts, torch.from_numpy(topo.faces), cams, face_mask=torch.from_numpy(shown)).tri_id[0].numpy()
     ys, xs = np.nonzero((tri >= 0) & eyeball[np.maximum(tri, 0)])
     return np.stack([xs, ys], 1), cams
 
@@ -74,6 +77,17 @@ def test_a_half_closed_lid_keeps_the_eyeball_below_its_margin(person, models):
         above += int((pixels[inside, 1] < lid_y - 2).sum())  # image y grows downwards
     assert len(pixels) > 400, "half a blink leaves the eye half open"
     assert above < 20, f"{above} eyeball pixels above the upper lid's margin at half a blink"
+
+
+@pytest.mark.parametrize(("blink", "most"), [(0.5, 0.35), (0.75, 0.85)])
+def test_lashes_do_not_hang_over_a_half_closed_eye(person, models, blink, most):
+    """Turned as far as ICT's blink turns them, the upper lash cards hang face-on in front of the opening (46% of
+    the eyeball the lids leave visible at half a blink, all of it at three quarters): a black band."""
+    verts = _posed(person, models, blink)
+    open_, _ = _eyeball_pixels(models, verts)
+    seen, _ = _eyeball_pixels(models, verts, lashes=True)
+    covered = 1.0 - len(seen) / len(open_)
+    assert covered < most, f"lash cards cover {covered:.0%} of the visible eyeball at a blink of {blink}"
 
 
 def test_the_glb_closes_the_eyes_the_renders_close(person, models):

@@ -18,9 +18,13 @@ eyeBlink shape:
    shape moves the lid along a straight line, which cuts through the round eyeball half-way (1.5 mm deep
    at half a blink on a wide-eyed person): the same clearing at blink weights 0.25, 0.5 and 0.75 gives
    in-between shapes, blended in by tent weights.
-3. **Everything riding on the lid follows it rigidly.** The eyelash cards move with their roots (a
-   translation, not ICT's rotation scaled: scaled, the upper lashes crossed the lower ones), the lid's
-   inner surface, its shade shell and the tear line with the nearest lid-skin vertex.
+3. **Everything riding on the lid follows it.** The correction moves the eyelash cards with their roots (a
+   translation, not ICT's rotation scaled: scaled, the upper lashes crossed the lower ones), the lid's inner
+   surface, its shade shell and the tear line with the nearest lid-skin vertex. And the lashes turn down
+   only half as far as ICT's blink turns them (`LidConfig.lash_swing`): turned all the way, the upper cards
+   hung face-on in front of a half-closed eye as an opaque black band, and crossed the lower lashes in a
+   bow-tie on the shut one; half-way, a half-closed eye shows its iris under a fringe and a shut one a
+   curved lash line.
 
 The full blink's correction is linear in the weight: it is the exported GLB's eyeBlink targets, so a
 closed eye in an engine is the closed eye of the previews. glTF has no in-between shapes, so the
@@ -56,6 +60,7 @@ class LidConfig:
     moved: float = 0.01  # cm: the vertices ICT's blink moves more than this are the lid (corrected)
     relax_steps: int = 60  # spreading of the push over the lid, to zero where the lid meets still skin
     gain_range: tuple[float, float] = (-0.5, 1.0)  # the per-column gain on ICT's blink, clipped
+    lash_swing: float = 0.5  # the share of ICT's turn of the lashes kept (the rest: they move with their root)
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,9 @@ class _Eye:
     lid_verts: np.ndarray  # (W,) the vertices of the triangles touching `skin` (for its normals) ...
     lid_faces: np.ndarray  # (T, 3) ... and those triangles, as positions into `lid_verts`
     skin_in_lid: np.ndarray  # (S,) positions of `skin` in `lid_verts`
-    followers: np.ndarray  # (N,) other vertices the blink moves (lashes, inner lid, shells)
-    leaders: np.ndarray  # (N,) the skin vertex each follows
+    followers: np.ndarray  # (N,) other vertices the blink moves: the lashes first, then inner lid and shells
+    leaders: np.ndarray  # (N,) the skin vertex each follows (a lash: the root of its card nearest to it)
+    n_lashes: int  # how many of `followers` are eyelash vertices
     eyeball: tuple[int, int]  # vertex range
 
 
@@ -152,7 +158,7 @@ class EyelidRig:
         lid_faces = lid_faces.reshape(-1, 3)
         eyeball = REGIONS[f"eyeball_{'left' if side == 'L' else 'right'}"][:2]
         return _Eye(blink, by_x(upper), by_x(lower), skin, edges, still, lid_verts, lid_faces,
-                    np.searchsorted(lid_verts, skin), followers, leaders, eyeball)  # fmt: skip
+                    np.searchsorted(lid_verts, skin), followers, leaders, len(lashes), eyeball)  # fmt: skip
 
     def shapes(self, identity: np.ndarray) -> LidShapes:
         """The corrections of the person with `identity` (100,) (cached per identity)."""
@@ -183,6 +189,9 @@ class EyelidRig:
             # 3. Lashes, inner lid and shells with their lid vertex.
             full[k, eye.followers] = full[k, eye.leaders]
             inbetween[k, :, eye.followers] = inbetween[k, :, eye.leaders]
+            # ... and the lashes swing down only part of the way ICT's blink turns them.
+            lashes, roots = eye.followers[: eye.n_lashes], eye.leaders[: eye.n_lashes]
+            full[k, lashes] += (1.0 - config.lash_swing) * (delta[roots] - delta[lashes])
         return LidShapes(full.astype(np.float32), inbetween.astype(np.float32))
 
     def _clearing(self, verts: np.ndarray, eye: _Eye) -> np.ndarray:
