@@ -3,7 +3,8 @@
     PYTHONPATH=src .venv/bin/python benchmarks/closed_eyes.py [--gains 1,1.3,1.5] [PHOTO ...]
 
 For each photo (default: the London Set's neutral photos of the shared faces) the person is reconstructed and
-posed at their rest with ICT's eyeBlink_L and eyeBlink_R driven at each gain (1 = the rig's full blink), and the
+posed at their rest with eyeBlink_L and eyeBlink_R driven at each gain (1 = the rig's full blink: the person's own
+blink shapes, `sie3d.head.eyelids`), and the
 head is rendered frontally at 512 px (the preview camera): the count of pixels whose visible surface is an
 eyeball (sclera or iris) is printed. A closed eye leaves only the slit under the lashes (a few hundred pixels at
 most); more is an eye the blink leaves partly open. Reads geometry only: it judges nothing.

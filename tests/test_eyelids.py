@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sie3d.assets.ict import REGIONS
 from sie3d.avatar import Models, Person, ReconstructConfig, export_meshes, reconstruct
 from sie3d.hair.config import HairConfig
 from sie3d.head.model import BLINKS
@@ -96,10 +97,25 @@ def test_the_glb_closes_the_eyes_the_renders_close(person, models):
     mesh = export_meshes(person, models, [coefficients])[0]
     rendered = _posed(person, models, 1.0).numpy()
     np.testing.assert_allclose(mesh.verts[: len(rendered)], rendered, atol=2e-4)
-    # The rig's eyeBlink targets are the person's: the full blink from the rest pose, in the GLB's morphs.
+    # The rig's eyeBlink targets are the person's: their lid skin goes further than the mean head's.
+    skin = np.arange(REGIONS["face"][1])
     for index in BLINKS:
         arkit = next(name for name, ict in MEDIAPIPE_TO_ICT.items() if ict == (ICT_NAMES[index],))
         target = mesh.morph_deltas[mesh.morph_names.index(arkit)][: len(rendered)]
         expected = models.head.expression_deltas(person.fit.identity)[index].numpy()
         np.testing.assert_allclose(target, expected, atol=1e-5)
-    assert not np.allclose(expected, models.head.expression_deltas()[index].numpy(), atol=0.01)
+        mean_head = models.head.expression_deltas(np.zeros(100, np.float32))[index].numpy()
+        assert np.abs(target[skin] - mean_head[skin]).max() > 0.1, "the person's lid moves like the mean head's"
+
+
+def test_lid_corrections_per_person_in_a_batch(models):
+    """Several people posed in one batch get each their own lids; no identity is the mean head (zeros)."""
+    head = models.head
+    identities = torch.from_numpy(np.random.default_rng(0).normal(0.0, 1.0, (2, 100)).astype(np.float32))
+    expressions = torch.zeros(2, 53)
+    expressions[:, BLINKS] = torch.tensor([[1.0, 0.5], [0.3, 0.0]])
+    with torch.no_grad():
+        together = head(identities, expressions)
+        apart = torch.cat([head(identities[k : k + 1], expressions[k : k + 1]) for k in range(2)])
+        torch.testing.assert_close(together, apart, atol=1e-5, rtol=0)
+        torch.testing.assert_close(head(None, expressions), head(torch.zeros(2, 100), expressions))

@@ -36,6 +36,7 @@ landmarks through ICT's plain shapes.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -111,7 +112,8 @@ class EyelidRig:
         self.faces = faces
         self.lash_cards = lash_cards
         self.config = config
-        self._cache: dict[bytes, np.ndarray] = {}
+        self._cache: dict[bytes, LidShapes] = {}
+        self._lock = threading.Lock()  # the writer thread and the renders may pose the same person at once
 
     @cached_property
     def eyes(self) -> tuple[_Eye, _Eye]:
@@ -139,15 +141,15 @@ class EyelidRig:
         for card in cards:
             members = np.flatnonzero(self.lash_cards[lashes] == card)
             roots = members[is_root[members]]
-            nearest = np.abs(self.neutral[lashes[members], 0][:, None] - self.neutral[lashes[roots], 0][None])
-            lash_leader[members] = root_skin[roots[nearest.argmin(1)]]
+            along = np.abs(self.neutral[lashes[members], 0][:, None] - self.neutral[lashes[roots], 0][None])
+            lash_leader[members] = root_skin[roots[along.argmin(1)]]
         rest = np.setdiff1d(other, lashes)
         followers = np.concatenate([lashes, rest])
         leaders = np.concatenate([lash_leader, skin[_nearest(closed[rest], closed[skin])[0]]])
         position = np.full(len(self.neutral), -1)
         position[skin] = np.arange(len(skin))
         sides = np.concatenate([self.faces[:, [0, 1]], self.faces[:, [1, 2]], self.faces[:, [2, 0]]])
-        still = np.zeros(len(skin), bool)  # lid vertices next to skin the blink leaves still: pinned at 0
+        still = np.zeros(len(skin), bool)  # lid vertices next to skin the blink leaves still: no spreading there
         here, there = position[sides[:, 0]], sides[:, 1]
         still[here[(here >= 0) & (there < FACE_END) & (position[there] < 0)]] = True
         sides = position[sides]
@@ -163,11 +165,12 @@ class EyelidRig:
     def shapes(self, identity: np.ndarray) -> LidShapes:
         """The corrections of the person with `identity` (100,) (cached per identity)."""
         key = np.asarray(identity, np.float32).tobytes()
-        if key not in self._cache:
-            if len(self._cache) >= 8:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = self._shapes(np.asarray(identity, np.float64))
-        return self._cache[key]
+        with self._lock:
+            if key not in self._cache:
+                if len(self._cache) >= 8:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = self._shapes(np.asarray(identity, np.float64))
+            return self._cache[key]
 
     def _shapes(self, identity: np.ndarray) -> LidShapes:
         config = self.config
@@ -201,6 +204,9 @@ class EyelidRig:
 
         config = self.config
         ball = verts[eye.eyeball[0]:eye.eyeball[1]]
+        # The vertices' mean, about 4 mm in front of the best-fitting sphere's centre (the cornea's vertices are
+        # dense): so "radial" leans toward the lid's own travel. Pushed from the sphere's centre, the margin went
+        # 2 mm further forward and a dark slit opened between the shut lids (looked at close up).
         centre = ball.mean(0)
         ball_dirs = ball - centre
         ball_radius = np.linalg.norm(ball_dirs, axis=1)
@@ -227,7 +233,8 @@ class EyelidRig:
     def _gap(shape: np.ndarray, delta: np.ndarray, eye: _Eye) -> np.ndarray:
         """(U,) cm: how far above the lower margin each upper margin vertex stops at ICT's full blink."""
         closed = shape + delta
-        lower_y = np.interp(closed[eye.upper, 0], closed[eye.lower, 0], closed[eye.lower, 1])
+        lower = eye.lower[np.argsort(closed[eye.lower, 0])]  # np.interp needs increasing x
+        lower_y = np.interp(closed[eye.upper, 0], closed[lower, 0], closed[lower, 1])
         return closed[eye.upper, 1] - lower_y
 
 
@@ -236,3 +243,4 @@ def _nearest(points: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np
     squared = (points**2).sum(1)[:, None] + (candidates**2).sum(1)[None] - 2.0 * points @ candidates.T
     index = squared.argmin(1)
     return index, np.sqrt(np.maximum(squared[np.arange(len(points)), index], 0.0))
+

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from torch import Tensor, nn
 
 from sie3d.assets import ict
 from sie3d.head.names import ICT_NAMES
+
+if TYPE_CHECKING:  # imported on first use (it needs the texture module's eyelash cards)
+    from sie3d.head.eyelids import EyelidRig
 
 N_IDENTITY = ict.N_IDENTITY
 N_EXPRESSION = len(ICT_NAMES)
@@ -84,10 +88,9 @@ class HeadModel(nn.Module):
         return int(self.neutral.shape[0])
 
     def forward(self, identity: Tensor | None = None, expression: Tensor | None = None) -> Tensor:
-        """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3). With both, the
-        eyeBlink shapes carry the identity's lid corrections (`lids`, in-between shapes included; no gradient to
-        the identity); with
-        identity None they are ICT's own, as on the mean head."""
+        """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3). The eyeBlink shapes
+        carry the identity's lid corrections (`lids`, in-between shapes included; no gradient to the identity;
+        identity None: the mean head's, as for zeros)."""
         batch = _batch_size(identity, expression)
         offsets = self.neutral.new_zeros(batch, self.n_verts * 3)
         if identity is not None:
@@ -97,41 +100,47 @@ class HeadModel(nn.Module):
             _check(expression, N_EXPRESSION, "expression")
             offsets = offsets + expression.reshape(batch, -1) @ self.expression_basis
         verts = self.neutral + offsets.reshape(batch, self.n_verts, 3)
-        if identity is not None and expression is not None:
-            from sie3d.head.eyelids import inbetween_weights
+        if expression is None:
+            return verts
+        from sie3d.head.eyelids import inbetween_weights
 
-            blink = expression.reshape(batch, -1)[:, BLINKS]  # (B, 2)
-            if bool((blink != 0).any()):
-                hats = inbetween_weights(blink)  # (B, 2, J)
-                people, person = np.unique(identity.reshape(batch, -1).detach().cpu().numpy(), axis=0,
-                                           return_inverse=True)  # fmt: skip
-                for k, one in enumerate(people):  # usually one person, posed B times
-                    rows = torch.from_numpy(np.flatnonzero(person.ravel() == k)).to(verts.device)
-                    shapes = self.lids.shapes(one)
-                    full, inbetween = (torch.from_numpy(a).to(verts) for a in (shapes.full, shapes.inbetween))
-                    lids = torch.einsum("bk,kvc->bvc", blink[rows], full)
-                    lids = lids + torch.einsum("bkj,kjvc->bvc", hats[rows], inbetween)
-                    verts = verts.index_add(0, rows, lids)
+        blink = expression.reshape(batch, -1)[:, BLINKS]  # (B, 2)
+        if not bool((blink != 0).any()):  # (so at a blink of exactly 0 the gradient is ICT's own)
+            return verts
+        hats = inbetween_weights(blink)  # (B, 2, J)
+        identities = np.zeros((batch, N_IDENTITY), np.float32) if identity is None else \
+            identity.reshape(batch, -1).detach().cpu().numpy()  # fmt: skip
+        people, person = np.unique(identities, axis=0, return_inverse=True)
+        for k, one in enumerate(people):  # usually one person, posed B times
+            rows = torch.from_numpy(np.flatnonzero(person.ravel() == k)).to(verts.device)
+            shapes = self.lids.shapes(one)
+            full, inbetween = (torch.from_numpy(a).to(verts) for a in (shapes.full, shapes.inbetween))
+            lids = torch.einsum("bk,kvc->bvc", blink[rows], full)
+            lids = lids + torch.einsum("bkj,kjvc->bvc", hats[rows], inbetween)
+            verts = verts.index_add(0, rows, lids)
         return verts
 
     def expression_deltas(self, identity: np.ndarray | Tensor | None = None) -> Tensor:
-        """(53, V, 3) per-blendshape vertex offsets (for morph-target export): with `identity` (100,), the
-        person's (their eyeBlink shapes corrected, as `forward` poses them)."""
+        """(53, V, 3) per-blendshape vertex offsets: ICT's with sie3d's `RIG_GAINS` (what the lid corrections
+        start from); with `identity` (100,), the person's morph targets, their eyeBlink shapes corrected as
+        `forward` poses them at full weight (without the in-between shapes, which a morph target cannot hold)."""
         deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
         if identity is None:
             return deltas
         deltas = deltas.clone()
-        deltas[BLINKS] += torch.from_numpy(self.lids.shapes(torch.as_tensor(identity).detach().cpu().numpy()).full)
+        lids = self.lids.shapes(torch.as_tensor(identity).detach().cpu().numpy()).full
+        deltas[BLINKS] += torch.from_numpy(lids).to(deltas)
         return deltas
 
     @cached_property
-    def lids(self):  # -> sie3d.head.eyelids.EyelidRig (imported on first use)
+    def lids(self) -> EyelidRig:
         """The per-identity eyeBlink corrections (`sie3d.head.eyelids`)."""
         from sie3d.head.eyelids import EyelidRig
         from sie3d.head.texture import material_parts
 
-        return EyelidRig(self.neutral.numpy(), self.identity_basis.numpy(), self.expression_deltas().numpy(),
-                         self.topology.faces, material_parts(self, "M_EyeLashes"))  # fmt: skip
+        return EyelidRig(self.neutral.cpu().numpy(), self.identity_basis.cpu().numpy(),
+                         self.expression_deltas().cpu().numpy(), self.topology.faces,
+                         material_parts(self, "M_EyeLashes"))  # fmt: skip
 
     def surface_points(self, tri: Tensor, bary: Tensor) -> SurfacePointModel:
         """A linear model of the points (triangle `tri`, barycentrics `bary`) on the surface."""
