@@ -119,3 +119,32 @@ def test_lid_corrections_per_person_in_a_batch(models):
         apart = torch.cat([head(identities[k : k + 1], expressions[k : k + 1]) for k in range(2)])
         torch.testing.assert_close(together, apart, atol=1e-5, rtol=0)
         torch.testing.assert_close(head(None, expressions), head(torch.zeros(2, 100), expressions))
+
+
+def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models):
+    """The landmark fit reads ICT's plain blink; on a wide-eyed person the same weight closes the person's own
+    lid further, so a photo's half-closed eye is fitted to a smaller weight that puts the lid where it was."""
+    from sie3d.head.texture import LEFT_EYE_OPENING
+
+    fitter = models.fitter
+    expression = np.zeros(53, np.float32)
+    expression[BLINKS] = 0.5
+    chosen = fitter.blinks_for_own_lids(person.fit.identity, expression)
+    assert 0.2 < chosen[BLINKS[0]] < 0.45 and 0.2 < chosen[BLINKS[1]] < 0.45, chosen[BLINKS]
+    contour = list(LEFT_EYE_OPENING)  # the left eye's landmarks: ICT's plain blink at 0.5, and the own lids
+
+    def contour_points(coefficients: np.ndarray, *, own: bool) -> np.ndarray:
+        identity = torch.from_numpy(person.fit.identity)[None]
+        with torch.no_grad():
+            if own:
+                verts = models.head(identity, torch.from_numpy(coefficients)[None])[0].numpy()
+            else:
+                verts = (models.head(identity, torch.zeros(1, 53))[0] + torch.einsum(
+                    "k,kvc->vc", torch.from_numpy(coefficients), models.head.expression_deltas())).numpy()
+        corners, bary = fitter._corners[contour], fitter._bary[contour][..., None]
+        return (verts[corners] * bary).sum(1)
+
+    target = contour_points(expression, own=False)
+    before = np.sqrt(((contour_points(expression, own=True) - target) ** 2).sum(1).mean())
+    after = np.sqrt(((contour_points(chosen, own=True) - target) ** 2).sum(1).mean())
+    assert after < 0.6 * before, (before, after, chosen[BLINKS])

@@ -274,6 +274,7 @@ class HeadFitter:
         self.surface_points: SurfacePointModel = self.head.surface_points(
             torch.from_numpy(corr.tri), torch.from_numpy(corr.bary)
         )
+        self._corners, self._bary = self.head.topology.faces[corr.tri], corr.bary  # (N, 3) each
         if calibration is None:
             calibration = LandmarkCalibration.load() if self.settings.calibrated else LandmarkCalibration.zero()
         self.calibration = calibration
@@ -415,6 +416,8 @@ class HeadFitter:
         omega, translation, identity, expression = (t.numpy() for t in torch.split(params, sections))
         rotation = (_axis_angle_to_matrix(torch.from_numpy(omega)) @ rotation0).numpy()
         expression = expression.astype(np.float32)
+        if fixed_expression is None:
+            expression = self.blinks_for_own_lids(identity, expression)
         rest = np.where(self.rest_mask, np.minimum(expression, self.calibration.rest_ceiling), 0.0).astype(np.float32)
         rest[ICT_NAMES.index(REST_LIP_SEAL[0])] = REST_LIP_SEAL[1]
         mean_px = float(distances.mean())
@@ -432,6 +435,37 @@ class HeadFitter:
             seconds=time.perf_counter() - start,
             extras={"fov_deg": math.degrees(2 * math.atan(max(width, height) / 2 / focal))},
         )
+
+    def blinks_for_own_lids(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
+        """`expression` (53,) with each eyeBlink re-chosen for the person's own blink shapes (`HeadModel.lids`).
+
+        The fit reads ICT's plain, linear eyeBlink shapes; the renders pose the person's, which close a wide-eyed
+        person's lid further at the same weight. Without this, a half-closed eye in the photo came out more
+        closed than the photo shows it. Per eye, the weight in [0, 1] whose landmarks on the eye's contour come
+        nearest (least squares, on a 0.005 grid) to where the plain shape put them."""
+        from sie3d.head.eyelids import inbetween_weights
+        from sie3d.head.model import BLINKS
+        from sie3d.head.texture import LEFT_EYE_OPENING, RIGHT_EYE_OPENING
+
+        out = np.asarray(expression, np.float32).copy()
+        if not (out[BLINKS] > 0).any():
+            return out
+        shapes = self.head.lids.shapes(identity)
+        plain = self.surface_points.expression_basis.reshape(N_EXPRESSION, -1, 3).numpy()
+        weights = np.linspace(0.0, 1.0, 201)
+        tents = inbetween_weights(torch.from_numpy(weights)).numpy()  # (201, J)
+        for k, index in enumerate(BLINKS):
+            if out[index] <= 0:
+                continue
+            ids = list(LEFT_EYE_OPENING if k == 0 else RIGHT_EYE_OPENING)  # eyeBlink_L: the subject's left (+x)
+            corners, bary = self._corners[ids], self._bary[ids][..., None]
+            full = (shapes.full[k][corners] * bary).sum(1)  # (P, 3) at the landmarks
+            inbetween = (shapes.inbetween[k][:, corners] * bary).sum(2)  # (J, P, 3)
+            posed = weights[:, None, None] * (plain[index, ids] + full)[None]
+            posed = posed + np.einsum("wj,jpc->wpc", tents, inbetween)
+            error = ((posed - out[index] * plain[index, ids][None]) ** 2).sum((1, 2))
+            out[index] = weights[int(error.argmin())]
+        return out
 
     def landmarks_3d(self, fit: HeadFit, expression: np.ndarray | None = None) -> np.ndarray:
         """(468, 3) head-space positions of the MediaPipe landmarks for `fit` (optionally another expression)."""
