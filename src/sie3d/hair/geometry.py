@@ -21,7 +21,8 @@ comparison per point, which is what keeps the face out and what the tests check.
    vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
    never in front of the face or the neck. Hanging hair narrower than `min_curtain_deg`, or not joined to the
-   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out.
+   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out; above hanging hair
+   the cap holds hair down to the drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head at rest), grown by `face_margin_deg`, carry no hair, whatever the mask says (a fringe is not
    modelled: it would cross the moving brows).
@@ -386,6 +387,14 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     # seen beside the neck below a gap) floated in the air as a streaked ribbon.
     hanging = presence[drop_row:, :-1]  # a view
     hanging[detached_hair(presence[:, :-1] >= config.min_presence, drop_row)[drop_row:]] = 0.0
+    # ... and it reaches the hanging part: in a column whose hanging part holds hair, the cap holds hair from its
+    # first covered row down to the drop row. (An uncertain band at the ear's height, where the mask meets the
+    # face oval's margin, left a window through long hair beside the ear.)
+    hangs = (presence[drop_row:] >= config.min_presence).any(0)
+    cap = presence[:drop_row] >= config.min_presence
+    first = np.where(cap.any(0), cap.argmax(0), drop_row)
+    joined = hangs[None] & (np.arange(drop_row)[:, None] >= first[None]) & ~face[:drop_row]
+    presence[:drop_row] = np.where(joined, np.maximum(presence[:drop_row], 1.0), presence[:drop_row])
     presence[:, -1] = presence[:, 0]
 
     # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
