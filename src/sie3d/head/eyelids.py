@@ -29,9 +29,9 @@ eyeBlink shape:
 The full blink's correction is linear in the weight: it is the exported GLB's eyeBlink targets, so a
 closed eye in an engine is the closed eye of the previews. glTF has no in-between shapes, so the
 in-between clearing is the renderer's and the refinement's alone: an engine driving the GLB half-way shows
-ICT's straight path. It depends on the identity only (not on the expression the
-blink is added to) and carries no gradient to the identity: the fit, which moves the identity, reads
-landmarks through ICT's plain shapes.
+ICT's straight path. It depends on the identity only (not on the expression the blink is added to) and
+carries no gradient to the identity: the fit, which moves the identity, reads landmarks through ICT's plain
+shapes, then chooses each eye's blink weight again for the person's own (`HeadFitter.blinks_for_own_lids`).
 """
 
 from __future__ import annotations
