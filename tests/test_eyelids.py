@@ -121,19 +121,18 @@ def test_lid_corrections_per_person_in_a_batch(models):
         torch.testing.assert_close(head(None, expressions), head(torch.zeros(2, 100), expressions))
 
 
-def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models):
+def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models, happy):
     """The landmark fit reads ICT's plain blink; on a wide-eyed person the same weight closes the person's own
     lid further, so a photo's half-closed eye is fitted to a smaller weight that puts the lid where it was."""
-    from sie3d.head.texture import LEFT_EYE_OPENING
+    from sie3d.head.texture import LEFT_EYE_OPENING, RIGHT_EYE_OPENING
 
     fitter = models.fitter
     expression = np.zeros(53, np.float32)
-    expression[BLINKS] = 0.5
+    expression[BLINKS] = (0.5, 0.0)  # the left eye half closed, the right open
     chosen = fitter.blinks_for_own_lids(person.fit.identity, expression)
-    assert 0.2 < chosen[BLINKS[0]] < 0.45 and 0.2 < chosen[BLINKS[1]] < 0.45, chosen[BLINKS]
-    contour = list(LEFT_EYE_OPENING)  # the left eye's landmarks: ICT's plain blink at 0.5, and the own lids
+    assert 0.2 < chosen[BLINKS[0]] < 0.45 and chosen[BLINKS[1]] == 0.0, chosen[BLINKS]
 
-    def contour_points(coefficients: np.ndarray, *, own: bool) -> np.ndarray:
+    def contour_points(coefficients: np.ndarray, contour: list[int], *, own: bool) -> np.ndarray:
         identity = torch.from_numpy(person.fit.identity)[None]
         with torch.no_grad():
             if own:
@@ -144,7 +143,15 @@ def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models):
         corners, bary = fitter._corners[contour], fitter._bary[contour][..., None]
         return (verts[corners] * bary).sum(1)
 
-    target = contour_points(expression, own=False)
-    before = np.sqrt(((contour_points(expression, own=True) - target) ** 2).sum(1).mean())
-    after = np.sqrt(((contour_points(chosen, own=True) - target) ** 2).sum(1).mean())
+    def rms(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.sqrt(((a - b) ** 2).sum(1).mean()))
+
+    left, right = list(LEFT_EYE_OPENING), list(RIGHT_EYE_OPENING)
+    target = contour_points(expression, left, own=False)
+    before = rms(contour_points(expression, left, own=True), target)
+    after = rms(contour_points(chosen, left, own=True), target)
     assert after < 0.6 * before, (before, after, chosen[BLINKS])
+    assert rms(contour_points(chosen, right, own=True), contour_points(expression, right, own=False)) < 1e-5
+    # `fit` goes through it: its blinks (the photo's and the rest's) lie on the choice's 0.005 grid.
+    for blinks in (happy.fit.expression[BLINKS], happy.fit.rest_expression[BLINKS]):
+        assert blinks.max() > 0 and np.allclose(blinks * 200, np.round(blinks * 200), atol=1e-3), blinks

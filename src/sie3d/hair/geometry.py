@@ -387,10 +387,10 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     # seen beside the neck below a gap) floated in the air as a streaked ribbon.
     hanging = presence[drop_row:, :-1]  # a view
     hanging[detached_hair(presence[:, :-1] >= config.min_presence, drop_row)[drop_row:]] = 0.0
-    # ... and it reaches the hanging part: in a column whose hanging part holds hair, the cap holds hair from its
-    # first covered row down to the drop row. (An uncertain band at the ear's height, where the mask meets the
-    # face oval's margin, left a window through long hair beside the ear.)
-    hangs = (presence[drop_row:] >= config.min_presence).any(0)
+    # ... and it reaches the hanging part: in a column where hair hangs from the drop row, the cap holds hair from
+    # its first covered row down to the drop row. (An uncertain band at the ear's height, where the mask meets
+    # the face oval's margin, left a window through long hair beside the ear.)
+    hangs = presence[drop_row] >= config.min_presence
     cap = presence[:drop_row] >= config.min_presence
     first = np.where(cap.any(0), cap.argmax(0), drop_row)
     joined = hangs[None] & (np.arange(drop_row)[:, None] >= first[None]) & ~face[:drop_row]

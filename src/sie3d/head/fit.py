@@ -416,10 +416,11 @@ class HeadFitter:
         omega, translation, identity, expression = (t.numpy() for t in torch.split(params, sections))
         rotation = (_axis_angle_to_matrix(torch.from_numpy(omega)) @ rotation0).numpy()
         expression = expression.astype(np.float32)
-        if fixed_expression is None:
-            expression = self.blinks_for_own_lids(identity, expression)
         rest = np.where(self.rest_mask, np.minimum(expression, self.calibration.rest_ceiling), 0.0).astype(np.float32)
         rest[ICT_NAMES.index(REST_LIP_SEAL[0])] = REST_LIP_SEAL[1]
+        if fixed_expression is None:  # both in the plain shapes' units until here (the rest's ceiling is)
+            expression = self.blinks_for_own_lids(identity, expression)
+            rest = self.blinks_for_own_lids(identity, rest)
         mean_px = float(distances.mean())
         return HeadFit(
             identity=identity.astype(np.float32),
@@ -468,7 +469,9 @@ class HeadFitter:
         return out
 
     def landmarks_3d(self, fit: HeadFit, expression: np.ndarray | None = None) -> np.ndarray:
-        """(468, 3) head-space positions of the MediaPipe landmarks for `fit` (optionally another expression)."""
+        """(468, 3) head-space positions of the MediaPipe landmarks for `fit` (optionally another expression), through
+        ICT's plain shapes (the fit's own model: with a blink, the eye's contour a little more open than the
+        person's own lids pose it, `blinks_for_own_lids`)."""
         expression = fit.expression if expression is None else expression
         with torch.no_grad():
             return self.points(torch.from_numpy(fit.identity)[None],
