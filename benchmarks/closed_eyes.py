@@ -11,7 +11,8 @@ head is rendered frontally at 512 px (the preview camera, the eyelash cards left
   slit under the lashes (a few dozen pixels); more is an eye the blink leaves partly open or a cornea through
   the lid;
 - half closed (blink 0.5): the eyeball pixels above the upper lid's margin (its eyelash roots, projected),
-  which is the cornea showing through the lid.
+  which is the cornea showing through the lid; also for the person's full-blink targets alone, linearly (what
+  an engine shows that drives only the ARKit targets, not the exported in-between ones).
 
 Reads geometry only: it judges nothing.
 """
@@ -61,7 +62,8 @@ def main() -> None:
     photos = args.photos or resolve_photos(None)[0]  # as `sie3d eval` chooses them
     models = Models()
     head = models.head
-    rows: dict[str, list[int]] = {"shut, ICT": [], "shut, own": [], "half, ICT": [], "half, own": []}
+    rows: dict[str, list[int]] = {"shut, ICT": [], "shut, own": [], "half, ICT": [], "half, own": [],
+                                  "half, own targets only": []}
     try:
         for photo in photos:
             config = ReconstructConfig(texture_size=256, hair=HairConfig(enabled=False))
@@ -76,7 +78,11 @@ def main() -> None:
                     plain = head(identity, torch.from_numpy(rest)[None])[0] + weight * head.expression_deltas()[
                         BLINKS].sum(0)  # fmt: skip
                     own = head(identity, torch.from_numpy(posed)[None])[0]
-                for verts, way in ((plain, "ICT"), (own, "own")):
+                    # an engine driving only the ARKit targets: the person's full-blink targets, linearly
+                    targets = head(identity, torch.from_numpy(rest)[None])[0] + weight * head.expression_deltas(
+                        person.fit.identity)[BLINKS].sum(0)  # fmt: skip
+                ways = [(plain, "ICT"), (own, "own")] + ([(targets, "own targets only")] if label == "half" else [])
+                for verts, way in ways:
                     pixels, above = eyeball_pixels(models, verts)
                     rows[f"{label}, {way}"].append(len(pixels) if label == "shut" else above)
             print(f"{photo.name}: " + ", ".join(f"{k} {v[-1]}" for k, v in rows.items()), flush=True)
@@ -85,8 +91,8 @@ def main() -> None:
     for label, counts in rows.items():
         what = "eyeball px" if label.startswith("shut") else "eyeball px above the lid"
         print(f"{label}: {what}: median {statistics.median(counts):.0f}, 90th percentile "
-              f"{np.percentile(counts, 90):.0f}, max {max(counts)}, above 400: {sum(c > 400 for c in counts)} of "
-              f"{len(counts)}")  # fmt: skip
+              f"{np.percentile(counts, 90):.0f}, max {max(counts)}"
+              + (f", above 400: {sum(c > 400 for c in counts)} of {len(counts)}" if label.startswith("shut") else ""))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 from sie3d.animation import Key, Timeline, parse_script
+from sie3d.avatar import lid_target_names
 from sie3d.errors import UsageError
 from sie3d.export.rig import rig_names, rig_weights
+from sie3d.head.eyelids import inbetween_weights
+from sie3d.head.model import BLINKS
 from sie3d.head.names import ICT_NAMES
 from sie3d.visemes import VISEME_NAMES
 
@@ -63,12 +67,15 @@ def animated(faces, tmp_path_factory):
 
 
 def _expected(timeline: dict, times: list[float]) -> np.ndarray:
-    """(T, K) the ARKit rig's weights at `times` for the timeline of timeline.json: each key's ICT coefficients
-    as rig weights, smoothstep between keys (the rig's surface is linear in its weights, so this is the ICT
-    timeline's surface)."""
+    """(T, K) the GLB's morph weights at `times` for the timeline of timeline.json: each key's ICT coefficients
+    as rig weights, the visemes at 0 and the blinks' in-between targets at their tents, smoothstep between keys
+    (the rig's surface is linear in its weights, so this is the ICT timeline's surface)."""
     keys = timeline["keys"]
     coefficients = np.array([[k["coefficients"][n] for n in ICT_NAMES] for k in keys], np.float32)
-    line = Timeline(tuple(Key(k["label"], k["time_s"]) for k in keys), rig_weights(coefficients))
+    tents = inbetween_weights(torch.from_numpy(coefficients[:, BLINKS])).numpy().reshape(len(keys), -1)
+    weights = np.concatenate([rig_weights(coefficients), np.zeros((len(keys), len(VISEME_NAMES)), np.float32),
+                              tents], 1)  # fmt: skip
+    line = Timeline(tuple(Key(k["label"], k["time_s"]) for k in keys), weights)
     return line.at(np.array(times))
 
 
@@ -102,10 +109,11 @@ def test_glb_animation_is_valid_and_plays_in_three_js(animated, node_packages):
     played = json.loads(done.stdout)
     assert played["clips"][0]["duration"] == pytest.approx(2.0) and not played["warnings"]
     expected = _expected(json.loads((animated / "timeline.json").read_text()), times)
-    assert all(names == [*rig_names(), *VISEME_NAMES] for names in played["names"])  # visemes after the rig
+    targets = [*rig_names(), *VISEME_NAMES, *lid_target_names()]  # the visemes and the lids' after the rig
+    assert all(names == targets for names in played["names"])
     for sample, want in zip(played["samples"], expected, strict=True):
         for influences in sample["influences"]:  # every primitive moves alike
-            np.testing.assert_allclose(influences, [*want, *[0] * len(VISEME_NAMES)], atol=2e-4)
+            np.testing.assert_allclose(influences, want, atol=2e-4)
     jaw = [s["influences"][0][rig_names().index("jawOpen")] for s in played["samples"]]
     assert jaw[5] > jaw[3] + 0.2 and jaw[0] == pytest.approx(jaw[-1], abs=1e-4)  # the weights move over time
 
@@ -119,12 +127,13 @@ def test_glb_animation_plays_in_chromium(animated, node_packages, chromium):
     assert done.returncode == 0, done.stderr[-2000:]
     played = json.loads(done.stdout)
     assert played["error"] is None and not played["consoleErrors"], played
-    assert played["duration"] == pytest.approx(2.0) and played["names"] == [*rig_names(), *VISEME_NAMES]
+    assert played["duration"] == pytest.approx(2.0)
+    assert played["names"] == [*rig_names(), *VISEME_NAMES, *lid_target_names()]
     samples = played["samples"]
     assert len(samples) >= 5 and samples[-1]["time"] == pytest.approx(2.0)
     expected = _expected(json.loads((animated / "timeline.json").read_text()), [s["time"] for s in samples])
     for sample, want in zip(samples, expected, strict=True):
-        np.testing.assert_allclose(sample["influences"], [*want, *[0] * len(VISEME_NAMES)], atol=2e-4)
+        np.testing.assert_allclose(sample["influences"], want, atol=2e-4)
     jaw = [s["influences"][rig_names().index("jawOpen")] for s in samples]
     assert max(jaw) - min(jaw) > 0.2  # the weights change over time
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sie3d.assets.ict import REGIONS
-from sie3d.avatar import Models, Person, ReconstructConfig, export_meshes, reconstruct
+from sie3d.avatar import Models, Person, ReconstructConfig, export_meshes, lid_target_names, reconstruct
 from sie3d.hair.config import HairConfig
 from sie3d.head.model import BLINKS
 from sie3d.head.names import ICT_NAMES, MEDIAPIPE_TO_ICT
@@ -106,6 +106,23 @@ def test_the_glb_closes_the_eyes_the_renders_close(person, models):
         np.testing.assert_allclose(target, expected, atol=1e-5)
         mean_head = models.head.expression_deltas(np.zeros(100, np.float32))[index].numpy()
         assert np.abs(target[skin] - mean_head[skin]).max() > 0.1, "the person's lid moves like the mean head's"
+
+
+def test_the_glb_carries_the_in_between_shapes(person, models):
+    """A pose with a partial blink exports as sie3d renders it: its default morph weights drive the in-between
+    targets ("eyeBlinkLeft_25" ...) by their tent weights, and the targets are the person's in-between shapes."""
+    coefficients = person.rest_expression.astype(np.float32)
+    coefficients[BLINKS] = (0.4, 0.6)
+    mesh = export_meshes(person, models, [coefficients])[0]
+    with torch.no_grad():
+        rendered = models.head(torch.from_numpy(person.fit.identity)[None], torch.from_numpy(coefficients)[None])[0]
+    np.testing.assert_allclose(mesh.verts[: len(rendered)], rendered.numpy(), atol=2e-4)
+    names = lid_target_names()
+    weights = dict(zip(mesh.morph_names, mesh.morph_weights, strict=True))
+    assert [round(float(weights[n]), 3) for n in names] == [0.4, 0.6, 0.0, 0.0, 0.6, 0.4]  # tents of 0.4 and 0.6
+    inbetween = models.head.lids.shapes(person.fit.identity).inbetween.reshape(len(names), -1, 3)
+    targets = np.stack([mesh.morph_deltas[mesh.morph_names.index(n)][: len(rendered)] for n in names])
+    np.testing.assert_allclose(targets, inbetween, atol=1e-5)
 
 
 def test_lid_corrections_per_person_in_a_batch(models):

@@ -9,11 +9,14 @@ import json
 import numpy as np
 import pygltflib
 import pytest
+import torch
 from PIL import Image
 
-from sie3d.avatar import ReconstructConfig, reconstruct
+from sie3d.avatar import ReconstructConfig, lid_target_names, reconstruct
 from sie3d.errors import NoFaceError, PhotoError
 from sie3d.export.rig import ARKIT_NAMES, rig_names, rig_weights
+from sie3d.head.eyelids import inbetween_weights
+from sie3d.head.model import BLINKS
 from sie3d.head.names import ICT_NAMES
 from sie3d.photo import load_photo
 from sie3d.visemes import VISEME_NAMES
@@ -85,9 +88,10 @@ def test_written_files_and_glb_rig(written, happy):
         assert Image.open(written / variant / "preview.png").size == (4 * 256, 256)
     glb = pygltflib.GLTF2().load(str(written / "expression" / "avatar.glb"))
     mesh = glb.meshes[0]
-    names = [*rig_names(), *VISEME_NAMES]
+    names = [*rig_names(), *VISEME_NAMES, *lid_target_names()]  # the lids' in-between targets last
     assert mesh.extras["targetNames"] == names and mesh.extras["targetNames"][:52] == list(ARKIT_NAMES)
-    assert np.allclose(mesh.weights, [*rig_weights(happy.fit.expression), *[0] * 15], atol=1e-6)
+    tents = inbetween_weights(torch.from_numpy(happy.fit.expression[BLINKS])).numpy().ravel()
+    assert np.allclose(mesh.weights, [*rig_weights(happy.fit.expression), *[0] * 15, *tents], atol=1e-6)
     smile = dict(zip(mesh.extras["targetNames"], mesh.weights, strict=True))["mouthSmileLeft"]
     assert smile == pytest.approx(happy.fit.expression[ICT_NAMES.index("mouthSmile_L")], abs=1e-6)
     neutral = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))

@@ -7,6 +7,7 @@ import numpy as np
 import pygltflib
 import pytest
 
+from sie3d.avatar import lid_target_names
 from sie3d.export.rig import rig_names, rig_weights
 from sie3d.head.names import ICT_NAMES
 from sie3d.visemes import VISEME_NAMES, viseme_coefficients
@@ -31,19 +32,20 @@ def mesh(happy, models):
 
 
 def test_exported_after_the_rig_as_their_combination(mesh, written, models):
-    rig = len(rig_names())
-    assert mesh.morph_names == (*rig_names(), *VISEME_NAMES) and not mesh.morph_weights[rig:].any()
+    rig, visemes = len(rig_names()), slice(len(rig_names()), len(rig_names()) + len(VISEME_NAMES))
+    assert mesh.morph_names == (*rig_names(), *VISEME_NAMES, *lid_target_names())
+    assert not mesh.morph_weights[visemes].any()
     basis = models.head.arrays.expression_basis  # ICT's 53 shapes on the head's vertices
     head = basis.shape[1]  # the hair's vertices come after the head's, rigid
-    np.testing.assert_allclose(mesh.morph_deltas[rig:, :head], np.tensordot(viseme_coefficients(), basis, axes=1),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(mesh.morph_deltas[visemes, :head],
+                               np.tensordot(viseme_coefficients(), basis, axes=1), atol=1e-5)  # fmt: skip
     assert not mesh.morph_deltas[:, head:].any()
     # ... which is the same surface as the rig's targets at the visemes' rig weights
-    np.testing.assert_allclose(mesh.morph_deltas[rig:], np.tensordot(rig_weights(viseme_coefficients()),
+    np.testing.assert_allclose(mesh.morph_deltas[visemes], np.tensordot(rig_weights(viseme_coefficients()),
                                                                      mesh.morph_deltas[:rig], axes=1), atol=1e-5)
     glb = pygltflib.GLTF2().load(str(written / "neutral" / "avatar.glb"))
-    assert glb.meshes[0].extras["targetNames"][rig:] == list(VISEME_NAMES)
-    assert all(len(p.targets) == rig + 15 for p in glb.meshes[0].primitives)
+    assert glb.meshes[0].extras["targetNames"][visemes] == list(VISEME_NAMES)
+    assert all(len(p.targets) == rig + 15 + len(lid_target_names()) for p in glb.meshes[0].primitives)
 
 
 def test_mouth_shapes(mesh):

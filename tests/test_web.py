@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sie3d.avatar import lid_target_names
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 from sie3d.visemes import VISEME_NAMES
 from sie3d.web.jobs import JOB_ID, WebConfig
@@ -51,7 +52,8 @@ def test_generate_through_the_api(web_server, first_job):
     assert status == 200 and headers["content-type"] == "model/gltf-binary"
     mesh = glb_json(glb)["meshes"][0]
     assert mesh["extras"]["targetNames"][:52] == list(ARKIT_NAMES)
-    assert {len(p["targets"]) for p in mesh["primitives"]} == {len(rig_names()) + len(VISEME_NAMES)}
+    targets = len(rig_names()) + len(VISEME_NAMES) + len(lid_target_names())
+    assert {len(p["targets"]) for p in mesh["primitives"]} == {targets}
     status, _, archive = request(web_server, "GET", result["urls"]["obj_zip"])
     assert status == 200 and "avatar.obj" in zipfile.ZipFile(io.BytesIO(archive)).namelist()
     status, _, report = request(web_server, "GET", result["urls"]["report"])

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sie3d.avatar import lid_target_names
 from sie3d.export.rig import ARKIT_NAMES, rig_names
 from sie3d.visemes import VISEME_NAMES
 
@@ -85,7 +86,8 @@ def test_page_generates_and_shows_the_head(browser_run):
     assert 0.08 < head.mean() < 0.9, f"{head.mean():.1%} of the viewer is not background"
     h, w = head.shape
     assert head[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean() > 0.5, "the head is in the middle of the view"
-    assert browser_run["names"] == [*rig_names(), *VISEME_NAMES] and browser_run["sliders"] == list(ARKIT_NAMES)
+    assert browser_run["names"] == [*rig_names(), *VISEME_NAMES, *lid_target_names()]
+    assert browser_run["sliders"] == list(ARKIT_NAMES)
     assert browser_run["result"]["top_emotion"] == "happy"
     for name in ("1-start.png", "2-photo-and-text.png", "3-progress.png", "4-result.png", "5-slider-and-preset.png"):
         assert (browser_run["out"] / name).stat().st_size > 10_000

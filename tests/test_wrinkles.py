@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sie3d.avatar import lid_target_names
 from sie3d.export.rig import rig_names
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.head.names import ICT_NAMES
@@ -164,7 +165,7 @@ def test_baked_glb_has_the_normal_map_on_the_face_and_keeps_the_morph_targets(mo
     primitives = anger_doc["meshes"][0]["primitives"]
     with_tangents = [p for p in primitives if "TANGENT" in p["attributes"]]
     assert [anger_doc["materials"][p["material"]]["name"] for p in with_tangents] == ["M_Face"]
-    names = (*rig_names(), *VISEME_NAMES)  # the rig and the visemes are kept
+    names = (*rig_names(), *VISEME_NAMES, *lid_target_names())  # the rig, the visemes and the lids' are kept
     assert tuple(anger_doc["meshes"][0]["extras"]["targetNames"]) == names
     assert all(len(p["targets"]) == len(names) for p in primitives)
 

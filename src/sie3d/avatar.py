@@ -861,6 +861,8 @@ class _SharedMesh:
     rest: object  # AvatarMesh: identity shape, weights 0
     expression_basis: np.ndarray  # (53, V, 3) float32, cm: the person's (ICT's, their lids corrected; the
     # rig's targets are in `rest`)
+    inbetween: np.ndarray  # (2, J, V, 3) float32, cm: the person's in-between blink shapes (`head.eyelids`), the
+    # morph targets after the visemes
 
     @staticmethod
     def build(person: Person, models: Models) -> _SharedMesh:
@@ -897,6 +899,12 @@ class _SharedMesh:
         rest = avatar_mesh_from_ict(arrays, verts=identity_shape, textures_per_tile=tiles,
                                     textures_per_material=eyes, drop_materials=dropped)  # fmt: skip
         rest = _with_visemes(rest, basis)
+        # The in-between blink shapes as targets of their own ("eyeBlinkLeft_25" ...): a viewer that drives them
+        # by the blink's tent weights (sie3d's web page does) half-closes the lids as sie3d renders them.
+        from sie3d.export.mesh import with_extra_targets
+
+        inbetween = head.lids.shapes(person.fit.identity).inbetween
+        rest = with_extra_targets(rest, lid_target_names(), inbetween.reshape(-1, *inbetween.shape[2:]))
         if person.hair is not None:  # its own primitive and material (alpha-blended), rigid: zero morph deltas
             from sie3d.export.mesh import with_part
             from sie3d.hair.texture import SCALP_MATERIALS, scalp_roughness
@@ -909,25 +917,46 @@ class _SharedMesh:
                 if (tile := SCALP_MATERIALS.get(m.name)) in hair.scalp_tiles else m for m in rest.materials))
             rest = with_part(rest, hair.mesh.verts, hair.mesh.faces, hair.mesh.uvs, hair.material())
             basis = np.concatenate([basis, np.zeros((len(basis), len(hair.mesh.verts), 3), np.float32)], 1)
-        return _SharedMesh(rest, basis)
+            inbetween = np.concatenate([inbetween, np.zeros((*inbetween.shape[:2], len(hair.mesh.verts), 3),
+                                                            np.float32)], 2)  # fmt: skip
+        return _SharedMesh(rest, basis, inbetween)
 
     def posed(self, coefficients: np.ndarray, face_normal_map: np.ndarray | None = None):
         """The AvatarMesh wearing `coefficients` (53,) ICT (its default morph weights: the same pose on the
         ARKit rig, `sie3d.export.rig.rig_weights`; the targets after the rig, the visemes, at 0); with
         `face_normal_map` ((S, S, 3) uint8, `sie3d.head.wrinkles.normal_map_image`) on the face's material:
         the expression's wrinkles baked for this pose (the morph targets do not animate them)."""
+        import torch
+
         from sie3d.export.rig import rig_weights
+        from sie3d.head.eyelids import inbetween_weights
+        from sie3d.head.model import BLINKS
 
         weights = _coefficients(coefficients)
+        tents = inbetween_weights(torch.from_numpy(weights[BLINKS].astype(np.float32))).numpy()  # (2, J)
         verts = self.rest.verts + np.tensordot(weights, self.expression_basis, axes=1)
+        verts = verts + np.tensordot(tents, self.inbetween, axes=2)
         materials = self.rest.materials
         if face_normal_map is not None:
             materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
                               for m in materials)  # fmt: skip
         rig = rig_weights(weights)
-        extra = np.zeros(len(self.rest.morph_names) - len(rig), np.float32)
+        extra = np.zeros(len(self.rest.morph_names) - len(rig), np.float32)  # visemes 0, then the lids' tents
+        extra[len(extra) - tents.size:] = tents.ravel()
         return dataclasses.replace(self.rest, verts=verts.astype(np.float32),
                                    morph_weights=np.concatenate([rig, extra]), materials=materials)  # fmt: skip
+
+
+def lid_target_names() -> tuple[str, ...]:
+    """The exported in-between blink targets, eye by eye (eyeBlink_L's ARKit name first) and knot by knot:
+    "eyeBlinkLeft_25", "eyeBlinkLeft_50", ... A viewer drives each by its tent weight of the eye's blink
+    (`sie3d.head.eyelids.inbetween_weights`); engines that know only the ARKit names leave them at 0."""
+    from sie3d.head.eyelids import INBETWEENS
+    from sie3d.head.model import BLINKS
+    from sie3d.head.names import ICT_NAMES, MEDIAPIPE_TO_ICT
+
+    arkit = {ict[0]: name for name, ict in MEDIAPIPE_TO_ICT.items() if len(ict) == 1}
+    return tuple(f"{arkit[ICT_NAMES[k]]}_{round(w * 100)}" for k in BLINKS for w in INBETWEENS)
 
 
 def _with_visemes(mesh, expression_basis: np.ndarray):

@@ -27,9 +27,10 @@ eyeBlink shape:
    curved lash line.
 
 The full blink's correction is linear in the weight: it is the exported GLB's eyeBlink targets, so a
-closed eye in an engine is the closed eye of the previews. glTF has no in-between shapes, so the
-in-between clearing is the renderer's and the refinement's alone: an engine driving the GLB half-way shows
-ICT's straight path. It depends on the identity only (not on the expression the blink is added to) and
+closed eye in an engine is the closed eye of the previews. glTF has no in-between shapes: they are exported as
+morph targets of their own (`sie3d.avatar.lid_target_names`), which the GLB's default weights and sie3d's web
+page drive by the tent weights; an engine that drives only the ARKit names moves the lid along the full-blink
+target alone. It depends on the identity only (not on the expression the blink is added to) and
 carries no gradient to the identity: the fit, which moves the identity, reads landmarks through ICT's plain
 shapes, then chooses each eye's blink weight again for the person's own (`HeadFitter.blinks_for_own_lids`).
 """

@@ -123,7 +123,8 @@ class HeadModel(nn.Module):
     def expression_deltas(self, identity: np.ndarray | Tensor | None = None) -> Tensor:
         """(53, V, 3) per-blendshape vertex offsets: ICT's with sie3d's `RIG_GAINS` (what the lid corrections
         start from); with `identity` (100,), the person's morph targets, their eyeBlink shapes corrected as
-        `forward` poses them at full weight (without the in-between shapes, which a morph target cannot hold)."""
+        `forward` poses them at full weight (the in-between shapes are targets of their own:
+        `sie3d.avatar.lid_target_names`)."""
         deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
         if identity is None:
             return deltas

@@ -7,6 +7,8 @@ import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 
 const ARKIT_COUNT = 52; // the rig's first 52 targets are Apple's ARKit blendshapes; extras follow
 const LIVE_RESOLUTION = 384; // the viewer's pixels while the camera drives it
+const LID_KNOTS = [0.25, 0.5, 0.75]; // the blink weights of the in-between shapes (sie3d.head.eyelids.INBETWEENS)
+const LID_TARGET = /^eyeBlink(Left|Right)_\d+$/; // their targets: driven by their blink, not set on their own
 const $ = (id) => document.getElementById(id);
 const state = { job: null, person: null, photoChanged: true, result: null };
 const stats = { frames: 0, fps: 0, lastScores: {}, running: false, error: null };
@@ -81,10 +83,18 @@ class Viewer {
     const k = this.dictionary[name];
     if (k === undefined) return;
     for (const m of this.meshes) m.morphTargetInfluences[k] = value;
+    // The person's in-between blink shapes ("eyeBlinkLeft_25" ...) follow their blink by tent weights, as sie3d
+    // renders them: a blend shape alone moves the lid on a straight line, through the round eyeball.
+    for (const knot of LID_KNOTS) {
+      const j = this.dictionary[`${name}_${Math.round(knot * 100)}`];
+      if (j === undefined) continue;
+      const tent = Math.max(0, 1 - Math.abs(value - knot) / LID_KNOTS[0]);
+      for (const m of this.meshes) m.morphTargetInfluences[j] = tent;
+    }
     this.invalidate();
   }
-  setAll(weights) { // {name: value}; names not given go to 0
-    for (const name of this.names()) this.set(name, weights[name] || 0);
+  setAll(weights) { // {name: value}; names not given go to 0 (the blinks' in-between shapes follow their blink)
+    for (const name of this.names()) if (!LID_TARGET.test(name)) this.set(name, weights[name] || 0);
   }
   reset() {
     for (const m of this.meshes) m.morphTargetInfluences.splice(0, this.defaults.length, ...this.defaults);
