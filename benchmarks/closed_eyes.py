@@ -75,8 +75,7 @@ def main() -> None:
                 posed = rest.copy()
                 posed[BLINKS] = weight
                 with torch.no_grad():
-                    plain = head(identity, torch.from_numpy(rest)[None])[0] + weight * head.expression_deltas()[
-                        BLINKS].sum(0)  # fmt: skip
+                    plain = head(identity, torch.from_numpy(posed)[None], own_lids=False)[0]
                     own = head(identity, torch.from_numpy(posed)[None])[0]
                     # an engine driving only the ARKit targets: the person's full-blink targets, linearly
                     targets = head(identity, torch.from_numpy(rest)[None])[0] + weight * head.expression_deltas(

@@ -42,14 +42,12 @@ def main() -> None:
             textured = _textured(person, models)
             identity = torch.from_numpy(person.fit.identity)[None]
             rest = person.rest_expression.astype(np.float32)
-            rest[BLINKS] = 0.0
             cells = []
             for weight in BLINK_WEIGHTS:
                 posed = rest.copy()
                 posed[BLINKS] = weight
                 with torch.no_grad():
-                    before = head(identity, torch.from_numpy(rest)[None])[0] + weight * head.expression_deltas()[
-                        BLINKS].sum(0)  # fmt: skip
+                    before = head(identity, torch.from_numpy(posed)[None], own_lids=False)[0]
                     after = head(identity, torch.from_numpy(posed)[None])[0]
                 for verts in (before, after):
                     cams = preview_cameras(head, after, (0.0,), SIZE)  # one framing for both

@@ -31,15 +31,10 @@ def person(models: Models, faces) -> Person:
 def _posed(person: Person, models: Models, blink: float, *, ict_only: bool = False) -> torch.Tensor:
     """(V, 3) the person at rest with both eyes at `blink`; `ict_only`: with ICT's own blink shapes."""
     coefficients = person.rest_expression.astype(np.float32)
-    coefficients[BLINKS] = 0.0
+    coefficients[BLINKS] = blink
     identity = torch.from_numpy(person.fit.identity)[None]
-    head = models.head
     with torch.no_grad():
-        verts = head(identity, torch.from_numpy(coefficients)[None])[0]
-        if ict_only:
-            return verts + blink * head.expression_deltas()[BLINKS].sum(0)
-        coefficients[BLINKS] = blink
-        return head(identity, torch.from_numpy(coefficients)[None])[0]
+        return models.head(identity, torch.from_numpy(coefficients)[None], own_lids=not ict_only)[0]
 
 
 def _eyeball_pixels(models: Models, verts: torch.Tensor, *, lashes: bool = False) -> tuple[np.ndarray, object]:
@@ -152,11 +147,7 @@ def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models, happy)
     def contour_points(coefficients: np.ndarray, contour: list[int], *, own: bool) -> np.ndarray:
         identity = torch.from_numpy(person.fit.identity)[None]
         with torch.no_grad():
-            if own:
-                verts = models.head(identity, torch.from_numpy(coefficients)[None])[0].numpy()
-            else:
-                verts = (models.head(identity, torch.zeros(1, 53))[0] + torch.einsum(
-                    "k,kvc->vc", torch.from_numpy(coefficients), models.head.expression_deltas())).numpy()
+            verts = models.head(identity, torch.from_numpy(coefficients)[None], own_lids=own)[0].numpy()
         corners, bary = fitter._corners[contour], fitter._bary[contour][..., None]
         return (verts[corners] * bary).sum(1)
 

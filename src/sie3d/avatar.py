@@ -941,10 +941,11 @@ class _SharedMesh:
             materials = tuple(m.with_normal_texture(face_normal_map) if m.name == FACE_MATERIAL else m
                               for m in materials)  # fmt: skip
         rig = rig_weights(weights)
-        extra = np.zeros(len(self.rest.morph_names) - len(rig), np.float32)  # visemes 0, then the lids' tents
-        extra[len(extra) - tents.size:] = tents.ravel()
-        return dataclasses.replace(self.rest, verts=verts.astype(np.float32),
-                                   morph_weights=np.concatenate([rig, extra]), materials=materials)  # fmt: skip
+        morph_weights = np.zeros(len(self.rest.morph_names), np.float32)  # the visemes at 0
+        morph_weights[: len(rig)] = rig
+        morph_weights[[self.rest.morph_names.index(n) for n in lid_target_names()]] = tents.ravel()
+        return dataclasses.replace(self.rest, verts=verts.astype(np.float32), morph_weights=morph_weights,
+                                   materials=materials)  # fmt: skip
 
 
 def lid_target_names() -> tuple[str, ...]:

@@ -87,10 +87,11 @@ class HeadModel(nn.Module):
     def n_verts(self) -> int:
         return int(self.neutral.shape[0])
 
-    def forward(self, identity: Tensor | None = None, expression: Tensor | None = None) -> Tensor:
+    def forward(self, identity: Tensor | None = None, expression: Tensor | None = None, *,
+                own_lids: bool = True) -> Tensor:  # fmt: skip
         """identity (B,100) and/or expression (B,53), either may be None (zeros) -> (B,V,3). The eyeBlink shapes
         carry the identity's lid corrections (`lids`, in-between shapes included; no gradient to the identity;
-        identity None: the mean head's, as for zeros)."""
+        identity None: the mean head's, as for zeros); `own_lids` False: ICT's plain shapes (the comparison)."""
         batch = _batch_size(identity, expression)
         offsets = self.neutral.new_zeros(batch, self.n_verts * 3)
         if identity is not None:
@@ -100,7 +101,7 @@ class HeadModel(nn.Module):
             _check(expression, N_EXPRESSION, "expression")
             offsets = offsets + expression.reshape(batch, -1) @ self.expression_basis
         verts = self.neutral + offsets.reshape(batch, self.n_verts, 3)
-        if expression is None:
+        if expression is None or not own_lids:
             return verts
         from sie3d.head.eyelids import inbetween_weights
 
