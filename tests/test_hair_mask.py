@@ -5,7 +5,8 @@
 - the asset: registered, verified offline, a clear error when missing;
 - expectations checked by hand on the contact sheet of the shared photos (scripts/hair_mask_sheet.py):
   bald heads give an empty mask, long hair reaches below the ears, short hair stays above the jaw, the
-  face oval is never hair, a Santa hat and a headscarf are called headwear;
+  face below the brows is never hair, a fringe covers the forehead and bare foreheads stay bare, a Santa hat and
+  a headscarf are called headwear;
 - a tilted head and a grayscale copy give the same mask; bad inputs give a `UsageError`; a mask takes well
   under a second on one thread.
 """
@@ -41,6 +42,7 @@ from sie3d.photo import load_photo, photo_from_array
 BALD = ("london_021_neutral.jpg", "london_037_neutral.jpg")
 LONG = ("singnet_adele_2016.jpg", "london_025_neutral.jpg", "singnet_city_portrait.jpg", "london_001_neutral.jpg")
 SHORT = ("london_004_neutral.jpg", "london_018_neutral.jpg", "singnet_elon_musk_2015.jpg", "london_005_neutral.jpg")
+FRINGE = ("london_003_neutral.jpg", "skimage_astronaut.png")  # bangs to the brows; a short fringe
 HAT = "max_surprised.jpeg"  # a man in a Santa Claus costume: red and white hat
 HIJAB = "singnet_classroom_in_tanzania.jpg"  # girls in white headscarves; the largest face is taken
 PORT_PHOTOS = ("london_001_happy.jpg", "max_angry.jpg", "singnet_adele_2016.jpg", "zoom_30cm.jpg", "max_group.jpeg")
@@ -58,7 +60,7 @@ def segmenter() -> PersonSegmenter:
 def observed(observer, faces) -> dict:
     """name -> (photo RGB, FaceObservation of its largest face)."""
     result = {}
-    for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *PORT_PHOTOS}:
+    for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE, *PORT_PHOTOS}:
         photo = load_photo(faces / name)
         result[name] = (photo.rgb, observer.observe(photo)[0])
     return result
@@ -68,7 +70,7 @@ def observed(observer, faces) -> dict:
 def masks(observed, segmenter) -> dict[str, tuple[HairMask, float]]:
     """name -> (HairMask, seconds) for the photos with hand-checked expectations."""
     result = {}
-    for name in (*BALD, *LONG, *SHORT, HAT, HIJAB):
+    for name in (*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE):
         rgb, observation = observed[name]
         start = time.perf_counter()
         mask = hair_mask(rgb, observation, segmenter)
@@ -222,16 +224,40 @@ def test_short_hair_sits_above_the_brows_and_off_the_face(masks, observed, name)
     assert rows.max() < landmarks[list(EAR_LEVEL), 1].max() + 0.3 * height
 
 
-@pytest.mark.parametrize("name", (*BALD, *LONG, *SHORT, HAT, HIJAB))
-def test_the_face_oval_is_never_hair(masks, observed, name) -> None:
-    mask, _ = masks[name]
-    landmarks = observed[name][1].landmarks_px
-    oval = np.zeros(mask.mask.shape, np.uint8)
+def _forehead_and_below(landmarks: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two (H, W) bool masks of the face oval: its forehead (higher than the brows' upper outline by 0.06 face
+    heights) and everything below that outline (brows, eyes, cheeks, mouth, chin)."""
+    oval = np.zeros(shape, np.uint8)
     cv2.fillPoly(oval, [np.round(landmarks[list(FACE_OVAL), :2]).astype(np.int32)], 1)
-    assert mask.mask[oval > 0].max() < 0.05
+    brows = landmarks[list(BROWS), :2]
+    order = np.argsort(brows[:, 0])
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    brow_y = np.interp(xx, brows[order, 0], brows[order, 1])
+    return (oval > 0) & (yy < brow_y - 0.06 * _face_height(landmarks)), (oval > 0) & (yy > brow_y)
+
+
+@pytest.mark.parametrize("name", (*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE))
+def test_the_face_below_the_brows_is_never_hair(masks, observed, name) -> None:
+    mask, _ = masks[name]
+    _, below = _forehead_and_below(observed[name][1].landmarks_px, mask.mask.shape)
+    assert mask.mask[below].max() < 0.05
     assert mask.mask.shape == observed[name][0].shape[:2] and mask.mask.dtype == np.float32
     assert mask.mask.min() >= 0.0 and mask.mask.max() <= 1.0
     assert mask.kind in KINDS and 0.0 <= mask.confidence <= 1.0 and mask.notes
+
+
+def test_a_fringe_covers_the_forehead_and_other_foreheads_stay_bare(masks, observed) -> None:
+    """Hair over the forehead (a fringe, the brim of a hat) is kept, down to just above the brows; a forehead
+    the photo shows bare (the hair swept back, tied back, short above it, or no hair) stays bare."""
+    covered = {}
+    for name in (*BALD, *LONG, *SHORT, HAT, *FRINGE):
+        mask = masks[name][0].mask
+        forehead, _ = _forehead_and_below(observed[name][1].landmarks_px, mask.shape)
+        covered[name] = float(mask[forehead].mean())
+    for name in (*FRINGE, HAT):  # measured 0.68 (bangs), 0.44 (a short fringe), 0.99 (the hat's brim)
+        assert covered[name] > 0.3, (name, covered[name])
+    for name in (*BALD, *LONG, *SHORT):  # measured 0.00 .. 0.04
+        assert covered[name] < 0.1, (name, covered[name])
 
 
 def test_a_santa_hat_is_called_headwear_and_kept_as_hair(masks, observed) -> None:

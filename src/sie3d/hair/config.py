@@ -28,7 +28,8 @@ class HairConfig:
     spread_azimuth_deg: float = 45.0  # the continuation's reach around the head
     spread_polar_deg: float = 6.0  # ... and in elevation
     unseen_scalp_prior: float = 0.05  # weight (as of seen directions) of "the unseen scalp holds hair"
-    face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair
+    face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair,
+    fringe_clearance_deg: float = 5.0  # except a fringe the photo shows, down to this far above the brows at rest
     drop_polar_deg: float = 100.0  # below this the hair falls vertically
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
     min_curtain_deg: float = 60.0  # hanging hair narrower than this around the head is dropped

@@ -24,8 +24,11 @@ comparison per point, which is what keeps the face out and what the tests check.
    cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out; above hanging hair
    the cap holds hair down to the drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
-   fitted head at rest), grown by `face_margin_deg`, carry no hair, whatever the mask says (a fringe is not
-   modelled: it would cross the moving brows).
+   fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
+   except a **fringe**: above the brows at rest (by `fringe_clearance_deg`), the directions the photo shows
+   covered by hair (the mask keeps a fringe, `sie3d.hair.mask`) hold hair of the minimum thickness lying on the
+   forehead; nothing is continued there from elsewhere. Like all the hair it stays outside the scalp envelope of
+   every expression: brows raised go under it, as under a real fringe.
 
 `hair_geometry` returns a `HairMesh` in head space (cm): it moves rigidly with the head, and none of its
 vertices depends on the expression. Bald (`HairMask.kind == "bald"`) or too little hair gives None.
@@ -43,7 +46,7 @@ import numpy as np
 import torch
 
 from sie3d.hair.config import HairConfig
-from sie3d.head.fit import FACE_OVAL, HeadFit
+from sie3d.head.fit import BROWS, FACE_OVAL, HeadFit
 from sie3d.head.model import N_EXPRESSION, HeadModel
 
 if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load or draw a saved person's hair
@@ -275,6 +278,18 @@ def _face_exclusion(ovals_head: np.ndarray, centre: np.ndarray, polar: np.ndarra
     return cv2.dilate(inside.astype(np.uint8), kernel) > 0
 
 
+def _above_brows(brows_head: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
+                 clearance_deg: float) -> np.ndarray:  # fmt: skip
+    """(R, C + 1) bool: the forehead's directions higher than the brows `brows_head` (N, 3: points of their upper
+    outline, head space) by `clearance_deg`, between the brows' outer ends (the temples' hair lies flat: it is
+    painted on the skin, not a fringe)."""
+    p, a = to_angles(brows_head - centre)
+    order = np.argsort(a)
+    line = np.interp(azimuth, a[order], p[order])  # (C + 1,) polar angle of the brows above each column
+    between = (azimuth >= a.min()) & (azimuth <= a.max())
+    return (polar[:, None] < line[None] - np.radians(clearance_deg)) & between[None]
+
+
 def _surface(centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray, scalp: np.ndarray, thickness: np.ndarray,
              config: HairConfig) -> np.ndarray:  # fmt: skip
     """(R, C + 1) outer radius: scalp + clearance + thickness above `drop_polar_deg`; below it the shell
@@ -371,11 +386,16 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     if crown_has_hair:
         presence = np.maximum(presence, behind * (y >= nape_y))
 
-    # Exclusions by construction: the face oval; below the drop row, in front of the curtain azimuth.
+    # Exclusions by construction: the face oval but a fringe the photo shows; below the drop row, in front of
+    # the curtain azimuth.
     face = _face_exclusion(face_landmarks[:, list(FACE_OVAL)], centre, polar, azimuth, config.face_margin_deg)
+    fringe = face & _above_brows(face_landmarks[1, list(BROWS)], centre, polar, azimuth, config.fringe_clearance_deg)
     front = np.abs(np.degrees(azimuth))[None] < config.curtain_azimuth_deg
     below = (np.arange(config.rows) >= drop_row)[:, None]
+    presence = np.where(fringe, presence_seen * seen, presence)
+    face &= ~fringe
     presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
+    thickness[fringe] = config.min_thickness_cm  # a fringe lies on the forehead
     # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
     # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon (still at 30°: the default is 60°).
     columns = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))

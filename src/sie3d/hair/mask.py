@@ -7,8 +7,10 @@ what does ship and from the photo itself:
    sie3d's own .tflite -> torch converter, on a square crop around the head (`head_crop`) framed roughly as a
    selfie, 384 px wide (a face is 120 px high in it).
 2. **Where hair can be**, from the 478 landmarks: the face oval (grown by 3 % of the face height) and a neck
-   column between the jaw corners are never hair; hair is seeded in a scalp zone, an ellipse over the upper
-   head above the ears.
+   column between the jaw corners are never hair -- except a **fringe**: hair over the forehead, down to a
+   little above the brows, kept where it is a band of the hair's colour joined to the rest of the hair (not a
+   wisp at the hairline, not skin in another light: a shaded forehead or a highlight on it); hair is seeded in
+   a scalp zone, an ellipse over the upper head above the ears, never on the forehead.
 3. **A colour + texture model per photo** (`classify_hair`): every pixel is described by CIE Lab (L, a, b)
    and the log of the local standard deviation of L over 5x5 pixels (strands are texture, skin is smooth); a
    grayscale photo keeps L and the texture only. Gaussian classes are fitted to seeds from the photo itself:
@@ -41,7 +43,7 @@ import numpy as np
 from sie3d.errors import UsageError
 from sie3d.face.observation import N_LANDMARKS, FaceObservation
 from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
-from sie3d.head.fit import FACE_OVAL
+from sie3d.head.fit import BROWS, FACE_OVAL
 
 __all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonSegmenter", "classify_hair",
            "hair_mask", "hair_mask_debug", "head_crop"]
@@ -50,7 +52,6 @@ __all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonS
 FOREHEAD, CHIN = 10, 152
 CHEEKS = (50, 280, 117, 346, 118, 347)  # upper cheeks, below the eyes: skin on bearded faces too
 FOREHEAD_SKIN = (151, 108, 337)  # the forehead's centre and its two sides, above the brows
-BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)  # upper outline of both eyebrows
 EAR_LEVEL = (234, 454)  # the face outline at the ears' height (tragus), right and left
 JAW_CORNERS = (172, 397)
 
@@ -68,7 +69,10 @@ class HairMaskConfig:
     work_size: int = 384  # crop side in pixels for the colour model (a face is 120 px high at 3.2)
     person_threshold: float = 0.5  # person probability above which a pixel belongs to the person
     texture_window: int = 5  # pixels (at work_size) of the local standard deviation of L
-    face_margin: float = 0.03  # the face oval grown by this much is never hair (nor a hair seed)
+    face_margin: float = 0.03  # the face oval grown by this much is never hair (nor a hair seed) ...
+    fringe_clearance: float = 0.04  # ... except a fringe: hair over the forehead, ending this far above the brows ...
+    fringe_width: float = 0.08  # ... whose parts narrower than this are dropped (a hairline's wisps, a shadow) ...
+    fringe_lightness: float = 10.0  # ... and, where hair and skin differ by this much lightness (L), on the hair's side
     skin_seed_radius: float = 0.05  # discs around the cheek landmarks
     scalp_width: float = 0.95  # half width of the scalp zone (an ellipse around the upper head)
     scalp_height: float = 1.0  # half height of that ellipse ...
@@ -414,6 +418,31 @@ def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area:
     return bool(notes), notes
 
 
+def _brow_line(landmarks: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The height (image y) of the brows' upper outline above each x of `x` (any shape), constant beyond the
+    brows' outer ends."""
+    brows = landmarks[list(BROWS), :2]
+    order = np.argsort(brows[:, 0])
+    return np.interp(x, brows[order, 0], brows[order, 1]).astype(np.float32)
+
+
+def _on_the_hairs_side(lightness: np.ndarray, hair_seed: np.ndarray, skin_seed: np.ndarray, min_gap: float
+                       ) -> np.ndarray:  # fmt: skip
+    """(S, S) bool: pixels whose lightness lies on the hair's side of the midpoint between the hair and skin
+    seeds' median lightness; all True when those differ by less than `min_gap` L units (lightness tells nothing)."""
+    hair, skin = float(np.median(lightness[hair_seed])), float(np.median(lightness[skin_seed]))
+    if abs(hair - skin) < min_gap:
+        return np.ones(lightness.shape, bool)
+    return (lightness - (hair + skin) / 2) * np.sign(hair - skin) > 0
+
+
+def _opened(mask: np.ndarray, width: float) -> np.ndarray:
+    """(S, S) bool: `mask` without its parts narrower than about `width` pixels (a morphological opening)."""
+    r = max(1, round(width / 2))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+
+
 def _components_kept(core: np.ndarray, seeds: np.ndarray, outline: np.ndarray) -> np.ndarray:
     """The connected parts of the (S, S) bool `core` that hold a hair seed and reach the person's outline
     (scalp hair forms the head's silhouette; a lighter patch of forehead between hairline and brows does not)."""
@@ -456,7 +485,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     is_person = person > config.person_threshold
     face = _polygon_mask(shape, landmarks[list(FACE_OVAL)])
-    no_hair = _grow(face, config.face_margin * face_px)
+    no_seed = _grow(face, config.face_margin * face_px)
+    fringe_zone = no_seed & (yy < _brow_line(landmarks, xx) - config.fringe_clearance * face_px)
+    no_hair = no_seed & ~fringe_zone
     top_x, top_y = (float(v) for v in landmarks[FOREHEAD])
     chin_y = float(landmarks[CHIN, 1])
     ear_y = float(landmarks[list(EAR_LEVEL), 1].max())
@@ -465,17 +496,19 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     margin = config.neck_margin * face_px
     neck = (xx >= jaw_x0 - margin) & (xx <= jaw_x1 + margin) & (yy > float(jaw[:, 1].min()))
     no_hair |= neck
+    no_seed |= neck
 
     skins, skin_seed = _skin_models(features, landmarks, face, face_px, config)
     skin_distance = np.min([s.distance(features) for s in skins], axis=0)
     far_from_skin = skin_distance > config.far_from_skin
-    hair_evidence = far_from_skin & ~shaded_skin(features, skin_seed, gray, config)
+    shaded = shaded_skin(features, skin_seed, gray, config)
+    hair_evidence = far_from_skin & ~shaded
 
     # The scalp zone: an ellipse over the upper head, outside the face, above the ears, on the person.
     centre_y = top_y + config.scalp_centre * face_px
     ellipse = (((xx - top_x) / (config.scalp_width * face_px)) ** 2
                + ((yy - centre_y) / (config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
-    scalp = ellipse & ~no_hair & (yy < ear_y) & is_person
+    scalp = ellipse & ~no_seed & (yy < ear_y) & is_person
     crown = scalp & (yy < top_y) & ~_grow(~is_person, config.crown_inset * face_px)
     hair_seed = scalp & hair_evidence
     # Clothes: not skin, not even bare skin in another light (a chest, a hand), below the chin, in the middle.
@@ -535,8 +568,16 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     hair_post = posterior[hair_index] / posterior.sum(0)
 
     candidate = hair_post * np.clip(person, 0.0, 1.0) * ~no_hair
+    # A fringe is a band of hair over the forehead, not skin in another light (a shaded forehead, a highlight on
+    # it: lighter than the skin where the hair is darker), and what of it is narrower than `fringe_width` (wisps
+    # at the hairline, a crease) is not one.
+    core = candidate > 0.5
+    like_hair = ~shaded & _on_the_hairs_side(features[..., 0], hair_seed, skin_seed, config.fringe_lightness)
+    fringe = _opened(core & fringe_zone & like_hair, config.fringe_width * face_px)
+    core &= ~fringe_zone | fringe
+    candidate = candidate * (~fringe_zone | fringe)
     outline = _grow(~is_person, config.outline_reach * face_px)
-    keep = _grow(_components_kept(candidate > 0.5, hair_seed, outline), 2)
+    keep = _grow(_components_kept(core, hair_seed, outline), 2)
     mask = cv2.GaussianBlur((candidate * keep).astype(np.float32), (0, 0), config.smooth_sigma)
     mask[no_hair] = 0.0
     inside = mask > 0.5

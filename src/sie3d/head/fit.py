@@ -57,6 +57,7 @@ FACE_OVAL = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
     149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)  # MediaPipe's upper outline of both eyebrows
 # The eye and brow coefficients a person's rest may hold (see module doc). Not the gaze (eyeLook*): in ICT
 # those move only the lids -- the eyeballs are separate and stay looking ahead in every render -- so lids
 # following the photo's gaze over irises that do not would look like a stare or a droop.
