@@ -88,18 +88,25 @@ def main() -> None:
     torch.set_num_threads(1)
     faces = shared_faces_dir() or Path("../shared/faces")
     photos = [(Path(p), "") for p in args.photos] or [(faces / name, kind) for name, kind in SHEET.items()]
-    models = Models.load()
-    if args.bench:
-        bench(models, [path for path, _ in photos], args.bench)
-        return
+    with Models.load() as models:  # closed before exit: MediaPipe's tasks complain when torn down at shutdown
+        if args.bench:
+            bench(models, [path for path, _ in photos], args.bench)
+            return
+        rows = sheet_rows(models, photos, args)
+    Image.fromarray(np.concatenate(rows, 0)).save(args.out)
+    print("wrote", args.out)
+
+
+def sheet_rows(models: Models, photos: list[tuple[Path, str]], args: argparse.Namespace) -> list[np.ndarray]:
+    """One image row per photo: its rest avatar at every yaw of `YAWS` (and the photo, unless redacted)."""
+    from sie3d.avatar import render_preview
+
     config = ReconstructConfig(texture_size=1024, hair=HairConfig(enabled=not args.no_hair))
     rows = []
     for path, kind in photos:
         start = time.perf_counter()
         person = reconstruct(load_photo(path), models, config)
         seconds = time.perf_counter() - start
-        from sie3d.avatar import render_preview
-
         views = render_preview(person, models, person.rest_expression, args.cell, YAWS)
         row = views if args.redact_photos else np.concatenate([head_thumbnail(person, args.cell), views], 1)
         hair = person.hair
@@ -110,8 +117,7 @@ def main() -> None:
         image = Image.fromarray(row)
         ImageDraw.Draw(image).text((4, 4), label, fill=(0, 0, 0))
         rows.append(np.asarray(image))
-    Image.fromarray(np.concatenate(rows, 0)).save(args.out)
-    print("wrote", args.out)
+    return rows
 
 
 if __name__ == "__main__":

@@ -63,11 +63,17 @@ class TexturedHead:
         """This head, darkening in every render what the posed expression hides more than
         `reference_expression` (53,) does (`sie3d.render.occlusion`): the photo's own shading is in the
         texture already."""
-        from sie3d.render.occlusion import ExpressionOcclusion
+        from sie3d.head.mouth import mouth_interior
+        from sie3d.render.occlusion import ExpressionOcclusion, MouthInterior
 
         verts = self.verts(identity, reference_expression)
+        mouth = None
+        if self.mouth_light:  # the detailed mouth: lit through the lips' opening, by depth
+            inner_lips = torch.from_numpy(np.asarray(self.head.topology.landmarks_68[60:68]))  # iBUG 68 numbering
+            mouth = MouthInterior(torch.from_numpy(mouth_interior(self.head)), inner_lips)
         occlusion = ExpressionOcclusion(verts, torch.from_numpy(self.head.topology.faces),
-                                        face_center(self.head, verts), torch.from_numpy(self.layout.visible_faces))
+                                        face_center(self.head, verts), torch.from_numpy(self.layout.visible_faces),
+                                        mouth)  # fmt: skip
         return replace(self, occlusion=occlusion)
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:

@@ -35,6 +35,20 @@ def _teeth_components(head: HeadModel) -> np.ndarray:
     return material_parts(head, "M_Teeth")
 
 
+@lru_cache(maxsize=2)
+def mouth_interior(head: HeadModel) -> np.ndarray:
+    """(V,) bool: the inside of the mouth -- the teeth, gums and tongue, and the mouth socket -- whose textures
+    are procedural (no shading of the photo in them)."""
+    from sie3d.assets.ict import REGIONS
+
+    topo = head.topology
+    inside = np.zeros(len(head.neutral), bool)
+    inside[topo.faces[topo.faces_of("M_Teeth", "M_GumsTongue")]] = True
+    first, end = REGIONS["mouth_socket"][:2]
+    inside[first:end] = True
+    return inside
+
+
 def _depth_light(depth: np.ndarray, falloff: float) -> np.ndarray:
     """(N,) light reaching points at head-space z `depth` (+z toward the lips): 1 at the front, falling off."""
     front, back = np.percentile(depth, 98), np.percentile(depth, 2)

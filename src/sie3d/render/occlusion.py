@@ -13,6 +13,14 @@ every vertex `OcclusionConfig.directions` directions in the image plane are marc
 `OcclusionConfig.radius_cm`; in each direction the steepest neighbour above the vertex's tangent plane
 (the cosine between its normal and the way to that neighbour, less `bias`, fading with distance) hides
 that share of the sky. Computed without gradients (a render's colour keeps its own), in about 0.1 s.
+
+**The inside of the mouth** is the exception: teeth, gums, tongue and socket have procedural textures with no
+shading of the photo in them, so their darkening is absolute, for every pose the photo's own included
+(`MouthInterior`): light reaches them through the lips' opening, and the deeper a point lies behind the inner
+lips (head-space z, the pose's own), the less of it -- full light within `mouth_free_cm` of them (the front
+teeth of a smile, the gums bared by a raised lip), then falling off as exp(-depth / `mouth_falloff_cm`): the
+teeth at a smile's corners dim, and the tongue and molars of an open mouth, 2-5 cm behind the lips, are
+nearly black, as the open mouths of the shared photos are.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from .rasterize import rasterize
 from .renderer import RenderOutput
 from .shade import vertex_normals
 
-__all__ = ["ExpressionOcclusion", "OcclusionConfig", "vertex_openness"]
+__all__ = ["ExpressionOcclusion", "MouthInterior", "OcclusionConfig", "vertex_openness"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class OcclusionConfig:
     steps: int = 12
     bias: float = 0.1  # cosine a neighbour must rise above the tangent plane to hide anything (gentle curves)
     floor: float = 0.3  # the darkest an expression makes a vertex, as a factor
+    mouth_free_cm: float = 0.5  # the inside of the mouth keeps all the light up to this far behind the inner lips
+    mouth_falloff_cm: float = 1.0  # ... and beyond, exp(-depth / this)
+    mouth_floor: float = 0.03  # the darkest the inside of the mouth gets, as a factor
 
 
 @torch.no_grad()
@@ -80,6 +91,24 @@ def vertex_openness(verts: Tensor, faces: Tensor, center: Tensor, config: Occlus
 
 
 @dataclass(frozen=True)
+class MouthInterior:
+    """The inside of a head's mouth: `inside` (V,) bool, its vertices (procedural textures), and `lips` (K,) long,
+    the vertices of the inner lip contour the light comes in through."""
+
+    inside: Tensor
+    lips: Tensor
+
+    def light(self, verts: Tensor, config: OcclusionConfig = OcclusionConfig()) -> Tensor:
+        """(V,) in [`mouth_floor`, 1] for the posed head `verts` (V, 3), head space in cm: on the inside, all the
+        light up to `mouth_free_cm` behind the inner lips' mean depth (z), then exp(-depth / `mouth_falloff_cm`);
+        ones elsewhere."""
+        verts = verts.detach()
+        depth = (verts[self.lips, 2].mean() - verts[:, 2] - config.mouth_free_cm).clamp_min(0)
+        light = torch.exp(-depth / config.mouth_falloff_cm).clamp(config.mouth_floor, 1.0)
+        return torch.where(self.inside, light, torch.ones_like(light))
+
+
+@dataclass(frozen=True)
 class ExpressionOcclusion:
     """Darkening of a posed head relative to a reference pose (the photo's expression), whose openness is
     measured on first use."""
@@ -88,6 +117,7 @@ class ExpressionOcclusion:
     faces: Tensor  # (F, 3) long
     center: Tensor  # (3,) head space, cm: the middle of the face
     face_mask: Tensor | None = None  # (F,) bool
+    mouth: MouthInterior | None = None  # its light is absolute: procedural textures hold no shading
     config: OcclusionConfig = OcclusionConfig()
     held_factor: Tensor | None = None  # (V,): `held` -- every pose is shaded like this one
     _last: dict = field(default_factory=dict, compare=False, repr=False)  # "pose": (verts, factor) last shaded
@@ -96,20 +126,27 @@ class ExpressionOcclusion:
     def reference(self) -> Tensor:
         return vertex_openness(self.reference_verts, self.faces, self.center, self.config, self.face_mask)
 
+    def _with_mouth(self, factor: Tensor, verts: Tensor) -> Tensor:
+        """`factor` with the inside of the mouth's absolute light instead, when there is a mouth."""
+        if self.mouth is None:
+            return factor
+        return torch.where(self.mouth.inside, self.mouth.light(verts, self.config).to(factor.dtype), factor)
+
     def shade(self, verts: Tensor) -> Tensor:
-        """(V,) factor in [floor, 1] for the posed head `verts` (V, 3): its openness over the reference's
-        (ones for the reference pose itself; the last pose's factor is kept, as a preview and a composite of
-        one variant shade the same pose)."""
+        """(V,) factor in [floor, 1] for the posed head `verts` (V, 3): its openness over the reference's, and
+        the inside of the mouth's own light (ones elsewhere for the reference pose itself; the last pose's
+        factor is kept, as a preview and a composite of one variant shade the same pose)."""
         if self.held_factor is not None:
             return self.held_factor
         verts = verts.detach()
         if torch.equal(verts, self.reference_verts):
-            return torch.ones(len(verts), dtype=verts.dtype)
+            return self._with_mouth(torch.ones(len(verts), dtype=verts.dtype), verts)
         last = self._last.get("pose")
         if last is not None and torch.equal(last[0], verts):
             return last[1]
         openness = vertex_openness(verts, self.faces, self.center, self.config, self.face_mask)
         factor = (openness.clamp_min(0.05) / self.reference.clamp_min(0.05)).clamp(self.config.floor, 1.0)
+        factor = self._with_mouth(factor, verts)
         self._last["pose"] = (verts.clone(), factor)
         return factor
 
