@@ -51,8 +51,7 @@ def main() -> None:
             person = reconstruct(load_photo(faces / f"{name}.jpg"), models,
                                  ReconstructConfig(texture_size=1024, hair=HairConfig(enabled=False)))  # fmt: skip
             after = _textured(person, models)
-            no_mouth = dataclasses.replace(after.occlusion, mouth=None, _last={})  # its own cache of the last pose
-            before = dataclasses.replace(after, occlusion=no_mouth)
+            before = dataclasses.replace(after, occlusion=dataclasses.replace(after.occlusion, mouth=None))
             cells = []
             for expression in poses(person.rest_expression):
                 verts = after.verts(person.fit.identity, expression)

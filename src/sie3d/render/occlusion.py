@@ -120,7 +120,8 @@ class ExpressionOcclusion:
     mouth: MouthInterior | None = None  # its light is absolute: procedural textures hold no shading
     config: OcclusionConfig = OcclusionConfig()
     held_factor: Tensor | None = None  # (V,): `held` -- every pose is shaded like this one
-    _last: dict = field(default_factory=dict, compare=False, repr=False)  # "pose": (verts, factor) last shaded
+    # "pose": (verts, factor) last shaded; not init: a `replace`d occlusion (another mouth, held) starts its own
+    _last: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @cached_property
     def reference(self) -> Tensor:
