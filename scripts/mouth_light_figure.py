@@ -3,8 +3,9 @@
     .venv/bin/python scripts/mouth_light_figure.py [FACES_DIR]
 
 For two London people (London Set, CC BY 4.0), the mouth of the surprise, fear and happy prototypes and of an
-open-mouthed shout (jaw and lips wide open), rendered frontally at 1024 px: "before" without the mouth's own
-light (the teeth, gums and tongue lit like the skin), "after" with it (the default). Writes the mouth regions to
+open-mouthed shout (jaw and lips wide open), rendered frontally at 1024 px: "before" without the mouth's depth
+light (the teeth, gums and tongue with only their baked depth darkening and the lips' opening dimming, as before
+December 3's seventh session), "after" with it (the default). Writes the mouth regions to
 docs/results/mouth_light.jpg: per person a row of before | after pairs. The photos themselves are not copied.
 """
 

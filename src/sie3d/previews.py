@@ -42,7 +42,8 @@ class TexturedHead:
     layout: RenderLayout
     tiles: list[torch.Tensor]  # per tile id 0..7: (1, 3, S, S) linear albedo
     lash_alpha: np.ndarray | None = None  # (S, S) float of tile 6 when the textures have eyelash cards
-    mouth_light: bool = False  # darken teeth, gums and tongue as the lips close (`mouth_light`)
+    mouth_light: bool = False  # the detailed mouth: darken it as the lips close (`mouth_light`) and, with the
+    # occlusion, by its depth behind the lips (`sie3d.render.occlusion.MouthInterior`)
     eye_shade: np.ndarray | None = None  # (S, S) alpha of the eye-occlusion shell's texture, when there is one
     hair: Hair | None = None  # drawn over the head, with its painted scalp tiles (`sie3d.hair`)
     occlusion: ExpressionOcclusion | None = None  # darkens what an expression deepens (`with_occlusion`)
@@ -70,7 +71,7 @@ class TexturedHead:
         mouth = None
         if self.mouth_light:  # the detailed mouth: lit through the lips' opening, by depth
             inner_lips = torch.from_numpy(np.asarray(self.head.topology.landmarks_68[60:68]))  # iBUG 68 numbering
-            mouth = MouthInterior(torch.from_numpy(mouth_interior(self.head)), inner_lips)
+            mouth = MouthInterior(torch.tensor(mouth_interior(self.head)), inner_lips)  # a copy of the cached mask
         occlusion = ExpressionOcclusion(verts, torch.from_numpy(self.head.topology.faces),
                                         face_center(self.head, verts), torch.from_numpy(self.layout.visible_faces),
                                         mouth)  # fmt: skip

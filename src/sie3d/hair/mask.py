@@ -266,10 +266,14 @@ def _polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
+def _disc(radius: float) -> np.ndarray:
+    """A disc-shaped structuring element of `radius` pixels (at least 1)."""
     r = max(1, round(radius))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), _disc(radius)).astype(bool)
 
 
 # Natural hair in CIE Lab (from the shared photos and the usual hair-colour charts): chroma below about 45, hue
@@ -438,9 +442,7 @@ def _on_the_hairs_side(lightness: np.ndarray, hair_seed: np.ndarray, skin_seed: 
 
 def _opened(mask: np.ndarray, width: float) -> np.ndarray:
     """(S, S) bool: `mask` without its parts narrower than about `width` pixels (a morphological opening)."""
-    r = max(1, round(width / 2))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(width / 2)).astype(bool)
 
 
 def _components_kept(core: np.ndarray, seeds: np.ndarray, outline: np.ndarray) -> np.ndarray:

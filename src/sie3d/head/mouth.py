@@ -6,9 +6,11 @@ mouth socket is part of the back-of-head tile 1. Everything is procedural from t
 colour taken from the photo when the photo shows them (`photo_teeth_colour`). No image is copied from
 anywhere: the only inputs are the head model and the photo.
 
-Depth darkening is a baked stand-in for the occlusion a single SH light cannot produce: light enters the
-mouth through the lips, so the incisors and the lips' inner gums catch it and the molars, the back of the
-tongue and the socket sit in shadow.
+Depth darkening is baked on the neutral head, for viewers that light the textures themselves (the GLB): light
+enters the mouth through the lips, so the incisors and the lips' inner gums catch it and the molars, the back
+of the tongue and the socket sit in shadow. sie3d's own renders add what depends on the pose: dimming as the
+lips close (`sie3d.previews.mouth_light`) and the depth behind the lips (`sie3d.render.occlusion.MouthInterior`,
+over `mouth_interior`'s vertices).
 """
 
 from __future__ import annotations

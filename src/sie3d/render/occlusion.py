@@ -15,12 +15,13 @@ every vertex `OcclusionConfig.directions` directions in the image plane are marc
 that share of the sky. Computed without gradients (a render's colour keeps its own), in about 0.1 s.
 
 **The inside of the mouth** is the exception: teeth, gums, tongue and socket have procedural textures with no
-shading of the photo in them, so their darkening is absolute, for every pose the photo's own included
-(`MouthInterior`): light reaches them through the lips' opening, and the deeper a point lies behind the inner
-lips (head-space z, the pose's own), the less of it -- full light within `mouth_free_cm` of them (the front
-teeth of a smile, the gums bared by a raised lip), then falling off as exp(-depth / `mouth_falloff_cm`): the
-teeth at a smile's corners dim, and the tongue and molars of an open mouth, 2-5 cm behind the lips, are
-nearly black, as the open mouths of the shared photos are.
+shading of the photo in them (only a depth darkening baked on the neutral head, and the lips' opening dimming
+them as they close: `sie3d.head.mouth`, `sie3d.previews.mouth_light`), so their darkening here is absolute, for
+every pose the photo's own included (`MouthInterior`): light reaches them from in front of the lips, and the
+deeper a point lies behind the inner lips (head-space z, in the pose), the less of it -- full light within
+`mouth_free_cm` of them (the front teeth of a smile, the gums bared by a raised lip), then falling off as
+exp(-depth / `mouth_falloff_cm`): the teeth at a smile's corners dim, and the tongue and molars of an open
+mouth, 2-5 cm behind the lips, are nearly black, as the open mouths of the shared photos are.
 """
 
 from __future__ import annotations
@@ -134,9 +135,9 @@ class ExpressionOcclusion:
         return torch.where(self.mouth.inside, self.mouth.light(verts, self.config).to(factor.dtype), factor)
 
     def shade(self, verts: Tensor) -> Tensor:
-        """(V,) factor in [floor, 1] for the posed head `verts` (V, 3): its openness over the reference's, and
-        the inside of the mouth's own light (ones elsewhere for the reference pose itself; the last pose's
-        factor is kept, as a preview and a composite of one variant shade the same pose)."""
+        """(V,) factor for the posed head `verts` (V, 3): on the skin its openness over the reference's, in
+        [floor, 1] (ones for the reference pose itself); inside the mouth its own light, in [mouth_floor, 1]. The
+        last pose's factor is kept, as a preview and a composite of one variant shade the same pose."""
         if self.held_factor is not None:
             return self.held_factor
         verts = verts.detach()
@@ -163,7 +164,9 @@ class ExpressionOcclusion:
         if bool((factor == 1).all()):
             return out
         fragments = out.fragments
-        corners = self.faces[fragments.tri_id.clamp_min(0)]  # (B, H, W, 3)
-        per_pixel = (factor[corners] * fragments.bary).sum(-1)
-        per_pixel = torch.where(fragments.tri_id >= 0, per_pixel, torch.ones_like(per_pixel))
+        corners = factor[self.faces[fragments.tri_id.clamp_min(0)]]  # (B, H, W, 3)
+        per_pixel = (corners * fragments.bary).sum(-1)
+        # Untouched exactly where every corner keeps its light (barycentrics may sum to 1 only within rounding).
+        kept = (fragments.tri_id < 0) | (corners == 1).all(-1)
+        per_pixel = torch.where(kept, torch.ones_like(per_pixel), per_pixel)
         return replace(out, rgb=out.rgb * per_pixel[..., None].to(out.rgb.dtype))
