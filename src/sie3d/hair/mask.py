@@ -575,9 +575,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     # at the hairline, a crease) is not one.
     core = candidate > 0.5
     like_hair = ~shaded & _on_the_hairs_side(features[..., 0], hair_seed, skin_seed, config.fringe_lightness)
-    fringe = _opened(core & fringe_zone & like_hair, config.fringe_width * face_px)
-    core &= ~fringe_zone | fringe
-    candidate = candidate * (~fringe_zone | fringe)
+    allowed = ~fringe_zone | _opened(core & fringe_zone & like_hair, config.fringe_width * face_px)
+    core &= allowed
+    candidate = candidate * allowed
     outline = _grow(~is_person, config.outline_reach * face_px)
     keep = _grow(_components_kept(core, hair_seed, outline), 2)
     mask = cv2.GaussianBlur((candidate * keep).astype(np.float32), (0, 0), config.smooth_sigma)
