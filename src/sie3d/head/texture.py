@@ -63,6 +63,7 @@ PUPIL_FRACTION = 0.4
 VISIBILITY_TOLERANCE_CM = 0.35
 MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
 BRIGHTEST_LID = 1.25  # the brightest a lid texel's colour is lifted by the photo's shading, x the median skin
+BRIGHTEST_SKIN = 1.5  # the same elsewhere on the face
 LID_MOTION_CM = 0.02  # texels whose surface a blink moves this far are the lids'
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # of linear Rec. 709 / sRGB colours
 
@@ -458,17 +459,19 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
 
     # Brightening what the estimated light left dark trusts the fitted normals. On the lids they are least right:
     # the upper lid under the brow, folded down in the model with the eye open, took up to 2.9x the photo's colour,
-    # and when the lid closes and turns to the light it showed as a bright band on every closed eye. On the lids
-    # (`lid_texels`) a texel is brightened at most to BRIGHTEST_LID x the median skin; the photo's own highlights
-    # stay as the photo shows them. (Everywhere, the same cap cost identity in the photo's own view, where the
-    # brightened colours are exactly what re-lighting the rest pose gives back.)
+    # and when the lid closes and turns to the light it showed as a bright band on every closed eye; under the nose
+    # wings (normals facing down, the real skin there lit by more than the model says) up to 3.6x, a white blob on
+    # the nose in every turned view and exported asset. So a texel is brightened at most to BRIGHTEST_LID x the
+    # median skin on the lids (`lid_texels`), BRIGHTEST_SKIN x elsewhere; the photo's own highlights stay as the
+    # photo shows them. (The price: in the photo's own view, where the brightened colours are exactly what
+    # re-lighting gives back, the capped texels render a little darker than the photo.)
     skin_luminance = float(np.median((colours[reference] * gain(shading[reference])) @ LUMINANCE))
     on_lids = lid_texels(head, size)
 
     def albedo_of(texels: np.ndarray, colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
         """Up to one global scale: the photo's mean exposure stays in the texture."""
-        ceiling = np.maximum(1.0, BRIGHTEST_LID * skin_luminance / np.maximum(colours @ LUMINANCE, 1e-6))
-        ceiling = np.where(on_lids[texels], ceiling, np.inf)
+        brightest = np.where(on_lids[texels], BRIGHTEST_LID, BRIGHTEST_SKIN)
+        ceiling = np.maximum(1.0, brightest * skin_luminance / np.maximum(colours @ LUMINANCE, 1e-6))
         return colours * np.minimum(gain(shading), ceiling[:, None])
 
     albedo = albedo_of(usable, colours, shading)
