@@ -236,6 +236,21 @@ def test_previews_draw_the_hair_and_the_composite_keeps_the_photos_hair(models, 
     assert (composite(person, models, person.rest_expression) == composite(bald, models, bald.rest_expression)).all()
 
 
+def test_the_composite_keeps_a_fringe_over_the_forehead(models, people) -> None:
+    """Where the hair volume lies in front of the face (a fringe), the in-photo composite keeps the photo: the
+    avatar's forehead skin used to be blended over the bangs as a pale band. (Without a fringe nothing changes:
+    the test above.)"""
+    person = people[FRINGE]
+    bald = dataclasses.replace(person, hair=None)
+    with_, without = (composite(p, models, p.rest_expression).astype(int) for p in (person, bald))
+    photo = person.photo.rgb.astype(int)
+    face = (without != photo).any(-1)
+    changed = (with_ != without).any(-1)
+    assert changed.sum() > 0.1 * face.sum()  # the bangs: 19% of the face's pixels (london_003)
+    assert (changed & ~face).sum() == 0
+    assert np.abs(with_ - photo)[changed].mean() < 0.4 * np.abs(without - photo)[changed].mean()  # 7 against 29
+
+
 def test_hanging_hair_not_joined_to_the_cap_is_cleared() -> None:
     """On a grid (rows down from the crown, columns around the head, wrapping): a curtain hanging from the cap
     stays, across the azimuth seam too; a band floating below a gap (a ponytail's end seen beside the neck) is

@@ -560,6 +560,25 @@ def test_render_mesh_known_colours():
     torch.testing.assert_close(lit.rgb[0][inside], torch.full((16, 3), 0.75, dtype=F64))
 
 
+def test_render_mesh_min_shading_floors_the_sh_shading_only():
+    """The quad faces +z; an SH light whose linear band points to -z shades it below zero (black after clipping):
+    `min_shading` lifts it to the floor and leaves a brighter light's shading as it was."""
+    verts, faces, cams = quad_scene()
+    white = torch.ones(4, 3, dtype=F64)
+    inside = render_mesh(verts, faces, cams, vertex_colors=white).fragments.mask[0]
+    dark = torch.zeros(1, 9, dtype=F64)
+    dark[0, 0], dark[0, 2] = 0.5, -3.0  # L_00 and L_10 (the z band, order of `sh_basis`)
+    assert (render_mesh(verts, faces, cams, vertex_colors=white, sh_coeffs=dark).rgb[0][inside] < 0).all()
+    floored = render_mesh(verts, faces, cams, vertex_colors=white, sh_coeffs=dark, min_shading=0.35)
+    torch.testing.assert_close(floored.rgb[0][inside], torch.full((16, 3), 0.35, dtype=F64))
+    bright = dark.clone()
+    bright[0, 2] = 3.0
+    plain = render_mesh(verts, faces, cams, vertex_colors=white, sh_coeffs=bright)
+    assert (plain.rgb[0][inside] > 0.35).all()
+    torch.testing.assert_close(render_mesh(verts, faces, cams, vertex_colors=white, sh_coeffs=bright,
+                                           min_shading=0.35).rgb, plain.rgb)  # fmt: skip
+
+
 def test_render_mesh_depth_limit_draws_only_nearer_pixels():
     verts, faces, cams = quad_scene()
     colours = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64).expand(4, 3)

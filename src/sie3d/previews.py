@@ -14,7 +14,15 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
-from sie3d.head.texture import EYE_SHADE, EYE_TILE, LASH_TILE, HeadTextures, RenderLayout, linear_to_srgb
+from sie3d.head.texture import (
+    DARKEST_SHADING,
+    EYE_SHADE,
+    EYE_TILE,
+    LASH_TILE,
+    HeadTextures,
+    RenderLayout,
+    linear_to_srgb,
+)
 from sie3d.render import Cameras, RenderOutput, orbit_cameras, rasterize, render_mesh
 from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
 
@@ -85,7 +93,8 @@ class TexturedHead:
     def render(self, verts: torch.Tensor, cams: Cameras, *, face_mask: np.ndarray | None = None,
                sh_coeffs: np.ndarray | None = None, background=BACKGROUND, detail: torch.Tensor | None = None,
                light: DirectionalLight = STUDIO_LIGHT) -> RenderOutput:
-        """`render_mesh` of `verts` (V, 3), lit by `sh_coeffs` (the photo's lighting) or else `light`;
+        """`render_mesh` of `verts` (V, 3), lit by `sh_coeffs` (the photo's lighting, `HeadTextures.sh_lighting`:
+        shaded no darker than the de-lighting assumed, `DARKEST_SHADING`) or else `light`;
         `detail`: optional (1, 3, S, S) surface detail of the face tile (`sie3d.head.wrinkles.WrinkleMaps
         .detail`). Differentiable in `verts`, `detail` and the tiles (the lashes and the lids' shade are
         drawn over the colour); no gradient is recorded when none of them requires one."""
@@ -96,13 +105,14 @@ class TexturedHead:
             tiles = [torch.from_numpy(np.ascontiguousarray(self.hair.scalp_tiles[k])).permute(2, 0, 1)[None]
                      if k in self.hair.scalp_tiles else t for k, t in enumerate(tiles)]  # fmt: skip
         if self.mouth_light:
-            light = mouth_light(self.head, (verts if verts.ndim == 2 else verts[0]).detach())
-            tiles = [t * light if k in MOUTH_TILES else t for k, t in enumerate(tiles)]
+            inside = mouth_light(self.head, (verts if verts.ndim == 2 else verts[0]).detach())
+            tiles = [t * inside if k in MOUTH_TILES else t for k, t in enumerate(tiles)]
         out = render_mesh(
             verts, torch.from_numpy(self.head.topology.faces), cams,
             uv=torch.from_numpy(self.layout.uvs), uv_faces=torch.from_numpy(self.layout.uv_faces),
             texture=tiles, face_mask=torch.from_numpy(visible), background=background,
-            detail=None if detail is None else [detail], **lighting,
+            detail=None if detail is None else [detail], min_shading=None if sh_coeffs is None else DARKEST_SHADING,
+            **lighting,
         )  # fmt: skip
         if self.occlusion is not None:
             out = self.occlusion.darken(out, verts)
@@ -246,9 +256,10 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     `photo_rgb` (H, W, 3) uint8 is the photo or a window of it, `fit` the fit whose camera sees exactly
     that image (`HeadFit.crop` for a window); `face_outline_px` (N, 2): the face oval of the rendered
     expression in those pixels. The composite stays inside the oval (slightly widened), so the neck and
-    the bald scalp of the model never show. Every pixel is rendered; see `in_photo_face_region`."""
+    the bald scalp of the model never show, and where the hair volume lies in front of the face (a fringe) the
+    photo is kept too: its own hair stays over the forehead. Every pixel is rendered; see `in_photo_face_region`."""
     height, width = photo_rgb.shape[:2]
-    textured = replace(textured, hair=None)  # the photo's own hair stays
+    hair, textured = textured.hair, replace(textured, hair=None)  # the photo's own hair stays
     cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None],
                    width, height)
     topo = textured.head.topology
@@ -260,7 +271,10 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 0.98
     oval = Image.new("L", (width, height), 0)
     ImageDraw.Draw(oval).polygon([tuple(p) for p in outline.tolist()], fill=255)
-    keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & (np.asarray(oval) > 0)
+    inside = np.asarray(oval) > 0
+    keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & inside
+    if hair is not None:
+        keep &= ~_hair_in_front(hair, fit, cams, out, inside)
     # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
     # jaw silhouette nor the model's bald forehead edge shows.
     feather = _feather_px(face_outline_px)
@@ -269,6 +283,23 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
     rendered = to_image(out.rgb[0]).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
+
+
+def _hair_in_front(hair: Hair, fit: HeadFit, cams: Cameras, out: RenderOutput, region: np.ndarray) -> np.ndarray:
+    """(H, W) bool: where the hair volume's near side (alpha >= 0.5) lies in front of the rendered head, drawing
+    only the hair's triangles with a corner in `region` (H, W bool: the face's oval)."""
+    from sie3d.hair.render import near_hair_alpha
+
+    height, width = region.shape
+    px = np.round(fit.project(hair.mesh.verts)).astype(int)
+    corner_in = np.zeros(len(px), bool)
+    on_image = (px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height)
+    corner_in[on_image] = region[px[on_image, 1], px[on_image, 0]]
+    faces = hair.mesh.faces[corner_in[hair.mesh.faces].any(1)]
+    if len(faces) == 0:
+        return np.zeros_like(region)
+    behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+    return near_hair_alpha(hair, cams, behind, faces)[0].numpy() >= 0.5
 
 
 def _feather_px(face_outline_px: np.ndarray) -> float:

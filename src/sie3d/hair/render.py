@@ -12,10 +12,10 @@ import torch
 
 from sie3d.hair.volume import Hair
 from sie3d.head.texture import _sample_bilinear
-from sie3d.render import Cameras, RenderOutput, render_mesh
+from sie3d.render import Cameras, Fragments, RenderOutput, rasterize, render_mesh
 from sie3d.render.renderer import DirectionalLight
 
-__all__ = ["draw_hair"]
+__all__ = ["draw_hair", "near_hair_alpha"]
 
 INSIDE_SHADE = 0.6  # the inside of the shell (its far layer) is in the hair's own shadow
 OPAQUE = 1.0 - 1e-6  # near hair this opaque (fully, but for rounding) hides the far layer (not shaded there)
@@ -30,7 +30,6 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
     texture = torch.from_numpy(np.ascontiguousarray(rgba[..., :3])).permute(2, 0, 1)[None].to(out.rgb.dtype)
     lighting = {"sh_coeffs": sh_coeffs} if sh_coeffs is not None else {"light": light}
     verts, uvs = torch.from_numpy(mesh.verts).to(out.rgb.dtype), torch.from_numpy(mesh.uvs)
-    size = rgba.shape[0]
 
     def layer(faces: np.ndarray, depth_limit: torch.Tensor) -> tuple[RenderOutput, torch.Tensor]:
         """The layer rendered where it lies nearer than `depth_limit`, and (B, H, W) its texture's alpha
@@ -39,15 +38,7 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
         with torch.no_grad():
             drawn = render_mesh(verts, faces, cams, uv=uvs, texture=texture, background=(0.0, 0.0, 0.0),
                                 cull_backfaces=True, depth_limit=depth_limit, **lighting)  # fmt: skip
-        frags = drawn.fragments
-        shown = (frags.tri_id >= 0).reshape(-1).nonzero()[:, 0]
-        a = torch.zeros(frags.tri_id.numel(), dtype=out.rgb.dtype)
-        if len(shown):
-            bary = frags.bary.reshape(-1, 3)[shown]
-            uv = (uvs[faces[frags.tri_id.reshape(-1)[shown]]] * bary[..., None]).sum(1).numpy()
-            alpha = _sample_bilinear(rgba[..., 3:], np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], -1))[:, 0]
-            a[shown] = torch.from_numpy(alpha.astype(np.float32)).to(a.dtype)
-        return drawn, a.reshape(frags.tri_id.shape)
+        return drawn, _texture_alpha(hair, faces, drawn.fragments).to(out.rgb.dtype)
 
     behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
     near, a_near = layer(mesh.faces, behind)
@@ -61,3 +52,28 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
         coverage = torch.maximum(coverage, a)
         depth = torch.where(a >= 0.5, drawn.depth.to(depth.dtype), depth)
     return RenderOutput(rgb, coverage, depth, out.normals, out.fragments)
+
+
+def near_hair_alpha(hair: Hair, cams: Cameras, behind: torch.Tensor, faces: np.ndarray | None = None) -> torch.Tensor:
+    """(B, H, W) the texture's alpha of the hair's near layer where it lies nearer than `behind` (B, H, W: the
+    depth of what is drawn, inf where nothing is), 0 elsewhere; `faces`: a subset of the hair's triangles (all
+    by default). Coverage only: nothing is shaded."""
+    faces = hair.mesh.faces if faces is None else faces
+    faces = torch.from_numpy(np.ascontiguousarray(faces))
+    frags = rasterize(torch.from_numpy(hair.mesh.verts), faces, cams, cull_backfaces=True)
+    alpha = _texture_alpha(hair, faces, frags)
+    return torch.where(frags.depth < behind, alpha, torch.zeros_like(alpha))
+
+
+def _texture_alpha(hair: Hair, faces: torch.Tensor, frags: Fragments) -> torch.Tensor:
+    """(B, H, W) float32: the hair texture's alpha at the fragments of `faces` (0 where none is drawn)."""
+    rgba, uvs = hair.texture.rgba, torch.from_numpy(hair.mesh.uvs)
+    size = rgba.shape[0]
+    shown = (frags.tri_id >= 0).reshape(-1).nonzero()[:, 0]
+    a = torch.zeros(frags.tri_id.numel(), dtype=torch.float32)
+    if len(shown):
+        bary = frags.bary.reshape(-1, 3)[shown]
+        uv = (uvs[faces[frags.tri_id.reshape(-1)[shown]]] * bary[..., None]).sum(1).numpy()
+        alpha = _sample_bilinear(rgba[..., 3:], np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], -1))[:, 0]
+        a[shown] = torch.from_numpy(alpha.astype(np.float32))
+    return a.reshape(frags.tri_id.shape)

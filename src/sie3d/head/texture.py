@@ -64,6 +64,10 @@ VISIBILITY_TOLERANCE_CM = 0.35
 MIN_FACING = 0.2  # cosine between the surface normal and the direction to the camera
 BRIGHTEST_LID = 1.25  # the brightest a lid texel's colour is lifted by the photo's shading, x the median skin
 BRIGHTEST_SKIN = 1.5  # the same elsewhere on the face
+# The darkest the photo's light is taken to be, x its median on the skin: the de-lighting divides by no less, and
+# re-lighting with `HeadTextures.sh_lighting` (normalised to that median) shades no darker, so that it gives back
+# the photo where the de-lighting clamped (the model's silhouettes: nose wings, lids, jaw).
+DARKEST_SHADING = 0.35
 LID_MOTION_CM = 0.02  # texels whose surface a blink moves this far are the lids'
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # of linear Rec. 709 / sRGB colours
 
@@ -455,7 +459,7 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     mean_shading = np.median(shading[reference], axis=0)
 
     def gain(shading: np.ndarray) -> np.ndarray:
-        return 1.0 / np.clip(shading / mean_shading, 0.35, None)
+        return 1.0 / np.clip(shading / mean_shading, DARKEST_SHADING, None)
 
     # Brightening what the estimated light left dark trusts the fitted normals. On the lids they are least right:
     # the upper lid under the brow, folded down in the model with the eye open, took up to 2.9x the photo's colour,

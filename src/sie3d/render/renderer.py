@@ -84,6 +84,7 @@ def render_mesh(
     cull_backfaces: bool = False,
     near: float = 1e-3,
     depth_limit: Tensor | None = None,
+    min_shading: float | None = None,
 ) -> RenderOutput:
     """Render a triangle mesh from B cameras.
 
@@ -108,6 +109,8 @@ def render_mesh(
             With neither, the albedo is white.
         sh_coeffs: (B or 1, 9, 3) or (B or 1, 9) world-space SH lighting (`sh_shading`), or
         light: a `DirectionalLight`. With neither, the output is the unlit albedo.
+        min_shading: with ``sh_coeffs``, the SH shading is clamped from below at this (a second-order SH
+            fitted to one photo rings below zero on the normals it never saw; irradiance never does).
         background: (3,) colour or a (B, H, W, 3) image behind the mesh.
         face_mask: optional (F,) bool, False hides a face.
         cull_backfaces, near: see `rasterize`.
@@ -249,6 +252,8 @@ def render_mesh(
         shading = _per_view(
             lambda n, c: sh_shading(n.unsqueeze(0), c.unsqueeze(0))[0], normals, sh_coeffs, pixels
         )
+        if min_shading is not None:
+            shading = shading.clamp(min=min_shading)
         shaded = albedo * shading
     elif light is not None:
         shading = _per_view(
