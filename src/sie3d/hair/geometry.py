@@ -10,11 +10,12 @@ comparison per point, which is what keeps the face out and what the tests check.
    dilated by `envelope_dilation` cells (a flat triangle is never farther from the centre than its farthest
    corner, so the dilation covers triangles' interiors). The hair's inner clearance starts `gap_cm` above it.
 2. **Where the photo shows hair** (`presence`). For every direction whose hair point faces the photo's camera
-   (or lies on its silhouette), the hair mask at that point's projection: hair or not. Directions the photo
-   cannot see get a normalised-convolution continuation, broad around the head (azimuth) and narrow in
-   elevation: the back of the head at a given height looks like the sides at that height. Far from anything
-   seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head never gets here). Behind the ears
-   the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
+   (or lies on its silhouette), the hair mask at that point's projection: hair or not (near the silhouette, hair
+   within `silhouette_slack_cm` inward or outward counts: the fitted head's width is not the photo's).
+   Directions the photo cannot see get a normalised-convolution continuation, broad around the head (azimuth)
+   and narrow in elevation: the back of the head at a given height looks like the sides at that height. Far from
+   anything seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head never gets here).
+   Behind the ears the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
 3. **How thick** (`thickness`). Where a direction lies on the photo's silhouette, the hair's reach along it
    is measured in the mask (how far out the mask goes from the scalp) and continued elsewhere the same way.
 4. **Hanging hair.** Below `drop_polar_deg` (about ear height) the shell stops following the scalp and falls
@@ -352,8 +353,16 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     inside_along, in_photo = mask_at(along)
     run = np.cumprod((inside_along >= 0.5) & in_photo, axis=-1)  # mask unbroken from the scalp outward
     reach = steps[np.maximum(run.sum(-1) - 1, 0)]
-    on_silhouette = seen & (np.abs(facing) < config.silhouette) & (run[..., 0] > 0)
-    on_silhouette[drop_row:] = False
+    near_silhouette = seen & (np.abs(facing) < config.silhouette)
+    near_silhouette[drop_row:] = False
+    on_silhouette = near_silhouette & (run[..., 0] > 0)
+    # Near the silhouette a small misfit of the head's width moves the scalp point's projection across the
+    # photo's head outline: onto the background beside a buzz cut (a bare wedge through the hair), or onto the
+    # face's edge inside the hair at the temples. There, hair within `silhouette_slack_cm` inward or outward of the
+    # scalp point is this direction's hair.
+    slack = np.linspace(-config.silhouette_slack_cm, config.silhouette_slack_cm, 5)
+    near, near_in_photo = mask_at(centre + dirs[..., None, :] * (base[..., None] + slack)[..., None])
+    presence_seen = np.maximum(presence_seen, near_silhouette & ((near >= 0.5) & near_in_photo).any(-1))
 
     sigma_cols = config.spread_azimuth_deg / np.degrees(azimuth[1] - azimuth[0])
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
