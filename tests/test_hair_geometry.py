@@ -37,6 +37,7 @@ from sie3d.hair.mask import hair_mask
 from sie3d.hair.texture import SCALP_ROUGHNESS, hair_at, scalp_roughness, smooth_edge, texel_points
 from sie3d.head.fit import BROWS
 from sie3d.head.model import N_EXPRESSION
+from sie3d.head.texture import LUMINANCE, srgb8_to_linear
 from sie3d.photo import load_photo
 
 BALD = "london_021_neutral.jpg"
@@ -217,6 +218,19 @@ def test_a_crown_cut_off_by_the_frame_still_gets_hair_behind(models, faces) -> N
     back = np.abs(np.degrees(grid.azimuth)) > 150
     cap = grid.polar < grid.drop_polar
     assert grid.presence[np.ix_(cap, back)].mean() > 0.8, grid.presence[np.ix_(cap, back)].mean()  # 0.24 before
+
+
+@pytest.mark.parametrize("name", (SHORT, LONG, CURLY_UPDO, FRINGE))
+def test_the_seen_hair_keeps_the_photos_brightness(models, people, name) -> None:
+    """The hair texture was the photo divided by the light's strength toward the camera, 1.4-1.5x the face's
+    median light to which the skin is scaled: 0.64-0.86x the photo's hair, blond rendered brown. Now only the
+    light's colour is divided out: 0.91-1.19x."""
+    person = people[name]
+    photo_hair = hair_mask(person.photo.rgb, person.observation, models.segmenter).mask > 0.5
+    photo = srgb8_to_linear(person.photo.rgb)[photo_hair] @ LUMINANCE
+    rgba = person.hair.texture.rgba
+    texture = rgba[..., :3][rgba[..., 3] > 0.5] @ LUMINANCE
+    assert 0.8 < np.median(texture) / np.median(photo) < 1.35
 
 
 @pytest.mark.parametrize("name", (SHORT, LONG))

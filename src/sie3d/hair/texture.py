@@ -197,12 +197,15 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     colour = np.zeros((size * size, 3), np.float32)
     if seen.any():
         photo = srgb8_to_linear(photo_rgb)
-        # The light's colour and strength are divided out as seen by a surface facing the camera, not per
+        # The light's colour is divided out as seen by a surface facing the camera, not its strength and not per
         # normal: the photo's lighting is estimated on the face, and extrapolated to the crown's upward normals
-        # it blew the top of the hair up to white.
+        # it blew the top of the hair up to white; divided by its strength toward the camera (1.4-1.5x the face's
+        # median light, to which the skin's albedo is scaled) the hair came out at 0.65x the photo's, blond
+        # rendered brown. So the hair keeps the brightness it has beside the skin in the photo.
         towards = (camera_head - mesh.grid.centre) / np.linalg.norm(camera_head - mesh.grid.centre)
         shading = _shading_basis(towards[None].astype(np.float32)) @ sh_lighting.astype(np.float64)
-        colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(shading, 0.05)
+        light_colour = shading / max(float(shading[0] @ LUMINANCE), 1e-6)
+        colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(light_colour, 0.05)
         # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
         # texel far brighter or darker than the hair just above the forehead is synthesized instead.
         luminance = colour[seen] @ LUMINANCE
