@@ -34,7 +34,7 @@ from sie3d.hair.geometry import (
     to_angles,
 )
 from sie3d.hair.mask import hair_mask
-from sie3d.hair.texture import SCALP_ROUGHNESS, hair_at, scalp_roughness, smooth_edge, texel_points
+from sie3d.hair.texture import SCALP_ROUGHNESS, hair_alpha, hair_at, scalp_roughness, smooth_edge, texel_points
 from sie3d.head.fit import BROWS
 from sie3d.head.model import N_EXPRESSION
 from sie3d.head.texture import LUMINANCE, srgb8_to_linear
@@ -313,6 +313,22 @@ def test_the_alpha_edge_is_a_curve_not_the_grids_staircase() -> None:
         texels = cv2.resize(grid, (int(cols * cell[1]), int(rows * cell[0])), interpolation=cv2.INTER_LINEAR)
         stairs, smooth = roughness(texels), roughness(smooth_edge(texels, cell))
         assert stairs > 0.15 and smooth < 0.5 * stairs, (slope, stairs, smooth)
+
+
+def test_strand_tips_hang_from_the_hair_and_never_float() -> None:
+    """Hair above, then a band where the continued presence lingers just below one half, then skin: the edge noise
+    used to raise specks and strokes in that band, floating on the skin below the hairline (london_012's temple).
+    Every piece of the alpha now touches the hair (presence >= 0.5), and the edge keeps its strand tips."""
+    import cv2
+
+    presence = np.zeros((256, 256), np.float32)
+    presence[:100] = 1.0
+    presence[100:180] = 0.4
+    alpha = hair_alpha(presence, np.random.default_rng(0))
+    count, labels = cv2.connectedComponents((alpha > 0).astype(np.uint8), connectivity=8)
+    assert count == 2  # the hair and its tips, in one piece
+    assert alpha[100:180].max() > 0.5  # the tips reach into the band
+    assert (alpha[120:180] > 0).mean() < (alpha[100:110] > 0).mean()  # thinning out downward
 
 
 @pytest.mark.parametrize("name", (SHORT, CURLY_UPDO))

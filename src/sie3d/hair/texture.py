@@ -95,7 +95,15 @@ def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: fl
     noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=0.8, sigmaY=strand_length / 3)
     noise /= noise.std() + 1e-6
     level = presence + EDGE_NOISE * np.clip(noise, -2.0, 2.0)
-    return np.clip((level - 0.45) / 0.1, 0.0, 1.0).astype(np.float32)
+    alpha = np.clip((level - 0.45) / 0.1, 0.0, 1.0).astype(np.float32)
+    # Strand tips hang from the hair: where the presence lingers below one half (the continued edge), the noise
+    # alone raised specks and short strokes that floated on the skin below the hairline. Only the tips joined to
+    # where the hair is (presence >= 0.5) are kept.
+    count, labels = cv2.connectedComponents((alpha > 0).astype(np.uint8), connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[labels[(presence >= 0.5) & (alpha > 0)]] = True
+    joined[0] = False
+    return np.where(joined[labels], alpha, 0.0).astype(np.float32)
 
 
 def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
