@@ -290,6 +290,24 @@ def test_hanging_hair_not_joined_to_the_cap_is_cleared() -> None:
     assert not clear[14, 0] and not clear[14, 38]  # the curtain's own soft edge stays
 
 
+def test_an_island_apart_from_the_hair_is_cleared(models, faces) -> None:
+    """Without a drop row, the pieces not joined to the largest are cleared: on a grid, a patch beside the face
+    apart from the cap (london_024's right side, seen in profile as a dark block in front of the ear) goes, the
+    cap across the azimuth seam stays; on the photo, the hair is one piece."""
+    covered = np.zeros((20, 40), bool)
+    covered[:6] = True
+    covered[6:9, 38:] = covered[6:9, :2] = True  # the cap reaching down across the seam
+    covered[10:13, 12:16] = True  # an island
+    clear = detached_hair(covered)
+    assert clear[10:13, 12:16].all() and not (clear & covered)[:9].any()
+    person = reconstruct(load_photo(faces / "london_024_neutral.jpg"), models, HAIR_ON)
+    grid = person.hair.mesh.grid
+    pieces, _ = cv2.connectedComponents(np.concatenate([grid.presence[:, :-1] >= 0.5] * 3, 1).astype(np.uint8),
+                                        connectivity=8)  # fmt: skip
+    assert pieces == 2  # the background and one piece (it wraps across the three copies); before, also an
+    # island of 26 cells, seen three times
+
+
 def test_the_alpha_edge_is_a_curve_not_the_grids_staircase() -> None:
     """A diagonal hair edge on the grid (binary per vertex), interpolated bilinearly into texels as the texture
     is, steps along the cells; `smooth_edge` makes its 0.5 level a curve: the level's distance from a straight

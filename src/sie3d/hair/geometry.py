@@ -22,7 +22,8 @@ comparison per point, which is what keeps the face out and what the tests check.
    vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
    never in front of the face or the neck. Hanging hair narrower than `min_curtain_deg`, or not joined to the
-   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out; above hanging hair
+   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out, as is any piece apart
+   from the rest (an island beside the face at the ear's height); above hanging hair
    the cap holds hair down to the drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
@@ -424,6 +425,9 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     first = np.where(cap.any(0), cap.argmax(0), drop_row)
     joined = hangs[None] & (np.arange(drop_row)[:, None] >= first[None]) & ~face[:drop_row]
     presence[:drop_row] = np.where(joined, np.maximum(presence[:drop_row], 1.0), presence[:drop_row])
+    # One piece of hair: an island apart from the rest (hair the mask shows beside the face at the ear's height,
+    # cut off from the cap by the face oval's margin) stood off the head as a dark block in front of the ear.
+    presence[:, :-1][detached_hair(presence[:, :-1] >= config.min_presence)] = 0.0
     presence[:, -1] = presence[:, 0]
 
     # The hair's thickness tapers to the clearance at its edge (the hairline, the nape): a volume's rim
@@ -446,14 +450,19 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     return _mesh(grid, config)
 
 
-def detached_hair(covered: np.ndarray, drop_row: int, reach: int = 2) -> np.ndarray:
+def detached_hair(covered: np.ndarray, drop_row: int | None = None, reach: int = 2) -> np.ndarray:
     """(R, C) bool: what to clear of `covered` (R, C: rows down from the crown, columns around the head,
-    wrapping) -- its pieces not joined (8-neighbours) to a covered cell above `drop_row`, whole, and the cells
-    within `reach` of them but not of a joined piece (their soft edge)."""
+    wrapping) -- its pieces not joined (8-neighbours) to a covered cell above `drop_row` (None: to its largest
+    piece), whole, and the cells within `reach` of them but not of a joined piece (their soft edge)."""
     columns = covered.shape[1]
     wide = np.concatenate([covered] * 3, 1).astype(np.uint8)  # a piece across the seam stays one
     _, labels = cv2.connectedComponents(wide, connectivity=8)
-    joined = np.isin(labels, np.unique(labels[:drop_row][wide[:drop_row] > 0])) & (wide > 0)
+    if drop_row is None:
+        middle = labels[:, columns : 2 * columns][covered]
+        anchors = np.bincount(middle).argmax(keepdims=True) if middle.size else np.zeros(0, int)
+    else:
+        anchors = np.unique(labels[:drop_row][wide[:drop_row] > 0])
+    joined = np.isin(labels, anchors) & (wide > 0)
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     near_joined, near_detached = (cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in (joined, (wide > 0) & ~joined))
     return (((wide > 0) & ~joined) | (near_detached & ~near_joined))[:, columns : 2 * columns]
