@@ -208,7 +208,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
         # The light's colour is divided out as seen by a surface facing the camera, not its strength and not per
         # normal: the photo's lighting is estimated on the face, and extrapolated to the crown's upward normals
         # it blew the top of the hair up to white; divided by its strength toward the camera (1.4-1.5x the face's
-        # median light, to which the skin's albedo is scaled) the hair came out at 0.65x the photo's, blond
+        # median light, to which the skin's albedo is scaled) the hair came out at 0.63-0.86x the photo's, blond
         # rendered brown. So the hair keeps the brightness it has beside the skin in the photo.
         towards = (camera_head - mesh.grid.centre) / np.linalg.norm(camera_head - mesh.grid.centre)
         shading = _shading_basis(towards[None].astype(np.float32)) @ sh_lighting.astype(np.float64)
