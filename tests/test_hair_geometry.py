@@ -221,10 +221,11 @@ def test_a_crown_cut_off_by_the_frame_still_gets_hair_behind(models, faces) -> N
 
 
 @pytest.mark.parametrize("name", (SHORT, LONG, CURLY_UPDO, FRINGE))
-def test_the_seen_hair_keeps_the_photos_brightness(models, people, name) -> None:
-    """The hair texture was the photo divided by the light's strength toward the camera, 1.4-1.5x the face's
-    median light to which the skin is scaled: 0.63-0.86x the photo's hair, blond rendered brown. Now only the
-    light's colour is divided out: 0.90-1.26x (seven people checked)."""
+def test_the_hair_texture_keeps_the_photos_brightness(models, people, name) -> None:
+    """The hair texture (seen and synthesized, where it is opaque) was the photo divided by the light's strength
+    toward the camera, 1.4-1.5x the face's median light to which the skin is scaled: 0.63-0.86x the photo's
+    hair (median luminance), blond rendered brown. Now only the light's colour is divided out: 0.90-1.26x
+    (seven people checked)."""
     person = people[name]
     photo_hair = hair_mask(person.photo.rgb, person.observation, models.segmenter).mask > 0.5
     photo = srgb8_to_linear(person.photo.rgb)[photo_hair] @ LUMINANCE
@@ -300,6 +301,12 @@ def test_an_island_apart_from_the_hair_is_cleared(models, faces) -> None:
     covered[10:13, 12:16] = True  # an island
     clear = detached_hair(covered)
     assert clear[10:13, 12:16].all() and not (clear & covered)[:9].any()
+    # The largest piece beside the seam but not across it keeps its soft edge on the seam's other side.
+    beside = np.zeros((10, 20), bool)
+    beside[2:6, 0:5] = True
+    beside[8, 10] = True
+    clear = detached_hair(beside)
+    assert clear[8, 10] and not clear[:, 15:].any() and not (clear & beside)[:7].any()
     person = reconstruct(load_photo(faces / "london_024_neutral.jpg"), models, HAIR_ON)
     grid = person.hair.mesh.grid
     pieces, _ = cv2.connectedComponents(np.concatenate([grid.presence[:, :-1] >= 0.5] * 3, 1).astype(np.uint8),

@@ -94,7 +94,8 @@ class TexturedHead:
                sh_coeffs: np.ndarray | None = None, background=BACKGROUND, detail: torch.Tensor | None = None,
                light: DirectionalLight = STUDIO_LIGHT) -> RenderOutput:
         """`render_mesh` of `verts` (V, 3), lit by `sh_coeffs` (the photo's lighting, `HeadTextures.sh_lighting`:
-        shaded no darker than the de-lighting assumed, `DARKEST_SHADING`) or else `light`;
+        the head shaded no darker than the de-lighting assumed, `DARKEST_SHADING`; the hair as the light gives) or
+        else `light`;
         `detail`: optional (1, 3, S, S) surface detail of the face tile (`sie3d.head.wrinkles.WrinkleMaps
         .detail`). Differentiable in `verts`, `detail` and the tiles (the lashes and the lids' shade are
         drawn over the colour); no gradient is recorded when none of them requires one."""

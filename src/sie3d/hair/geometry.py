@@ -458,8 +458,10 @@ def detached_hair(covered: np.ndarray, drop_row: int | None = None, reach: int =
     wide = np.concatenate([covered] * 3, 1).astype(np.uint8)  # a piece across the seam stays one
     _, labels = cv2.connectedComponents(wide, connectivity=8)
     if drop_row is None:
-        middle = labels[:, columns : 2 * columns][covered]
-        anchors = np.bincount(middle).argmax(keepdims=True) if middle.size else np.zeros(0, int)
+        middle = labels[:, columns : 2 * columns]
+        largest = middle == np.bincount(middle[covered]).argmax() if covered.any() else np.zeros_like(covered)
+        # a piece that does not cross the seam has another label in each copy: all three are the largest
+        anchors = np.unique(np.concatenate([labels[:, k * columns : (k + 1) * columns][largest] for k in range(3)]))
     else:
         anchors = np.unique(labels[:drop_row][wide[:drop_row] > 0])
     joined = np.isin(labels, anchors) & (wide > 0)

@@ -99,11 +99,13 @@ def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: fl
     # Strand tips hang from the hair: where the presence lingers below one half (the continued edge), the noise
     # alone raised specks and short strokes that floated on the skin below the hairline. Only the tips joined to
     # where the hair is (presence >= 0.5) are kept.
-    count, labels = cv2.connectedComponents((alpha > 0).astype(np.uint8), connectivity=8)
+    # (u wraps around the head: labelled side by side three times, a piece across the seam stays one)
+    width = alpha.shape[1]
+    count, labels = cv2.connectedComponents(np.tile(alpha > 0, (1, 3)).astype(np.uint8), connectivity=8)
     joined = np.zeros(count, bool)
-    joined[labels[(presence >= 0.5) & (alpha > 0)]] = True
+    joined[labels[np.tile((presence >= 0.5) & (alpha > 0), (1, 3))]] = True
     joined[0] = False
-    return np.where(joined[labels], alpha, 0.0).astype(np.float32)
+    return np.where(joined[labels[:, width : 2 * width]], alpha, 0.0).astype(np.float32)
 
 
 def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
@@ -212,7 +214,8 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
         # rendered brown. So the hair keeps the brightness it has beside the skin in the photo.
         towards = (camera_head - mesh.grid.centre) / np.linalg.norm(camera_head - mesh.grid.centre)
         shading = _shading_basis(towards[None].astype(np.float32)) @ sh_lighting.astype(np.float64)
-        light_colour = shading / max(float(shading[0] @ LUMINANCE), 1e-6)
+        strength = float(shading[0] @ LUMINANCE)
+        light_colour = shading / strength if strength > 0.05 else np.ones_like(shading)  # (no light there: as is)
         colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(light_colour, 0.05)
         # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
         # texel far brighter or darker than the hair just above the forehead is synthesized instead.
