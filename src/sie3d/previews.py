@@ -299,8 +299,7 @@ def _hair_in_front(hair: Hair, fit: HeadFit, cams: Cameras, out: RenderOutput, r
     faces = hair.mesh.faces[corner_in[hair.mesh.faces].any(1)]
     if len(faces) == 0:
         return np.zeros_like(region)
-    behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
-    return near_hair_alpha(hair, cams, behind, faces)[0].numpy() >= 0.5
+    return near_hair_alpha(out, hair, cams, faces)[0].numpy() >= 0.5
 
 
 def _feather_px(face_outline_px: np.ndarray) -> float:

@@ -352,7 +352,8 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     base = scalp + config.gap_cm
     along = centre + dirs[..., None, :] * (base[..., None] + steps)[..., None]  # (R, C + 1, S, 3)
     inside_along, in_photo = mask_at(along)
-    run = np.cumprod((inside_along >= 0.5) & in_photo, axis=-1)  # mask unbroken from the scalp outward
+    hair_along = (inside_along >= 0.5) & in_photo
+    run = np.cumprod(hair_along, axis=-1)  # mask unbroken from the scalp outward
     reach = steps[np.maximum(run.sum(-1) - 1, 0)]
     near_silhouette = seen & (np.abs(facing) < config.silhouette)
     near_silhouette[drop_row:] = False
@@ -361,9 +362,11 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     # photo's head outline: onto the background beside a buzz cut (a bare wedge through the hair), or onto the
     # face's edge inside the hair at the temples. There, hair within `silhouette_slack_cm` inward or outward of the
     # scalp point is this direction's hair.
-    slack = np.linspace(-config.silhouette_slack_cm, config.silhouette_slack_cm, 5)
-    near, near_in_photo = mask_at(centre + dirs[..., None, :] * (base[..., None] + slack)[..., None])
-    presence_seen = np.maximum(presence_seen, near_silhouette & ((near >= 0.5) & near_in_photo).any(-1))
+    # (Outward, the samples of the reach above; inward, the same distances.)
+    slack = steps <= config.silhouette_slack_cm
+    inward, inward_in_photo = mask_at(centre + dirs[..., None, :] * (base[..., None] - steps[slack][1:])[..., None])
+    hair_near = hair_along[..., slack].any(-1) | ((inward >= 0.5) & inward_in_photo).any(-1)
+    presence_seen = np.maximum(presence_seen, near_silhouette & hair_near)
 
     sigma_cols = config.spread_azimuth_deg / np.degrees(azimuth[1] - azimuth[0])
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])

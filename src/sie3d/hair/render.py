@@ -40,7 +40,7 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
                                 cull_backfaces=True, depth_limit=depth_limit, **lighting)  # fmt: skip
         return drawn, _texture_alpha(hair, faces, drawn.fragments).to(out.rgb.dtype)
 
-    behind = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
+    behind = _depth_drawn(out)
     near, a_near = layer(mesh.faces, behind)
     # The far layer (reversed winding: it faces the camera) where neither the head nor opaque near hair hides it.
     far, a_far = layer(mesh.faces[:, ::-1], torch.where(a_near > OPAQUE, near.depth.to(behind.dtype), behind))
@@ -54,15 +54,20 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
     return RenderOutput(rgb, coverage, depth, out.normals, out.fragments)
 
 
-def near_hair_alpha(hair: Hair, cams: Cameras, behind: torch.Tensor, faces: np.ndarray | None = None) -> torch.Tensor:
-    """(B, H, W) the texture's alpha of the hair's near layer where it lies nearer than `behind` (B, H, W: the
-    depth of what is drawn, inf where nothing is), 0 elsewhere; `faces`: a subset of the hair's triangles (all
-    by default). Coverage only: nothing is shaded."""
+def near_hair_alpha(out: RenderOutput, hair: Hair, cams: Cameras, faces: np.ndarray | None = None) -> torch.Tensor:
+    """(B, H, W) the texture's alpha of the hair's near layer where it lies in front of `out` (the head seen by
+    `cams`), 0 elsewhere; `faces`: a subset of the hair's triangles (all by default). Coverage only: nothing is
+    shaded."""
     faces = hair.mesh.faces if faces is None else faces
     faces = torch.from_numpy(np.ascontiguousarray(faces))
     frags = rasterize(torch.from_numpy(hair.mesh.verts), faces, cams, cull_backfaces=True)
     alpha = _texture_alpha(hair, faces, frags)
-    return torch.where(frags.depth < behind, alpha, torch.zeros_like(alpha))
+    return torch.where(frags.depth < _depth_drawn(out), alpha, torch.zeros_like(alpha))
+
+
+def _depth_drawn(out: RenderOutput) -> torch.Tensor:
+    """(B, H, W) the depth of what `out` drew, inf where it drew nothing (no gradient)."""
+    return torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
 
 
 def _texture_alpha(hair: Hair, faces: torch.Tensor, frags: Fragments) -> torch.Tensor:
