@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -325,6 +326,47 @@ def test_rasterize_face_mask_and_batched_verts():
     for b in range(2):
         single = rasterize(moved[b], faces, cams[b])
         assert torch.equal(both.tri_id[b], single.tri_id[0])
+
+
+def test_rasterize_depth_limit_draws_what_is_nearer_and_culls_hidden_faces(monkeypatch):
+    raster = importlib.import_module("sie3d.render.rasterize")  # the module (the package exports the function)
+
+    verts, faces = uv_sphere(48, 24)
+    cams = orbit_cameras([0.0, 70.0], 4.0, focal_px=60.0, width=64, height=48, dtype=F64)
+    full = rasterize(verts, faces, cams)
+    # What is already drawn: a wall cutting through the sphere's front (nearest point 3.0) on the left, a random
+    # depth on a band of rows, nothing (inf) elsewhere.
+    gen = torch.Generator().manual_seed(0)
+    columns, rows = torch.arange(64)[None, None, :], torch.arange(48)[None, :, None]
+    limit = torch.full((2, 48, 64), float("inf"), dtype=F64)
+    limit = torch.where(columns < 40, torch.full_like(limit, 3.3), limit)
+    limit = torch.where((rows >= 30) & (rows < 36), 3.0 + 2.0 * torch.rand(2, 48, 64, generator=gen, dtype=F64), limit)
+    culled = []
+    hidden = raster._hidden
+    monkeypatch.setattr(raster, "_hidden", lambda *args: culled.append(int((out := hidden(*args)).sum())) or out)
+    part = rasterize(verts, faces, cams, depth_limit=limit)
+    assert culled[0] > 0.2 * len(faces)  # faces behind the wall: skipped before their pixels are tested
+    shown = full.mask & (full.depth < limit)
+    assert shown.any() and (full.mask & ~shown).any()
+    assert torch.equal(part.mask, shown)
+    assert torch.equal(part.tri_id[shown], full.tri_id[shown])
+    torch.testing.assert_close(part.depth, torch.where(shown, full.depth, 0.0))
+    with pytest.raises(ValueError, match="depth_limit"):
+        rasterize(verts, faces, cams, depth_limit=limit[0])
+
+
+def test_cameras_window_sees_the_same_pixels():
+    verts, faces = uv_sphere(24, 12)
+    cams = orbit_cameras([0.0, -40.0], 4.0, focal_px=40.0, width=40, height=32, dtype=F64)
+    full = rasterize(verts, faces, cams)
+    left, top = [7, 12], [3, 9]
+    part = rasterize(verts, faces, cams.window(left, top, 20, 16))
+    for b in range(2):
+        window = (b, slice(top[b], top[b] + 16), slice(left[b], left[b] + 20))
+        assert torch.equal(part.tri_id[b], full.tri_id[window])
+        torch.testing.assert_close(part.depth[b], full.depth[window])
+    with pytest.raises(ValueError, match="one left and one top per camera"):
+        cams.window([0], [0, 0], 4, 4)
 
 
 def test_rasterize_empty_inputs():

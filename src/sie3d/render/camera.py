@@ -136,6 +136,18 @@ class Cameras:
             self.height,
         )
 
+    def window(self, left: Sequence[int], top: Sequence[int], width: int, height: int) -> Cameras:
+        """The same cameras seeing only a width x height window of their image, camera b's starting at pixel
+        (left[b], top[b]): pixel (x, y) of the window is pixel (x + left[b], y + top[b]) of the image."""
+        if len(left) != self.batch_size or len(top) != self.batch_size:
+            raise ValueError(f"window needs one left and one top per camera ({self.batch_size}), "
+                             f"got {len(left)} and {len(top)}")  # fmt: skip
+        shift = torch.zeros_like(self.K)
+        shift[:, 0, 2] = torch.as_tensor(left, dtype=self.K.dtype, device=self.device)
+        shift[:, 1, 2] = torch.as_tensor(top, dtype=self.K.dtype, device=self.device)
+        # K's last row is (0, 0, 1), so subtracting the shift from (cx, cy) moves every pixel by it
+        return Cameras(self.K - shift, self.world_to_cam, width, height)
+
     def __getitem__(self, index: int | slice | Sequence[int] | Tensor) -> Cameras:
         """Select cameras; the batch dimension is kept (``cams[0]`` has batch size 1)."""
         if isinstance(index, int):

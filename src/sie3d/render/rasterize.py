@@ -64,6 +64,7 @@ class _Triangles:
     abs_det: Tensor  # (T,) |det[h0 h1 h2]|; depth = abs_det / (w0 + w1 + w2)
     valid: Tensor  # (T,) bool
     bbox: Tensor  # (4, T) long [x0, x1, y0, y1], inclusive pixel ranges
+    nearest: Tensor  # (T,) the smallest camera depth of the corners: no point of the face is nearer
 
 
 def _setup_triangles(
@@ -134,7 +135,7 @@ def _setup_triangles(
         valid &= (last >= first).reshape(-1)
         bounds += [first, last]
     bbox = torch.stack(bounds).long().reshape(4, -1)
-    return _Triangles(coef, abs_det, valid, bbox)
+    return _Triangles(coef, abs_det, valid, bbox, torch.minimum(torch.minimum(z[0], z[1]), z[2]).reshape(-1))
 
 
 def _take(table: Tensor, index: Tensor) -> Tensor:
@@ -157,6 +158,7 @@ def rasterize(
     face_mask: Tensor | None = None,
     cull_backfaces: bool = False,
     near: float = 1e-3,
+    depth_limit: Tensor | None = None,
     max_candidates: int = 1 << 21,
 ) -> Fragments:
     """Rasterize a triangle mesh seen by B cameras.
@@ -168,6 +170,10 @@ def rasterize(
         face_mask: optional (F,) bool, False drops a face (e.g. hidden parts of the head).
         cull_backfaces: drop faces whose normal points away from the camera.
         near: surfaces closer than this camera-space depth are not drawn (same unit as the mesh).
+        depth_limit: optional (B, H, W) camera depth of what is already drawn (a z-buffer, ``inf`` where
+            nothing is): only surfaces nearer than it are drawn, and faces wholly behind it over their
+            bounding box are dropped before their pixels are tested (a layer drawn over others costs only
+            what can show).
         max_candidates: memory bound: (face, pixel) pairs tested at once.
 
     Returns:
@@ -189,12 +195,22 @@ def rasterize(
 
     B, H, W = cams.batch_size, cams.height, cams.width
     device, dtype = verts_world.device, verts_world.dtype
-    zbuf = torch.full((B * H * W,), _NO_HIT, dtype=torch.int64, device=device)
+    if depth_limit is not None:
+        depth_limit = _check_tensor("depth_limit", depth_limit, floating=True)
+        _check_shape("depth_limit", depth_limit, f"({B}, {H}, {W})", depth_limit.shape == (B, H, W))
     with torch.no_grad():
+        if depth_limit is None:
+            zbuf = torch.full((B * H * W,), _NO_HIT, dtype=torch.int64, device=device)
+        else:  # what is drawn, as keys that only candidates strictly nearer beat
+            limit = depth_limit.detach().to(device=device, dtype=torch.float32).clamp(max=_FAR).reshape(-1)
+            zbuf = limit.view(torch.int32).long().bitwise_left_shift_(32)
+            no_limit = zbuf.clone()
         tris = _setup_triangles(verts_world, faces, cams, near, cull_backfaces, dtype)
         valid = tris.valid
         if face_mask is not None:
             valid = valid & face_mask.to(device).repeat(B)
+        if depth_limit is not None:
+            valid = valid & ~_hidden(tris, depth_limit.detach().to(device), num_faces)
 
         # Group the triangles by bounding-box size so that each group is one dense (T, h, w) block of
         # candidate pixels: broadcasting only, no per-candidate gathers or integer division.
@@ -220,7 +236,7 @@ def rasterize(
                 _rasterize_block(zbuf, sl, bw, bh, x0, x1, y0, y1, row0, coef, abs_det, face_id, near, W, H)
             start += size
 
-        hit = zbuf < _FAR_KEY
+        hit = zbuf < (_FAR_KEY if depth_limit is None else no_limit.clamp(max=_FAR_KEY))
         tri_id = ((zbuf & 0xFFFFFFFF) + 1) * hit.long() - 1  # -1 on background (torch.where is slow)
         # Barycentrics and depth only for the winning face of each covered pixel.
         pix = hit.nonzero().squeeze(1)
@@ -234,6 +250,28 @@ def rasterize(
         depth_img = torch.zeros(B * H * W, dtype=dtype, device=device)
         depth_img[pix] = tris.abs_det.index_select(0, row).to(dtype) / w_sum
     return Fragments(tri_id.reshape(B, H, W), bary.reshape(B, H, W, 3), depth_img.reshape(B, H, W))
+
+
+_TILE = 8  # pixels: the culling's tiles (`_hidden`)
+
+
+def _hidden(tris: _Triangles, depth_limit: Tensor, num_faces: int) -> Tensor:
+    """(T,) bool: faces whose nearest corner lies at or behind `depth_limit` (B, H, W) everywhere in their
+    bounding box, found from the limit's maximum over tiles of `_TILE` pixels for boxes that span at most
+    two tiles each way (larger ones are kept)."""
+    B, H, W = depth_limit.shape
+    tiles = torch.nn.functional.max_pool2d(depth_limit[:, None], _TILE, ceil_mode=True)[:, 0]  # (B, h, w)
+    h, w = tiles.shape[1:]
+    x0, x1, y0, y1 = (tris.bbox // _TILE).clamp(min=0)
+    x1, y1 = x1.clamp(max=w - 1), y1.clamp(max=h - 1)
+    base = (torch.arange(tris.bbox.shape[1], device=tiles.device) // max(num_faces, 1)) * (h * w)
+    flat = tiles.reshape(-1)
+    deepest = torch.maximum(
+        torch.maximum(flat[base + y0 * w + x0], flat[base + y0 * w + x1]),
+        torch.maximum(flat[base + y1 * w + x0], flat[base + y1 * w + x1]),
+    )
+    small = (x1 - x0 <= 1) & (y1 - y0 <= 1)
+    return small & (tris.nearest.to(deepest.dtype) >= deepest)
 
 
 def _rasterize_block(

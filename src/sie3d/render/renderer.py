@@ -115,8 +115,8 @@ def render_mesh(
         face_mask: optional (F,) bool, False hides a face.
         cull_backfaces, near: see `rasterize`.
         depth_limit: optional (B, H, W) camera depth of what is already drawn (a z-buffer, ``inf`` where
-            nothing is): the mesh is drawn only where it lies nearer, elsewhere left as background. Layers
-            drawn over other layers shade only the pixels that can show.
+            nothing is): the mesh is drawn only where it lies nearer, elsewhere left as background (see
+            `rasterize`). Layers drawn over other layers rasterize and shade only what can show.
 
     Returns:
         RenderOutput.
@@ -207,14 +207,9 @@ def render_mesh(
         )
 
     fragments = rasterize(
-        verts_world, faces, cams, face_mask=face_mask, cull_backfaces=cull_backfaces, near=near
+        verts_world, faces, cams, face_mask=face_mask, cull_backfaces=cull_backfaces, near=near,
+        depth_limit=depth_limit,
     )
-    if depth_limit is not None:
-        _check_shape("depth_limit", depth_limit, f"({B}, {cams.height}, {cams.width})",
-                     depth_limit.shape == fragments.depth.shape)  # fmt: skip
-        hidden = fragments.depth >= depth_limit.to(fragments.depth.dtype)
-        fragments = Fragments(fragments.tri_id.masked_fill(hidden, -1),
-                              fragments.bary.masked_fill(hidden[..., None], 0), fragments.depth.masked_fill(hidden, 0))
     # Everything below runs on the P covered pixels only, then is scattered into the images.
     pixels = PackedPixels.from_fragments(fragments)
     hom = _to_pixel_homogeneous(verts_world, cams)  # (B, V, 3), last component = camera depth
