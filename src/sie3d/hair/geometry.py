@@ -189,23 +189,24 @@ def envelope_points(head: HeadModel, fit: HeadFit) -> tuple[np.ndarray, np.ndarr
     expressions are the deltas themselves), not from 56 evaluations of the model; a vertex a unit expression
     does not move is where the identity shape has it, so only the (expression, vertex) pairs that move are
     added (about half of them)."""
-    moving, basis, moved_vertex, moved_delta = _expression_moves(head)
+    moving, basis, basis_moving, moved_vertex, moved_delta = _expression_moves(head)
     shape = posed_heads(head, fit.identity, np.zeros((1, N_EXPRESSION), np.float32))[0]
     rest = shape + np.tensordot(fit.rest_expression, basis, axes=1)
-    photo = shape[moving] + np.tensordot(fit.expression, basis[:, moving], axes=1)
+    photo = shape[moving] + np.tensordot(fit.expression, basis_moving, axes=1)
     points = [shape, rest[moving], photo, shape[moved_vertex] + moved_delta]
     return np.concatenate(points).astype(np.float32), rest.astype(np.float32)
 
 
 @lru_cache(maxsize=2)
-def _expression_moves(head: HeadModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _expression_moves(head: HeadModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The head model's expression deltas as `envelope_points` reads them (once per process): (V,) bool, the
-    vertices some expression moves; (53, V, 3) the deltas; and every (expression, vertex) pair that moves as
-    its vertex (M,) and delta (M, 3)."""
+    vertices some expression moves; (53, V, 3) the deltas and (53, V', 3) those of the moving vertices; and
+    every (expression, vertex) pair that moves as its vertex (M,) and delta (M, 3)."""
     basis = head.expression_deltas().numpy()
     moves = (basis[..., 0] != 0) | (basis[..., 1] != 0) | (basis[..., 2] != 0)  # (53, V); 20x np.abs(...).max(2)
     expression, vertex = np.nonzero(moves)
-    return moves.any(0), basis, vertex, basis[expression, vertex]
+    moving = moves.any(0)
+    return moving, basis, basis[:, moving], vertex, basis[expression, vertex]
 
 
 def scalp_envelope(verts: np.ndarray, centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray,
