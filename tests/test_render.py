@@ -12,8 +12,10 @@ from sie3d.render import (
     Cameras,
     DirectionalLight,
     Fragments,
+    RenderOutput,
     barycentrics,
     composite,
+    draw_in_window,
     interpolate,
     lambert,
     look_at,
@@ -367,6 +369,35 @@ def test_cameras_window_sees_the_same_pixels():
         torch.testing.assert_close(part.depth[b], full.depth[window])
     with pytest.raises(ValueError, match="one left and one top per camera"):
         cams.window([0], [0, 0], 4, 4)
+
+
+def test_draw_in_window_draws_what_the_whole_image_would():
+    sphere, sphere_faces = uv_sphere(24, 12)
+    cams = orbit_cameras([0.0, 35.0, -80.0], 4.0, focal_px=40.0, width=48, height=40, dtype=F64)
+    head = render_mesh(sphere, sphere_faces, cams, vertex_colors=torch.full((len(sphere), 3), 0.5, dtype=F64))
+    # A small quad in front of the sphere's upper left, drawn over it where it is nearer.
+    quad, quad_faces, _ = quad_scene()
+    quad = quad * 0.2 + torch.tensor([-0.4, 0.4, 1.2], dtype=F64)
+
+    def draw(out, window_cams):
+        drawn = render_mesh(quad, quad_faces, window_cams, vertex_colors=torch.ones(4, 3, dtype=F64),
+                            depth_limit=torch.where(out.alpha > 0, out.depth, float("inf")))  # fmt: skip
+        over = drawn.fragments.mask
+        return RenderOutput(torch.where(over[..., None], drawn.rgb, out.rgb), torch.maximum(out.alpha, drawn.alpha),
+                            torch.where(over, drawn.depth, out.depth), None, None)  # fmt: skip
+
+    seen = []
+
+    def in_window(out, window_cams):
+        seen.append(out.rgb.shape)
+        return draw(out, window_cams)
+
+    whole, part = draw(head, cams), draw_in_window(head, quad, cams, in_window)
+    assert seen[0][1] * seen[0][2] < 0.2 * 48 * 40  # a window, not the whole image
+    assert (whole.alpha != head.alpha).any()  # the quad shows beside the sphere
+    for name in ("rgb", "alpha", "depth"):
+        torch.testing.assert_close(getattr(part, name), getattr(whole, name))
+    assert part.fragments is head.fragments
 
 
 def test_rasterize_empty_inputs():

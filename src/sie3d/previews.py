@@ -23,7 +23,7 @@ from sie3d.head.texture import (
     RenderLayout,
     linear_to_srgb,
 )
-from sie3d.render import Cameras, RenderOutput, orbit_cameras, rasterize, render_mesh
+from sie3d.render import Cameras, RenderOutput, draw_in_window, orbit_cameras, rasterize, render_mesh
 from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
 
 if TYPE_CHECKING:
@@ -138,6 +138,14 @@ class TexturedHead:
             shell = shell[face_mask[shell]]
         if len(shell) == 0:
             return out
+        corners = torch.from_numpy(np.unique(topo.faces[shell]))
+        return draw_in_window(out, verts[..., corners, :], cams,
+                              lambda part, window: self._eye_shade_over(part, verts, window, shell))  # fmt: skip
+
+    def _eye_shade_over(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras, shell: np.ndarray
+                        ) -> RenderOutput:  # fmt: skip
+        """`_with_eye_shade` of the shell's triangles `shell` on the whole of `out`."""
+        topo = self.head.topology
         frags = rasterize(verts, torch.from_numpy(topo.faces[shell]), cams)
         depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
         hit = (frags.tri_id >= 0) & (frags.depth <= depth + 0.12)  # the shell hugs the eyeball (the cornea bulges
@@ -161,16 +169,23 @@ class TexturedHead:
         rendered surface. The cards are layered (three per lid); each layer is rasterised alone, so a
         transparent part of a front card does not hide the strands of the card behind it."""
         topo = self.head.topology
-        lash_faces = _lash_layers(self.head)
+        layers = [layer if face_mask is None else layer[face_mask[layer]] for layer in _lash_layers(self.head)]
+        layers = [layer for layer in layers if len(layer)]
+        if not layers:
+            return out
+        corners = torch.from_numpy(np.unique(topo.faces[np.concatenate(layers)]))
+        return draw_in_window(out, verts[..., corners, :], cams,
+                              lambda part, window: self._lashes_over(part, verts, window, layers))  # fmt: skip
+
+    def _lashes_over(self, out: RenderOutput, verts: torch.Tensor, cams: Cameras, layers: list[np.ndarray]
+                     ) -> RenderOutput:  # fmt: skip
+        """`_with_lashes` of the cards' triangles in `layers` on the whole of `out`."""
+        topo = self.head.topology
         rgb = out.rgb.clone()
         depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
         colour = torch.from_numpy(np.ascontiguousarray(self.tiles[LASH_TILE][0, :, 0, 0].numpy() * LASH_LIGHT))
         size = self.lash_alpha.shape[0]
-        for layer in lash_faces:
-            if face_mask is not None:
-                layer = layer[face_mask[layer]]
-            if len(layer) == 0:
-                continue
+        for layer in layers:
             frags = rasterize(verts, torch.from_numpy(topo.faces[layer]), cams)
             hit = frags.tri_id >= 0
             if not bool(hit.any()):

@@ -12,7 +12,7 @@ import torch
 
 from sie3d.hair.volume import Hair
 from sie3d.head.texture import _sample_bilinear
-from sie3d.render import Cameras, Fragments, RenderOutput, project, rasterize, render_mesh
+from sie3d.render import Cameras, Fragments, RenderOutput, draw_in_window, rasterize, render_mesh
 from sie3d.render.renderer import DirectionalLight
 
 __all__ = ["draw_hair", "near_hair_alpha"]
@@ -27,38 +27,9 @@ def draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, *, sh_coeffs: torch.
     or `light`). The result's alpha is the union of the head's and the hair's coverage; its depth is the hair's
     where the hair is opaque (alpha >= 0.5). No gradients reach the hair.
 
-    Only the window of each view that the hair covers is rendered (the same size for all views): the hair is
-    small beside the image, and most of a whole image's cost is per pixel."""
-    window = _hair_window(hair, cams)
-    if window is None:
-        return _draw_hair(out, hair, cams, sh_coeffs, light)
-    left, top, width, height = window
-    crops = [tuple(image[b, y:y + height, x:x + width] for image in (out.rgb, out.alpha, out.depth))
-             for b, (x, y) in enumerate(zip(left, top, strict=True))]  # fmt: skip
-    drawn = _draw_hair(RenderOutput(*(torch.stack(part) for part in zip(*crops, strict=True)), None, None), hair,
-                       cams.window(left, top, width, height), sh_coeffs, light)  # fmt: skip
-    rgb, alpha, depth = out.rgb.clone(), out.alpha.clone(), out.depth.clone()
-    for b, (x, y) in enumerate(zip(left, top, strict=True)):
-        for image, part in ((rgb, drawn.rgb), (alpha, drawn.alpha), (depth, drawn.depth)):
-            image[b, y:y + height, x:x + width] = part[b]
-    return RenderOutput(rgb, alpha, depth, out.normals, out.fragments)
-
-
-def _hair_window(hair: Hair, cams: Cameras) -> tuple[list[int], list[int], int, int] | None:
-    """(left, top, width, height): per view the corner of a window, one size for all, that holds every pixel
-    the hair can cover; None when the window would be the whole image or the hair reaches behind a camera."""
-    uv, depth = project(torch.from_numpy(hair.mesh.verts).to(cams.dtype), cams)
-    if not bool((depth > 0).all()):
-        return None
-    lo = torch.floor(uv.amin(1)).long().clamp(min=0) - 1  # (B, 2); a pixel's margin for rounding
-    hi = torch.ceil(uv.amax(1)).long() + 1
-    size = (hi - lo).amax(0).clamp(min=1)
-    width, height = min(int(size[0]), cams.width), min(int(size[1]), cams.height)
-    if width * height >= cams.width * cams.height:
-        return None
-    left = lo[:, 0].clamp(min=0, max=cams.width - width).tolist()
-    top = lo[:, 1].clamp(min=0, max=cams.height - height).tolist()
-    return left, top, width, height
+    Only the window of each view the hair can cover is rendered (`draw_in_window`)."""
+    verts = torch.from_numpy(hair.mesh.verts)
+    return draw_in_window(out, verts, cams, lambda part, window: _draw_hair(part, hair, window, sh_coeffs, light))
 
 
 def _draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, sh_coeffs: torch.Tensor | None,

@@ -12,7 +12,7 @@ from .camera import Cameras, look_at, orbit_cameras, perspective_K, project, to_
 from .detail import bump_normals, uv_tangents
 from .rasterize import Fragments, rasterize
 from .reference import rasterize_reference
-from .renderer import DirectionalLight, RenderOutput, render_mesh
+from .renderer import DirectionalLight, RenderOutput, draw_in_window, render_mesh
 from .shade import (
     PackedPixels,
     barycentrics,
@@ -35,6 +35,7 @@ __all__ = [
     "barycentrics",
     "bump_normals",
     "composite",
+    "draw_in_window",
     "interpolate",
     "lambert",
     "look_at",

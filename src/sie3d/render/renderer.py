@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .camera import Cameras, _check_faces, _check_points, _check_shape, _check_tensor, _to_pixel_homogeneous
+from .camera import Cameras, _check_faces, _check_points, _check_shape, _check_tensor, _to_pixel_homogeneous, project
 from .detail import bump_normals, uv_tangents
 from .rasterize import Fragments, rasterize
 from .shade import (
@@ -28,7 +28,7 @@ from .shade import (
     vertex_normals,
 )
 
-__all__ = ["DirectionalLight", "RenderOutput", "render_mesh"]
+__all__ = ["DirectionalLight", "RenderOutput", "draw_in_window", "render_mesh"]
 
 
 @dataclass(frozen=True)
@@ -282,3 +282,40 @@ def _per_view(
         return fn(normals, param[0])
     counts = torch.bincount(pixels.camera, minlength=B).tolist()
     return torch.cat([fn(chunk, param[b]) for b, chunk in enumerate(normals.split(counts))])
+
+
+def draw_in_window(out: RenderOutput, points: Tensor, cams: Cameras,
+                   draw: Callable[[RenderOutput, Cameras], RenderOutput]) -> RenderOutput:  # fmt: skip
+    """`draw(out, cams)` (something drawn over `out`, seen by `cams`, that covers only pixels of triangles
+    with corners among `points` (N, 3) or (B, N, 3)) run on the window of each view those pixels can lie in:
+    one size for all views, each camera's own corner (`Cameras.window`); the rest of `out` is kept as it is.
+    Most of a whole image's rendering cost is per pixel, and a part like the eyelashes covers a few hundred.
+    `draw` sees the window's rgb, alpha and depth (no normals or fragments); the whole image is drawn when the
+    window would be all of it or a point lies behind a camera. Differentiable as `draw` is."""
+    uv, depth = project(points.detach().to(cams.dtype), cams)
+    if not bool((depth > 0).all()):
+        return draw(out, cams)
+    size = torch.tensor([cams.width, cams.height])
+    lo = (torch.floor(uv.amin(-2)).long() - 1).clamp(min=0)  # (B, 2), a pixel's margin for rounding
+    hi = torch.minimum(torch.ceil(uv.amax(-2)).long() + 1, size)
+    width = min(max(int((hi - lo)[:, 0].amax()), 1), cams.width)
+    height = min(max(int((hi - lo)[:, 1].amax()), 1), cams.height)
+    if width * height >= cams.width * cams.height:
+        return draw(out, cams)
+    left = lo[:, 0].clamp(min=0, max=cams.width - width).tolist()
+    top = lo[:, 1].clamp(min=0, max=cams.height - height).tolist()
+    windows = [(slice(y, y + height), slice(x, x + width)) for x, y in zip(left, top, strict=True)]
+
+    def crop(image: Tensor) -> Tensor:
+        return torch.stack([image[b, rows, columns] for b, (rows, columns) in enumerate(windows)])
+
+    def paste(image: Tensor, part: Tensor) -> Tensor:
+        image = image.clone()
+        for b, (rows, columns) in enumerate(windows):
+            image[b, rows, columns] = part[b]
+        return image
+
+    drawn = draw(RenderOutput(crop(out.rgb), crop(out.alpha), crop(out.depth), None, None),
+                 cams.window(left, top, width, height))  # fmt: skip
+    return RenderOutput(paste(out.rgb, drawn.rgb), paste(out.alpha, drawn.alpha), paste(out.depth, drawn.depth),
+                        out.normals, out.fragments)  # fmt: skip
