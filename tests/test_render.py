@@ -333,7 +333,11 @@ def test_rasterize_face_mask_and_batched_verts():
 def test_rasterize_depth_limit_draws_what_is_nearer_and_culls_hidden_faces(monkeypatch):
     raster = importlib.import_module("sie3d.render.rasterize")  # the module (the package exports the function)
 
-    verts, faces = uv_sphere(48, 24)
+    sphere, sphere_faces = uv_sphere(48, 24)
+    # ... and copies of it beyond the image's right and lower edges (boxes past the image: nothing drawn)
+    right, down = torch.tensor([6.0, 0.0, 0.0], dtype=F64), torch.tensor([0.0, -6.0, 0.0], dtype=F64)
+    verts = torch.cat([sphere, sphere + right, sphere + down])
+    faces = torch.cat([sphere_faces, sphere_faces + len(sphere), sphere_faces + 2 * len(sphere)])
     cams = orbit_cameras([0.0, 70.0], 4.0, focal_px=60.0, width=64, height=48, dtype=F64)
     full = rasterize(verts, faces, cams)
     # What is already drawn: a wall cutting through the sphere's front (nearest point 3.0) on the left, a random
@@ -347,7 +351,7 @@ def test_rasterize_depth_limit_draws_what_is_nearer_and_culls_hidden_faces(monke
     hidden = raster._hidden
     monkeypatch.setattr(raster, "_hidden", lambda *args: culled.append(int((out := hidden(*args)).sum())) or out)
     part = rasterize(verts, faces, cams, depth_limit=limit)
-    assert culled[0] > 0.2 * len(faces)  # faces behind the wall: skipped before their pixels are tested
+    assert culled[0] > 0.2 * len(sphere_faces)  # faces behind the wall: skipped before their pixels are tested
     shown = full.mask & (full.depth < limit)
     assert shown.any() and (full.mask & ~shown).any()
     assert torch.equal(part.mask, shown)

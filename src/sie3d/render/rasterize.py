@@ -262,8 +262,8 @@ def _hidden(tris: _Triangles, depth_limit: Tensor, num_faces: int) -> Tensor:
     B, H, W = depth_limit.shape
     tiles = torch.nn.functional.max_pool2d(depth_limit[:, None], _TILE, ceil_mode=True)[:, 0]  # (B, h, w)
     h, w = tiles.shape[1:]
-    x0, x1, y0, y1 = (tris.bbox // _TILE).clamp(min=0)
-    x1, y1 = x1.clamp(max=w - 1), y1.clamp(max=h - 1)
+    x0, x1, y0, y1 = (tris.bbox // _TILE).clamp(min=0)  # (faces not drawn may have any box: clamped all four)
+    x0, x1, y0, y1 = x0.clamp(max=w - 1), x1.clamp(max=w - 1), y0.clamp(max=h - 1), y1.clamp(max=h - 1)
     base = (torch.arange(tris.bbox.shape[1], device=tiles.device) // max(num_faces, 1)) * (h * w)
     flat = tiles.reshape(-1)
     deepest = torch.maximum(
