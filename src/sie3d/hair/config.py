@@ -29,6 +29,10 @@ class HairConfig:
     spread_azimuth_deg: float = 45.0  # the continuation's reach around the head
     spread_polar_deg: float = 6.0  # ... and in elevation
     unseen_scalp_prior: float = 0.05  # weight (as of seen directions) of "the unseen scalp holds hair"
+    # weight of the typical measured thickness where none is measured: far from every measurement it is the
+    # thickness, and between the two the thickness passes smoothly from one to the other (with none, it stepped
+    # where the measurements' reach ended: a crown cut off by the frame stood up as a flat-topped block)
+    unmeasured_thickness_prior: float = 0.01
     face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair,
     fringe_clearance_deg: float = 5.0  # except a fringe the photo shows, down to this far above the brows at rest
     drop_polar_deg: float = 100.0  # below this the hair falls vertically

@@ -358,7 +358,10 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     reach = steps[np.maximum(run.sum(-1) - 1, 0)]
     near_silhouette = seen & (np.abs(facing) < config.silhouette)
     near_silhouette[drop_row:] = False
-    on_silhouette = near_silhouette & (run[..., 0] > 0)
+    # Hair unbroken up to the photo's border measures the frame, not the hair's outline (a crown cut off by a
+    # close crop stood up as a flat-topped block, its top the frame's edge): such a reach is not measured there.
+    to_border = (~in_photo & np.concatenate([np.ones_like(run[..., :1]), run[..., :-1]], -1).astype(bool)).any(-1)
+    on_silhouette = near_silhouette & (run[..., 0] > 0) & ~to_border
     # Near the silhouette a small misfit of the head's width moves the scalp point's projection across the
     # photo's head outline: onto the background beside a buzz cut (a bare wedge through the hair), or onto the
     # face's edge inside the hair at the temples. There, hair within `silhouette_slack_cm` inward or outward of the
@@ -381,7 +384,8 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     presence = np.clip((presence - config.min_presence) * config.presence_gain + 0.5, 0.0, 1.0)
     measured_reach = reach[on_silhouette]
     typical = float(np.median(measured_reach)) if measured_reach.size else config.min_thickness_cm
-    thickness = _continue(reach.astype(np.float32), on_silhouette.astype(np.float32), sigma_rows, sigma_cols, typical)
+    thickness = _continue(reach.astype(np.float32), on_silhouette.astype(np.float32), sigma_rows, sigma_cols, typical,
+                          config.unmeasured_thickness_prior)  # fmt: skip
     thickness = np.clip(thickness, config.min_thickness_cm, config.max_thickness_cm)
     # The cap's thickness below the drop row is that of the drop row (the hanging part keeps its width).
     thickness[drop_row:] = thickness[drop_row - 1]
