@@ -17,7 +17,9 @@ comparison per point, which is what keeps the face out and what the tests check.
    anything seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head never gets here).
    Behind the ears the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
 3. **How thick** (`thickness`). Where a direction lies on the photo's silhouette, the hair's reach along it
-   is measured in the mask (how far out the mask goes from the scalp) and continued elsewhere the same way.
+   is measured in the mask (how far out the mask goes from the scalp; not where it runs into the photo's border,
+   which measures the frame) and continued elsewhere the same way, passing smoothly far from every measurement to
+   the typical measured thickness (`unmeasured_thickness_prior`).
 4. **Hanging hair.** Below `drop_polar_deg` (about ear height) the shell stops following the scalp and falls
    vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
