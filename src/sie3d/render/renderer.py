@@ -295,7 +295,7 @@ def draw_in_window(out: RenderOutput, points: Tensor, cams: Cameras,
     uv, depth = project(points.detach().to(cams.dtype), cams)
     if not bool((depth > 0).all()):
         return draw(out, cams)
-    size = torch.tensor([cams.width, cams.height])
+    size = torch.tensor([cams.width, cams.height], device=uv.device)
     lo = (torch.floor(uv.amin(-2)).long() - 1).clamp(min=0)  # (B, 2), a pixel's margin for rounding
     hi = torch.minimum(torch.ceil(uv.amax(-2)).long() + 1, size)
     width = min(max(int((hi - lo)[:, 0].amax()), 1), cams.width)
