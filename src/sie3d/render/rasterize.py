@@ -203,7 +203,7 @@ def rasterize(
             zbuf = torch.full((B * H * W,), _NO_HIT, dtype=torch.int64, device=device)
         else:  # what is drawn, as keys that only candidates strictly nearer beat
             limit = depth_limit.detach().to(device=device, dtype=torch.float32).clamp(max=_FAR).reshape(-1)
-            zbuf = limit.view(torch.int32).long().bitwise_left_shift_(32)
+            zbuf = _depth_key(limit)
             no_limit = zbuf.clone()
         tris = _setup_triangles(verts_world, faces, cams, near, cull_backfaces, dtype)
         valid = tris.valid
@@ -255,11 +255,16 @@ def rasterize(
 _TILE = 8  # pixels: the culling's tiles (`_hidden`)
 
 
+def _depth_key(depth: Tensor) -> Tensor:
+    """int64 z-buffer keys of float32 `depth` (>= 0), face index 0: its bits in the high half (positive float32
+    bit patterns sort like the floats), the face index to be or-ed into the low half."""
+    return depth.view(torch.int32).long().bitwise_left_shift_(32)
+
+
 def _hidden(tris: _Triangles, depth_limit: Tensor, num_faces: int) -> Tensor:
     """(T,) bool: faces whose nearest corner lies at or behind `depth_limit` (B, H, W) everywhere in their
     bounding box, found from the limit's maximum over tiles of `_TILE` pixels for boxes that span at most
     two tiles each way (larger ones are kept)."""
-    B, H, W = depth_limit.shape
     tiles = torch.nn.functional.max_pool2d(depth_limit[:, None], _TILE, ceil_mode=True)[:, 0]  # (B, h, w)
     h, w = tiles.shape[1:]
     x0, x1, y0, y1 = (tris.bbox // _TILE).clamp(min=0)  # (faces not drawn may have any box: clamped all four)
@@ -316,6 +321,6 @@ def _rasterize_block(
     depth = torch.maximum(depth, outside.mul_(_FAR)).float()
     # Positive float32 bit patterns sort like the floats, so (depth bits << 32 | face) orders by depth,
     # then by face index.
-    key = depth.view(torch.int32).long().bitwise_left_shift_(32).bitwise_or_(face_id[sl].view(-1, 1, 1))
+    key = _depth_key(depth).bitwise_or_(face_id[sl].view(-1, 1, 1))
     pixel = (row0[sl].view(-1, 1, 1) + dy).clamp(max=zbuf.numel() // W - 1) * W + x.clamp(max=W - 1)
     zbuf.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
