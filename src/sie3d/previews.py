@@ -147,7 +147,7 @@ class TexturedHead:
         """`_with_eye_shade` of the shell's triangles `shell` on the whole of `out`."""
         topo = self.head.topology
         frags = rasterize(verts, torch.from_numpy(topo.faces[shell]), cams)
-        depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+        depth = out.drawn_depth()
         hit = (frags.tri_id >= 0) & (frags.depth <= depth + 0.12)  # the shell hugs the eyeball (the cornea bulges
         # through it by up to 1 mm); the lids lie further in front
         if not bool(hit.any()):
@@ -182,7 +182,7 @@ class TexturedHead:
         """`_with_lashes` of the cards' triangles in `layers` on the whole of `out`."""
         topo = self.head.topology
         rgb = out.rgb.clone()
-        depth = torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf")))
+        depth = out.drawn_depth()
         colour = torch.from_numpy(np.ascontiguousarray(self.tiles[LASH_TILE][0, :, 0, 0].numpy() * LASH_LIGHT))
         size = self.lash_alpha.shape[0]
         for layer in layers:

@@ -49,7 +49,7 @@ def _draw_hair(out: RenderOutput, hair: Hair, cams: Cameras, sh_coeffs: torch.Te
                                 cull_backfaces=True, depth_limit=depth_limit, **lighting)  # fmt: skip
         return drawn, _texture_alpha(hair, faces, drawn.fragments).to(out.rgb.dtype)
 
-    behind = _depth_drawn(out)
+    behind = out.drawn_depth()
     near, a_near = layer(mesh.faces, behind)
     # The far layer (reversed winding: it faces the camera) where neither the head nor opaque near hair hides it.
     far, a_far = layer(mesh.faces[:, ::-1], torch.where(a_near > OPAQUE, near.depth.to(behind.dtype), behind))
@@ -70,13 +70,8 @@ def near_hair_alpha(out: RenderOutput, hair: Hair, cams: Cameras, faces: np.ndar
     faces = hair.mesh.faces if faces is None else faces
     faces = torch.from_numpy(np.ascontiguousarray(faces))
     frags = rasterize(torch.from_numpy(hair.mesh.verts), faces, cams, cull_backfaces=True,
-                      depth_limit=_depth_drawn(out))  # fmt: skip
+                      depth_limit=out.drawn_depth())  # fmt: skip
     return _texture_alpha(hair, faces, frags)
-
-
-def _depth_drawn(out: RenderOutput) -> torch.Tensor:
-    """(B, H, W) the depth of what `out` drew, inf where it drew nothing (no gradient)."""
-    return torch.where(out.alpha > 0, out.depth, torch.full_like(out.depth, float("inf"))).detach()
 
 
 def _texture_alpha(hair: Hair, faces: torch.Tensor, frags: Fragments) -> torch.Tensor:

@@ -66,6 +66,11 @@ class RenderOutput:
     normals: Tensor
     fragments: Fragments
 
+    def drawn_depth(self) -> Tensor:
+        """(B, H, W) the depth of what is drawn, ``inf`` where nothing is: the z-buffer a layer drawn over this
+        one is tested against (no gradient)."""
+        return torch.where(self.alpha > 0, self.depth, torch.full_like(self.depth, float("inf"))).detach()
+
 
 def render_mesh(
     verts_world: Tensor,
