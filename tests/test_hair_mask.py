@@ -5,8 +5,8 @@
 - the asset: registered, verified offline, a clear error when missing;
 - expectations checked by hand on the contact sheet of the shared photos (scripts/hair_mask_sheet.py):
   bald heads give an empty mask, long hair reaches below the ears, short hair stays above the jaw, the
-  face below the brows is never hair, a fringe covers the forehead and bare foreheads stay bare, a Santa hat and
-  a headscarf are called headwear;
+  face below the brows is never hair, a fringe covers the forehead and bare foreheads stay bare, skin in the
+  shadow near the hairline is not hair, a Santa hat and a headscarf are called headwear;
 - a tilted head and a grayscale copy give the same mask; bad inputs give a `UsageError`; a mask takes well
   under a second on one thread.
 """
@@ -45,6 +45,13 @@ SHORT = ("london_004_neutral.jpg", "london_018_neutral.jpg", "singnet_elon_musk_
 FRINGE = ("london_003_neutral.jpg", "skimage_astronaut.png")  # bangs to the brows; a short fringe
 HAT = "max_surprised.jpeg"  # a man in a Santa Claus costume: red and white hat
 HIJAB = "singnet_classroom_in_tanzania.jpg"  # girls in white headscarves; the largest face is taken
+# Bare skin in the shadow near the hairline (checked by hand on the photos): points as (right, up) offsets from the
+# forehead landmark in face heights. The mask took every one of them for hair before `skin_in_shadow`.
+SHADOWED = {
+    "singnet_woman_portrait.jpg": ((0.1, 0.08), (0.1, 0.16), (0.2, 0.12)),  # the forehead's top, under the parting
+    "max_Chris.jpeg": ((-0.3, 0.04), (-0.2, 0.12), (-0.3, 0.16)),  # the forehead's shaded side
+    "london_017_neutral.jpg": ((0.3, 0.04), (0.2, 0.12)),  # a temple's corner under a receding hairline
+}
 PORT_PHOTOS = ("london_001_happy.jpg", "max_angry.jpg", "singnet_adele_2016.jpg", "zoom_30cm.jpg", "max_group.jpeg")
 
 
@@ -60,7 +67,7 @@ def segmenter() -> PersonSegmenter:
 def observed(observer, faces) -> dict:
     """name -> (photo RGB, FaceObservation of its largest face)."""
     result = {}
-    for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE, *PORT_PHOTOS}:
+    for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE, *PORT_PHOTOS, *SHADOWED}:
         photo = load_photo(faces / name)
         result[name] = (photo.rgb, observer.observe(photo)[0])
     return result
@@ -258,6 +265,20 @@ def test_a_fringe_covers_the_forehead_and_other_foreheads_stay_bare(masks, obser
         assert covered[name] > 0.3, (name, covered[name])
     for name in (*BALD, *LONG, *SHORT):  # measured 0.00 .. 0.04
         assert covered[name] < 0.1, (name, covered[name])
+
+
+@pytest.mark.parametrize("name", sorted(SHADOWED))
+def test_skin_in_the_shadow_near_the_hairline_is_not_hair(observed, segmenter, name) -> None:
+    """A forehead or temple darker than the lit cheeks (the light falling off toward the hairline) is skin: the
+    mask took such patches for hair, and the volume covered them with hair in the skin's colour."""
+    rgb, observation = observed[name]
+    mask = hair_mask(rgb, observation, segmenter).mask
+    landmarks = observation.landmarks_px[:, :2]
+    height = _face_height(observation.landmarks_px)
+    for right, up in SHADOWED[name]:
+        x, y = landmarks[10] + np.array([right, -up]) * height
+        assert mask[int(y), int(x)] < 0.5, (name, right, up, float(mask[int(y), int(x)]))
+    assert mask.max() > 0.5  # the hair itself is still there
 
 
 def test_a_santa_hat_is_called_headwear_and_kept_as_hair(masks, observed) -> None:

@@ -21,7 +21,9 @@ what does ship and from the photo itself:
    else" density; the person probability is the prior of the person's classes against the background's. A
    spatial log prior makes hair less likely below the ears and far to the sides and more likely high on the
    crown. The hair posterior times the person probability, kept where a connected region holds hair seeds
-   and reaches the person's outline (a patch of forehead does not), is the mask.
+   and reaches the person's outline (a patch of forehead does not), is the mask. Near the face oval, skin in
+   shadow (`skin_in_shadow`: the skin's hue and smoothness, darker than the cheeks) is neither a hair seed nor
+   hair: a forehead or temple the light falls off from passed for hair before.
 4. **Verdicts** (`bald_verdict`, colour and size checks): a crown that is mostly skin, or smooth, not darker
    than the skin and only partly unlike it, is ``kind="bald"`` with an empty mask; vivid or unnatural colours,
    or a region far larger than hair covers, make it ``"headwear-or-hair"`` (headwear stays in the mask: it is
@@ -46,7 +48,7 @@ from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import BROWS, FACE_OVAL
 
 __all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonSegmenter", "classify_hair",
-           "hair_mask", "hair_mask_debug", "head_crop"]
+           "hair_mask", "hair_mask_debug", "head_crop", "skin_in_shadow", "skin_tone"]
 
 # MediaPipe face-mesh landmark ids ("left"/"right" = the subject's own sides).
 FOREHEAD, CHIN = 10, 152
@@ -97,6 +99,8 @@ class HairMaskConfig:
     crown_inset: float = 0.05  # the crown band keeps this far from the outline (edges look like texture)
     shade_darker: float = 5.0  # L units: "shaded skin" is at most this much darker than the cheeks (see shaded_skin)
     shade_hue_deg: float = 8.0  # ... and within this hue angle of them
+    shadow_band: float = 0.2  # skin's hue, however dark, this close around the face oval is skin (skin_in_shadow) ...
+    shadow_min_width: float = 0.03  # ... in patches at least this wide
     bald_fraction: float = 0.2  # bald below this fraction of hair evidence in the crown (see bald_verdict)
     bald_fraction_smooth: float = 0.45  # ... or below this one when the crown is smooth and not darker
     bald_texture_ratio: float = 1.4  # "smooth": median crown texture below this times the skin's
@@ -324,26 +328,49 @@ def _skin_models(features: np.ndarray, landmarks: np.ndarray, face: np.ndarray, 
     return models, cheeks
 
 
-def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
-    """(S, S) bool: pixels that are skin in another light -- not darker than the skin seeds' median lightness
-    by more than ``shade_darker``, and of the skin's hue (within ``shade_hue_deg``) with at least half its
-    chroma; in both cases no more textured than the skin's 95th percentile (a strand of platinum hair can have
-    the skin's colour, not its smoothness).
-
-    A bald scalp and a highlight on the forehead are such pixels: lighter and a little paler than the cheeks, so
-    far from the cheek model, but the same material. Hair is darker, or of another hue (blonde is yellower).
-    """
-    lightness, texture = features[..., 0], features[..., -1]
-    not_darker = lightness > np.median(lightness[skin_seed]) - config.shade_darker
-    smooth = texture <= np.percentile(texture[skin_seed], 95)
+def skin_tone(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
+    """(S, S) bool: pixels of the skin's hue (within ``shade_hue_deg`` of the skin seeds' median) with at least
+    half its chroma, and no more textured than the skin's 95th percentile (a strand of platinum hair can have the
+    skin's colour, not its smoothness), whatever their lightness; in a grayscale photo, the smoothness alone."""
+    smooth = features[..., -1] <= np.percentile(features[..., -1][skin_seed], 95)
     if gray:
-        return not_darker & smooth
+        return smooth
     a, b = features[..., 1], features[..., 2]
     skin_a, skin_b = np.median(a[skin_seed]), np.median(b[skin_seed])
     hue_diff = np.degrees(np.arctan2(b, a) - np.arctan2(skin_b, skin_a))
     hue_diff = np.abs((hue_diff + 180.0) % 360.0 - 180.0)
-    skin_hue = (hue_diff < config.shade_hue_deg) & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b))
-    return not_darker & skin_hue & smooth
+    return (hue_diff < config.shade_hue_deg) & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b)) & smooth
+
+
+def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
+    """(S, S) bool: pixels that are skin in another light -- `skin_tone` and not darker than the skin seeds'
+    median lightness by more than ``shade_darker``.
+
+    A bald scalp and a highlight on the forehead are such pixels: lighter and a little paler than the cheeks, so
+    far from the cheek model, but the same material. Hair is darker, or of another hue (blonde is yellower).
+    """
+    lightness = features[..., 0]
+    not_darker = lightness > np.median(lightness[skin_seed]) - config.shade_darker
+    return not_darker & skin_tone(features, skin_seed, gray, config)
+
+
+def skin_in_shadow(features: np.ndarray, skin_seed: np.ndarray, gray: bool, near_face: np.ndarray,
+                   face_px: float, config: HairMaskConfig) -> np.ndarray:  # fmt: skip
+    """(S, S) bool: skin in the shadow above the face -- `skin_tone` pixels darker than the skin seeds' median
+    lightness, however dark, in `near_face` (the upper forehead and the temples around the face oval), in patches
+    at least ``shadow_min_width`` wide.
+
+    Where the light falls off toward the hairline (a temple turned from the light, a forehead under a top light),
+    the skin is darker than the lit cheeks the skin model was fitted on and lay closer to the broad hair model:
+    the mask took a band of forehead for hair, and the volume covered it with hair in the skin's colour. Near the
+    face, the skin's hue and smoothness tell it from hair, which is of another hue or textured. (Lighter pixels
+    are left to the hair model: a blonde lock across the forehead can have the skin's hue and smoothness.) A
+    grayscale photo has no hue to tell by: nothing is taken there."""
+    if gray:
+        return np.zeros(near_face.shape, bool)
+    darker = features[..., 0] < np.median(features[..., 0][skin_seed])
+    return _opened(skin_tone(features, skin_seed, gray, config) & darker & near_face,
+                   config.shadow_min_width * face_px)  # fmt: skip
 
 
 def bald_verdict(features: np.ndarray, hair_evidence: np.ndarray, crown: np.ndarray, skin_seed: np.ndarray,
@@ -504,7 +531,9 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     skin_distance = np.min([s.distance(features) for s in skins], axis=0)
     far_from_skin = skin_distance > config.far_from_skin
     shaded = shaded_skin(features, skin_seed, gray, config)
-    hair_evidence = far_from_skin & ~shaded
+    near_face = _grow(face, config.shadow_band * face_px) & ~no_seed & (yy < ear_y)  # (a fringe: see below)
+    shadowed = skin_in_shadow(features, skin_seed, gray, near_face, face_px, config)
+    hair_evidence = far_from_skin & ~shaded & ~shadowed
 
     # The scalp zone: an ellipse over the upper head, outside the face, above the ears, on the person.
     centre_y = top_y + config.scalp_centre * face_px
@@ -569,7 +598,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     posterior = np.exp(stacked)
     hair_post = posterior[hair_index] / posterior.sum(0)
 
-    candidate = hair_post * np.clip(person, 0.0, 1.0) * ~no_hair
+    candidate = hair_post * np.clip(person, 0.0, 1.0) * ~no_hair * ~shadowed
     # A fringe is a band of hair over the forehead, not skin in another light (a shaded forehead, a highlight on
     # it: lighter than the skin where the hair is darker), and what of it is narrower than `fringe_width` (wisps
     # at the hairline, a crease) is not one.
