@@ -46,11 +46,13 @@ FRINGE = ("london_003_neutral.jpg", "skimage_astronaut.png")  # bangs to the bro
 HAT = "max_surprised.jpeg"  # a man in a Santa Claus costume: red and white hat
 HIJAB = "singnet_classroom_in_tanzania.jpg"  # girls in white headscarves; the largest face is taken
 # Bare skin in the shadow near the hairline (checked by hand on the photos): points as (right, up) offsets from the
-# forehead landmark in face heights. The mask took every one of them for hair before `skin_in_shadow`.
+# forehead landmark in face heights. The mask took every one of them for hair before `skin_in_shadow` (and, for the
+# flushed forehead, before `skin_tone` took hues up to 20 degrees redder than the cheeks').
 SHADOWED = {
     "singnet_woman_portrait.jpg": ((0.1, 0.08), (0.1, 0.16), (0.2, 0.12)),  # the forehead's top, under the parting
     "max_Chris.jpeg": ((-0.3, 0.04), (-0.2, 0.12), (-0.3, 0.16)),  # the forehead's shaded side
     "london_017_neutral.jpg": ((0.3, 0.04), (0.2, 0.12)),  # a temple's corner under a receding hairline
+    "london_010_neutral.jpg": ((-0.1, 0.12), (0.1, 0.12), (0.2, 0.08)),  # a forehead's top, redder than the cheeks
 }
 PORT_PHOTOS = ("london_001_happy.jpg", "max_angry.jpg", "singnet_adele_2016.jpg", "zoom_30cm.jpg", "max_group.jpeg")
 

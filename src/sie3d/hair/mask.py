@@ -98,7 +98,8 @@ class HairMaskConfig:
     min_seed_fraction: float = 0.01  # a class needs seeds covering this fraction of face height squared
     crown_inset: float = 0.05  # the crown band keeps this far from the outline (edges look like texture)
     shade_darker: float = 5.0  # L units: "shaded skin" is at most this much darker than the cheeks (see shaded_skin)
-    shade_hue_deg: float = 8.0  # ... and within this hue angle of them
+    shade_hue_deg: float = 8.0  # ... and within this hue angle of them toward yellow ...
+    flush_hue_deg: float = 20.0  # ... or this one toward red (skin_tone)
     shadow_band: float = 0.2  # skin's hue, however dark, this close around the face oval is skin (skin_in_shadow) ...
     shadow_min_width: float = 0.03  # ... in patches at least this wide
     bald_fraction: float = 0.2  # bald below this fraction of hair evidence in the crown (see bald_verdict)
@@ -329,17 +330,19 @@ def _skin_models(features: np.ndarray, landmarks: np.ndarray, face: np.ndarray, 
 
 
 def skin_tone(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
-    """(S, S) bool: pixels of the skin's hue (within ``shade_hue_deg`` of the skin seeds' median) with at least
-    half its chroma, and no more textured than the skin's 95th percentile (a strand of platinum hair can have the
+    """(S, S) bool: pixels of the skin's hue -- within ``shade_hue_deg`` of the skin seeds' median toward yellow
+    (where blonde and brown hair lie) and ``flush_hue_deg`` toward red (a flushed forehead) -- with at least half
+    its chroma, and no more textured than the skin's 95th percentile (a strand of platinum hair can have the
     skin's colour, not its smoothness), whatever their lightness; in a grayscale photo, the smoothness alone."""
     smooth = features[..., -1] <= np.percentile(features[..., -1][skin_seed], 95)
     if gray:
         return smooth
     a, b = features[..., 1], features[..., 2]
     skin_a, skin_b = np.median(a[skin_seed]), np.median(b[skin_seed])
-    hue_diff = np.degrees(np.arctan2(b, a) - np.arctan2(skin_b, skin_a))
-    hue_diff = np.abs((hue_diff + 180.0) % 360.0 - 180.0)
-    return (hue_diff < config.shade_hue_deg) & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b)) & smooth
+    yellower = np.degrees(np.arctan2(b, a) - np.arctan2(skin_b, skin_a))
+    yellower = (yellower + 180.0) % 360.0 - 180.0
+    hue = (yellower < config.shade_hue_deg) & (yellower > -config.flush_hue_deg)
+    return hue & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b)) & smooth
 
 
 def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
