@@ -26,6 +26,7 @@ class HairConfig:
     facing: float = -0.2  # a hair point is seen by the photo when cos(normal, to camera) exceeds this
     silhouette: float = 0.3  # ... and on its silhouette when |cos| is below this (its reach is measurable)
     silhouette_slack_cm: float = 1.0  # there, hair this far inward or outward of the scalp's point is its hair
+    mirror_from_azimuth_deg: float = 50.0  # beyond this from the nose, above the ears, hair on one side is on both
     spread_azimuth_deg: float = 45.0  # the continuation's reach around the head
     spread_polar_deg: float = 6.0  # ... and in elevation
     unseen_scalp_prior: float = 0.05  # weight (as of seen directions) of "the unseen scalp holds hair"

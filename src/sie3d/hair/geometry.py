@@ -12,9 +12,12 @@ comparison per point, which is what keeps the face out and what the tests check.
 2. **Where the photo shows hair** (`presence`). For every direction whose hair point faces the photo's camera
    (or lies on its silhouette), the hair mask at that point's projection: hair or not (near the silhouette, hair
    within `silhouette_slack_cm` inward or outward counts: the fitted head's width is not the photo's).
-   Directions the photo cannot see get a normalised-convolution continuation, broad around the head (azimuth)
-   and narrow in elevation: the back of the head at a given height looks like the sides at that height. Far from
-   anything seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head never gets here).
+   Above the ears the two sides of the head hold hair alike: beyond `mirror_from_azimuth_deg` from the nose, hair
+   the photo shows in the mirrored direction counts too (a side whose hair the mask lost against a dark backdrop
+   is not bald). Directions the photo cannot see get a normalised-convolution continuation, broad around the
+   head (azimuth) and narrow in elevation: the back of the head at a given height looks like the sides at that
+   height. Far from anything seen, the scalp (above the ears) holds hair (`unseen_scalp_prior`: a bald head
+   never gets here).
    Behind the ears the hair reaches at least the nape (`nape_azimuth_deg`): a back view shows hair down to the neck.
 3. **How thick** (`thickness`). Where a direction lies on the photo's silhouette, the hair's reach along it
    is measured in the mask (how far out the mask goes from the scalp; not where it runs into the photo's border,
@@ -373,13 +376,24 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     inward, inward_in_photo = mask_at(centre + dirs[..., None, :] * (base[..., None] - steps[slack][1:])[..., None])
     hair_near = hair_along[..., slack].any(-1) | ((inward >= 0.5) & inward_in_photo).any(-1)
     presence_seen = np.maximum(presence_seen, near_silhouette & hair_near)
+    # The two sides of the head hold hair alike above the ears: where one side shows hair and the mirrored
+    # direction on the other does not, or is not seen, the photo lost it there -- dark hair against a dark
+    # backdrop, a side turned away -- and that side came out bald with a strip of hair across it. (A head shaved
+    # on one side only would get hair there; the front hairline, within `mirror_from_azimuth_deg` of the nose,
+    # keeps its own shape.) Column j mirrors column C - j: the grid's azimuths are symmetric about the nose.
+    mirrored = (presence_seen * seen)[:, ::-1]
+    sides = (np.abs(np.degrees(azimuth)) >= config.mirror_from_azimuth_deg)[None] & (
+        np.arange(config.rows) < drop_row)[:, None]
+    # (what the continuation keeps: the photo's view and its mirror; a fringe is the photo's own, below)
+    both_sides = np.where(sides, np.maximum(presence_seen, mirrored), presence_seen)
+    measured = seen | (sides & (mirrored > 0))
 
     sigma_cols = config.spread_azimuth_deg / np.degrees(azimuth[1] - azimuth[0])
     sigma_rows = config.spread_polar_deg / np.degrees(polar[1] - polar[0])
     # Far from anything the photo shows (the back of the head, a crown cut off by the frame), the scalp of a
     # person with hair is taken to hold hair; nothing is assumed to hang below it.
     scalp_prior = (np.arange(config.rows) < drop_row)[:, None].astype(np.float32)  # (R, 1): hair above the ears
-    presence = _continue(presence_seen, seen.astype(np.float32), sigma_rows, sigma_cols, scalp_prior,
+    presence = _continue(both_sides, measured.astype(np.float32), sigma_rows, sigma_cols, scalp_prior,
                          config.unseen_scalp_prior)  # fmt: skip
     # Continued values hover around one half far from any seen direction: sharpened, the soft edge (the strand
     # comb of the texture's alpha) stays a narrow rim instead of a wide zone of see-through streaks.

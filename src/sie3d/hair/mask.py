@@ -534,7 +534,8 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     skin_distance = np.min([s.distance(features) for s in skins], axis=0)
     far_from_skin = skin_distance > config.far_from_skin
     shaded = shaded_skin(features, skin_seed, gray, config)
-    near_face = _grow(face, config.shadow_band * face_px) & ~no_seed & (yy < ear_y)  # (a fringe: see below)
+    # (not inside the grown face oval, where a fringe may be: the fringe has its own test below)
+    near_face = _grow(face, config.shadow_band * face_px) & ~no_seed & (yy < ear_y)
     shadowed = skin_in_shadow(features, skin_seed, gray, near_face, face_px, config)
     hair_evidence = far_from_skin & ~shaded & ~shadowed
 
