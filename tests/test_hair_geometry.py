@@ -234,6 +234,25 @@ def test_a_side_the_mask_missed_holds_hair_like_the_other(models, faces, name) -
     assert left > 0.7 and right > 0.7, (left, right)  # the subject's left: 0.20 (zoom) and 0.48 before
 
 
+@pytest.mark.parametrize("name", ("london_038_happy.jpg", "london_025_happy.jpg"))
+def test_hair_synthesized_from_little_seen_hair_is_not_one_patch_tiled(models, faces, name) -> None:
+    """Tied-back hair seen from the front: the texture holds one or two windows of seen hair, and the back of
+    the head was that patch tiled, a regular knitted pattern (its brightness correlated 0.8-1.0 with itself
+    shifted by the patches' step). Now the most seen windows are copied, their unseen texels left out, and
+    mirrored at random across the strands: no period at the step."""
+    hair = reconstruct(load_photo(faces / name), models, HAIR_ON).hair
+    rgba, step = hair.texture.rgba, HairConfig().patch // 2
+    size = rgba.shape[0]
+    back = np.concatenate([rgba[: size // 2, : size // 8], rgba[: size // 2, -size // 8 :]], 1)[..., :3] @ LUMINANCE
+
+    def correlation(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    assert correlation(back[:, :-step], back[:, step:]) < 0.3  # 1.00 and 0.80 before
+    assert correlation(back[:-step], back[step:]) < 0.3
+
+
 def test_a_crown_cut_off_by_the_frame_is_rounded_not_a_block(models, faces) -> None:
     """A close portrait cropped above the hairline: the hair's reach cannot be measured over the crown (and where
     the hair runs into the frame, the frame is not its outline). The crown's thickness used to jump from what was

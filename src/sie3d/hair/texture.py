@@ -56,6 +56,8 @@ __all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp"
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
+MIN_SOURCES = 64  # the synthesis copies from at least this many windows of the seen hair ...
+MIN_SOURCE_SEEN = 0.5  # ... each at least this much seen
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
 EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
@@ -119,15 +121,23 @@ def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
                patch: int) -> np.ndarray:  # fmt: skip
     """(H, W, 3) `colour` kept where `seen` (H, W) is 1 and synthesized where it is 0 and `wanted` (H, W)
-    asks for it: a push-pull base colour times detail patches (ratio to the base) taken from fully seen
-    places, copied with their orientation (strands along v) and blended with raised-cosine weights."""
+    asks for it: a push-pull base colour times detail patches (ratio to the base) taken from the most seen
+    places (their seen texels only), copied with their orientation (strands along v; at random mirrored across
+    them) and blended with raised-cosine weights."""
     height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
     ratio = np.clip(colour / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-    ys, xs = np.nonzero(seen_fraction[: height - patch + 1, : width - patch + 1] >= 0.97)
+    fractions = seen_fraction[: height - patch + 1, : width - patch + 1]
+    # Sources: windows all but fully seen -- or, where the photo shows little hair (a tied-back cut seen from the
+    # front), the `MIN_SOURCES` most seen, down to half seen: one or two sources tiled the whole back of the head
+    # in a regular knitted pattern. A source's unseen texels are not copied (their weight is zero).
+    count = min(MIN_SOURCES, fractions.size)
+    kth_most_seen = float(np.partition(fractions.ravel(), fractions.size - count)[fractions.size - count])
+    threshold = min(0.97, max(MIN_SOURCE_SEEN, kth_most_seen))
+    ys, xs = np.nonzero(fractions >= threshold)
     if len(ys) == 0:  # too little seen hair for patches: strand-like noise around the base colour
         noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.7, 10.0)
         detail = 1.0 + 0.35 * noise[..., None] / (noise.std() + 1e-6)
@@ -144,8 +154,11 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
                     continue
                 k = int(rng.integers(len(ys)))
                 source = ratio[ys[k] : ys[k] + patch, xs[k] : xs[k] + patch]
-                acc[top + step : top + step + patch, left + step : left + step + patch] += source * weight
-                total[top + step : top + step + patch, left + step : left + step + patch] += weight
+                source_weight = weight * seen[ys[k] : ys[k] + patch, xs[k] : xs[k] + patch, None]
+                if rng.random() < 0.5:  # mirrored across the strands (which still run along v): twice the variety
+                    source, source_weight = source[:, ::-1], source_weight[:, ::-1]
+                acc[top + step : top + step + patch, left + step : left + step + patch] += source * source_weight
+                total[top + step : top + step + patch, left + step : left + step + patch] += source_weight
         acc, total = acc[step : step + height, step : step + width], total[step : step + height, step : step + width]
         detail = np.where(total > 1e-3, acc / np.maximum(total, 1e-6), 1.0)
     synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
