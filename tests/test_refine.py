@@ -105,9 +105,11 @@ print(json.dumps({"code": code, "judges": sorted(m for m in sys.modules if m.sta
 @pytest.fixture(scope="module")
 def refined_run(faces, tmp_path_factory):
     """`sie3d generate PHOTO -t furious --refine` in a fresh process: its exit code, the modules it loaded
-    from sie3d.eval and the report."""
+    from sie3d.eval and the report. The photo is one whose reading of the text has room to improve (its loss
+    2.8 at the start): where the target already reads close to the text's emotion (`london_017`, `london_024`:
+    1.1-1.3), the refinement's noisy steps may find nothing better, and the target is kept, by design."""
     out = tmp_path_factory.mktemp("refined")
-    run = subprocess.run([sys.executable, "-c", _GENERATE_AND_CHECK, "generate", str(faces / "london_017_neutral.jpg"),
+    run = subprocess.run([sys.executable, "-c", _GENERATE_AND_CHECK, "generate", str(faces / "london_010_neutral.jpg"),
                           "-t", "furious", "--refine", "--formats", "glb", "--no-in-photo", "-o", str(out)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
