@@ -48,7 +48,7 @@ from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import BROWS, FACE_OVAL
 
 __all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonSegmenter", "classify_hair",
-           "hair_mask", "hair_mask_debug", "head_crop", "skin_in_shadow", "skin_tone"]
+           "hair_mask", "hair_mask_debug", "head_crop"]
 
 # MediaPipe face-mesh landmark ids ("left"/"right" = the subject's own sides).
 FOREHEAD, CHIN = 10, 152
@@ -345,23 +345,23 @@ def skin_tone(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: H
     return hue & (np.hypot(a, b) >= 0.5 * np.hypot(skin_a, skin_b)) & smooth
 
 
-def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, gray: bool, config: HairMaskConfig) -> np.ndarray:
-    """(S, S) bool: pixels that are skin in another light -- `skin_tone` and not darker than the skin seeds'
-    median lightness by more than ``shade_darker``.
+def shaded_skin(features: np.ndarray, skin_seed: np.ndarray, tone: np.ndarray, config: HairMaskConfig) -> np.ndarray:
+    """(S, S) bool: pixels that are skin in another light -- of the skin's `tone` (`skin_tone`) and not darker
+    than the skin seeds' median lightness by more than ``shade_darker``.
 
     A bald scalp and a highlight on the forehead are such pixels: lighter and a little paler than the cheeks, so
     far from the cheek model, but the same material. Hair is darker, or of another hue (blonde is yellower).
     """
     lightness = features[..., 0]
     not_darker = lightness > np.median(lightness[skin_seed]) - config.shade_darker
-    return not_darker & skin_tone(features, skin_seed, gray, config)
+    return not_darker & tone
 
 
-def skin_in_shadow(features: np.ndarray, skin_seed: np.ndarray, gray: bool, near_face: np.ndarray,
+def skin_in_shadow(features: np.ndarray, skin_seed: np.ndarray, tone: np.ndarray, gray: bool, near_face: np.ndarray,
                    face_px: float, config: HairMaskConfig) -> np.ndarray:  # fmt: skip
-    """(S, S) bool: skin in the shadow above the face -- `skin_tone` pixels darker than the skin seeds' median
-    lightness, however dark, in `near_face` (the upper forehead and the temples around the face oval), in patches
-    at least ``shadow_min_width`` wide.
+    """(S, S) bool: skin in the shadow above the face -- pixels of the skin's `tone` (`skin_tone`) darker than the
+    skin seeds' median lightness, however dark, in `near_face` (the upper forehead and the temples around the face
+    oval), in patches at least ``shadow_min_width`` wide.
 
     Where the light falls off toward the hairline (a temple turned from the light, a forehead under a top light),
     the skin is darker than the lit cheeks the skin model was fitted on and lay closer to the broad hair model:
@@ -372,8 +372,7 @@ def skin_in_shadow(features: np.ndarray, skin_seed: np.ndarray, gray: bool, near
     if gray:
         return np.zeros(near_face.shape, bool)
     darker = features[..., 0] < np.median(features[..., 0][skin_seed])
-    return _opened(skin_tone(features, skin_seed, gray, config) & darker & near_face,
-                   config.shadow_min_width * face_px)  # fmt: skip
+    return _opened(tone & darker & near_face, config.shadow_min_width * face_px)
 
 
 def bald_verdict(features: np.ndarray, hair_evidence: np.ndarray, crown: np.ndarray, skin_seed: np.ndarray,
@@ -533,10 +532,11 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     skins, skin_seed = _skin_models(features, landmarks, face, face_px, config)
     skin_distance = np.min([s.distance(features) for s in skins], axis=0)
     far_from_skin = skin_distance > config.far_from_skin
-    shaded = shaded_skin(features, skin_seed, gray, config)
+    tone = skin_tone(features, skin_seed, gray, config)  # (once: both tests below read it)
+    shaded = shaded_skin(features, skin_seed, tone, config)
     # (not inside the grown face oval, where a fringe may be: the fringe has its own test below)
     near_face = _grow(face, config.shadow_band * face_px) & ~no_seed & (yy < ear_y)
-    shadowed = skin_in_shadow(features, skin_seed, gray, near_face, face_px, config)
+    shadowed = skin_in_shadow(features, skin_seed, tone, gray, near_face, face_px, config)
     hair_evidence = far_from_skin & ~shaded & ~shadowed
 
     # The scalp zone: an ellipse over the upper head, outside the face, above the ears, on the person.
