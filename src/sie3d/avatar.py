@@ -166,7 +166,10 @@ class ReconstructConfig:
 
         data = dict(data)
         texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
-        hair = HairConfig(**data.pop("hair")) if "hair" in data else HairConfig(enabled=False)
+        # (A hair setting a later version dropped -- `min_curtain_deg` -- is left out: the saved hair keeps its shape.)
+        known = {field.name for field in dataclasses.fields(HairConfig)}
+        hair = (HairConfig(**{k: v for k, v in data.pop("hair").items() if k in known}) if "hair" in data
+                else HairConfig(enabled=False))  # fmt: skip
         return ReconstructConfig(**data, texture=texture, hair=hair)
 
     def __post_init__(self) -> None:

@@ -26,10 +26,13 @@ comparison per point, which is what keeps the face out and what the tests check.
 4. **Hanging hair.** Below `drop_polar_deg` (about ear height) the shell stops following the scalp and falls
    vertically (constant horizontal distance from the head's axis) -- long hair hangs, it does not wrap the
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
-   never in front of the face or the neck. Hanging hair narrower than `min_curtain_deg`, or not joined to the
-   cap (`detached_hair`: a ponytail's end seen beside the neck below a gap), is left out, as is any piece apart
-   from the rest (an island beside the face at the ear's height); above hanging hair
-   the cap holds hair down to the drop row (hair reaches what hangs from it).
+   never in front of the face or the neck. How far it falls is read beside the neck, where the photo sees the
+   hanging shell edge-on (`hanging_rows`): on each side, as far down as hair at least `min_hanging_width_cm`
+   wide lies there, unbroken from the drop row (a lock or a ponytail's end brought forward is narrower); around
+   the back the length passes smoothly from one side's to the other's, and a side the photo does not see hangs
+   like the other. It ends above the shoulders, where they would push it out. A hanging piece not joined to the
+   cap (`detached_hair`) is left out, as is any piece apart from the rest (an island beside the face at the
+   ear's height); above hanging hair the cap holds hair down to the drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
    except a **fringe**: above the brows at rest (by `fringe_clearance_deg`), the directions the photo shows
@@ -416,6 +419,14 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     middle = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg) / (180.0 - config.nape_azimuth_deg),
                      0, 1)[None]  # fmt: skip
     nape_y = nape_y - config.nape_dip_cm * np.sin(middle * np.pi / 2) ** 2
+    # Long hair hangs as a curtain as far down as the photo shows it beside the neck (`hanging_rows`).
+    # It ends above the shoulders where they come out under it (the shell would be pushed out over them).
+    horizontal = radius * np.sin(polar)[:, None]
+    body = horizontal > horizontal[drop_row - 1][None] + 0.05
+    body[:drop_row] = False
+    hang = hanging_rows(centre + dirs * radius[..., None], dirs, drop_row, camera_head, mask_at, config)
+    hang = np.minimum(hang, np.where(body.any(0), body.argmax(0) - drop_row - 2, config.rows))
+    presence[drop_row:] = (np.arange(config.rows - drop_row)[:, None] < hang[None]).astype(np.float32)
     crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
     if crown_has_hair:
         presence = np.maximum(presence, behind * (y >= nape_y))
@@ -430,13 +441,6 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     face &= ~fringe
     presence = np.where(face | (front & below), 0.0, np.clip(presence, 0.0, 1.0)).astype(np.float32)
     thickness[fringe] = config.min_thickness_cm  # a fringe lies on the forehead
-    # Hanging hair narrower than `min_curtain_deg` around the head (a loose curl, a ponytail seen beside the
-    # neck) is dropped: a shell cannot draw it, it came out as a streaked ribbon (still at 30°: the default is 60°).
-    columns = max(1, round(config.min_curtain_deg / np.degrees(azimuth[1] - azimuth[0])))
-    hanging = presence[drop_row:, :-1]
-    wide = np.concatenate([hanging[:, -columns:], hanging, hanging[:, :columns]], 1)
-    opened = cv2.dilate(cv2.erode(wide, np.ones((1, columns), np.uint8)), np.ones((1, columns), np.uint8))
-    presence[drop_row:, :-1] = np.minimum(hanging, opened[:, columns:-columns])
     # Hair hangs from the cap: a hanging piece not joined to it (a ponytail's end or a lock over the shoulder,
     # seen beside the neck below a gap) floated in the air as a streaked ribbon.
     hanging = presence[drop_row:, :-1]  # a view
@@ -472,6 +476,53 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     if covered.mean() < config.min_hair_fraction:
         return None
     return _mesh(grid, config)
+
+
+def hanging_rows(points: np.ndarray, dirs: np.ndarray, drop_row: int, camera: np.ndarray, mask_at,
+                 config: HairConfig) -> np.ndarray:  # fmt: skip
+    """(C + 1,) how many rows below `drop_row` the hair hangs in each column: on each side of the head, as far
+    down as the photo shows hair beside the hanging shell's silhouette, unbroken from the drop row; around the
+    back, passing smoothly from one side's length to the other's; a side the photo does not see hangs as the
+    other. `points` (R, C + 1, 3): the shell (head space); `mask_at`: points -> (hair mask, inside the photo)."""
+    rows, columns = points.shape[:2]
+    normals = outward_normals(dirs, np.full(dirs.shape[:2], np.pi), 0.0)  # horizontal
+    to_camera = camera - points
+    facing = (normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+    steps = np.concatenate([-np.linspace(0.0, config.silhouette_slack_cm, 3)[1:],
+                            np.linspace(0.0, config.max_thickness_cm, config.reach_steps)])  # fmt: skip
+    value, inside = mask_at(points[..., None, :] + normals[..., None, :] * steps[:, None])
+    hair_along = (value >= 0.5) & inside
+    step = config.max_thickness_cm / (config.reach_steps - 1)
+    width = hair_along.sum(-1) * step  # (R, C + 1) cm of hair beside the shell's point
+    hair_near = width >= config.min_hanging_width_cm
+    band = (np.abs(facing) < config.silhouette) & inside[..., 0]
+    azimuth = np.degrees(np.arctan2(dirs[0, :, 0], dirs[0, :, 2]))
+    length = {}
+    for side, columns_of_side in (("left", azimuth > 0), ("right", azimuth < 0)):
+        seen = band[drop_row:, columns_of_side].any(1)
+        hair = (hair_near & band)[drop_row:, columns_of_side].any(1)
+        if not seen[:3].any():
+            continue  # this side is not seen beside the neck
+        reach, gap = 0, 0
+        for row in range(rows - drop_row):
+            if not seen[row]:
+                break  # beyond the photo: as long as it was seen
+            if hair[row]:
+                reach, gap = row + 1, 0
+            else:
+                gap += 1
+                if gap > 2:
+                    break
+        length[side] = reach
+    if not length:
+        return np.zeros(columns, np.int64)
+    left, right = length.get("left", length.get("right")), length.get("right", length.get("left"))
+    # Around the back from the left side (90 degrees) to the right (-90): the lengths blended smoothly.
+    around = np.clip(np.where(azimuth >= 0, azimuth - 90.0, azimuth + 270.0) / 180.0, 0.0, 1.0)
+    blend = around * around * (3 - 2 * around)
+    hang = np.round(left + (right - left) * blend).astype(np.int64)
+    hang[np.abs(azimuth) < config.curtain_azimuth_deg] = 0  # never in front of the face or the neck
+    return hang
 
 
 def detached_hair(covered: np.ndarray, drop_row: int | None = None, reach: int = 2) -> np.ndarray:
