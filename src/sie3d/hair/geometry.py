@@ -29,10 +29,11 @@ comparison per point, which is what keeps the face out and what the tests check.
    never in front of the face or the neck. How far it falls is read beside the neck, where the photo sees the
    hanging shell edge-on (`hanging_rows`): on each side, as far down as hair at least `min_hanging_width_cm`
    wide lies there, unbroken from the drop row (a lock or a ponytail's end brought forward is narrower); around
-   the back the length passes smoothly from one side's to the other's, and a side the photo does not see hangs
-   like the other. It ends above the shoulders, where they would push it out. A hanging piece not joined to the
-   cap (`detached_hair`) is left out, as is any piece apart from the rest (an island beside the face at the
-   ear's height); above hanging hair the cap holds hair down to the drop row (hair reaches what hangs from it).
+   the back the length passes smoothly to the shorter side's (curls beside one ear make no curtain across the
+   back), and a side the photo does not see hangs like the other. It ends above the shoulders, where they would
+   push it out. A hanging piece not joined to the cap (`detached_hair`) is left out, as is any piece apart from
+   the rest (an island beside the face at the ear's height); above hanging hair the cap holds hair down to the
+   drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
    except a **fringe**: above the brows at rest (by `fringe_clearance_deg`), the directions the photo shows
@@ -482,8 +483,8 @@ def hanging_rows(points: np.ndarray, dirs: np.ndarray, drop_row: int, camera: np
                  config: HairConfig) -> np.ndarray:  # fmt: skip
     """(C + 1,) how many rows below `drop_row` the hair hangs in each column: on each side of the head, as far
     down as the photo shows hair beside the hanging shell's silhouette, unbroken from the drop row; around the
-    back, passing smoothly from one side's length to the other's; a side the photo does not see hangs as the
-    other. `points` (R, C + 1, 3): the shell (head space); `mask_at`: points -> (hair mask, inside the photo)."""
+    back, passing smoothly to the shorter side's length; a side the photo does not see hangs as the other.
+    `points` (R, C + 1, 3): the shell (head space); `mask_at`: points -> (hair mask, inside the photo)."""
     rows, columns = points.shape[:2]
     normals = outward_normals(dirs, np.full(dirs.shape[:2], np.pi), 0.0)  # horizontal
     to_camera = camera - points
@@ -517,10 +518,13 @@ def hanging_rows(points: np.ndarray, dirs: np.ndarray, drop_row: int, camera: np
     if not length:
         return np.zeros(columns, np.int64)
     left, right = length.get("left", length.get("right")), length.get("right", length.get("left"))
-    # Around the back from the left side (90 degrees) to the right (-90): the lengths blended smoothly.
-    around = np.clip(np.where(azimuth >= 0, azimuth - 90.0, azimuth + 270.0) / 180.0, 0.0, 1.0)
-    blend = around * around * (3 - 2 * around)
-    hang = np.round(left + (right - left) * blend).astype(np.int64)
+    # Around the back, from each side (90 degrees from the nose) to the middle of the back, its length passes
+    # smoothly to the shorter side's: hair hanging on one side only (curls beside one ear, a lock) does not make
+    # a curtain across the back.
+    back = min(left, right)
+    side = np.clip((np.abs(azimuth) - 90.0) / 90.0, 0.0, 1.0)  # 0 at the sides, 1 at the middle of the back
+    blend = side * side * (3 - 2 * side)
+    hang = np.round(np.where(azimuth >= 0, left, right) * (1 - blend) + back * blend).astype(np.int64)
     hang[np.abs(azimuth) < config.curtain_azimuth_deg] = 0  # never in front of the face or the neck
     return hang
 
