@@ -149,6 +149,8 @@ class Models:
 # -- the person --------------------------------------------------------------------------------------
 
 
+_RETIRED_HAIR_SETTINGS = {"min_curtain_deg"}  # December 4: hanging hair's length is read beside the neck instead
+
 @dataclass(frozen=True)
 class ReconstructConfig:
     """How a photo becomes a `Person` (recorded in the person and in every report)."""
@@ -161,15 +163,14 @@ class ReconstructConfig:
     @staticmethod
     def from_json(data: dict) -> ReconstructConfig:
         """The inverse of `to_json` (a person saved before `texture` existed gets the plain textures it had, one
-        saved before `hair` existed no hair: it was made without)."""
+        saved before `hair` existed no hair: it was made without; hair settings since retired are left out, the
+        saved hair keeps the shape they gave it)."""
         from sie3d.head.texture import PLAIN_TEXTURES
 
         data = dict(data)
         texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
-        # (A hair setting a later version dropped -- `min_curtain_deg` -- is left out: the saved hair keeps its shape.)
-        known = {field.name for field in dataclasses.fields(HairConfig)}
-        hair = (HairConfig(**{k: v for k, v in data.pop("hair").items() if k in known}) if "hair" in data
-                else HairConfig(enabled=False))  # fmt: skip
+        hair = (HairConfig(**{k: v for k, v in data.pop("hair").items() if k not in _RETIRED_HAIR_SETTINGS})
+                if "hair" in data else HairConfig(enabled=False))  # fmt: skip
         return ReconstructConfig(**data, texture=texture, hair=hair)
 
     def __post_init__(self) -> None:
@@ -406,7 +407,8 @@ def _byte_planes(image: np.ndarray) -> np.ndarray:
 def _from_byte_planes(planes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     if planes.dtype != np.uint8 or planes.shape != (4, int(np.prod(shape))):
         raise ValueError(f"texture bytes of shape {planes.shape} do not make a float32 image of shape {shape}")
-    return np.ascontiguousarray(planes.T).view("<f4").reshape(shape).astype(np.float32)
+    # (one copy: the transposed planes are a new array; the view is float32 already on little-endian machines)
+    return np.ascontiguousarray(planes.T).view("<f4").reshape(shape).astype(np.float32, copy=False)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], stored: Collection[str] = ()) -> None:

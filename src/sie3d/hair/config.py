@@ -39,6 +39,7 @@ class HairConfig:
     drop_polar_deg: float = 100.0  # below this the hair falls vertically
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
     min_hanging_width_cm: float = 1.5  # hair beside the neck narrower than this (a lock) hangs no curtain
+    hanging_gap_rows: int = 2  # rows without it there that are bridged (strands parting) before the hair ends
     nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...
     nape_drop_cm: float = 1.0  # ... this far below the ear lobes beside the ears ...
     nape_dip_cm: float = 2.5  # ... and this much lower again at the middle of the back

@@ -28,12 +28,12 @@ comparison per point, which is what keeps the face out and what the tests check.
    neck -- and only behind `curtain_azimuth_deg` from the nose: long hair falls behind the shoulders' line,
    never in front of the face or the neck. How far it falls is read beside the neck, where the photo sees the
    hanging shell edge-on (`hanging_rows`): on each side, as far down as hair at least `min_hanging_width_cm`
-   wide lies there, unbroken from the drop row (a lock or a ponytail's end brought forward is narrower); around
-   the back the length passes smoothly to the shorter side's (curls beside one ear make no curtain across the
-   back), and a side the photo does not see hangs like the other. It ends above the shoulders, where they would
-   push it out. A hanging piece not joined to the cap (`detached_hair`) is left out, as is any piece apart from
-   the rest (an island beside the face at the ear's height); above hanging hair the cap holds hair down to the
-   drop row (hair reaches what hangs from it).
+   wide lies there, from the drop row down (gaps of `hanging_gap_rows` bridged; a lock or a ponytail's end
+   brought forward is narrower); around the back the length passes smoothly to the shorter side's (curls beside
+   one ear make no curtain across the back), and a side the photo does not see hangs like the other. It ends
+   above the shoulders, where they would push it out. A hanging piece not joined to the cap (`detached_hair`)
+   is left out, as is any piece apart from the rest (an island beside the face at the ear's height); above
+   hanging hair the cap holds hair down to the drop row (hair reaches what hangs from it).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
    except a **fringe**: above the brows at rest (by `fringe_clearance_deg`), the directions the photo shows
@@ -48,6 +48,7 @@ vertices depends on the expression. Bald (`HairMask.kind == "bald"`) or too litt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -64,8 +65,8 @@ if TYPE_CHECKING:  # the mask (and its segmentation net) is not needed to load o
     from sie3d.hair.mask import HairMask
 
 __all__ = ["HairConfig", "HairGrid", "HairMesh", "blur_around", "detached_hair", "directions", "envelope_expressions",
-           "face_landmarks_under_every_expression", "filled_mask", "hair_geometry", "head_centre", "outward_normals",
-           "scalp_envelope", "to_angles"]
+           "face_landmarks_under_every_expression", "facing_camera", "filled_mask", "hair_geometry", "hanging_rows",
+           "head_centre", "outward_normals", "scalp_envelope", "to_angles"]
 
 
 @dataclass(frozen=True)
@@ -350,8 +351,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     radius = _surface(centre, polar, azimuth, scalp, first, config)
     points = centre + dirs * radius[..., None]
     normals = outward_normals(dirs, polar[:, None], np.radians(config.drop_polar_deg))
-    to_camera = camera_head - points
-    facing = (normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+    facing = facing_camera(points, normals, camera_head)
     value, inside = mask_at(centre + dirs * (scalp + config.gap_cm)[..., None])  # hair at the scalp's point?
     seen = (facing > config.facing) & inside
     presence_seen = (value >= 0.5).astype(np.float32)
@@ -425,8 +425,10 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     horizontal = radius * np.sin(polar)[:, None]
     body = horizontal > horizontal[drop_row - 1][None] + 0.05
     body[:drop_row] = False
-    hang = hanging_rows(centre + dirs * radius[..., None], dirs, drop_row, camera_head, mask_at, config)
-    hang = np.minimum(hang, np.where(body.any(0), body.argmax(0) - drop_row - 2, config.rows))
+    hanging_shell = centre + dirs[drop_row:] * radius[drop_row:, :, None]
+    hang = hanging_rows(hanging_shell, dirs[drop_row:], azimuth, camera_head, mask_at, config)
+    # (two rows above the body: the row below the hair's last, the one-cell soft edge `_mesh` draws, is not pushed)
+    hang = np.minimum(hang, np.where(body.any(0), np.maximum(body.argmax(0) - drop_row - 2, 0), config.rows))
     presence[drop_row:] = (np.arange(config.rows - drop_row)[:, None] < hang[None]).astype(np.float32)
     crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
     if crown_has_hair:
@@ -479,53 +481,69 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     return _mesh(grid, config)
 
 
-def hanging_rows(points: np.ndarray, dirs: np.ndarray, drop_row: int, camera: np.ndarray, mask_at,
-                 config: HairConfig) -> np.ndarray:  # fmt: skip
-    """(C + 1,) how many rows below `drop_row` the hair hangs in each column: on each side of the head, as far
-    down as the photo shows hair beside the hanging shell's silhouette, unbroken from the drop row; around the
-    back, passing smoothly to the shorter side's length; a side the photo does not see hangs as the other.
-    `points` (R, C + 1, 3): the shell (head space); `mask_at`: points -> (hair mask, inside the photo)."""
-    rows, columns = points.shape[:2]
-    normals = outward_normals(dirs, np.full(dirs.shape[:2], np.pi), 0.0)  # horizontal
+def facing_camera(points: np.ndarray, normals: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """(...,) cosine between the normals (..., 3) at `points` (..., 3) and the direction to `camera` (3,)."""
     to_camera = camera - points
-    facing = (normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
-    steps = np.concatenate([-np.linspace(0.0, config.silhouette_slack_cm, 3)[1:],
-                            np.linspace(0.0, config.max_thickness_cm, config.reach_steps)])  # fmt: skip
-    value, inside = mask_at(points[..., None, :] + normals[..., None, :] * steps[:, None])
-    hair_along = (value >= 0.5) & inside
+    return (normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+
+
+def hanging_rows(points: np.ndarray, dirs: np.ndarray, azimuth: np.ndarray, camera: np.ndarray,
+                 mask_at: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], config: HairConfig
+                 ) -> np.ndarray:  # fmt: skip
+    """(C + 1,) how many rows the hair hangs below the drop row in each column. `points` (H, C + 1, 3): the
+    hanging shell from the drop row down (head space), `dirs` their directions, `azimuth` (C + 1,) radians;
+    `mask_at`: points -> (hair mask, inside the photo).
+
+    On each side of the head, where the photo sees the shell edge-on (beside the neck): as far down as hair at
+    least `min_hanging_width_cm` wide (an unbroken run along the horizontal outward normal, from
+    `silhouette_slack_cm` inside the shell) lies beside it, from the first row seen on, bridging up to
+    `hanging_gap_rows` rows without; a side seen nowhere there hangs as the other. Around the back each side's
+    length passes smoothly to the shorter one's (curls beside one ear make no curtain across the back). Nothing
+    hangs in front of `curtain_azimuth_deg`."""
+    rows = points.shape[0]
+    degrees = np.degrees(azimuth)
+    normals = outward_normals(dirs, np.full(dirs.shape[:2], np.pi), 0.0)  # horizontal
     step = config.max_thickness_cm / (config.reach_steps - 1)
-    width = hair_along.sum(-1) * step  # (R, C + 1) cm of hair beside the shell's point
-    hair_near = width >= config.min_hanging_width_cm
-    band = (np.abs(facing) < config.silhouette) & inside[..., 0]
-    azimuth = np.degrees(np.arctan2(dirs[0, :, 0], dirs[0, :, 2]))
+    offsets = np.arange(-config.silhouette_slack_cm, config.max_thickness_cm + step / 2, step)
+    value, inside = mask_at(points[..., None, :] + normals[..., None, :] * offsets[:, None])
+    hair = (value >= 0.5) & inside
+    # the longest unbroken run of hair samples along each ray
+    run = np.zeros(hair.shape[:-1], np.int64)
+    longest = np.zeros_like(run)
+    for k in range(len(offsets)):
+        run = np.where(hair[..., k], run + 1, 0)
+        longest = np.maximum(longest, run)
+    wide = longest * step >= config.min_hanging_width_cm
+    at_shell = int(np.argmin(np.abs(offsets)))
+    behind = np.abs(degrees) >= config.curtain_azimuth_deg
+    # Where the photo sees the shell edge-on, whatever the azimuth (turned away, the far side's edge lies in front
+    # of the neck): the hair beside it in the photo is what hangs on that side.
+    band = (np.abs(facing_camera(points, normals, camera)) < config.silhouette) & inside[..., at_shell]
     length = {}
-    for side, columns_of_side in (("left", azimuth > 0), ("right", azimuth < 0)):
-        seen = band[drop_row:, columns_of_side].any(1)
-        hair = (hair_near & band)[drop_row:, columns_of_side].any(1)
-        if not seen[:3].any():
-            continue  # this side is not seen beside the neck
+    for name, on_side in (("left", degrees > 0), ("right", degrees < 0)):
+        seen = band[:, on_side].any(1)
+        hanging = (wide & band)[:, on_side].any(1)
+        if not seen[: config.hanging_gap_rows + 1].any():
+            continue  # this side is not seen edge-on just below the drop row
         reach, gap = 0, 0
-        for row in range(rows - drop_row):
+        for row in range(int(np.argmax(seen)), rows):
             if not seen[row]:
-                break  # beyond the photo: as long as it was seen
-            if hair[row]:
+                break  # below, the photo does not show it: as long as it was seen
+            if hanging[row]:
                 reach, gap = row + 1, 0
             else:
                 gap += 1
-                if gap > 2:
+                if gap > config.hanging_gap_rows:
                     break
-        length[side] = reach
+        length[name] = reach
     if not length:
-        return np.zeros(columns, np.int64)
+        return np.zeros(len(azimuth), np.int64)
     left, right = length.get("left", length.get("right")), length.get("right", length.get("left"))
-    # Around the back, from each side (90 degrees from the nose) to the middle of the back, its length passes
-    # smoothly to the shorter side's: hair hanging on one side only (curls beside one ear, a lock) does not make
-    # a curtain across the back.
-    back = min(left, right)
-    side = np.clip((np.abs(azimuth) - 90.0) / 90.0, 0.0, 1.0)  # 0 at the sides, 1 at the middle of the back
-    blend = side * side * (3 - 2 * side)
-    hang = np.round(np.where(azimuth >= 0, left, right) * (1 - blend) + back * blend).astype(np.int64)
-    hang[np.abs(azimuth) < config.curtain_azimuth_deg] = 0  # never in front of the face or the neck
+    towards_back = np.clip((np.abs(degrees) - 90.0) / 90.0, 0.0, 1.0)  # 0 at either side, 1 at the middle of the back
+    blend = towards_back**2 * (3 - 2 * towards_back)
+    own = np.where(degrees >= 0, left, right)
+    hang = np.round(own * (1 - blend) + min(left, right) * blend).astype(np.int64)
+    hang[~behind] = 0
     return hang
 
 

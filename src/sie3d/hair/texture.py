@@ -34,6 +34,7 @@ from sie3d.hair.geometry import (
     HairMesh,
     blur_around,
     directions,
+    facing_camera,
     outward_normals,
     to_angles,
 )
@@ -211,8 +212,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     flat_points, flat_normals = points.reshape(-1, 3), normals.reshape(-1, 3)
     pixels = fit.project(flat_points)
     camera_head = -fit.rotation.T @ fit.translation
-    to_camera = camera_head - flat_points
-    facing = (flat_normals * to_camera).sum(-1) / np.linalg.norm(to_camera, axis=-1)
+    facing = facing_camera(flat_points, flat_normals, camera_head)
     height, width = hair_mask.shape
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height - 1)
     in_mask = _sample_bilinear(hair_mask[..., None], pixels)[:, 0] > 0.99
