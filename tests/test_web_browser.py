@@ -1,7 +1,8 @@
 """The web page in real headless Chromium (Debian's chromium, driven by playwright-core from npm): upload a
-shared photo, type a prompt, wait for the avatar, check the viewer shows a head and that a slider moves it,
-download the GLB and validate it; then drive the avatar with a fake camera playing a clip made of shared
-photos (neutral -> smiling -> neutral) and check that the morph weights follow the smile.
+shared photo, type a prompt, wait for the avatar, check the viewer shows a head, that a slider moves it and
+that the gaze sliders turn the eyes, download the GLB and validate it; then drive the avatar with a fake camera
+playing a clip made of shared photos (neutral -> smiling -> neutral) and check that the morph weights follow the
+smile.
 
 Screenshots of each step are written to a temporary folder, or to $SIE3D_SCREENSHOTS (e.g. docs/web) to
 refresh the README's. Bounded: one browser session, each wait with a deadline, the camera for 14 s."""
@@ -99,6 +100,20 @@ def test_a_slider_moves_the_face(browser_run):
     after = np.asarray(Image.open(browser_run["out"] / "canvas-jaw.png").convert("RGB"), np.int16)
     changed = int((np.abs(before - after).max(axis=2) > 24).sum())
     assert changed > 2000, f"jawOpen at 1 changed only {changed} pixels"
+
+
+def test_the_eyes_turn_with_the_gaze_sliders(browser_run):
+    """The rig's gaze shapes move only the lids; the viewer turns the eyeballs too. eyeLookOutLeft and
+    eyeLookInRight at 1 (from the text's pose, whose gaze weights are 0): both eyes turn 30 degrees toward the
+    subject's left and not up or down, and the canvas changes in a band across the eyes only."""
+    for side in ("Left", "Right"):
+        pitch, yaw = browser_run["gaze"][side]
+        assert abs(pitch) < 0.01 and abs(yaw - 30.0) < 0.01, browser_run["gaze"]
+    before = np.asarray(Image.open(browser_run["out"] / "canvas-gaze-ahead.png").convert("RGB"), np.int16)
+    after = np.asarray(Image.open(browser_run["out"] / "canvas-gaze-left.png").convert("RGB"), np.int16)
+    rows = np.flatnonzero((np.abs(before - after).max(axis=2) > 24).any(axis=1))
+    assert rows.size > 5, "turning the eyes changed nothing"
+    assert np.ptp(rows) < 0.15 * before.shape[0], (rows.min(), rows.max())  # the eyes' band, not the face
 
 
 def test_downloaded_glb_is_valid_with_the_arkit_rig(browser_run, node_packages):

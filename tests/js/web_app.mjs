@@ -73,6 +73,18 @@ try {
   await shot("5-slider-and-preset.png");
   step("slider");
 
+  // turn the eyes: both gaze sliders toward the subject's left, from the text's own pose
+  await page.evaluate(() => window.sie3d.viewer.reset());
+  await page.waitForTimeout(300);
+  await page.locator("#canvas").screenshot({ path: path.join(out, "canvas-gaze-ahead.png") });
+  for (const name of ["eyeLookOutLeft", "eyeLookInRight"]) {
+    await page.$eval(`#sliders input[data-name="${name}"]`, (e) => { e.value = 1; e.dispatchEvent(new Event("input")); });
+  }
+  await page.waitForTimeout(300);
+  summary.gaze = await page.evaluate(() => window.sie3d.viewer.gaze());
+  await page.locator("#canvas").screenshot({ path: path.join(out, "canvas-gaze-left.png") });
+  step("gaze");
+
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-glb")]);
   await download.saveAs(path.join(out, "downloaded.glb"));
   step("downloaded");
