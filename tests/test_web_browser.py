@@ -90,7 +90,8 @@ def test_page_generates_and_shows_the_head(browser_run):
     assert browser_run["names"] == [*rig_names(), *VISEME_NAMES, *lid_target_names()]
     assert browser_run["sliders"] == list(ARKIT_NAMES)
     assert browser_run["result"]["top_emotion"] == "happy"
-    for name in ("1-start.png", "2-photo-and-text.png", "3-progress.png", "4-result.png", "5-slider-and-preset.png"):
+    for name in ("1-start.png", "2-photo-and-text.png", "3-progress.png", "4-result.png", "5-slider-and-preset.png",
+                 "7-gaze-sliders.png"):
         assert (browser_run["out"] / name).stat().st_size > 10_000
 
 

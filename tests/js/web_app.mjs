@@ -83,6 +83,7 @@ try {
   await page.waitForTimeout(300);
   summary.gaze = await page.evaluate(() => window.sie3d.viewer.gaze());
   await page.locator("#canvas").screenshot({ path: path.join(out, "canvas-gaze-left.png") });
+  await shot("7-gaze-sliders.png");
   step("gaze");
 
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-glb")]);
