@@ -498,8 +498,8 @@ def hanging_rows(points: np.ndarray, dirs: np.ndarray, azimuth: np.ndarray, came
     least `min_hanging_width_cm` wide (an unbroken run along the horizontal outward normal, from
     `silhouette_slack_cm` inside the shell) lies beside it, from the first row seen on, bridging up to
     `hanging_gap_rows` rows without; a side seen nowhere there hangs as the other. Around the back each side's
-    length passes smoothly to the shorter one's (curls beside one ear make no curtain across the back). Nothing
-    hangs in front of `curtain_azimuth_deg`."""
+    length passes smoothly to the shorter one's (curls beside one ear make no curtain across the back). Columns in
+    front of `curtain_azimuth_deg` get a length too: `hair_geometry`'s exclusions keep hair out of them."""
     rows = points.shape[0]
     degrees = np.degrees(azimuth)
     normals = outward_normals(dirs, np.full(dirs.shape[:2], np.pi), 0.0)  # horizontal
@@ -515,7 +515,6 @@ def hanging_rows(points: np.ndarray, dirs: np.ndarray, azimuth: np.ndarray, came
         longest = np.maximum(longest, run)
     wide = longest * step >= config.min_hanging_width_cm
     at_shell = int(np.argmin(np.abs(offsets)))
-    behind = np.abs(degrees) >= config.curtain_azimuth_deg
     # Where the photo sees the shell edge-on, whatever the azimuth (turned away, the far side's edge lies in front
     # of the neck): the hair beside it in the photo is what hangs on that side.
     band = (np.abs(facing_camera(points, normals, camera)) < config.silhouette) & inside[..., at_shell]
@@ -542,9 +541,7 @@ def hanging_rows(points: np.ndarray, dirs: np.ndarray, azimuth: np.ndarray, came
     towards_back = np.clip((np.abs(degrees) - 90.0) / 90.0, 0.0, 1.0)  # 0 at either side, 1 at the middle of the back
     blend = towards_back**2 * (3 - 2 * towards_back)
     own = np.where(degrees >= 0, left, right)
-    hang = np.round(own * (1 - blend) + min(left, right) * blend).astype(np.int64)
-    hang[~behind] = 0
-    return hang
+    return np.round(own * (1 - blend) + min(left, right) * blend).astype(np.int64)
 
 
 def detached_hair(covered: np.ndarray, drop_row: int | None = None, reach: int = 2) -> np.ndarray:

@@ -125,7 +125,7 @@ class Viewer {
   aimEyes() { // turn each eyeball by its gaze weights minus the defaults'
     const weight = (name) => {
       const k = this.dictionary[name];
-      return k === undefined ? 0 : this.meshes[0].morphTargetInfluences[k] - this.defaults[k];
+      return k === undefined ? 0 : this.get(name) - this.defaults[k];
     };
     for (const [side, parts] of Object.entries(this.eyes || {})) {
       // +x is the subject's left: the left eye looks out toward +x, the right eye in toward +x
