@@ -17,7 +17,9 @@ On the shared photos (``manifest.csv``; the London Set's 24 neutral and 24 smili
    same measure on the photo: rendered into the photo with its own camera (`previews.in_photo`), and as a
    frontal view (`previews.preview_sheet`, yaw 0), whose camera differs from the photo's so the texture
    cannot line the lids up by itself. Neutral photos, in-sample and held out (textures at 512²);
-5. the one surprised photo of the set (``max_surprised.jpeg``, eyes wide above glasses): eyeWide kept.
+5. the one surprised photo of the set (``max_surprised.jpeg``, eyes wide above glasses): eyeWide kept;
+6. the gaze: how far the turned eyeballs' poles, posed as renders pose them, land from MediaPipe's iris centres
+   (% of the eye distance), and where the fit turns each eye (degrees toward the nose and up, `EYE_TURNS`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,41 @@ def agreement(fits: list, observations: list[FaceObservation]) -> dict[str, floa
         scores = np.array([np.clip(ict_from_mediapipe(o.blendshapes), 0, 1)[idx] for o in observations])
         result[group] = float(np.abs(fitted - scores).mean())
     return result
+
+
+def gaze_figures(head: HeadModel, fit, obs: FaceObservation) -> tuple[np.ndarray, tuple[float, float], float,
+                                                                        np.ndarray]:
+    """Of one fit: pole-to-iris distances over the eye distance (2,); degrees each eye turns toward the nose (right,
+    left); degrees up (mean of the eyes); and (2, 2) each turned pole's direction from its eyeball's centre minus
+    the line from there to the camera, degrees toward the nose and up (what `IRIS_BELOW_SIGHT_DEGREES` is read
+    from, on photos whose people look at the camera)."""
+    from sie3d.head.eyes import eye_geometry, pupil_vertices
+    from sie3d.head.fit import PUPILS
+    from sie3d.head.model import EYE_TURNS
+
+    with torch.no_grad():
+        verts = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.expression)[None])[0].numpy()
+        shape = head(torch.from_numpy(fit.identity)[None])[0].numpy()
+    ids = pupil_vertices(head)
+    poles = fit.project(verts[ids])
+    errors = np.linalg.norm(poles - obs.landmarks_px[list(PUPILS.values()), :2], axis=1) / obs.interocular_px
+    camera = -fit.rotation.T @ fit.translation  # the camera's centre in head space
+    off_sight = []
+    for pole, geometry in zip(ids, eye_geometry(head).values(), strict=True):
+        centre = shape[geometry.vertices].mean(0)
+        nasal = -np.sign(centre[0])
+
+        def angles(d: np.ndarray, nasal: float = nasal) -> np.ndarray:
+            return np.degrees([np.arctan2(nasal * d[0], d[2]), np.arctan2(d[1], np.hypot(d[0], d[2]))])
+
+        off_sight.append(angles(verts[pole] - centre) - angles(camera - centre))
+
+    def turn(*names: str) -> float:  # degrees, signed by EYE_TURNS
+        return sum(fit.expression[ICT_NAMES.index(n)] * abs(EYE_TURNS[n][1]) for n in names)
+
+    inward = (turn("eyeLookIn_R") - turn("eyeLookOut_R"), turn("eyeLookIn_L") - turn("eyeLookOut_L"))
+    up = (turn("eyeLookUp_R", "eyeLookUp_L") - turn("eyeLookDown_R", "eyeLookDown_L")) / 2
+    return errors, inward, up, np.array(off_sight)
 
 
 def co_active_pairs(fits: list) -> int:
@@ -174,6 +211,17 @@ def main() -> None:
               f"smiling {mean_wide['smiling']:.3f}; "
               f"{SURPRISED}: L {surprised[0]:.2f}, R {surprised[1]:.2f} (MediaPipe {scores[0]:.2f}, {scores[1]:.2f}; "
               f"fit error {100 * fits[SURPRISED].landmark_error_iod:.2f}%)")
+
+        print("\n## Gaze: the turned eyeballs against the photo's irises\n")
+        print("| photos | pole to iris, mean / max (% of the eye distance) | turn toward the nose, right / left eye "
+              "(degrees) | turn up (degrees) | pole minus the line of sight to the camera, toward the nose / up "
+              "(degrees) |\n|---|---|---|---|---|")
+        for label, names in (("neutral", neutral), ("smiling", happy)):
+            errors, inward, up, off = zip(*(gaze_figures(head, fits[n], obs[n]) for n in names), strict=True)
+            errors, inward, off = np.concatenate(errors), np.array(inward), np.concatenate(off)
+            print(f"| {label} (n={len(names)}) | {100 * errors.mean():.2f} / {100 * errors.max():.2f} | "
+                  f"{inward[:, 0].mean():.1f} / {inward[:, 1].mean():.1f} | {np.mean(up):.1f} | "
+                  f"{off[:, 0].mean():.1f} / {off[:, 1].mean():.1f} |")
 
         if args.no_render:
             return

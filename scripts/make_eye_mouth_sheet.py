@@ -28,7 +28,7 @@ from sie3d.render import project
 PEOPLE = ("london_025_neutral.jpg", "london_024_neutral.jpg", "london_003_neutral.jpg", "london_042_neutral.jpg",
           "london_038_neutral.jpg", "mpl_grace_hopper.jpg")  # fmt: skip
 EMOTIONS = ("neutral", "happy", "surprise", "anger")
-AFTER = TextureConfig(eyes="photo", gaze="photo", lashes=True, mouth="detailed")
+AFTER = TextureConfig(eyes="photo", lashes=True, mouth="detailed")
 RENDER = 400  # px of the frontal render the crops are cut from
 FACE, EYES, MOUTH = 200, (400, 100), (200, 100)  # cell sizes: face thumbnail; eye and mouth crops (after 2x)
 REPO = Path(__file__).resolve().parents[1]

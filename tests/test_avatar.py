@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sie3d.avatar import (
+    _PAINTED_GAZE,
     Models,
     OutputConfig,
     Person,
@@ -71,7 +72,7 @@ def test_person_save_load_round_trip(happy: Person, tmp_path: Path) -> None:
     folder = happy.save(tmp_path / "person")
     assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "person.json", "photo.png"]
     meta = json.loads((folder / "person.json").read_text())
-    assert meta["format_version"] == 2 and meta["timings"] == happy.timings and meta["hair"]["mask"]["kind"] == "hair"
+    assert meta["format_version"] == 3 and meta["timings"] == happy.timings and meta["hair"]["mask"]["kind"] == "hair"
     loaded = Person.load(folder)
     assert_same_person(happy, loaded)
     assert isinstance(loaded.observation, FaceObservation) and loaded.observation.identity.shape == (128,)
@@ -95,12 +96,15 @@ def test_a_saved_person_keeps_its_hair_and_generate_exports_it(happy: Person, mo
     assert meta["hair"]["mask"] == person.hair.mask_summary and meta["config"]["hair"]["enabled"]
     loaded = Person.load(folder)
     assert_same_person(person, loaded)  # every hair array equal, dtype and values
-    # A folder of format version 1 (no hair in it) still loads, without hair.
+    # A folder of format version 1 (no hair in it; the iris painted where the photo looks, by a texture setting
+    # since retired) still loads, without hair, and warns that its painted eyes are not made to turn.
     meta.update(format_version=1)
+    meta["config"]["texture"]["gaze"] = "photo"
     del meta["hair"]
     (folder / "person.json").write_text(json.dumps(meta))
     old = Person.load(folder)
-    assert_same_person(dataclasses.replace(person, hair=None), old)
+    assert old.warnings == (*person.warnings, _PAINTED_GAZE)
+    assert_same_person(dataclasses.replace(person, hair=None, warnings=old.warnings), old)
     # ... and its hair, asked for when it was saved but never kept, is made when it is posed.
     assert not old.hair_made and with_hair_as_asked(old, models).hair is not None
     # `generate PERSON_FOLDER` exports the saved hair (not made again: no hair stage in this run).
@@ -182,7 +186,7 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
                                          "wrinkles": False}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
-        "eyes": "photo", "gaze": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
+        "eyes": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
         "hair": asdict(HairConfig())}
     assert report["config"]["reconstruct"]["hair"]["enabled"] is True  # hair is on by default
     assert list(report["variants"]) == ["neutral"]

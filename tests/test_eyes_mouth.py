@@ -14,6 +14,7 @@ from sie3d.avatar import Models, Person, ReconstructConfig, reconstruct, render_
 from sie3d.eval import ablations
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.head import eyes, mouth, texture
+from sie3d.head.fit import HeadFitter
 from sie3d.head.texture import EYE_TILE, LASH_TILE, PLAIN_TEXTURES, TextureConfig
 from sie3d.photo import load_photo
 from sie3d.render import project
@@ -94,12 +95,15 @@ def test_eye_texture_never_paints_skin_on_the_eyeball(hard_people, models, name)
 
 
 def test_closed_eyes_take_nothing_from_the_photo(hard_people, models):
-    """Squeezed shut: neither eye counts as open, no iris or sclera sample is taken, no gaze is read."""
+    """Squeezed shut: neither eye counts as open, no iris or sclera sample is taken, and the fit reads no gaze
+    from the irises (the same fit as without them)."""
     person = hard_people["max_angry.jpg"]
     assert not eyes.eye_open(person.observation, "left") and not eyes.eye_open(person.observation, "right")
     photo = eyes.sample_eyes(np.zeros((8, 8, 3), np.float32) + 0.5, person.observation, _skin(person))
     assert not photo.iris_seen.any() and not photo.sclera_seen
-    assert eyes.photo_gaze(person.observation, person.fit, models.head) is None
+    settings = dataclasses.replace(models.fitter.settings, pupil_weight=0.0)
+    blind = HeadFitter(models.head, settings, models.fitter.calibration)  # the irises ignored
+    assert np.array_equal(models.fitter.fit(person.observation).expression, blind.fit(person.observation).expression)
 
 
 @pytest.mark.parametrize("name", ["london_024_neutral.jpg", "london_004_neutral.jpg"])
@@ -116,35 +120,27 @@ def test_lids_are_not_brightened_past_the_skin(models, faces, name):
     assert np.percentile(lid, 90) < 1.4 * skin and np.percentile(lid, 99) < 2.2 * skin
 
 
-def test_open_eyes_are_sampled_and_gaze_is_bounded(happy, models):
+def test_open_eyes_are_sampled(happy):
     from sie3d.head.texture import srgb_to_linear
 
     linear = srgb_to_linear(happy.photo.rgb.astype(np.float32) / 255)
     samples = eyes.sample_eyes(linear, happy.observation, _skin(happy))
     assert samples.iris_seen.mean() > 0.5 and samples.sclera_seen
     assert eyes.IRIS_TO_EYE_WIDTH_RANGE[0] <= samples.iris_to_eye_width <= eyes.IRIS_TO_EYE_WIDTH_RANGE[1]
-    gaze = eyes.photo_gaze(happy.observation, happy.fit, models.head)
-    assert gaze is not None and abs(np.linalg.norm(gaze) - 1) < 1e-6
-    assert np.degrees(np.arccos(gaze[2])) <= eyes.MAX_GAZE_DEGREES + 1e-6
 
 
-def test_gaze_moves_the_iris_and_ahead_centres_it(happy, models):
-    """The iris (darkest texels) sits at the eye tile's centre looking ahead and moves with the gaze."""
+def test_the_iris_is_painted_on_the_axis_of_an_eyeball_that_looks_ahead(models):
+    """The iris (darkest texels) sits at the eye tile's centre, and each eyeball's axis looks straight ahead,
+    the iris `IRIS_BELOW_SIGHT_DEGREES` below the line of sight (where the photos' irises are)."""
     samples = eyes.EyeSamples(np.full((eyes.POLAR_RINGS, eyes.POLAR_ANGLES, 3), 0.02, np.float32),
                               np.ones((eyes.POLAR_RINGS, eyes.POLAR_ANGLES), bool), np.full(3, 0.4, np.float32),
                               True, eyes.IRIS_TO_EYE_WIDTH)  # fmt: skip
-
-    def iris_centre(gaze) -> np.ndarray:
-        tile = eyes.eye_texture(samples, np.asarray(gaze, float), models.head, 128, eye_width_cm=3.0)
-        dark = tile.mean(-1) < 0.035  # iris and pupil, not the shaded sclera
-        rows, cols = np.nonzero(dark)
-        return np.array([cols.mean(), rows.mean()]) / 128  # (u, 1 - v)
-
-    ahead = iris_centre([0.0, 0.0, 1.0])
-    assert np.allclose(ahead, 0.5, atol=0.02)
-    right = iris_centre([np.sin(0.3), 0.0, np.cos(0.3)])  # toward head +x: larger u
-    up = iris_centre([0.0, np.sin(0.3), np.cos(0.3)])  # toward head +y: smaller row
-    assert right[0] > ahead[0] + 0.1 and up[1] < ahead[1] - 0.1
+    tile = eyes.eye_texture(samples, models.head, 128, eye_width_cm=3.0)
+    rows, cols = np.nonzero(tile.mean(-1) < 0.035)  # iris and pupil, not the shaded sclera
+    assert np.allclose(np.array([cols.mean(), rows.mean()]) / 128, 0.5, atol=0.02)
+    down = np.radians(eyes.IRIS_BELOW_SIGHT_DEGREES)
+    for geometry in eyes.eye_geometry(models.head).values():
+        np.testing.assert_allclose(geometry.axis, [0.0, -np.sin(down), np.cos(down)], atol=1e-6)
 
 
 def test_lash_texture_is_alpha_tested_strands_on_the_upper_cards(models):
@@ -225,12 +221,11 @@ def test_mouth_light_follows_the_lips(models):
 
 def test_appearance_ablations_are_registered_with_their_textures():
     assert ablations.get("plain").texture == PLAIN_TEXTURES
-    assert ablations.get("appearance").texture == TextureConfig(eyes="photo", gaze="photo", lashes=True,
-                                                                 mouth="detailed")  # fmt: skip
+    assert ablations.get("appearance").texture == TextureConfig(eyes="photo", lashes=True, mouth="detailed")
     for name, field in (("eyes", "eyes"), ("lashes", "lashes"), ("mouth", "mouth")):
         changed = {f.name for f in dataclasses.fields(TextureConfig)
                    if getattr(ablations.get(name).texture, f.name) != getattr(PLAIN_TEXTURES, f.name)}  # fmt: skip
-        assert field in changed and changed <= {field, "gaze"}, name
+        assert changed == {field}, name
 
 
 def test_texture_config_is_checked_and_saved(happy, tmp_path):

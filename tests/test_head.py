@@ -12,7 +12,7 @@ from sie3d.assets import ict
 from sie3d.face.observation import BLENDSHAPE_NAMES, FaceObservation
 from sie3d.head import correspondence
 from sie3d.head.fit import FitSettings, HeadFitter, project
-from sie3d.head.model import RIG_GAINS, HeadModel
+from sie3d.head.model import EYE_TURNS, RIG_GAINS, HeadModel
 from sie3d.head.names import ICT_NAMES, MEDIAPIPE_TO_ICT, ict_from_mediapipe, mediapipe_from_ict
 
 
@@ -50,11 +50,42 @@ def test_the_rig_gains_scale_their_shapes_in_the_model_and_in_what_exporters_rea
     raw = ict.load().expression_basis.astype(np.float32)
     deltas = head.expression_deltas().numpy()
     exported = head.arrays.expression_basis.astype(np.float32)
+    skin = ~np.isin(np.arange(head.n_verts), head.eyeball_vertices.numpy())  # the gaze shapes also turn the eyes
     for k, name in enumerate(ICT_NAMES):
         gain = RIG_GAINS.get(name, 1.0)
-        np.testing.assert_allclose(deltas[k], gain * raw[k], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(deltas[k][skin], gain * raw[k][skin], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(exported[k], gain * raw[k], atol=1e-6, err_msg=name)
     assert RIG_GAINS == {"browDown_L": 2.0, "browDown_R": 2.0}
+
+
+def test_the_gaze_shapes_turn_each_eyeball_about_its_centre(head):
+    """ICT's eyeLook shapes move only the lids (its eyeballs stay); sie3d's rig turns the eyeball as well: at
+    weight 1 each vertex of that eye keeps its distance from the eye's centre (a rigid turn), its pole moves by
+    the turn's angle toward the gaze, the other eye stays, and a person's morph targets are exactly what
+    `forward` poses for that person."""
+    raw = ict.load().expression_basis
+    eyes = head.eyeball_vertices.numpy()
+    assert not np.abs(raw[:, eyes.ravel()]).any()  # ICT: no shape moves an eyeball
+    identity = torch.from_numpy(np.random.default_rng(3).normal(0, 1, 100).astype(np.float32))[None]
+    shape = head(identity)[0]
+    deltas = head.expression_deltas(identity[0])
+    for name, (_, degrees) in EYE_TURNS.items():
+        eye, other = (eyes[0], eyes[1]) if name.endswith("_L") else (eyes[1], eyes[0])
+        expression = torch.zeros(1, 53)
+        expression[0, ICT_NAMES.index(name)] = 1.0
+        posed = head(identity, expression)[0]
+        centre = shape[eye].mean(0)
+        before, after = (shape[eye] - centre).numpy(), (posed[eye] - centre).numpy()
+        np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), atol=1e-4)
+        pole = before[np.argmax(before[:, 2])]  # the most forward vertex, before and after the turn
+        turned = after[np.argmax(before[:, 2])]
+        angle = np.degrees(np.arccos(pole @ turned / np.linalg.norm(pole) / np.linalg.norm(turned)))
+        assert angle == pytest.approx(abs(degrees), abs=0.5), name
+        toward = 0 if "In_" in name or "Out_" in name else 1
+        sign = 1 if name in ("eyeLookOut_L", "eyeLookIn_R", "eyeLookUp_L", "eyeLookUp_R") else -1
+        assert sign * (turned - pole)[toward] > 0.3, name  # +x: the subject's left; +y: up
+        assert torch.equal(posed[other], shape[other]), name
+        np.testing.assert_allclose((posed - shape).numpy(), deltas[ICT_NAMES.index(name)].numpy(), atol=1e-5)
 
 
 def test_model_is_differentiable_and_checks_shapes(head):
@@ -107,14 +138,15 @@ def test_correspondence_lands_on_anatomy(head):
 
 
 def _synthetic_observation(fitter: HeadFitter, identity, expression, rotation, translation, size=768):
-    points = fitter.points(torch.from_numpy(identity)[None], torch.from_numpy(expression)[None])[0]
+    coefficients = torch.from_numpy(identity)[None], torch.from_numpy(expression)[None]
+    points = torch.cat([fitter.points(*coefficients)[0], fitter.pupils(*coefficients)[0]])
     cam = points @ torch.from_numpy(rotation).T + torch.from_numpy(translation)
     focal = fitter.settings.focal_factor * size
     pixels = project(cam, focal, (size / 2, size / 2)).numpy()
-    depth = (cam[:, 2] * focal / cam[:, 2].mean()).numpy()
+    depth = (cam[:468, 2] * focal / cam[:468, 2].mean()).numpy()
     landmarks = np.zeros((478, 3), np.float32)
-    landmarks[:468, :2], landmarks[:468, 2] = pixels, depth - depth.mean()
-    landmarks[468:, :2] = pixels[[33] * 5 + [263] * 5]  # irises: unused by the fit
+    landmarks[:468, :2], landmarks[:468, 2] = pixels[:468], depth - depth.mean()
+    landmarks[468:473, :2], landmarks[473:, :2] = pixels[468], pixels[469]  # each iris (centre and rim) at its pupil
     pose = np.eye(4, dtype=np.float32)
     pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ rotation  # OpenCV -> MediaPipe's OpenGL camera
     box = (*pixels.min(0), *pixels.max(0))
@@ -125,7 +157,8 @@ def test_fit_recovers_known_coefficients_from_synthetic_landmarks(fitter, head):
     rng = np.random.default_rng(7)
     identity = rng.normal(0, 0.3, 100).astype(np.float32)
     expression = np.zeros(53, np.float32)
-    truth = {"jawOpen": 0.35, "mouthSmile_L": 0.6, "mouthSmile_R": 0.5, "browInnerUp_L": 0.4, "browInnerUp_R": 0.4}
+    truth = {"jawOpen": 0.35, "mouthSmile_L": 0.6, "mouthSmile_R": 0.5, "browInnerUp_L": 0.4, "browInnerUp_R": 0.4,
+             "eyeLookOut_L": 0.3, "eyeLookIn_R": 0.3}  # the eyes turned toward the subject's left
     for name, value in truth.items():
         expression[ICT_NAMES.index(name)] = value
     angle = np.radians(12.0)

@@ -141,11 +141,11 @@ def test_face_cut_off_at_the_border_warns(models, faces):
 def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     out = tmp_path / "avatar"
     ok = run_cli("reconstruct", str(faces / "london_002_neutral.jpg"), "-o", str(out), "--texture-size", "256",
-                 "--formats", "glb", "--variants", "neutral", "--no-previews", "--gaze", "ahead", "-q")  # fmt: skip
+                 "--formats", "glb", "--variants", "neutral", "--no-previews", "-q")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     person = {*PERSON_FILES, "report.json"}
     assert files_under(out) == {"neutral/avatar.glb", "neutral/in_photo.png"} | person
-    assert json.loads((out / "report.json").read_text())["config"]["reconstruct"]["texture"]["gaze"] == "ahead"
+    assert json.loads((out / "report.json").read_text())["config"]["reconstruct"]["texture_size"] == 256
     # The saved person is posed again without reconstructing: only what is asked for is written.
     again = tmp_path / "again"
     ok = run_cli("reconstruct", str(out / "person"), "-o", str(again), "--formats", "obj", "--no-in-photo", "-q")

@@ -104,17 +104,25 @@ def test_a_slider_moves_the_face(browser_run):
 
 
 def test_the_eyes_turn_with_the_gaze_sliders(browser_run):
-    """The rig's gaze shapes move only the lids; the viewer turns the eyeballs too. eyeLookOutLeft and
-    eyeLookInRight at 1 (from the text's pose, whose gaze weights are 0): both eyes turn 30 degrees toward the
-    subject's left and not up or down, and the canvas changes in a band across the eyes only."""
-    for side in ("Left", "Right"):
-        pitch, yaw = browser_run["gaze"][side]
-        assert abs(pitch) < 0.01 and abs(yaw - 30.0) < 0.01, browser_run["gaze"]
+    """The gaze shapes turn the eyeballs (they are the GLB's morph targets): eyeLookOutLeft and eyeLookInRight at 1
+    (from the text's pose, whose gaze weights are 0) change the canvas in a band across the eyes only, and in that
+    band the dark iris pixels move toward the subject's left (the viewer's right) on both sides of the face."""
     before = np.asarray(Image.open(browser_run["out"] / "canvas-gaze-ahead.png").convert("RGB"), np.int16)
     after = np.asarray(Image.open(browser_run["out"] / "canvas-gaze-left.png").convert("RGB"), np.int16)
     rows = np.flatnonzero((np.abs(before - after).max(axis=2) > 24).any(axis=1))
     assert rows.size > 5, "turning the eyes changed nothing"
     assert np.ptp(rows) < 0.15 * before.shape[0], (rows.min(), rows.max())  # the eyes' band, not the face
+    band = slice(rows.min(), rows.max() + 1)
+    changed_cols = np.flatnonzero((np.abs(before[band] - after[band]).max(axis=2) > 24).any(axis=0))
+    middle = (changed_cols.min() + changed_cols.max()) / 2  # between the two eyes
+
+    def iris_x(image: np.ndarray, eye: slice) -> float:
+        cut = image[band, eye].sum(axis=2)
+        dark = cut < np.percentile(cut, 8)  # the iris and pupil: the darkest pixels of the eye's box
+        return float(np.nonzero(dark)[1].mean())
+
+    for eye in (slice(changed_cols.min(), int(middle)), slice(int(middle), changed_cols.max() + 1)):
+        assert iris_x(after, eye) > iris_x(before, eye) + 2, (eye, iris_x(before, eye), iris_x(after, eye))
 
 
 def test_downloaded_glb_is_valid_with_the_arkit_rig(browser_run, node_packages):

@@ -149,7 +149,11 @@ class Models:
 # -- the person --------------------------------------------------------------------------------------
 
 
-_RETIRED_HAIR_SETTINGS = {"min_curtain_deg"}  # December 4: hanging hair's length is read beside the neck instead
+# Settings a saved person's config may name that sie3d no longer has, per part: read and ignored.
+_RETIRED_SETTINGS = {
+    "hair": {"min_curtain_deg"},  # December 4: hanging hair's length is read beside the neck instead
+    "texture": {"gaze"},  # December 5: the gaze shapes turn the eyes; the fit turns them as the photo's look
+}
 
 @dataclass(frozen=True)
 class ReconstructConfig:
@@ -157,7 +161,7 @@ class ReconstructConfig:
 
     face: int = 0  # which face of the photo, 0 = the largest
     texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
-    texture: TextureConfig = TextureConfig()  # eyes, gaze, eyelashes and mouth
+    texture: TextureConfig = TextureConfig()  # eyes, eyelashes and mouth
     hair: HairConfig = HairConfig()  # the hair volume (on by default: `sie3d.hair`)
 
     @staticmethod
@@ -168,9 +172,11 @@ class ReconstructConfig:
         from sie3d.head.texture import PLAIN_TEXTURES
 
         data = dict(data)
-        texture = TextureConfig(**data.pop("texture")) if "texture" in data else PLAIN_TEXTURES
-        hair = (HairConfig(**{k: v for k, v in data.pop("hair").items() if k not in _RETIRED_HAIR_SETTINGS})
-                if "hair" in data else HairConfig(enabled=False))  # fmt: skip
+        def current(part: str) -> dict:
+            return {k: v for k, v in data.pop(part).items() if k not in _RETIRED_SETTINGS[part]}
+
+        texture = TextureConfig(**current("texture")) if "texture" in data else PLAIN_TEXTURES
+        hair = HairConfig(**current("hair")) if "hair" in data else HairConfig(enabled=False)
         return ReconstructConfig(**data, texture=texture, hair=hair)
 
     def __post_init__(self) -> None:
@@ -186,8 +192,12 @@ class ReconstructConfig:
 
 
 PERSON_FORMAT = "sie3d-person"
-PERSON_FORMAT_VERSION = 2  # 2: the hair volume is saved too (version 1 folders, without it, still load)
-READABLE_PERSON_FORMATS = (1, 2)
+# 2: the hair volume is saved too (version 1 folders, without it, still load); 3: the iris is painted looking
+# ahead and the fit turns the eyes (older folders still load, with a warning: `_PAINTED_GAZE`).
+PERSON_FORMAT_VERSION = 3
+READABLE_PERSON_FORMATS = (1, 2, 3)
+_PAINTED_GAZE = ("saved before the gaze shapes turned the eyes: its irises are painted looking where the photo's "
+                 "look, so turned eyes look further than asked; run `sie3d reconstruct PHOTO -o OUT` again")
 _PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "photo.png"
 
 
@@ -299,10 +309,12 @@ class Person:
                                     float(t["coverage"]))  # fmt: skip
             hair = _hair_from_json(meta["hair"], textures, arrays) if meta.get("hair") else None  # none in version 1
             config = ReconstructConfig.from_json(meta["config"])
+            painted = (meta["format_version"] < 3 and config.texture.eyes == "photo"
+                       and meta["config"]["texture"].get("gaze", "photo") == "photo")  # fmt: skip
             return Person(
                 photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),
-                fit=fit, textures=textures, warnings=tuple(meta["warnings"]),
+                fit=fit, textures=textures, warnings=(*meta["warnings"], *[_PAINTED_GAZE] * painted),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
                 config=config, hair=hair, hair_made=config.hair.enabled and meta["format_version"] >= 2,
             )  # fmt: skip

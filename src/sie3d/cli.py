@@ -332,13 +332,12 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
 
 
 def reconstruct_config(args: argparse.Namespace):
-    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, gaze, hair)."""
+    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, hair)."""
     from sie3d.avatar import ReconstructConfig
     from sie3d.hair.config import HairConfig
-    from sie3d.head.texture import TextureConfig
 
-    return ReconstructConfig(face=args.face, texture_size=args.texture_size, texture=TextureConfig(gaze=args.gaze),
-                             hair=HairConfig() if args.hair is None else HairConfig(enabled=args.hair))  # fmt: skip
+    return ReconstructConfig(face=args.face, texture_size=args.texture_size,
+                             hair=HairConfig() if args.hair is None else HairConfig(enabled=args.hair))
 
 
 def output_config(args: argparse.Namespace):
@@ -367,8 +366,6 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
     parser.add_argument("--face", type=int, default=0, help="which face of a photo, 0 = largest (default)")
     parser.add_argument("--texture-size", type=int, default=1024,
                         help="texture tile size in texels, for a photo (default 1024)")
-    parser.add_argument("--gaze", choices=("photo", "ahead"), default="photo",
-                        help="where the eyes look, for a photo: as in the photo (default) or straight ahead")
     parser.add_argument("--hair", action=argparse.BooleanOptionalAction, default=None,
                         help="a hair volume shaped by the photo's hair, in the previews and the mesh files "
                         "(default: on for a photo, as saved for a person folder; --no-hair: a bare scalp; see the "

@@ -81,7 +81,6 @@ try {
     await page.$eval(`#sliders input[data-name="${name}"]`, (e) => { e.value = 1; e.dispatchEvent(new Event("input")); });
   }
   await page.waitForTimeout(300);
-  summary.gaze = await page.evaluate(() => window.sie3d.viewer.gaze());
   await page.locator("#canvas").screenshot({ path: path.join(out, "canvas-gaze-left.png") });
   await shot("7-gaze-sliders.png");
   step("gaze");

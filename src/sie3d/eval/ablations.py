@@ -147,16 +147,14 @@ def _wrinkles(person: Person, models: Models, emotion: str, intensity: float) ->
 _APPEARANCE = {
     "plain": ("the prototypes with the earlier textures: procedural eyes, no eyelashes, generic mouth",
               PLAIN_TEXTURES),
-    "eyes": ("the prototypes with eyes from the photo (iris detail, sclera, anatomical iris, gaze)",
-             TextureConfig(eyes="photo", gaze="photo", lashes=False, mouth="generic")),
-    "lashes": ("the prototypes with alpha-tested eyelash cards", TextureConfig(eyes="procedural", gaze="ahead",
-                                                                               lashes=True, mouth="generic")),
+    "eyes": ("the prototypes with eyes from the photo (iris detail, sclera, anatomical iris)",
+             TextureConfig(eyes="photo", lashes=False, mouth="generic")),
+    "lashes": ("the prototypes with alpha-tested eyelash cards", TextureConfig(eyes="procedural", lashes=True,
+                                                                               mouth="generic")),
     "mouth": ("the prototypes with per-tooth shading, gums, tongue and a mouth lit through the lips",
-              TextureConfig(eyes="procedural", gaze="ahead", lashes=False, mouth="detailed")),
+              TextureConfig(eyes="procedural", lashes=False, mouth="detailed")),
     "appearance": ("the prototypes with eyes, eyelashes and mouth all on",
-                   TextureConfig(eyes="photo", gaze="photo", lashes=True, mouth="detailed")),
-    "appearance_ahead": ("as appearance, the eyes looking straight ahead instead of as in the photo",
-                         TextureConfig(eyes="photo", gaze="ahead", lashes=True, mouth="detailed")),
+                   TextureConfig(eyes="photo", lashes=True, mouth="detailed")),
 }  # fmt: skip
 for _name, (_description, _texture) in _APPEARANCE.items():
     register(_name, description=_description, uses_intensity=True, texture=_texture)(_prototype)

@@ -48,6 +48,7 @@ from torch import Tensor
 from sie3d.face.observation import FaceObservation
 from sie3d.head import correspondence
 from sie3d.head.calibration import LandmarkCalibration
+from sie3d.head.eyes import eye_open, pupil_points
 from sie3d.head.model import N_EXPRESSION, N_IDENTITY, HeadModel, SurfacePointModel
 from sie3d.head.names import ICT_NAMES, ict_from_mediapipe
 
@@ -66,6 +67,8 @@ REST_SHAPES = tuple(
                                           "browDown"))
 )  # fmt: skip
 
+# MediaPipe's iris centres, the subject's right eye first, fitted to the poles of ICT's turned eyeballs.
+PUPILS = {"right": 468, "left": 473}
 REST_LIP_SEAL = ("mouthClose", 0.1)  # (shape, value) that makes the rest's lips meet (module doc)
 
 
@@ -102,9 +105,12 @@ class FitSettings:
 
     pose_steps: int = 8  # Levenberg-Marquardt iterations with only the pose free
     steps: int = 20  # then with everything free (stops earlier once converged)
-    refit_steps: int = 4  # after the exclusive-pair projection, with the zeroed members frozen
+    gaze_steps: int = 6  # the open eyes' gaze alone, to the irises (after the pose, and after the identity)
+    refit_steps: int = 4  # then the rest of the expression around that gaze; again after the exclusive-pair
+    # projection, with the zeroed members frozen
     focal_factor: float = FOCAL_FACTOR
     oval_weight: float = 0.3  # silhouette landmarks slide over the head: they count less
+    pupil_weight: float = 10.0  # each open eye's iris centre (MediaPipe 468/473) against the turned eyeball's pole
     depth_weight: float = 0.05  # MediaPipe's relative depth is a shape cue, noisier than x, y
     identity_prior: float = 2e-4  # identity RMS ~0.9 on the studio photos; weaker priors overfit 2D noise
     blendshape_prior: float = 1e-2  # pull of each coefficient towards MediaPipe's score for the photo
@@ -288,6 +294,7 @@ class HeadFitter:
         weights = np.ones(len(corr.tri), np.float32)
         weights[list(FACE_OVAL)] = self.settings.oval_weight
         self.weights = torch.from_numpy(weights)
+        self.pupils = pupil_points(self.head)
         self.rest_mask = np.array([n in REST_SHAPES for n in ICT_NAMES])
 
     def initial_pose(self, obs: FaceObservation, focal: float, principal: tuple[float, float],
@@ -307,24 +314,29 @@ class HeadFitter:
         """Fit camera, pose, identity and expression to `obs`.
 
         `fixed_expression` (53,): solve only pose and identity with the expression held there (what the
-        calibration does with MediaPipe's scores).
+        calibration does with MediaPipe's scores); the irises are not read.
         """
         start = time.perf_counter()
         settings = self.settings
         width, height = obs.image_size
         focal = settings.focal_factor * max(width, height)
         principal = (width / 2.0, height / 2.0)
-        n = self.points.neutral.shape[0]
+        n = self.points.neutral.shape[0]  # the landmarks; then the two pupils (2D only)
         dtype = torch.float64  # the normal equations want the precision; the problem is tiny
-        target = torch.from_numpy(obs.landmarks_px[:n, :2]).to(dtype)
+        target = torch.from_numpy(obs.landmarks_px[[*range(n), *PUPILS.values()], :2]).to(dtype)
         target_depth = torch.from_numpy(obs.landmarks_px[:n, 2]).to(dtype)
         target_depth = target_depth - target_depth.mean()
         scale = float(obs.interocular_px)
-        neutral = self.points.neutral.to(dtype)
-        identity_basis = self.points.identity_basis.to(dtype)
-        expression_basis = self.points.expression_basis.to(dtype)
-        w_2d = (self.weights.to(dtype).sqrt() / scale)[:, None]
+        points = SurfacePointModel.cat(self.points, self.pupils)
+        neutral, identity_basis, expression_basis = (t.to(dtype) for t in (points.neutral, points.identity_basis,
+                                                                           points.expression_basis))  # fmt: skip
+        seen = {eye: eye_open(obs, eye) for eye in PUPILS}
+        pupil_weights = [settings.pupil_weight * seen[eye] for eye in PUPILS]
+        weights = torch.cat([self.weights.to(dtype), torch.tensor(pupil_weights, dtype=dtype)])
+        with_irises = (weights.sqrt() / scale)[:, None]
+        w_2d = torch.cat([with_irises[:n], torch.zeros(len(PUPILS), 1, dtype=dtype)])  # the irises: the gaze's alone
         w_depth = (self.weights.to(dtype) * settings.depth_weight).sqrt() / scale
+        m = len(neutral)
 
         scores = expression_prior(obs)
         prior_target = torch.from_numpy(scores if fixed_expression is None else fixed_expression).to(dtype)
@@ -347,7 +359,7 @@ class HeadFitter:
         def residuals(x: Tensor) -> Tensor:
             cam = camera_points(x)
             pixels = project(cam, focal, principal)
-            depth_px = cam[:, 2] * focal / cam[:, 2].mean()
+            depth_px = cam[:n, 2] * focal / cam[:n, 2].mean()
             _, _, identity, expression = torch.split(x, sections)
             return torch.cat([
                 ((pixels - target) * w_2d).reshape(-1),
@@ -357,7 +369,7 @@ class HeadFitter:
                 sqrt_exclusive * expression[pair_a] * expression[pair_b],
             ])  # fmt: skip
 
-        coefficient_basis = torch.cat([identity_basis, expression_basis]).reshape(n_coefficients, n, 3)
+        coefficient_basis = torch.cat([identity_basis, expression_basis]).reshape(n_coefficients, m, 3)
         prior_diagonal = torch.cat([torch.full((N_IDENTITY,), math.sqrt(settings.identity_prior), dtype=dtype),
                                     sqrt_blendshape_prior])
         pair_rows = torch.arange(len(_PAIR_INDEX))
@@ -370,16 +382,16 @@ class HeadFitter:
             zeros = torch.zeros_like(z_c)
             d_pixel = focal * torch.stack([
                 torch.stack([1 / z_c, zeros, -x_c / z_c**2], -1), torch.stack([zeros, 1 / z_c, -y_c / z_c**2], -1),
-            ], 1)  # (N, 2, 3)  # fmt: skip
+            ], 1)  # (M, 2, 3)  # fmt: skip
             rotated = cam - x[3:6]  # R p, the points before translation
             d_rotation = torch.stack([torch.linalg.cross(axis.expand_as(rotated), rotated)
-                                      for axis in torch.eye(3, dtype=dtype)])  # (3, N, 3)
-            d_translation = torch.eye(3, dtype=dtype)[:, None, :].expand(3, n, 3)
-            d_cam = torch.cat([d_rotation, d_translation, coefficient_basis @ rotation0.T])  # (P, N, 3)
-            block_2d = torch.einsum("nij,pnj->nip", d_pixel, d_cam) * w_2d[:, :, None]  # (N, 2, P)
-            mean_z = z_c.mean()
-            d_z = d_cam[:, :, 2].T  # (N, P)
-            d_depth = focal / mean_z * d_z - (focal * z_c / mean_z**2)[:, None] * d_z.mean(0)
+                                      for axis in torch.eye(3, dtype=dtype)])  # (3, M, 3)
+            d_translation = torch.eye(3, dtype=dtype)[:, None, :].expand(3, m, 3)
+            d_cam = torch.cat([d_rotation, d_translation, coefficient_basis @ rotation0.T])  # (P, M, 3)
+            block_2d = torch.einsum("nij,pnj->nip", d_pixel, d_cam) * w_2d[:, :, None]  # (M, 2, P)
+            mean_z = z_c[:n].mean()
+            d_z = d_cam[:, :n, 2].T  # (N, P): the depth term reads the landmarks only
+            d_depth = focal / mean_z * d_z - (focal * z_c[:n] / mean_z**2)[:, None] * d_z.mean(0)
             block_depth = (d_depth - d_depth.mean(0)) * w_depth[:, None]
             pose_zeros = torch.zeros(n_coefficients, 6, dtype=dtype)
             block_prior = torch.cat([pose_zeros, torch.diag(prior_diagonal)], 1)
@@ -388,7 +400,7 @@ class HeadFitter:
             offset = len(x) - N_EXPRESSION
             block_pairs[pair_rows, offset + pair_a] = sqrt_exclusive * expression[pair_b]
             block_pairs[pair_rows, offset + pair_b] = sqrt_exclusive * expression[pair_a]
-            return torch.cat([block_2d.reshape(2 * n, -1), block_depth, block_prior, block_pairs])
+            return torch.cat([block_2d.reshape(2 * m, -1), block_depth, block_prior, block_pairs])
 
         def retract(x: Tensor) -> Tensor:
             """Fold the rotation increment into the base rotation, so the next linearisation is at zero."""
@@ -398,22 +410,37 @@ class HeadFitter:
             x[:3] = 0.0
             return x
 
-        free = torch.zeros(len(params), dtype=torch.bool)
-        free[:6] = True
-        params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.pose_steps)
-        free[6 : 6 + N_IDENTITY] = True
-        free[-N_EXPRESSION:] = fixed_expression is None
-        params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.steps)
-        if fixed_expression is None:
+        # The gaze: the irises alone turn the open eyes (pose, identity and every other shape held), once the pose
+        # is known and again once the identity is; everything else fits around that gaze (the gaze shapes move
+        # the lids too). So where a person looks neither reshapes their head nor is pulled along by their lids.
+        gaze = np.array([n.startswith("eyeLook") and seen["left" if n.endswith("_L") else "right"] for n in ICT_NAMES])
+        by_irises = torch.cat([torch.zeros_like(with_irises[:n]), with_irises[n:]]), torch.zeros_like(w_depth)
+        by_landmarks = w_2d, w_depth
+
+        def solve(x: Tensor, pose: bool, identity: bool, expression: np.ndarray, steps: int,
+                  irises: bool = False) -> Tensor:  # fmt: skip
+            nonlocal w_2d, w_depth
+            w_2d, w_depth = by_irises if irises else by_landmarks
+            free = torch.zeros(len(x), dtype=torch.bool)
+            free[:6], free[6 : 6 + N_IDENTITY], free[-N_EXPRESSION:] = pose, identity, torch.from_numpy(expression)
+            return _levenberg_marquardt(residuals, jacobian, retract, x, free, steps)
+
+        params = solve(params, True, False, np.zeros(N_EXPRESSION, bool), settings.pose_steps)
+        if fixed_expression is not None:  # pose and identity only
+            params = solve(params, True, True, np.zeros(N_EXPRESSION, bool), settings.steps)
+        else:
+            params = solve(params, False, False, gaze, settings.gaze_steps, irises=True)
+            params = solve(params, True, True, ~gaze, settings.steps)
+            params = solve(params, False, False, gaze, settings.gaze_steps, irises=True)
+            params = solve(params, False, False, ~gaze, settings.refit_steps)
             projected, frozen, changed = exclusive_projection(params[-N_EXPRESSION:].numpy())
             if changed:
                 params[-N_EXPRESSION:] = torch.from_numpy(projected)
-                free[-N_EXPRESSION:] = torch.from_numpy(~frozen)
-                params = _levenberg_marquardt(residuals, jacobian, retract, params, free, settings.refit_steps)
+                params = solve(params, False, False, ~gaze & ~frozen, settings.refit_steps)
 
         with torch.no_grad():
             pixels = project(camera_points(params), focal, principal)
-            distances = (pixels - target).norm(dim=-1)
+            distances = (pixels - target)[:n].norm(dim=-1)  # the landmarks' (the pupils are not among them)
         omega, translation, identity, expression = (t.numpy() for t in torch.split(params, sections))
         rotation = (_axis_angle_to_matrix(torch.from_numpy(omega)) @ rotation0).numpy()
         expression = expression.astype(np.float32)

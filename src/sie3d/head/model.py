@@ -5,12 +5,19 @@
 
 Units are centimetres; axes +x = the subject's left, +y up, +z out of the face (as glTF).
 
-sie3d's rig is ICT's with one change, `RIG_GAINS`: ICT's ``browDown`` at 1.0 lowers the brow by at most
+sie3d's rig is ICT's with two changes. `RIG_GAINS`: ICT's ``browDown`` at 1.0 lowers the brow by at most
 3.4 mm (0.65 cm of movement, mostly towards the nose), which MediaPipe's blendshape model -- the tracker that
 drives our avatars and the fit's own observer, not a judge -- reads back as 0.27 on a render of shared photos'
 people (0.13 at their rest), where it reads 0.91 on a real scowl (`max_angry.jpg`); the mouth's shapes at 1.0
 read 0.7-0.9. Doubled, the same people read 0.47 (0.18 at rest): still short of a full scowl, and the brows
 stay clear of the lids.
+
+`EYE_TURNS`: ICT's gaze shapes (``eyeLook*``) move only the lids, around eyeballs that ICT's own pipeline turns
+with joints; in sie3d's rig the same shapes also turn the eyeball, about its centre (the mean of its vertices),
+so that everything that reads coefficients -- renders, GLB morph targets, face trackers driving them by ARKit
+name -- turns the eyes. The turn is a morph like every other shape (what glTF and ARKit rigs carry): the
+offset of each eyeball vertex is weight x (R - I)(p - centre), with p the person's own eyeball, so in between
+the iris moves along a chord rather than an arc (at half of a 30 degree turn the eyeball is 3 % smaller).
 """
 
 from __future__ import annotations
@@ -35,6 +42,16 @@ N_EXPRESSION = len(ICT_NAMES)
 # ICT shape -> factor on its vertex offsets in sie3d's rig (the fit, renders, wrinkles and every export).
 RIG_GAINS: dict[str, float] = {"browDown_L": 2.0, "browDown_R": 2.0}
 BLINKS = [ICT_NAMES.index("eyeBlink_L"), ICT_NAMES.index("eyeBlink_R")]  # the shapes `lids` corrects
+# Gaze shape -> (axis of the turn in head space, degrees at weight 1); the head's axes: +x the subject's left,
+# +y up, +z out of the face, so a positive turn about +y looks toward the subject's left and one about +x looks
+# down. 30 degrees sideways and 25 up or down: a comfortable range of gaze without turning the head.
+EYE_TURNS: dict[str, tuple[tuple[float, float, float], float]] = {
+    "eyeLookOut_L": ((0.0, 1.0, 0.0), 30.0), "eyeLookIn_L": ((0.0, 1.0, 0.0), -30.0),
+    "eyeLookIn_R": ((0.0, 1.0, 0.0), 30.0), "eyeLookOut_R": ((0.0, 1.0, 0.0), -30.0),
+    "eyeLookUp_L": ((1.0, 0.0, 0.0), -25.0), "eyeLookDown_L": ((1.0, 0.0, 0.0), 25.0),
+    "eyeLookUp_R": ((1.0, 0.0, 0.0), -25.0), "eyeLookDown_R": ((1.0, 0.0, 0.0), 25.0),
+}  # fmt: skip
+EYEBALL_MATERIALS = {"L": ("M_ScleraLeft", "M_IrisLeft"), "R": ("M_ScleraRight", "M_IrisRight")}
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,14 @@ class HeadModel(nn.Module):
             landmarks_68=arrays.landmarks_68.astype(np.int64),
         )
         self.expression_names = ICT_NAMES
+        # The eyeballs' vertices (2, N) -- left, right -- and per eye its gaze shapes and their (R - I).
+        eyes = [np.unique(self.topology.faces[self.topology.faces_of(*EYEBALL_MATERIALS[side])])
+                for side in ("L", "R")]  # fmt: skip
+        self.register_buffer("eyeball_vertices", torch.from_numpy(np.stack(eyes)))
+        shapes = [[n for n in EYE_TURNS if n.endswith(f"_{side}")] for side in ("L", "R")]
+        self.register_buffer("eye_turn_shapes", torch.tensor([[ICT_NAMES.index(n) for n in s] for s in shapes]))
+        self.register_buffer("eye_turn_matrices", torch.from_numpy(np.stack(
+            [[rotation_matrix(*EYE_TURNS[n]) - np.eye(3) for n in s] for s in shapes]).astype(np.float32)))
 
     @property
     def n_verts(self) -> int:
@@ -93,15 +118,19 @@ class HeadModel(nn.Module):
         carry the identity's lid corrections (`lids`, in-between shapes included; no gradient to the identity;
         identity None: the mean head's, as for zeros); `own_lids` False: ICT's plain shapes (the comparison)."""
         batch = _batch_size(identity, expression)
-        offsets = self.neutral.new_zeros(batch, self.n_verts * 3)
+        shape = self.neutral.expand(batch, -1, -1)
         if identity is not None:
             _check(identity, N_IDENTITY, "identity")
-            offsets = offsets + identity.reshape(batch, -1) @ self.identity_basis
-        if expression is not None:
-            _check(expression, N_EXPRESSION, "expression")
-            offsets = offsets + expression.reshape(batch, -1) @ self.expression_basis
-        verts = self.neutral + offsets.reshape(batch, self.n_verts, 3)
-        if expression is None or not own_lids:
+            shape = shape + (identity.reshape(batch, -1) @ self.identity_basis).reshape(batch, self.n_verts, 3)
+        if expression is None:
+            return shape.clone() if identity is None else shape
+        _check(expression, N_EXPRESSION, "expression")
+        verts = shape + (expression.reshape(batch, -1) @ self.expression_basis).reshape(batch, self.n_verts, 3)
+        weights = expression.reshape(batch, -1)[:, self.eye_turn_shapes]  # (B, 2 eyes, 4 shapes)
+        if bool((weights != 0).any()):
+            turns = torch.einsum("bek,ekij,benj->beni", weights, self.eye_turn_matrices, self._eyeballs(shape))
+            verts = verts.index_add(1, self.eyeball_vertices.reshape(-1), turns.reshape(batch, -1, 3))
+        if not own_lids:
             return verts
         from sie3d.head.eyelids import inbetween_weights
 
@@ -122,17 +151,29 @@ class HeadModel(nn.Module):
         return verts
 
     def expression_deltas(self, identity: np.ndarray | Tensor | None = None) -> Tensor:
-        """(53, V, 3) per-blendshape vertex offsets: ICT's with sie3d's `RIG_GAINS` (what the lid corrections
-        start from); with `identity` (100,), the person's morph targets, their eyeBlink shapes corrected as
+        """(53, V, 3) per-blendshape vertex offsets: ICT's with sie3d's rig (`RIG_GAINS`, and `EYE_TURNS` for
+        the mean head's eyeballs: what the lid corrections start from); with `identity` (100,), the person's
+        morph targets -- their eyeballs turned about their own centres, their eyeBlink shapes corrected as
         `forward` poses them at full weight (the in-between shapes are targets of their own:
         `sie3d.avatar.lid_target_names`)."""
-        deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3)
+        deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3).clone()
+        shape = self.neutral[None]
+        if identity is not None:
+            identity = torch.as_tensor(identity).detach().to(shape).reshape(1, -1)
+            shape = shape + (identity @ self.identity_basis).reshape(1, self.n_verts, 3)
+        turns = torch.einsum("ekij,enj->ekni", self.eye_turn_matrices, self._eyeballs(shape)[0])  # (2, 4, N, 3)
+        for eye in range(2):
+            deltas[self.eye_turn_shapes[eye][:, None], self.eyeball_vertices[eye][None]] += turns[eye]
         if identity is None:
             return deltas
-        deltas = deltas.clone()
-        lids = self.lids.shapes(torch.as_tensor(identity).detach().cpu().numpy()).full
+        lids = self.lids.shapes(identity[0].cpu().numpy()).full
         deltas[BLINKS] += torch.from_numpy(lids).to(deltas)
         return deltas
+
+    def _eyeballs(self, shape: Tensor) -> Tensor:
+        """(B, 2, N, 3) each eyeball's vertices of the heads `shape` (B, V, 3) relative to its centre."""
+        eyes = shape[:, self.eyeball_vertices]  # (B, 2, N, 3)
+        return eyes - eyes.mean(2, keepdim=True)
 
     @cached_property
     def lids(self) -> EyelidRig:
@@ -157,6 +198,14 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     for corner in range(3):
         np.add.at(normals, faces[:, corner], face_normals)
     return normals / (np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12)
+
+
+def rotation_matrix(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
+    """(3, 3) the rotation by `degrees` about the unit `axis` (right-handed)."""
+    x, y, z = axis
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    angle = np.radians(degrees)
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
 def with_rig_gains(arrays: ict.IctArrays, gains: dict[str, float] = RIG_GAINS) -> ict.IctArrays:
@@ -190,6 +239,17 @@ class SurfacePointModel:
             identity_basis=at_points(head.identity_basis),
             expression_basis=at_points(head.expression_basis),
         )
+
+    @staticmethod
+    def cat(*models: SurfacePointModel) -> SurfacePointModel:
+        """One model of all the points of `models`, in order."""
+
+        def joined(name: str) -> Tensor:
+            parts = [getattr(m, name) for m in models]
+            return torch.cat([p.reshape(len(p), -1, 3) for p in parts], 1).reshape(len(parts[0]), -1)
+
+        return SurfacePointModel(torch.cat([m.neutral for m in models]), joined("identity_basis"),
+                                 joined("expression_basis"))  # fmt: skip
 
     def __call__(self, identity: Tensor, expression: Tensor) -> Tensor:
         """identity (B,100), expression (B,53) -> (B,N,3)."""

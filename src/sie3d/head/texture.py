@@ -80,7 +80,6 @@ class TextureConfig:
         pupil and catch-light, and the lids' shade on the eyeball (ICT's eye-occlusion shell with
         `eyes.eye_shade_texture`) (`sie3d.head.eyes`); "procedural" -- the earlier flat iris (85% of ICT's
         iris mesh) in the colour sampled around MediaPipe's iris points.
-    gaze: "photo" -- the irises look where the photo's do (eyes="photo" only); "ahead" -- straight ahead.
     lashes: eyelash cards with an alpha texture (alpha-tested in renders, glTF alphaMode MASK).
     mouth: "detailed" -- teeth shaded tooth by tooth (colour from the photo when it shows teeth), gums,
         tongue and a socket darkening with depth (`sie3d.head.mouth`); "generic" -- flat materials.
@@ -90,20 +89,18 @@ class TextureConfig:
     """
 
     eyes: Literal["photo", "procedural"] = "photo"
-    gaze: Literal["photo", "ahead"] = "photo"
     lashes: bool = True
     mouth: Literal["detailed", "generic"] = "detailed"
     occlusion: bool = True
 
     def __post_init__(self) -> None:
-        for name, allowed in (("eyes", ("photo", "procedural")), ("gaze", ("photo", "ahead")),
-                              ("mouth", ("detailed", "generic"))):  # fmt: skip
+        for name, allowed in (("eyes", ("photo", "procedural")), ("mouth", ("detailed", "generic"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TextureConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 # The textures before eyes, lashes and mouth came from `sie3d.head.eyes` / `sie3d.head.mouth`.
-PLAIN_TEXTURES = TextureConfig(eyes="procedural", gaze="ahead", lashes=False, mouth="generic")
+PLAIN_TEXTURES = TextureConfig(eyes="procedural", lashes=False, mouth="generic")
 
 
 @dataclass(frozen=True)
@@ -171,7 +168,7 @@ def render_layout(head: HeadModel) -> RenderLayout:
         iris_tris = topo.faces_of(f"M_Iris{side}")
         eye_tris = np.concatenate([topo.faces_of(f"M_Sclera{side}"), iris_tris])
         eye_verts = np.unique(topo.faces[eye_tris])
-        centre, axis = eye_textures.eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+        centre, axis = eye_textures.eye_axis(neutral, eye_verts)
         side_vec = np.cross([0.0, 1.0, 0.0], axis)
         side_vec /= np.linalg.norm(side_vec)
         up_vec = np.cross(axis, side_vec)
@@ -529,12 +526,10 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     if config.eyes == "photo":
         skin_photo = colours[reference][:: max(1, int(reference.sum()) // 4000)]
         samples = eye_textures.sample_eyes(photo_linear, obs, skin_photo)
-        gaze = eye_textures.photo_gaze(obs, fit, head) if config.gaze == "photo" else None
         corners = topo.landmarks_68[[36, 39, 42, 45]]  # the eyes' corners (iBUG 68 numbering)
         eye_width = float(np.linalg.norm(verts[corners[0]] - verts[corners[1]])
                           + np.linalg.norm(verts[corners[2]] - verts[corners[3]])) / 2  # fmt: skip
-        tiles[EYE_TILE] = eye_textures.eye_texture(samples, np.array([0.0, 0.0, 1.0]) if gaze is None else gaze,
-                                                   head, size // 2, eye_width)  # fmt: skip
+        tiles[EYE_TILE] = eye_textures.eye_texture(samples, head, size // 2, eye_width)
         tiles[EYE_SHADE] = eye_textures.eye_shade_texture(size // 4)
     else:
         tiles[EYE_TILE] = _eye_tile(head, photo_linear, obs, size // 2)
@@ -599,7 +594,7 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     topo, neutral = head.topology, head.neutral.numpy()
     iris_tris = topo.faces_of("M_IrisLeft")
     eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
-    centre, axis = eye_textures.eye_axis(neutral, topo.faces, eye_verts, iris_tris)
+    centre, axis = eye_textures.eye_axis(neutral, eye_verts)
     # The iris spans 85% of ICT's iris mesh, which is larger than an anatomical iris (~6 mm radius): the
     # fitted lids open wider than the photo's (see README, limitations), and an anatomically sized iris
     # then shows sclera all around it -- a startled stare. UV radius = sin(angle from the axis) / 2.

@@ -9,39 +9,11 @@ const ARKIT_COUNT = 52; // the rig's first 52 targets are Apple's ARKit blendsha
 const LIVE_RESOLUTION = 384; // the viewer's pixels while the camera drives it
 const LID_KNOTS = [0.25, 0.5, 0.75]; // the blink weights of the in-between shapes (sie3d.head.eyelids.INBETWEENS)
 const LID_TARGET = /^eyeBlink(Left|Right)_\d+$/; // their targets: driven by their blink, not set on their own
-// The rig's gaze shapes (ICT's eyeLook*) move the lids only; the viewer turns the eyeballs too, about their
-// centres, by these angles at weight 1 (ARKit's scale, chosen: Apple gives no degrees), relative to the GLB's
-// default weights -- the default pose's gaze is the one painted in the eye texture.
-const GAZE_DEGREES = { side: 30, up: 25, down: 25 };
-const EYE_MATERIALS = { Left: ["M_ScleraLeft", "M_IrisLeft"], Right: ["M_ScleraRight", "M_IrisRight"] };
 const $ = (id) => document.getElementById(id);
 const state = { job: null, person: null, photoChanged: true, result: null };
 const stats = { frames: 0, fps: 0, lastScores: {}, running: false, error: null };
 
 // -- viewer ------------------------------------------------------------------------------------------------
-
-function sphereCentre(positions) { // least-squares sphere through the points: |p|^2 = 2 c.p + k, solved for c, k
-  const m = Array.from({ length: 4 }, () => [0, 0, 0, 0, 0]); // normal equations, right-hand side last
-  for (let i = 0; i < positions.count; i++) {
-    const row = [2 * positions.getX(i), 2 * positions.getY(i), 2 * positions.getZ(i), 1];
-    const rhs = positions.getX(i) ** 2 + positions.getY(i) ** 2 + positions.getZ(i) ** 2;
-    for (let a = 0; a < 4; a++) {
-      for (let b = 0; b < 4; b++) m[a][b] += row[a] * row[b];
-      m[a][4] += row[a] * rhs;
-    }
-  }
-  for (let a = 0; a < 4; a++) { // Gauss-Jordan with partial pivoting
-    let pivot = a;
-    for (let r = a + 1; r < 4; r++) if (Math.abs(m[r][a]) > Math.abs(m[pivot][a])) pivot = r;
-    [m[a], m[pivot]] = [m[pivot], m[a]];
-    for (let r = 0; r < 4; r++) {
-      if (r === a) continue;
-      const f = m[r][a] / m[a][a];
-      for (let c = a; c < 5; c++) m[r][c] -= f * m[a][c];
-    }
-  }
-  return new THREE.Vector3(m[0][4] / m[0][0], m[1][4] / m[1][1], m[2][4] / m[2][2]);
-}
 
 class Viewer {
   constructor(canvas) {
@@ -103,46 +75,7 @@ class Viewer {
     this.controls.target.set(0, 0, 0);
     this.head.add(this.model);
     this.defaults = this.meshes.length ? Array.from(this.meshes[0].morphTargetInfluences) : [];
-    this.eyes = this.findEyes();
     this.invalidate();
-  }
-  findEyes() { // {Left: [meshes], Right: [...]}, each eye's parts re-centred on its eyeball's centre
-    const eyes = {};
-    for (const [side, materials] of Object.entries(EYE_MATERIALS)) {
-      const parts = [];
-      this.model.traverse((o) => { if (o.isMesh && materials.includes(o.material.name)) parts.push(o); });
-      if (!parts.length) continue;
-      const sclera = parts.find((part) => part.material.name === materials[0]) || parts[0];
-      const centre = sphereCentre(sclera.geometry.attributes.position); // the eyeball's centre
-      for (const part of parts) {
-        part.geometry.translate(-centre.x, -centre.y, -centre.z); // morph targets are relative: unchanged
-        part.position.add(centre);
-      }
-      eyes[side] = parts;
-    }
-    return eyes;
-  }
-  aimEyes() { // turn each eyeball by its gaze weights minus the defaults'
-    const weight = (name) => {
-      const k = this.dictionary[name];
-      return k === undefined ? 0 : this.get(name) - this.defaults[k];
-    };
-    for (const [side, parts] of Object.entries(this.eyes || {})) {
-      // +x is the subject's left: the left eye looks out toward +x, the right eye in toward +x
-      const toLeft = side === "Left" ? weight(`eyeLookOut${side}`) - weight(`eyeLookIn${side}`)
-        : weight(`eyeLookIn${side}`) - weight(`eyeLookOut${side}`);
-      const up = GAZE_DEGREES.up * weight(`eyeLookUp${side}`) - GAZE_DEGREES.down * weight(`eyeLookDown${side}`);
-      for (const part of parts) {
-        part.rotation.set(THREE.MathUtils.degToRad(-up), THREE.MathUtils.degToRad(GAZE_DEGREES.side * toLeft), 0, "YXZ");
-      }
-    }
-  }
-  gaze() { // {Left: [pitch, yaw], Right: [...]} degrees, as turned (up and toward the subject's left positive)
-    const out = {};
-    for (const [side, parts] of Object.entries(this.eyes || {})) {
-      out[side] = [-THREE.MathUtils.radToDeg(parts[0].rotation.x), THREE.MathUtils.radToDeg(parts[0].rotation.y)];
-    }
-    return out;
   }
   names() { return Object.keys(this.dictionary).sort((a, b) => this.dictionary[a] - this.dictionary[b]); }
   get(name) { return this.meshes.length ? this.meshes[0].morphTargetInfluences[this.dictionary[name]] : 0; }
@@ -158,7 +91,6 @@ class Viewer {
       const tent = Math.max(0, 1 - Math.abs(value - knot) / LID_KNOTS[0]);
       for (const m of this.meshes) m.morphTargetInfluences[j] = tent;
     }
-    if (name.startsWith("eyeLook")) this.aimEyes();
     this.invalidate();
   }
   setAll(weights) { // {name: value}; names not given go to 0 (the blinks' in-between shapes follow their blink)
@@ -166,7 +98,6 @@ class Viewer {
   }
   reset() {
     for (const m of this.meshes) m.morphTargetInfluences.splice(0, this.defaults.length, ...this.defaults);
-    this.aimEyes();
     this.head.quaternion.identity();
     this.invalidate();
   }
