@@ -75,28 +75,29 @@ def gaze_figures(head: HeadModel, fit, obs: FaceObservation) -> tuple[np.ndarray
                                                                         np.ndarray]:
     """Of one fit: pole-to-iris distances over the eye distance (2,); degrees each eye turns toward the nose (right,
     left); degrees up (mean of the eyes); and (2, 2) each turned pole's direction from its eyeball's centre minus
-    the line from there to the camera, degrees toward the nose and up (what `IRIS_BELOW_SIGHT_DEGREES` is read
+    the line from there to the camera, degrees toward the nose and up (what `IRIS_FROM_SIGHT_DEGREES` is read
     from, on photos whose people look at the camera)."""
-    from sie3d.head.eyes import eye_geometry, pupil_vertices
+    from sie3d.head.eyes import pupil_surface
     from sie3d.head.fit import PUPILS
     from sie3d.head.model import EYE_TURNS
 
     with torch.no_grad():
         verts = head(torch.from_numpy(fit.identity)[None], torch.from_numpy(fit.expression)[None])[0].numpy()
         shape = head(torch.from_numpy(fit.identity)[None])[0].numpy()
-    ids = pupil_vertices(head)
-    poles = fit.project(verts[ids])
+    tri, bary = pupil_surface(head)  # the painted irises' centres, posed as the render poses them
+    centres = head.eyeball_centres(torch.from_numpy(shape)[None])[0].numpy()[[1, 0]]  # right, left
+    pole_points = (verts[head.topology.faces[tri]] * bary[..., None]).sum(1)
+    poles = fit.project(pole_points)
     errors = np.linalg.norm(poles - obs.landmarks_px[list(PUPILS.values()), :2], axis=1) / obs.interocular_px
     camera = -fit.rotation.T @ fit.translation  # the camera's centre in head space
     off_sight = []
-    for pole, geometry in zip(ids, eye_geometry(head).values(), strict=True):
-        centre = shape[geometry.vertices].mean(0)
+    for pole, centre in zip(pole_points, centres, strict=True):
         nasal = -np.sign(centre[0])
 
         def angles(d: np.ndarray, nasal: float = nasal) -> np.ndarray:
             return np.degrees([np.arctan2(nasal * d[0], d[2]), np.arctan2(d[1], np.hypot(d[0], d[2]))])
 
-        off_sight.append(angles(verts[pole] - centre) - angles(camera - centre))
+        off_sight.append(angles(pole - centre) - angles(camera - centre))
 
     def turn(*names: str) -> float:  # degrees, signed by EYE_TURNS
         return sum(fit.expression[ICT_NAMES.index(n)] * abs(EYE_TURNS[n][1]) for n in names)

@@ -129,18 +129,20 @@ def test_open_eyes_are_sampled(happy):
     assert eyes.IRIS_TO_EYE_WIDTH_RANGE[0] <= samples.iris_to_eye_width <= eyes.IRIS_TO_EYE_WIDTH_RANGE[1]
 
 
-def test_the_iris_is_painted_on_the_axis_of_an_eyeball_that_looks_ahead(models):
-    """The iris (darkest texels) sits at the eye tile's centre, and each eyeball's axis looks straight ahead,
-    the iris `IRIS_BELOW_SIGHT_DEGREES` below the line of sight (where the photos' irises are)."""
+def test_the_point_the_fit_meets_the_iris_with_is_the_painted_irises_centre(models):
+    """The iris (darkest texels) sits at the eye tile's centre, and the point of each eyeball that the fit puts on
+    the photo's iris (`pupil_surface`) carries that centre's UV: the fit turns the eye so that the painted iris
+    lands on the photo's."""
     samples = eyes.EyeSamples(np.full((eyes.POLAR_RINGS, eyes.POLAR_ANGLES, 3), 0.02, np.float32),
                               np.ones((eyes.POLAR_RINGS, eyes.POLAR_ANGLES), bool), np.full(3, 0.4, np.float32),
                               True, eyes.IRIS_TO_EYE_WIDTH)  # fmt: skip
     tile = eyes.eye_texture(samples, models.head, 128, eye_width_cm=3.0)
     rows, cols = np.nonzero(tile.mean(-1) < 0.035)  # iris and pupil, not the shaded sclera
     assert np.allclose(np.array([cols.mean(), rows.mean()]) / 128, 0.5, atol=0.02)
-    down = np.radians(eyes.IRIS_BELOW_SIGHT_DEGREES)
-    for geometry in eyes.eye_geometry(models.head).values():
-        np.testing.assert_allclose(geometry.axis, [0.0, -np.sin(down), np.cos(down)], atol=1e-6)
+    tri, bary = eyes.pupil_surface(models.head)
+    layout = texture.render_layout(models.head)
+    uv = (layout.uvs[layout.uv_faces[tri]] * bary[..., None]).sum(1)
+    np.testing.assert_allclose(uv, [[EYE_TILE + 0.5, 0.5]] * 2, atol=0.005)
 
 
 def test_lash_texture_is_alpha_tested_strands_on_the_upper_cards(models):

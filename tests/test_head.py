@@ -60,21 +60,24 @@ def test_the_rig_gains_scale_their_shapes_in_the_model_and_in_what_exporters_rea
 
 def test_the_gaze_shapes_turn_each_eyeball_about_its_centre(head):
     """ICT's eyeLook shapes move only the lids (its eyeballs stay); sie3d's rig turns the eyeball as well: at
-    weight 1 each vertex of that eye keeps its distance from the eye's centre (a rigid turn), its pole moves by
-    the turn's angle toward the gaze, the other eye stays, and a person's morph targets are exactly what
-    `forward` poses for that person."""
+    weight 1 each vertex of that eye keeps its distance from the eye's centre (a rigid turn) and the sclera's
+    ball stays on its own sphere (turned about the mean of the eyeball's vertices, the sphere moved 2 mm), its
+    pole moves by the turn's angle toward the gaze, the other eye stays, and a person's morph
+    targets are exactly what `forward` poses for that person."""
     raw = ict.load().expression_basis
     eyes = head.eyeball_vertices.numpy()
     assert not np.abs(raw[:, eyes.ravel()]).any()  # ICT: no shape moves an eyeball
     identity = torch.from_numpy(np.random.default_rng(3).normal(0, 1, 100).astype(np.float32))[None]
     shape = head(identity)[0]
     deltas = head.expression_deltas(identity[0])
+    centres = head.eyeball_centres(shape[None])[0]
     for name, (_, degrees) in EYE_TURNS.items():
-        eye, other = (eyes[0], eyes[1]) if name.endswith("_L") else (eyes[1], eyes[0])
+        k = 0 if name.endswith("_L") else 1
+        eye, other, centre = eyes[k], eyes[1 - k], centres[k]
         expression = torch.zeros(1, 53)
         expression[0, ICT_NAMES.index(name)] = 1.0
         posed = head(identity, expression)[0]
-        centre = shape[eye].mean(0)
+        assert (head.eyeball_centres(posed[None])[0, k] - centre).norm() < 0.01, name  # the sphere stays: 0.1 mm
         before, after = (shape[eye] - centre).numpy(), (posed[eye] - centre).numpy()
         np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), atol=1e-4)
         pole = before[np.argmax(before[:, 2])]  # the most forward vertex, before and after the turn

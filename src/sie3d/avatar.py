@@ -192,12 +192,12 @@ class ReconstructConfig:
 
 
 PERSON_FORMAT = "sie3d-person"
-# 2: the hair volume is saved too (version 1 folders, without it, still load); 3: the iris is painted looking
-# ahead and the fit turns the eyes (older folders still load, with a warning: `_PAINTED_GAZE`).
+# 2: the hair volume is saved too (version 1 folders, without it, still load); 3: the gaze shapes turn the eyes
+# and the fit turns them to the photo's irises (older folders still load, with a warning: `_PAINTED_GAZE`).
 PERSON_FORMAT_VERSION = 3
 READABLE_PERSON_FORMATS = (1, 2, 3)
-_PAINTED_GAZE = ("saved before the gaze shapes turned the eyes: its irises are painted looking where the photo's "
-                 "look, so turned eyes look further than asked; run `sie3d reconstruct PHOTO -o OUT` again")
+_PAINTED_GAZE = ("saved before the gaze shapes turned the eyes: its eyes were fitted and textured for eyeballs that "
+                 "did not turn, so they may look off; run `sie3d reconstruct PHOTO -o OUT` again")
 _PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "photo.png"
 
 
@@ -309,8 +309,7 @@ class Person:
                                     float(t["coverage"]))  # fmt: skip
             hair = _hair_from_json(meta["hair"], textures, arrays) if meta.get("hair") else None  # none in version 1
             config = ReconstructConfig.from_json(meta["config"])
-            painted = (meta["format_version"] < 3 and config.texture.eyes == "photo"
-                       and meta["config"]["texture"].get("gaze", "photo") == "photo")  # fmt: skip
+            painted = meta["format_version"] < 3
             return Person(
                 photo=photo, observation=_face_from_json(meta["observation"], "observation", arrays),
                 faces=tuple(_face_from_json(j, f"faces.{k}", arrays) for k, j in enumerate(meta["faces"])),

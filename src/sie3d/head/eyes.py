@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+from torch import Tensor
 
 from sie3d.face.observation import BLENDSHAPE_NAMES, FaceObservation
 from sie3d.head.model import HeadModel, SurfacePointModel, rotation_matrix
@@ -32,10 +34,11 @@ IRIS_TO_EYE_WIDTH = 0.195  # iris radius over the corner-to-corner eye width (11
 IRIS_TO_EYE_WIDTH_RANGE = (0.17, 0.25)  # what a photo's own ratio may set it to (London Set: 0.21-0.22)
 PUPIL_FRACTION = 0.3  # of the iris radius
 LIMBAL_RING = (0.82, 1.0)  # normalised iris radius where the ring darkens toward the limbus
-# Where the photo's iris centre lies on ICT's eyeball, below the line of sight (degrees): on the 24 neutral London
-# photos, whose people look at the camera, the fitted eyeballs' poles sat 6.5 degrees below the line from each eye to
-# the camera and 0.4 degrees outward of it (`benchmarks/bench_fit.py`, "Gaze"), so straight ahead is level there.
-IRIS_BELOW_SIGHT_DEGREES = 7.0
+# Where the iris's centre lies on the eyeball, from the line of sight (degrees outward, down): on the 24 neutral
+# London photos, whose people look at the camera, the fitted irises sat 4.0 degrees outward of the line from each
+# eyeball's centre to the camera and 4.5 below it (`benchmarks/bench_fit.py`, "Gaze"; the anatomical angle between
+# the pupil's axis and the line of sight is about 5 degrees outward).
+IRIS_FROM_SIGHT_DEGREES = (4.0, 4.5)
 MIN_EYE_OPENING = 0.17  # lid distance over eye width below which an eye counts as closed
 MAX_BLINK = 0.5  # MediaPipe eyeBlink score above which an eye counts as closed
 DEFAULT_IRIS = (0.10, 0.06, 0.035)  # linear: a mid brown, when no eye is seen open
@@ -58,13 +61,12 @@ _ICT_EYE = {"right": "Right", "left": "Left"}
 
 @dataclass(frozen=True)
 class EyeGeometry:
-    """One ICT eyeball in head space (cm): centre, unit forward axis, the eye frame's side and up, radius."""
+    """One ICT eyeball in head space (cm): centre, unit forward axis, the eye frame's side and up."""
 
     centre: np.ndarray  # (3,)
     axis: np.ndarray  # (3,)
     side: np.ndarray  # (3,)
     up: np.ndarray  # (3,)
-    radius: float
     vertices: np.ndarray  # (N,) vertex ids of sclera + iris
     # The eye UVs' radius (sine of the angle from the axis, seen from `centre`) against the distance from the
     # axis in cm, over the front vertices, increasing: ICT's cornea bulges, so the two are not proportional.
@@ -78,13 +80,10 @@ def eye_geometry(head: HeadModel) -> dict[str, EyeGeometry]:
     topo, neutral = head.topology, head.neutral.numpy()
     out = {}
     for eye, ict in _ICT_EYE.items():
-        iris_tris = topo.faces_of(f"M_Iris{ict}")
-        verts = np.unique(topo.faces[np.concatenate([topo.faces_of(f"M_Sclera{ict}"), iris_tris])])
-        centre, axis = eye_axis(neutral, verts)
+        verts = np.unique(topo.faces[topo.faces_of(f"M_Sclera{ict}", f"M_Iris{ict}")])
+        centre, axis = eye_axis(head, eye)
         side = np.cross([0.0, 1.0, 0.0], axis)
         side /= np.linalg.norm(side)
-        sclera = np.unique(topo.faces[topo.faces_of(f"M_Sclera{ict}")])
-        radius = float(np.median(np.linalg.norm(neutral[sclera] - centre, axis=1)))
         rel = neutral[verts] - centre
         front = rel @ axis > 0
         along = (rel @ axis)[front]
@@ -92,34 +91,63 @@ def eye_geometry(head: HeadModel) -> dict[str, EyeGeometry]:
         uv_radius = offset / np.linalg.norm(rel[front], axis=1)
         order = np.argsort(offset)
         table = (offset[order], np.maximum.accumulate(uv_radius[order]))
-        out[eye] = EyeGeometry(centre, axis, side, np.cross(axis, side), radius, verts, table)
+        out[eye] = EyeGeometry(centre, axis, side, np.cross(axis, side), verts, table)
     return out
 
 
-def pupil_vertices(head: HeadModel) -> list[int]:
-    """The eyeballs' poles, the subject's right eye first: each the vertex furthest along its eye's axis, where
-    the eye texture centres the iris."""
-    neutral = head.neutral.numpy()
-    return [int(g.vertices[np.argmax((neutral[g.vertices] - g.centre) @ g.axis)]) for g in eye_geometry(head).values()]
+def eye_axis(head: HeadModel, eye: str) -> tuple[np.ndarray, np.ndarray]:
+    """The mean head's eyeball `eye` ("right" or "left"): the centre the gaze shapes turn it about
+    (`HeadModel.eyeball_centres`) and the unit direction of its iris when it looks straight ahead, head +z turned
+    outward and down by `IRIS_FROM_SIGHT_DEGREES`. (ICT's own iris vertices do not give it: their mesh also wraps
+    behind the eyeball, so their mean pointed 10 degrees outward and 8 down.)"""
+    with torch.no_grad():
+        centre = head.eyeball_centres(head.neutral[None])[0, 0 if eye == "left" else 1].numpy()
+    outward, down = IRIS_FROM_SIGHT_DEGREES
+    turn = rotation_matrix((0.0, 1.0, 0.0), outward if eye == "left" else -outward)  # about +y: toward +x
+    return centre, turn @ rotation_matrix((1.0, 0.0, 0.0), down) @ np.array([0.0, 0.0, 1.0])  # about +x: down
 
 
-def pupil_points(head: HeadModel) -> SurfacePointModel:
-    """The eyeballs' poles (`pupil_vertices`) as a linear model of the rig: they move with the identity and turn
-    with the gaze shapes (the mean head's turn, `HeadModel.expression_deltas`)."""
-    ids = pupil_vertices(head)
-    n_verts = head.n_verts
-    return SurfacePointModel(neutral=head.neutral[ids].clone(),
-                             identity_basis=head.identity_basis.reshape(-1, n_verts, 3)[:, ids].reshape(-1, 6),
-                             expression_basis=head.expression_deltas()[:, ids].reshape(-1, 6))  # fmt: skip
+@lru_cache(maxsize=4)
+def pupil_surface(head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
+    """Where each eyeball's axis leaves its surface, the subject's right eye first -- the centre of the painted
+    iris: (2,) triangle ids and (2, 3) barycentrics on the neutral head (the outermost crossing of the ray from
+    the eyeball's centre along its axis)."""
+    topo, neutral = head.topology, head.neutral.numpy().astype(np.float64)
+    tris, barys = [], []
+    for eye, geometry in eye_geometry(head).items():
+        ids = topo.faces_of(f"M_Sclera{_ICT_EYE[eye]}", f"M_Iris{_ICT_EYE[eye]}")
+        a, b, c = (neutral[topo.faces[ids, k]] for k in range(3))
+        e1, e2 = b - a, c - a
+        p = np.cross(geometry.axis, e2)
+        det = (e1 * p).sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_vec = geometry.centre - a
+            u = (t_vec * p).sum(1) / det
+            q = np.cross(t_vec, e1)
+            v = (q @ geometry.axis) / det
+            t = (e2 * q).sum(1) / det
+        hit = (np.abs(det) > 1e-12) & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+        k = np.flatnonzero(hit)[np.argmax(t[hit])]
+        tris.append(ids[k])
+        barys.append([1 - u[k] - v[k], u[k], v[k]])
+    return np.array(tris), np.array(barys, np.float32)
 
 
-def eye_axis(verts: np.ndarray, eye_verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre of an eyeball (the mean of its vertices, which the gaze shapes turn it about) and the unit
-    direction of its iris when the eye looks straight ahead: head +z turned down by `IRIS_BELOW_SIGHT_DEGREES`.
-    (ICT's own iris vertices do not give it: their mesh also wraps behind the eyeball, so their mean pointed 10
-    degrees outward and 8 down, and the forward ones point 4.5 degrees outward, where the photos' irises are not.)"""
-    axis = rotation_matrix((1.0, 0.0, 0.0), IRIS_BELOW_SIGHT_DEGREES) @ np.array([0.0, 0.0, 1.0])  # +x: down
-    return verts[eye_verts].mean(0), axis
+def pupil_points(head: HeadModel, identity: np.ndarray | Tensor | None = None) -> SurfacePointModel:
+    """The painted irises' centres (`pupil_surface`) as a linear model of the rig: they move with the identity
+    and turn with the gaze shapes about the eyeballs' centres of `identity` (100,) (the mean head's without)."""
+    tri, bary = pupil_surface(head)
+    corners = torch.from_numpy(head.topology.faces[tri])  # (2, 3)
+    weights = torch.from_numpy(bary)[..., None]  # (2, 3, 1)
+
+    def at_pupils(per_vertex: Tensor) -> Tensor:  # (K, V, 3) -> (K, 2 * 3)
+        return (per_vertex[:, corners] * weights).sum(2).reshape(len(per_vertex), -1)
+
+    with torch.no_grad():
+        deltas = head.expression_deltas(identity, lids=False)
+    return SurfacePointModel(neutral=at_pupils(head.neutral[None]).reshape(2, 3),
+                             identity_basis=at_pupils(head.identity_basis.reshape(-1, head.n_verts, 3)),
+                             expression_basis=at_pupils(deltas))  # fmt: skip
 
 
 # -- what the photo shows of the eyes ------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Fit ICT-FaceKit to a `FaceObservation`: camera, head pose, identity and the photo's expression.
 
 Regularised least squares over all 468 MediaPipe face landmarks (2D reprojection plus MediaPipe's
-relative depth), solved by Levenberg-Marquardt on the CPU: pose first, then everything. Three things keep
-the expression honest -- identity explains the person's shape, expression only what the photo shows:
+relative depth), solved by Levenberg-Marquardt on the CPU: pose first, then everything but the gaze, which
+the two iris centres set alone (`PUPILS`: the gaze shapes turn the eyeballs, `sie3d.head.model.EYE_TURNS`;
+after the pose and again after the identity, everything else held, the other shapes then fitted around
+it). Three things keep the expression honest -- identity explains the person's shape, expression only what
+the photo shows:
 
 - **a calibrated correspondence**: each landmark's model point is its surface point plus a small offset
   in the ICT head frame (`calibration.py`), learned on neutral photos so that a neutral face fits at
@@ -16,7 +19,7 @@ the expression honest -- identity explains the person's shape, expression only w
 - **exclusive pairs** (`EXCLUSIVE_PAIRS`): shapes that cannot act together (a jaw pushed both left and
   right, an upper lid both raised and lowered). A penalty on their product during the solve, then a
   projection keeping the larger minus the smaller (they are antagonists, so that is their net effect)
-  and a short refit of everything else with every zero member frozen: after a fit at most one of each
+  and a short refit of the other shapes with every zero member frozen: after a fit at most one of each
   pair is non-zero, exactly. The penalty does most of the work, the projection guarantees it.
 
 `HeadFit.rest_expression` (53,) is what stays in the person's neutral face: the fitted lid and brow
@@ -59,9 +62,8 @@ FACE_OVAL = (
     149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
 BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)  # MediaPipe's upper outline of both eyebrows
-# The eye and brow coefficients a person's rest may hold (see module doc). Not the gaze (eyeLook*): in ICT
-# those move only the lids -- the eyeballs are separate and stay looking ahead in every render -- so lids
-# following the photo's gaze over irises that do not would look like a stare or a droop.
+# The eye and brow coefficients a person's rest may hold (see module doc). Not the gaze (eyeLook*): where
+# the photo's eyes look is not part of the person; the neutral face looks straight ahead.
 REST_SHAPES = tuple(
     n for n in ICT_NAMES if n.startswith(("eyeWide", "eyeSquint", "eyeBlink", "browInnerUp", "browOuterUp",
                                           "browDown"))
@@ -431,6 +433,11 @@ class HeadFitter:
         else:
             params = solve(params, False, False, gaze, settings.gaze_steps, irises=True)
             params = solve(params, True, True, ~gaze, settings.steps)
+            # the person's own eyeballs turn about their own centres (as `HeadModel.forward` turns them)
+            own = pupil_points(self.head, params[6 : 6 + N_IDENTITY].float()).expression_basis.to(dtype)
+            expression_basis = torch.cat([expression_basis.reshape(N_EXPRESSION, m, 3)[:, :n],
+                                          own.reshape(N_EXPRESSION, -1, 3)], 1).reshape(N_EXPRESSION, -1)  # fmt: skip
+            coefficient_basis = torch.cat([identity_basis, expression_basis]).reshape(n_coefficients, m, 3)
             params = solve(params, False, False, gaze, settings.gaze_steps, irises=True)
             params = solve(params, False, False, ~gaze, settings.refit_steps)
             projected, frozen, changed = exclusive_projection(params[-N_EXPRESSION:].numpy())

@@ -103,6 +103,13 @@ class HeadModel(nn.Module):
         eyes = [np.unique(self.topology.faces[self.topology.faces_of(*EYEBALL_MATERIALS[side])])
                 for side in ("L", "R")]  # fmt: skip
         self.register_buffer("eyeball_vertices", torch.from_numpy(np.stack(eyes)))
+        # Each eyeball turns about the centre of the sphere its sclera lies on (`eyeball_centres`): ICT's eyeball
+        # is no ball around the mean of its vertices (a dense cornea in front, a stalk behind), and turned about
+        # that mean the sclera bulged 2.4 mm out of its own place at 30 degrees.
+        neutral = arrays.neutral.astype(np.float64)
+        spheres = [_sphere_vertices(neutral, np.unique(self.topology.faces[self.topology.faces_of(EYEBALL_MATERIALS[
+            side][0])])) for side in ("L", "R")]  # fmt: skip
+        self.register_buffer("eyeball_sphere_vertices", torch.from_numpy(np.stack(spheres)))
         shapes = [[n for n in EYE_TURNS if n.endswith(f"_{side}")] for side in ("L", "R")]
         self.register_buffer("eye_turn_shapes", torch.tensor([[ICT_NAMES.index(n) for n in s] for s in shapes]))
         self.register_buffer("eye_turn_matrices", torch.from_numpy(np.stack(
@@ -128,7 +135,8 @@ class HeadModel(nn.Module):
         verts = shape + (expression.reshape(batch, -1) @ self.expression_basis).reshape(batch, self.n_verts, 3)
         weights = expression.reshape(batch, -1)[:, self.eye_turn_shapes]  # (B, 2 eyes, 4 shapes)
         if bool((weights != 0).any()):
-            turns = torch.einsum("bek,ekij,benj->beni", weights, self.eye_turn_matrices, self._eyeballs(shape))
+            eyes = shape[:, self.eyeball_vertices] - self.eyeball_centres(shape)[:, :, None]  # (B, 2, N, 3)
+            turns = torch.einsum("bek,ekij,benj->beni", weights, self.eye_turn_matrices, eyes)
             verts = verts.index_add(1, self.eyeball_vertices.reshape(-1), turns.reshape(batch, -1, 3))
         if not own_lids:
             return verts
@@ -150,30 +158,31 @@ class HeadModel(nn.Module):
             verts = verts.index_add(0, rows, lids)
         return verts
 
-    def expression_deltas(self, identity: np.ndarray | Tensor | None = None) -> Tensor:
+    def expression_deltas(self, identity: np.ndarray | Tensor | None = None, *, lids: bool = True) -> Tensor:
         """(53, V, 3) per-blendshape vertex offsets: ICT's with sie3d's rig (`RIG_GAINS`, and `EYE_TURNS` for
         the mean head's eyeballs: what the lid corrections start from); with `identity` (100,), the person's
         morph targets -- their eyeballs turned about their own centres, their eyeBlink shapes corrected as
         `forward` poses them at full weight (the in-between shapes are targets of their own:
-        `sie3d.avatar.lid_target_names`)."""
+        `sie3d.avatar.lid_target_names`; `lids` False: ICT's plain eyeBlink shapes)."""
         deltas = self.expression_basis.reshape(N_EXPRESSION, self.n_verts, 3).clone()
         shape = self.neutral[None]
         if identity is not None:
             identity = torch.as_tensor(identity).detach().to(shape).reshape(1, -1)
             shape = shape + (identity @ self.identity_basis).reshape(1, self.n_verts, 3)
-        turns = torch.einsum("ekij,enj->ekni", self.eye_turn_matrices, self._eyeballs(shape)[0])  # (2, 4, N, 3)
+        eyes = shape[0, self.eyeball_vertices] - self.eyeball_centres(shape)[0, :, None]  # (2, N, 3)
+        turns = torch.einsum("ekij,enj->ekni", self.eye_turn_matrices, eyes)  # (2, 4, N, 3)
         for eye in range(2):
             deltas[self.eye_turn_shapes[eye][:, None], self.eyeball_vertices[eye][None]] += turns[eye]
-        if identity is None:
+        if identity is None or not lids:
             return deltas
         lids = self.lids.shapes(identity[0].cpu().numpy()).full
         deltas[BLINKS] += torch.from_numpy(lids).to(deltas)
         return deltas
 
-    def _eyeballs(self, shape: Tensor) -> Tensor:
-        """(B, 2, N, 3) each eyeball's vertices of the heads `shape` (B, V, 3) relative to its centre."""
-        eyes = shape[:, self.eyeball_vertices]  # (B, 2, N, 3)
-        return eyes - eyes.mean(2, keepdim=True)
+    def eyeball_centres(self, shape: Tensor) -> Tensor:
+        """(B, 2, 3) the centres the eyeballs (left, right) of the heads `shape` (B, V, 3) turn about: the
+        least-squares sphere through each sclera's ball (`eyeball_sphere_vertices`)."""
+        return sphere_centre(shape[:, self.eyeball_sphere_vertices])
 
     @cached_property
     def lids(self) -> EyelidRig:
@@ -198,6 +207,25 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     for corner in range(3):
         np.add.at(normals, faces[:, corner], face_normals)
     return normals / (np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12)
+
+
+def sphere_centre(points: Tensor) -> Tensor:
+    """(..., 3) the centre of the least-squares sphere through `points` (..., N, 3): |p|^2 = 2 c.p + k."""
+    a = torch.cat([2 * points, torch.ones_like(points[..., :1])], -1)
+    b = (points * points).sum(-1, keepdim=True)
+    return torch.linalg.solve(a.transpose(-1, -2) @ a, a.transpose(-1, -2) @ b)[..., :3, 0]
+
+
+def _sphere_vertices(verts: np.ndarray, ids: np.ndarray, tolerance_cm: float = 0.05) -> np.ndarray:
+    """The vertices of `ids` that lie on one sphere: fitted to all, then again to those within `tolerance_cm` of
+    it, three times (ICT's sclera also has a stalk behind the eyeball)."""
+    kept = ids
+    for _ in range(4):
+        points = torch.from_numpy(verts[kept])
+        centre = sphere_centre(points).numpy()
+        radius = np.sqrt(((verts[kept] - centre) ** 2).sum(1)).mean()
+        kept = ids[np.abs(np.linalg.norm(verts[ids] - centre, axis=1) - radius) < tolerance_cm]
+    return kept
 
 
 def rotation_matrix(axis: tuple[float, float, float], degrees: float) -> np.ndarray:

@@ -168,7 +168,7 @@ def render_layout(head: HeadModel) -> RenderLayout:
         iris_tris = topo.faces_of(f"M_Iris{side}")
         eye_tris = np.concatenate([topo.faces_of(f"M_Sclera{side}"), iris_tris])
         eye_verts = np.unique(topo.faces[eye_tris])
-        centre, axis = eye_textures.eye_axis(neutral, eye_verts)
+        centre, axis = eye_textures.eye_axis(head, side.lower())
         side_vec = np.cross([0.0, 1.0, 0.0], axis)
         side_vec /= np.linalg.norm(side_vec)
         up_vec = np.cross(axis, side_vec)
@@ -593,8 +593,7 @@ def _eye_tile(head: HeadModel, photo_linear: np.ndarray, obs: FaceObservation, s
     eye colour with a darker limbal ring, and a pupil. Both eyes share it."""
     topo, neutral = head.topology, head.neutral.numpy()
     iris_tris = topo.faces_of("M_IrisLeft")
-    eye_verts = np.unique(topo.faces[np.concatenate([topo.faces_of("M_ScleraLeft"), iris_tris])])
-    centre, axis = eye_textures.eye_axis(neutral, eye_verts)
+    centre, axis = eye_textures.eye_axis(head, "left")
     # The iris spans 85% of ICT's iris mesh, which is larger than an anatomical iris (~6 mm radius): the
     # fitted lids open wider than the photo's (see README, limitations), and an anatomically sized iris
     # then shows sclera all around it -- a startled stare. UV radius = sin(angle from the axis) / 2.
