@@ -13,11 +13,12 @@ read 0.7-0.9. Doubled, the same people read 0.47 (0.18 at rest): still short of 
 stay clear of the lids.
 
 `EYE_TURNS`: ICT's gaze shapes (``eyeLook*``) move only the lids, around eyeballs that ICT's own pipeline turns
-with joints; in sie3d's rig the same shapes also turn the eyeball, about its centre (the mean of its vertices),
-so that everything that reads coefficients -- renders, GLB morph targets, face trackers driving them by ARKit
-name -- turns the eyes. The turn is a morph like every other shape (what glTF and ARKit rigs carry): the
-offset of each eyeball vertex is weight x (R - I)(p - centre), with p the person's own eyeball, so in between
-the iris moves along a chord rather than an arc (at half of a 30 degree turn the eyeball is 3 % smaller).
+with joints; in sie3d's rig the same shapes also turn the eyeball, about the centre of the sphere its sclera
+lies on (`HeadModel.eyeball_centres`), so that everything that reads coefficients -- renders, GLB morph
+targets, face trackers driving them by ARKit name -- turns the eyes. The turn is a morph like every other
+shape (what glTF and ARKit rigs carry): the offset of each eyeball vertex is weight x (R - I)(p - centre), with
+p the person's own eyeball, so in between the iris moves along a chord rather than an arc (at half of a 30
+degree turn the eyeball is 3 % smaller).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def sphere_centre(points: Tensor) -> Tensor:
 
 def _sphere_vertices(verts: np.ndarray, ids: np.ndarray, tolerance_cm: float = 0.05) -> np.ndarray:
     """The vertices of `ids` that lie on one sphere: fitted to all, then again to those within `tolerance_cm` of
-    it, three times (ICT's sclera also has a stalk behind the eyeball)."""
+    the last fit, four times in all (ICT's sclera also has a stalk behind the eyeball)."""
     kept = ids
     for _ in range(4):
         points = torch.from_numpy(verts[kept])
