@@ -152,8 +152,9 @@ class Models:
 # Settings a saved person's config may name that sie3d no longer has, per part: read and ignored.
 _RETIRED_SETTINGS = {
     "hair": {"min_curtain_deg"},  # December 4: hanging hair's length is read beside the neck instead
-    "texture": {"gaze"},  # December 5: the gaze shapes turn the eyes; the fit turns them as the photo's look
+    "texture": {"gaze"},  # December 4: the gaze shapes turn the eyes; the fit turns them as the photo's look
 }
+
 
 @dataclass(frozen=True)
 class ReconstructConfig:

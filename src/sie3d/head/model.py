@@ -136,8 +136,7 @@ class HeadModel(nn.Module):
         verts = shape + (expression.reshape(batch, -1) @ self.expression_basis).reshape(batch, self.n_verts, 3)
         weights = expression.reshape(batch, -1)[:, self.eye_turn_shapes]  # (B, 2 eyes, 4 shapes)
         if bool((weights != 0).any()):
-            eyes = shape[:, self.eyeball_vertices] - self.eyeball_centres(shape)[:, :, None]  # (B, 2, N, 3)
-            turns = torch.einsum("bek,ekij,benj->beni", weights, self.eye_turn_matrices, eyes)
+            turns = torch.einsum("bek,bekni->beni", weights, self.eye_turn_offsets(shape))
             verts = verts.index_add(1, self.eyeball_vertices.reshape(-1), turns.reshape(batch, -1, 3))
         if not own_lids:
             return verts
@@ -170,8 +169,7 @@ class HeadModel(nn.Module):
         if identity is not None:
             identity = torch.as_tensor(identity).detach().to(shape).reshape(1, -1)
             shape = shape + (identity @ self.identity_basis).reshape(1, self.n_verts, 3)
-        eyes = shape[0, self.eyeball_vertices] - self.eyeball_centres(shape)[0, :, None]  # (2, N, 3)
-        turns = torch.einsum("ekij,enj->ekni", self.eye_turn_matrices, eyes)  # (2, 4, N, 3)
+        turns = self.eye_turn_offsets(shape)[0]  # (2, 4, N, 3)
         for eye in range(2):
             deltas[self.eye_turn_shapes[eye][:, None], self.eyeball_vertices[eye][None]] += turns[eye]
         if identity is None or not lids:
@@ -179,6 +177,12 @@ class HeadModel(nn.Module):
         lids = self.lids.shapes(identity[0].cpu().numpy()).full
         deltas[BLINKS] += torch.from_numpy(lids).to(deltas)
         return deltas
+
+    def eye_turn_offsets(self, shape: Tensor) -> Tensor:
+        """(B, 2, 4, N, 3) the offsets of each eyeball's vertices (`eyeball_vertices`) of the heads `shape`
+        (B, V, 3) under its four gaze shapes (`eye_turn_shapes`) at weight 1: (R - I)(p - centre)."""
+        eyes = shape[:, self.eyeball_vertices] - self.eyeball_centres(shape)[:, :, None]  # (B, 2, N, 3)
+        return torch.einsum("ekij,benj->bekni", self.eye_turn_matrices, eyes)
 
     def eyeball_centres(self, shape: Tensor) -> Tensor:
         """(B, 2, 3) the centres the eyeballs (left, right) of the heads `shape` (B, V, 3) turn about: the
