@@ -177,7 +177,8 @@ def main() -> None:
         held_out_fitters, held_out_fits = {}, {}
         for k, fold in enumerate(folds):
             train = [obs[n] for n in folds[1 - k]]
-            offsets, _ = learn(train, head=head, log=lambda *_: None)
+            offsets, _ = learn(train, head=head, log=lambda *_: None, photos=[photos[n].rgb for n in folds[1 - k]],
+                               observer=observer)
             fold_fitter = HeadFitter(head, settings, LandmarkCalibration(offsets, rest_ceiling(train)))
             for name in fold:
                 held_out_fitters[name] = fold_fitter

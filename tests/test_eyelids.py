@@ -18,8 +18,10 @@ from sie3d.photo import load_photo
 from sie3d.previews import preview_cameras
 from sie3d.render import project, rasterize
 
-# ICT's blink left 785 eyeball pixels of this person's shut eyes at 512 px (the most of 24 London people).
-WIDE_EYED = "london_001_neutral.jpg"
+# ICT's blink leaves 431 eyeball pixels of this person's shut eyes at 512 px (the most of 24 London people,
+# `benchmarks/closed_eyes.py`; 785 on london_001 before the render rounds of the calibration closed the fitted
+# lids to the photos').
+WIDE_EYED = "london_002_neutral.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +138,7 @@ def test_lid_corrections_per_person_in_a_batch(models):
 def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models, happy):
     """The landmark fit reads ICT's plain blink; on a wide-eyed person the same weight closes the person's own
     lid further, so a photo's half-closed eye is fitted to a smaller weight that puts the lid where it was."""
-    from sie3d.head.texture import LEFT_EYE_OPENING, RIGHT_EYE_OPENING
+    from sie3d.head.fit import LEFT_EYE_OPENING, RIGHT_EYE_OPENING
 
     fitter = models.fitter
     expression = np.zeros(53, np.float32)
@@ -158,7 +160,9 @@ def test_the_fit_chooses_blinks_for_the_person_s_own_lids(person, models, happy)
     target = contour_points(expression, left, own=False)
     before = rms(contour_points(expression, left, own=True), target)
     after = rms(contour_points(chosen, left, own=True), target)
-    assert after < 0.6 * before, (before, after, chosen[BLINKS])
+    # 0.071 -> 0.049 cm here (on london_001, whose lids the fit opened wider before the calibration's render
+    # rounds, 0.6x); what is left is the two shapes' different paths, which no weight removes
+    assert after < 0.75 * before, (before, after, chosen[BLINKS])
     assert rms(contour_points(chosen, right, own=True), contour_points(expression, right, own=False)) < 1e-5
     # `fit` goes through it: its blinks (the photo's and the rest's) lie on the choice's 0.005 grid.
     for blinks in (happy.fit.expression[BLINKS], happy.fit.rest_expression[BLINKS]):

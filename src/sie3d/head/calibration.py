@@ -2,18 +2,22 @@
 
 The correspondence (`correspondence.py`) puts every landmark on a point of the ICT surface by geometry
 alone -- registering MediaPipe's canonical mesh to ICT's neutral head. On real faces MediaPipe draws some
-contours elsewhere: fitted at MediaPipe's own expression reading, its upper-lid landmarks sit ~2 mm below
-those surface points (which lie on the front of the lid) and its lower-lid ones ~0.6 mm above; unexplained,
+contours elsewhere (the ring of landmarks above each upper lid ~4 mm off those surface points); unexplained,
 the fit bent the eyes with expression shapes to meet them. The calibration is a small offset per
 landmark, in the ICT head frame (centimetres, +x the subject's left, +y up, +z out of the face), learned on
 neutral photos by ``python -m sie3d.head.calibrate`` and committed as `landmark_calibration.json` next to
-this module, with the command, date, photo list and settings.
+this module, with the command, date, photo list and settings. It is learned in two parts: from the photos,
+with the expression held at MediaPipe's reading of them; then from renders of the fitted avatars into the
+photos, so that MediaPipe reads each render where it reads the photo. Learned from the photos alone, the
+upper-lid offsets reached 3 mm and the avatars' lids opened wider than the photos' (ICT's lids at a neutral
+face's reading sit higher than people's: the offset had hidden that); with the render rounds they are
+~0.2 mm and the fit closes the lids (see calibrate.py).
 
 Why offsets in the head frame rather than new surface points: on the near-frontal calibration photos the
 offsets are learned in the image plane, where a head-frame offset and a slide along the surface agree to
 first order; a fixed offset keeps the model points linear in the coefficients (the fit's Jacobian does
 not change) and leaves the rendered mesh alone. Its limit: it does not follow the skin under a strong
-expression (with the eye closed, the upper-lid points stay ~2 mm below the lid).
+expression.
 
 The file also carries `rest_ceiling`: how much of each shape MediaPipe reads on those neutral faces at
 most, which caps what a fit may keep as the person's rest (see fit.py).

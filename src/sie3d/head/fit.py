@@ -9,8 +9,10 @@ the photo shows:
 
 - **a calibrated correspondence**: each landmark's model point is its surface point plus a small offset
   in the ICT head frame (`calibration.py`), learned on neutral photos so that a neutral face fits at
-  MediaPipe's own reading of it. Without it the fit met the eye landmarks with contradictory shapes
-  (eyeWide ~0.8 with eyeSquint ~0.3 on neutral photos, jawLeft with jawRight);
+  MediaPipe's own reading of it and MediaPipe reads the avatar rendered into the photo where it reads the
+  photo (the lid margins, weighted up by `FitSettings.lid_weight`, most of all). Without it the fit met the
+  eye landmarks with contradictory shapes (eyeWide ~0.8 with eyeSquint ~0.3 on neutral photos, jawLeft with
+  jawRight);
 - **MediaPipe's blendshape scores as a prior** (`expression_prior`): a data term pulls every coefficient
   towards the score MediaPipe reads off the photo (mapped to ICT names). It decides what landmarks alone
   cannot: whether an eye opens wider because of the person's shape (identity) or a stare (eyeWide).
@@ -62,6 +64,9 @@ FACE_OVAL = (
     149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
 BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)  # MediaPipe's upper outline of both eyebrows
+# MediaPipe's contours of the eye openings: the lid margins, where the eyeball shows between the lids.
+RIGHT_EYE_OPENING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 # The eye and brow coefficients a person's rest may hold (see module doc). Not the gaze (eyeLook*): where
 # the photo's eyes look is not part of the person; the neutral face looks straight ahead.
 REST_SHAPES = tuple(
@@ -112,6 +117,11 @@ class FitSettings:
     # projection, with the zeroed members frozen
     focal_factor: float = FOCAL_FACTOR
     oval_weight: float = 0.3  # silhouette landmarks slide over the head: they count less
+    # The lid margins count more: a sharp edge MediaPipe finds precisely, and what shows of the eyeball; the
+    # rings of landmarks around the eyes sit on smooth skin that ICT's shapes move together with the margins
+    # (eyeWide lifts the skin below the brow as well as the lid) -- at 1 the fit kept the upper lids ~2 % of
+    # the eye distance above the photo's to meet those rings.
+    lid_weight: float = 10.0
     pupil_weight: float = 10.0  # each open eye's iris centre (MediaPipe 468/473) against the turned eyeball's pole
     depth_weight: float = 0.05  # MediaPipe's relative depth is a shape cue, noisier than x, y
     identity_prior: float = 2e-4  # identity RMS ~0.9 on the studio photos; weaker priors overfit 2D noise
@@ -295,6 +305,7 @@ class HeadFitter:
         )
         weights = np.ones(len(corr.tri), np.float32)
         weights[list(FACE_OVAL)] = self.settings.oval_weight
+        weights[list(RIGHT_EYE_OPENING + LEFT_EYE_OPENING)] = self.settings.lid_weight
         self.weights = torch.from_numpy(weights)
         self.pupils = pupil_points(self.head)
         self.rest_mask = np.array([n in REST_SHAPES for n in ICT_NAMES])
@@ -481,7 +492,6 @@ class HeadFitter:
         nearest (least squares, on a 0.005 grid) to where the plain shape put them."""
         from sie3d.head.eyelids import inbetween_weights
         from sie3d.head.model import BLINKS
-        from sie3d.head.texture import LEFT_EYE_OPENING, RIGHT_EYE_OPENING
 
         out = np.asarray(expression, np.float32).copy()
         if not (out[BLINKS] > 0).any():

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from sie3d.face.observation import FaceObservation
 from sie3d.head import eyes as eye_textures
 from sie3d.head import mouth as mouth_textures
-from sie3d.head.fit import FACE_OVAL, HeadFit
+from sie3d.head.fit import FACE_OVAL, LEFT_EYE_OPENING, RIGHT_EYE_OPENING, HeadFit
 from sie3d.head.model import HeadModel
 from sie3d.render import Cameras, rasterize, sh_shading, vertex_normals
 
@@ -47,9 +47,7 @@ EYE_SHADE = 8  # not a UDIM tile: the RGBA texture of the eye-occlusion shell (U
 # alpha-tested against tile 6's alpha (`sie3d.previews.TexturedHead`), and only when the textures have it
 # (opaque, the cards read as a thick black band around the eyes).
 HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid", "M_EyeLashes")
-# MediaPipe contours of the openings whose pixels are not skin.
-RIGHT_EYE_OPENING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE_OPENING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+# MediaPipe's contour of the mouth opening (the eyes': `sie3d.head.fit`), whose pixels are not skin.
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 # Linear-RGB albedos of the generic materials (`TextureConfig(eyes="procedural", mouth="generic")`).
 TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
