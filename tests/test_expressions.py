@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sie3d.expressions import EMOTIONS, PROTOTYPES, coefficients, on_top_of_rest, prototype
+from sie3d.expressions import EMOTIONS, PROTOTYPES, coefficients, on_top_of_rest, prototype, with_gaze
 from sie3d.head.names import ICT_NAMES
 
 
@@ -61,6 +61,25 @@ def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
     assert one_side[ICT_NAMES.index("browInnerUp_L")] == pytest.approx(0.3)
     assert one_side[ICT_NAMES.index("browInnerUp_R")] == 0
 
+
+def test_a_rest_gaze_gives_way_to_an_expression_that_turns_that_eye():
+    gaze = coefficients({"eyeLookUp_L": 0.2, "eyeLookUp_R": 0.2, "eyeLookIn_R": 0.1, "eyeLookOut_L": 0.1})
+    left, right = ("eyeLookUp_L", "eyeLookOut_L"), ("eyeLookUp_R", "eyeLookIn_R")
+    value = lambda v, names: v[[ICT_NAMES.index(n) for n in names]].tolist()  # noqa: E731
+    rest = with_gaze(coefficients({"eyeSquint_L": 0.2}), gaze)  # the rest looking where the photo looked
+    assert value(rest, left) == value(rest, right) == pytest.approx([0.2, 0.1])
+    assert rest[ICT_NAMES.index("eyeSquint_L")] == pytest.approx(0.2)
+    # an expression that does not turn the eyes keeps that gaze; one that turns an eye looks its own way with it
+    assert value(on_top_of_rest(rest, prototype("happy")), left) == pytest.approx([0.2, 0.1])
+    look_down = on_top_of_rest(rest, prototype("sadness"))  # AU64 in sadness: both eyes 0.15 down
+    assert value(look_down, left) == value(look_down, right) == [0.0, 0.0]
+    one_eye = coefficients({"eyeLookOut_R": 0.6})
+    assert value(on_top_of_rest(rest, one_eye), right) == [0.0, 0.0]  # up 0.2 + out 0.6 would be a sum
+    assert value(on_top_of_rest(rest, one_eye), left) == pytest.approx([0.2, 0.1])
+    assert value(with_gaze(one_eye, gaze), left) == pytest.approx([0.2, 0.1])
+    assert value(with_gaze(one_eye, gaze), right) == [0.0, 0.0]
+    traces = coefficients({"eyeLookDown_L": 0.01})  # a text network's trace is not a turn
+    assert value(with_gaze(traces, gaze), left) == pytest.approx([0.2, 0.1])
 
 
 def test_the_rest_lip_seal_gives_way_to_mouth_movement():

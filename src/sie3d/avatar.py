@@ -36,6 +36,7 @@ import numpy as np
 
 from sie3d import __version__
 from sie3d.errors import PersonError, UsageError
+from sie3d.expressions import EYE_GAZE, with_gaze
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.config import HairConfig
 from sie3d.head.fit import HeadFit
@@ -156,6 +157,9 @@ _RETIRED_SETTINGS = {
 }
 
 
+GAZES = ("ahead", "photo")  # `ReconstructConfig.gaze`
+
+
 @dataclass(frozen=True)
 class ReconstructConfig:
     """How a photo becomes a `Person` (recorded in the person and in every report)."""
@@ -164,6 +168,10 @@ class ReconstructConfig:
     texture_size: int = 1024  # texels per side of the face and head tiles (mouth and eye tiles: half)
     texture: TextureConfig = TextureConfig()  # eyes, eyelashes and mouth
     hair: HairConfig = HairConfig()  # the hair volume (on by default: `sie3d.hair`)
+    # Where the neutral face (and every expression that does not turn the eyes itself) looks: "ahead" (at
+    # infinity, straight out of the face) or "photo" (where the photo's irises look: at the photographer). The
+    # fit and the textures are the same either way; `Person.rest_gaze`.
+    gaze: str = "ahead"
 
     @staticmethod
     def from_json(data: dict) -> ReconstructConfig:
@@ -183,6 +191,8 @@ class ReconstructConfig:
     def __post_init__(self) -> None:
         if self.face < 0:
             raise UsageError(f"--face {self.face} is negative", "use 0 for the largest face, 1 for the next ...")
+        if self.gaze not in GAZES:
+            raise UsageError(f"--gaze {self.gaze!r} is not a gaze", f"use one of: {', '.join(GAZES)}")
         size = self.texture_size
         if not 256 <= size <= 4096 or size & (size - 1):
             raise UsageError(f"--texture-size {size} is not a power of two in [256, 4096]",
@@ -221,8 +231,20 @@ class Person:
 
     @property
     def rest_expression(self) -> np.ndarray:
-        """(53,) the person's resting face: the fitted eye/brow shape kept, the emotional expression removed."""
-        return self.fit.rest_expression
+        """(53,) the person's resting face: the fitted eye/brow shape kept, the emotional expression removed,
+        looking where `rest_gaze` looks."""
+        return with_gaze(self.fit.rest_expression, self.rest_gaze)
+
+    @property
+    def rest_gaze(self) -> np.ndarray:
+        """(53,) where the person looks when an expression does not turn the eyes itself (only the gaze shapes
+        are non-zero): straight ahead (zeros) or, with `ReconstructConfig.gaze` "photo", the photo's gaze as
+        fitted (an eye closed in the photo looks ahead)."""
+        gaze = np.zeros_like(self.fit.expression)
+        if self.config.gaze == "photo":
+            shapes = [k for side in EYE_GAZE.values() for k in side]
+            gaze[shapes] = self.fit.expression[shapes]
+        return gaze
 
     @property
     def photo_expression(self) -> np.ndarray:
@@ -720,7 +742,8 @@ def person_features(person: Person) -> np.ndarray:
     from sie3d.semantics.conditioning import SFACE_DIM, identity_features
 
     sface = person.observation.identity if person.observation.identity is not None else np.zeros(SFACE_DIM)
-    return identity_features(sface, person.fit.identity, person.photo_expression, person.rest_expression)
+    # the fit's rest, which never holds a gaze (the network learned on those); `text_variants` adds the gaze
+    return identity_features(sface, person.fit.identity, person.photo_expression, person.fit.rest_expression)
 
 
 def text_variants(person: Person, models: Models, texts: Sequence[str], intensity: float = 1.0,
@@ -736,7 +759,7 @@ def text_variants(person: Person, models: Models, texts: Sequence[str], intensit
     names = variant_names([r.text for r in readings])
     variants = []
     for k, (name, reading) in enumerate(zip(names, readings, strict=True)):
-        info, coefficients, gain = {"text": reading.to_json()}, reading.coefficients, 1.0
+        info, coefficients, gain = {"text": reading.to_json()}, with_gaze(reading.coefficients, person.rest_gaze), 1.0
         if refine is not None:
             from sie3d.refine import refine as run_refinement
 

@@ -283,6 +283,8 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models, folder)` writes more files into the staged folder and returns their names.
 
     Reads the arguments `add_avatar_arguments` defines."""
+    import dataclasses
+
     from tqdm import tqdm
 
     from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, write_outputs
@@ -302,14 +304,17 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models = Models.load()
     try:
         person = Person.load(source) if saved else reconstruct(photo, models, config)
+        loaded = person
         if saved:  # --hair adds the hair if it was never made, --no-hair takes it off, neither keeps it as saved
             person = with_hair_as_asked(person, models, args.hair)
+            if args.gaze not in (None, person.config.gaze):
+                person = dataclasses.replace(person, config=dataclasses.replace(person.config, gaze=args.gaze))
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()
         with _staged_output(out) as stage:
             write_outputs(person, models, chosen, stage, output, report_extra=report_extra,
-                          saved_copy=source if saved else None)
+                          saved_copy=source if saved and person is loaded else None)
             more = list(extra(person, models, stage)) if extra else []
         steps.set_description("done")
         steps.update()
@@ -332,12 +337,13 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
 
 
 def reconstruct_config(args: argparse.Namespace):
-    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, hair)."""
+    """The `ReconstructConfig` of the arguments `add_output_arguments` defines (face, texture size, hair, gaze)."""
     from sie3d.avatar import ReconstructConfig
     from sie3d.hair.config import HairConfig
 
     return ReconstructConfig(face=args.face, texture_size=args.texture_size,
-                             hair=HairConfig() if args.hair is None else HairConfig(enabled=args.hair))
+                             hair=HairConfig() if args.hair is None else HairConfig(enabled=args.hair),
+                             gaze=args.gaze or ReconstructConfig.gaze)
 
 
 def output_config(args: argparse.Namespace):
@@ -370,6 +376,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
                         help="a hair volume shaped by the photo's hair, in the previews and the mesh files "
                         "(default: on for a photo, as saved for a person folder; --no-hair: a bare scalp; see the "
                         "README's \"Hair volume\")")
+    parser.add_argument("--gaze", metavar="{ahead,photo}", default=None,
+                        help="where the neutral face, and every expression that does not turn the eyes itself, "
+                        "looks: ahead (default for a photo) or where the photo looks (at the photographer); a "
+                        "person folder keeps its own unless given")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return

@@ -79,6 +79,23 @@ def prototype(emotion: str, intensity: float = 1.0) -> np.ndarray:
 # The shapes that move the mouth or jaw, other than the rest's lip seal (`head.fit.REST_LIP_SEAL`).
 MOUTH_SHAPES: tuple[str, ...] = tuple(n for n in ICT_NAMES if n.startswith(("mouth", "jaw", "cheekPuff"))
                                       and n != "mouthClose")  # fmt: skip
+# Each eye's gaze shapes (they turn the eyeball: `head.model.EYE_TURNS`), by ICT's side suffix.
+EYE_GAZE: dict[str, list[int]] = {side: [k for k, n in enumerate(ICT_NAMES) if n.startswith("eyeLook") and
+                                         n.endswith(side)] for side in ("_L", "_R")}  # fmt: skip
+
+
+TURNS_AN_EYE = 0.05  # a gaze shape at least this strong (1.5° at most) is an expression turning that eye
+
+
+def with_gaze(expression: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    """(53,) `expression` looking where `gaze` (53,; only its gaze shapes are read) looks: each eye the
+    expression does not turn itself (no gaze shape of it at `TURNS_AN_EYE` or more: a text network's output
+    carries traces) takes `gaze`'s turn; an eye it turns keeps its own."""
+    out = np.array(expression, np.float32)
+    for shapes in EYE_GAZE.values():
+        if out[shapes].max() < TURNS_AN_EYE:
+            out[shapes] = np.asarray(gaze, np.float32)[shapes]
+    return out
 
 
 def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
@@ -89,7 +106,9 @@ def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
     gives way to any movement of the mouth or jaw (a smile parts the lips), and where the expression lowers
     a brow without raising its inner end itself (anger's AU4 without AU1), the rest's inner-brow raise is
     released: kept, it would bend the lowered brow into the oblique AU1+4 of grief and fear (on the London
-    photos the rest holds 0.1-0.4 of browInnerUp for a third of the people, 0.77 for one)."""
+    photos the rest holds 0.1-0.4 of browInnerUp for a third of the people, 0.77 for one). An eye the expression
+    turns drops the rest's gaze (a rest that keeps the photo's, `ReconstructConfig.gaze`): it looks where the
+    expression says, not at the sum of both."""
     from sie3d.head.fit import EXCLUSIVE_PAIRS, REST_LIP_SEAL
 
     rest = np.array(rest, np.float32)
@@ -100,6 +119,9 @@ def on_top_of_rest(rest: np.ndarray, expression: np.ndarray) -> np.ndarray:
         down, inner = ICT_NAMES.index(f"browDown{side}"), ICT_NAMES.index(f"browInnerUp{side}")
         if expression[down] > 0 and expression[inner] == 0:
             rest[inner] = 0.0
+    for shapes in EYE_GAZE.values():
+        if expression[shapes].max() >= TURNS_AN_EYE:
+            rest[shapes] = 0.0
     for first, second in EXCLUSIVE_PAIRS:
         a, b = ICT_NAMES.index(first), ICT_NAMES.index(second)
         if expression[a] > 0:
