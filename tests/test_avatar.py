@@ -187,7 +187,7 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
                                          "wrinkles": False}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
         "eyes": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
-        "hair": asdict(HairConfig())}
+        "hair": asdict(HairConfig()), "gaze": "ahead"}
     assert report["config"]["reconstruct"]["hair"]["enabled"] is True  # hair is on by default
     assert list(report["variants"]) == ["neutral"]
     assert report["variants"]["neutral"]["coefficients"] == report["expression_neutral"]
