@@ -21,8 +21,10 @@ from sie3d.avatar import (
     PhotoWindow,
     ReconstructConfig,
     Variant,
+    _textured,
     composite,
     photo_variants,
+    reconstruct,
     write_outputs,
 )
 from sie3d.errors import PersonError, UsageError
@@ -227,6 +229,36 @@ def test_windowed_composite_equals_a_full_photo_render(happy: Person, models: Mo
     # in the face mask changes a patch around it: not on this photo and expression).
     assert (difference > 0).mean() < 2e-4 and (difference > 2).sum() < 20, (difference > 0).sum()
     assert (fast != happy.photo.rgb).any(axis=-1).mean() > 0.05  # the face really was replaced
+
+
+def test_a_small_face_is_composited_finer_and_averaged_down(happy: Person, models: Models, faces: Path) -> None:
+    """`in_photo` renders a face smaller than `SUPERSAMPLE_BELOW_PX` at a multiple of the photo's resolution and
+    averages it down: the lash strands and lid edges of a 512-px snapshot's eyes (25 px wide) stop being hard
+    black pixels, and the face keeps its colour. A studio photo's face is drawn at the photo's resolution."""
+    from sie3d.head.fit import FACE_OVAL, LEFT_EYE_OPENING, RIGHT_EYE_OPENING
+    from sie3d.photo import load_photo
+    from sie3d.previews import in_photo, supersampling
+
+    def outline(person: Person) -> np.ndarray:
+        return person.fit.project(models.fitter.landmarks_3d(person.fit, person.rest_expression)[list(FACE_OVAL)])
+
+    assert supersampling(outline(happy)) == 1
+    small = reconstruct(load_photo(faces / "skimage_astronaut.png"), models,
+                        ReconstructConfig(texture_size=256, hair=HairConfig(enabled=False)))  # fmt: skip
+    assert supersampling(outline(small)) == 3  # its face 120 px high
+    textured = _textured(small, models)
+    images = {k: in_photo(textured, small.photo.rgb, small.fit, small.textures, small.rest_expression, outline(small),
+                          factor=k) for k in (1, 3)}  # fmt: skip
+    default = composite(small, models, small.rest_expression)  # the face's region only: rounding flips a few pixels
+    assert (np.abs(default.astype(int) - images[3].astype(int)).max(-1) > 8).sum() < 20
+    eyes = small.observation.landmarks_px[list(LEFT_EYE_OPENING + RIGHT_EYE_OPENING), :2]
+    (x0, y0), (x1, y1) = np.floor(eyes.min(0)).astype(int) - 2, np.ceil(eyes.max(0)).astype(int) + 2
+    dark = {k: int((image[y0:y1, x0:x1].mean(-1) < 40).sum()) for k, image in images.items()}
+    assert dark[3] < 0.6 * dark[1], dark
+    face = outline(small)
+    (fx0, fy0), (fx1, fy1) = face.min(0).astype(int), face.max(0).astype(int)
+    means = [image[fy0:fy1, fx0:fx1].reshape(-1, 3).mean(0) for image in images.values()]
+    assert np.abs(means[0] - means[1]).max() < 2.0, means
 
 
 def test_configs_and_variants_check_their_values() -> None:

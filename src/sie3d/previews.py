@@ -264,8 +264,30 @@ def preview_cameras(head: HeadModel, verts: torch.Tensor, yaws: tuple[float, ...
                          height=size, pitch_degrees=pitch)  # fmt: skip
 
 
+# A face smaller than this (the oval's height, px) is rendered into the photo at an integer multiple of the photo's
+# resolution and averaged down (`in_photo`): at the photo's own, a face of a 512-px snapshot had eyes 25 px wide,
+# and its eyelash strands and lid edges came out as single black and white pixels.
+SUPERSAMPLE_BELOW_PX = 256
+MAX_SUPERSAMPLING = 3
+
+
+def supersampling(face_outline_px: np.ndarray) -> int:
+    """How many render pixels per photo pixel (per side) `in_photo` draws a face of this outline with."""
+    height = float(np.ptp(face_outline_px[:, 1]))
+    return int(min(MAX_SUPERSAMPLING, max(1, np.ceil(SUPERSAMPLE_BELOW_PX / max(height, 1.0)))))
+
+
+def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H * factor, W * factor, ...) -> (H, W, ...): the mean of each factor x factor block."""
+    if factor == 1:
+        return image
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    return image.reshape(height, factor, width, factor, *image.shape[2:]).mean((1, 3))
+
+
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
-             expression: np.ndarray, face_outline_px: np.ndarray, detail: torch.Tensor | None = None) -> np.ndarray:
+             expression: np.ndarray, face_outline_px: np.ndarray, detail: torch.Tensor | None = None,
+             factor: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8: the avatar rendered with the photo's own camera and lighting, composited over the
     photo's face with a feathered mask (the person's real hair, ears, neck and background stay).
 
@@ -273,11 +295,14 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     that image (`HeadFit.crop` for a window); `face_outline_px` (N, 2): the face oval of the rendered
     expression in those pixels. The composite stays inside the oval (slightly widened), so the neck and
     the bald scalp of the model never show, and where the hair volume lies in front of the face (a fringe) the
-    photo is kept too: its own hair stays over the forehead. Every pixel is rendered; see `in_photo_face_region`."""
+    photo is kept too: its own hair stays over the forehead. Every pixel is rendered; see `in_photo_face_region`.
+    A small face is rendered `factor` times finer per side and averaged down (default: `supersampling`)."""
     height, width = photo_rgb.shape[:2]
+    factor = supersampling(face_outline_px) if factor is None else factor
+    fine = fit.crop(0.0, 0.0, (width * factor, height * factor), float(factor)) if factor > 1 else fit
     hair, textured = textured.hair, replace(textured, hair=None)  # the photo's own hair stays
-    cams = Cameras(torch.from_numpy(fit.intrinsics)[None], torch.from_numpy(fit.world_to_camera)[None],
-                   width, height)
+    cams = Cameras(torch.from_numpy(fine.intrinsics)[None], torch.from_numpy(fine.world_to_camera)[None],
+                   width * factor, height * factor)
     topo = textured.head.topology
     face_mask = np.isin(np.arange(len(topo.faces)), topo.faces_of(*IN_PHOTO_MATERIALS))
     # Occlusion by the rest of the head matters (the nose hides a cheek); draw everything, keep the face.
@@ -285,19 +310,20 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
                           detail=detail)
     frags = out.fragments.tri_id[0].numpy()
     outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 0.98
-    oval = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(oval).polygon([tuple(p) for p in outline.tolist()], fill=255)
+    oval = Image.new("L", (width * factor, height * factor), 0)
+    ImageDraw.Draw(oval).polygon([tuple(p) for p in (outline * factor).tolist()], fill=255)
     inside = np.asarray(oval) > 0
     keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & inside
     if hair is not None:
-        keep &= ~_hair_in_front(hair, fit, cams, out, inside)
+        keep &= ~_hair_in_front(hair, fine, cams, out, inside)
+    keep = _block_mean(keep.astype(np.float32), factor) >= 0.5
     # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
     # jaw silhouette nor the model's bald forehead edge shows.
     feather = _feather_px(face_outline_px)
     kernel = np.ones((2 * round(feather) + 1,) * 2, np.uint8)  # erosion = PIL's MinFilter, but separable: fast
     mask = Image.fromarray(cv2.erode((keep * 255).astype(np.uint8), kernel))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
-    rendered = to_image(out.rgb[0]).astype(np.float32)
+    rendered = to_image(torch.from_numpy(_block_mean(out.rgb[0].numpy(), factor))).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
 
 
