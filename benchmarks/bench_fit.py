@@ -37,6 +37,7 @@ from sie3d.face.landmarker import FaceObserver
 from sie3d.face.observation import FaceObservation
 from sie3d.head.calibrate import learn, rest_ceiling
 from sie3d.head.calibration import LandmarkCalibration
+from sie3d.head.eyes import eye_opening
 from sie3d.head.fit import EXCLUSIVE_PAIRS, FACE_OVAL, FitSettings, HeadFitter
 from sie3d.head.model import HeadModel
 from sie3d.head.names import ICT_NAMES, ict_from_mediapipe
@@ -50,14 +51,7 @@ GROUPS = {
     "eyeBlink": ("eyeBlink_L", "eyeBlink_R"),
     "gaze": tuple(n for n in ICT_NAMES if n.startswith("eyeLook")),
 }
-LIDS = ((159, 145, 33, 133), (386, 374, 263, 362))  # (upper lid, lower lid, outer corner, inner corner)
 SURPRISED = "max_surprised.jpeg"
-
-
-def eye_opening(landmarks_px: np.ndarray) -> float:
-    """Mean over both eyes of (upper-to-lower lid distance) / (corner-to-corner distance)."""
-    return float(np.mean([np.linalg.norm(landmarks_px[up, :2] - landmarks_px[low, :2])
-                          / np.linalg.norm(landmarks_px[a, :2] - landmarks_px[b, :2]) for up, low, a, b in LIDS]))
 
 
 def agreement(fits: list, observations: list[FaceObservation]) -> dict[str, float]:

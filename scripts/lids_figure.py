@@ -23,6 +23,7 @@ from PIL import Image
 from sie3d.avatar import Models
 from sie3d.head.calibrate import CalibrationSettings, calibration_photos, learn, observe, rest_ceiling
 from sie3d.head.calibration import LandmarkCalibration
+from sie3d.head.eyes import eye_opening
 from sie3d.head.fit import FitSettings, HeadFitter
 from sie3d.head.texture import build_textures, render_layout
 from sie3d.photo import photo_from_array
@@ -31,15 +32,8 @@ from sie3d.previews import TexturedHead, preview_sheet
 PEOPLE = ("london_003", "london_010", "london_025", "london_034", "london_042", "london_062")
 SIZE = 1024  # px per frontal render
 CROP = (230, 330, 794, 530)  # x0, y0, x1, y1 in a SIZE render: both eyes
-LIDS = ((159, 145, 33, 133), (386, 374, 263, 362))  # (upper lid, lower lid, outer corner, inner corner)
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "results" / "lids_render" / "eye_bands.jpg"
-
-
-def eye_opening(landmarks_px: np.ndarray) -> float:
-    """Mean over both eyes of the lid distance over the eye's width (as `benchmarks/bench_fit.py` measures it)."""
-    return float(np.mean([np.linalg.norm(landmarks_px[up, :2] - landmarks_px[low, :2])
-                          / np.linalg.norm(landmarks_px[a, :2] - landmarks_px[b, :2]) for up, low, a, b in LIDS]))
 
 
 def main() -> None:

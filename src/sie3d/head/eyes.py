@@ -153,14 +153,20 @@ def pupil_points(head: HeadModel, identity: np.ndarray | Tensor | None = None) -
 # -- what the photo shows of the eyes ------------------------------------------------------------------
 
 
+def eye_opening(landmarks_px: np.ndarray, eye: str | None = None) -> float:
+    """MediaPipe's upper-to-lower lid distance (the lids' middles) over the eye's width (corner to corner), of
+    `eye` ("left" or "right", the subject's; None: the mean of both) in `landmarks_px` (N >= 468, 2 or 3) px."""
+    if eye is None:
+        return float(np.mean([eye_opening(landmarks_px, side) for side in _EYES]))
+    ids, lm = _EYES[eye], landmarks_px[:, :2]
+    width = np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])
+    return float(np.linalg.norm(lm[ids["lids"][0]] - lm[ids["lids"][1]]) / max(width, 1e-6))
+
+
 def eye_open(obs: FaceObservation, eye: str) -> bool:
     """Whether the photo shows this eye open enough to sample its iris and sclera."""
-    ids = _EYES[eye]
-    lm = obs.landmarks_px[:, :2]
-    width = np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])
-    opening = np.linalg.norm(lm[ids["lids"][0]] - lm[ids["lids"][1]]) / max(width, 1e-6)
-    blink = float(obs.blendshapes[BLENDSHAPE_NAMES.index(ids["blink"])])
-    return bool(opening >= MIN_EYE_OPENING and blink <= MAX_BLINK)
+    blink = float(obs.blendshapes[BLENDSHAPE_NAMES.index(_EYES[eye]["blink"])])
+    return bool(eye_opening(obs.landmarks_px, eye) >= MIN_EYE_OPENING and blink <= MAX_BLINK)
 
 
 @dataclass(frozen=True)
