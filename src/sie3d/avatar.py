@@ -36,7 +36,7 @@ import numpy as np
 
 from sie3d import __version__
 from sie3d.errors import PersonError, UsageError
-from sie3d.expressions import EYE_GAZE, with_gaze
+from sie3d.expressions import EYE_GAZE, GAZES, with_gaze
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.config import HairConfig
 from sie3d.head.fit import HeadFit
@@ -155,9 +155,6 @@ _RETIRED_SETTINGS = {
     "hair": {"min_curtain_deg"},  # December 4: hanging hair's length is read beside the neck instead
     "texture": {"gaze"},  # December 4: the gaze shapes turn the eyes; the fit turns them as the photo's look
 }
-
-
-GAZES = ("ahead", "photo")  # `ReconstructConfig.gaze`
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ EYE_GAZE: dict[str, list[int]] = {side: [k for k, n in enumerate(ICT_NAMES) if n
                                          n.endswith(side)] for side in ("_L", "_R")}  # fmt: skip
 
 
+GAZES = ("ahead", "photo")  # where a person's neutral face looks (`sie3d.avatar.ReconstructConfig.gaze`)
 TURNS_AN_EYE = 0.05  # a gaze shape at least this strong (1.5° at most) is an expression turning that eye
 
 

@@ -1,7 +1,7 @@
 """`sie3d web`: one page (photo + sentence -> a live 3D avatar, webcam puppeteering) and the HTTP API
 behind it, on FastAPI + uvicorn.
 
-    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity, hair
+    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity, hair, gaze
                              -> 202 {"id", "status", "position", "url"}; 4xx/503 {"error", "fix"}
     GET  /api/jobs/{id}      -> {"status": queued|running|done|failed, "position", "stage", "progress",
                                  "result": {..., "urls": {...}}, "error": {...}}
@@ -109,6 +109,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     from contextlib import asynccontextmanager
 
     from sie3d.assets.registry import asset_file
+    from sie3d.expressions import GAZES
     from sie3d.photo import image_header
     from sie3d.semantics.text import check_text
 
@@ -166,13 +167,15 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     @app.post("/api/generate", status_code=202)
     async def generate(request: Request, text: Annotated[str, Form()], intensity: Annotated[float, Form()] = 1.0,
                        photo: Annotated[UploadFile | None, File()] = None,
-                       person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = True
-                       ) -> Any:  # fmt: skip
+                       person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = True,
+                       gaze: Annotated[str, Form()] = "ahead") -> Any:  # fmt: skip
         jobs: JobQueue = request.app.state.jobs
         try:
             if not 0.0 <= intensity <= 1.0:
                 raise UsageError(f"intensity {intensity:g} is outside [0, 1]", "use e.g. 0.5 for a milder face")
             check_text(text)
+            if gaze not in GAZES:
+                raise UsageError(f"gaze {gaze!r} is not a gaze", f"use one of: {', '.join(GAZES)}")
             if (photo is None) == (person is None):
                 raise UsageError("send either a photo or the id of an earlier job (person), not both or neither",
                                  "upload a photo the first time; then pass person=<job id> for a new text")
@@ -203,7 +206,8 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
                     upload.unlink()
                     upload = None
             job = jobs.submit(job_id, folder, text, intensity, photo=upload, person=source_person, photo_sha256=sha,
-                              photo_name=(photo.filename if photo is not None else None) or "the photo", hair=hair)
+                              photo_name=(photo.filename if photo is not None else None) or "the photo", hair=hair,
+                              gaze=gaze)
         except Sie3dError as exc:
             _remove(folder)
             return _error(400, exc.message, exc.hint, kind=type(exc).__name__)

@@ -60,6 +60,7 @@ class JobSpec:
     texture_size: int = 1024
     preview_size: int = 384
     hair: bool = True  # the hair volume (`sie3d.hair`): made for this job if the person has none yet; False: off
+    gaze: str = "ahead"  # where the face looks unless the text turns the eyes (`ReconstructConfig.gaze`)
 
 
 def run_job(spec: JobSpec) -> dict:
@@ -110,14 +111,16 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
         progress("load person")
         loaded = Person.load(spec.person)
         person = with_hair_as_asked(loaded, models, spec.hair, progress)  # as the box says: made or taken off
-        saved = Path(spec.person) if person is loaded else None  # hair made now or taken off: saved anew
+        if person.config.gaze != spec.gaze:
+            person = dataclasses.replace(person, config=dataclasses.replace(person.config, gaze=spec.gaze))
+        saved = Path(spec.person) if person is loaded else None  # hair or gaze changed: saved anew
     else:
         progress("read photo")
         try:
             photo = dataclasses.replace(load_photo(spec.photo, max_pixels=spec.max_pixels), path=Path(spec.photo_name))
         except PhotoError as exc:  # name the user's file, not the server's copy of it
             raise PhotoError(exc.message.replace(str(spec.photo), spec.photo_name), exc.hint) from None
-        config = ReconstructConfig(texture_size=spec.texture_size, hair=HairConfig(enabled=spec.hair))
+        config = ReconstructConfig(texture_size=spec.texture_size, hair=HairConfig(enabled=spec.hair), gaze=spec.gaze)
         person, saved = reconstruct(photo, models, config, progress), None
     progress("text")
     variant = text_variants(person, models, [spec.text], spec.intensity)[0]
