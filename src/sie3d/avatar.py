@@ -36,7 +36,7 @@ import numpy as np
 
 from sie3d import __version__
 from sie3d.errors import PersonError, UsageError
-from sie3d.expressions import EYE_GAZE, GAZES, with_gaze
+from sie3d.expressions import EYE_GAZE, check_gaze, with_gaze
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.config import HairConfig
 from sie3d.head.fit import HeadFit
@@ -188,8 +188,7 @@ class ReconstructConfig:
     def __post_init__(self) -> None:
         if self.face < 0:
             raise UsageError(f"--face {self.face} is negative", "use 0 for the largest face, 1 for the next ...")
-        if self.gaze not in GAZES:
-            raise UsageError(f"--gaze {self.gaze!r} is not a gaze", f"use one of: {', '.join(GAZES)}")
+        check_gaze(self.gaze, "--gaze")
         size = self.texture_size
         if not 256 <= size <= 4096 or size & (size - 1):
             raise UsageError(f"--texture-size {size} is not a power of two in [256, 4096]",
@@ -231,6 +230,13 @@ class Person:
         """(53,) the person's resting face: the fitted eye/brow shape kept, the emotional expression removed,
         looking where `rest_gaze` looks."""
         return with_gaze(self.fit.rest_expression, self.rest_gaze)
+
+    def looking(self, gaze: str | None) -> Person:
+        """This person with its neutral face looking as `gaze` says (`ReconstructConfig.gaze`; None or its own:
+        this very person, so that a caller can tell nothing changed)."""
+        if gaze is None or gaze == self.config.gaze:
+            return self
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, gaze=gaze))
 
     @property
     def rest_gaze(self) -> np.ndarray:

@@ -283,8 +283,6 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     models, folder)` writes more files into the staged folder and returns their names.
 
     Reads the arguments `add_avatar_arguments` defines."""
-    import dataclasses
-
     from tqdm import tqdm
 
     from sie3d.avatar import Models, Person, reconstruct, with_hair_as_asked, write_outputs
@@ -306,9 +304,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
         person = Person.load(source) if saved else reconstruct(photo, models, config)
         loaded = person
         if saved:  # --hair adds the hair if it was never made, --no-hair takes it off, neither keeps it as saved
-            person = with_hair_as_asked(person, models, args.hair)
-            if args.gaze not in (None, person.config.gaze):
-                person = dataclasses.replace(person, config=dataclasses.replace(person.config, gaze=args.gaze))
+            person = with_hair_as_asked(person, models, args.hair).looking(args.gaze)
         chosen = variants(person, models)
         steps.set_description("render and export")
         steps.update()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sie3d.errors import UsageError
 from sie3d.head.names import ICT_NAMES
 
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")
@@ -86,6 +87,12 @@ EYE_GAZE: dict[str, list[int]] = {side: [k for k, n in enumerate(ICT_NAMES) if n
 
 GAZES = ("ahead", "photo")  # where a person's neutral face looks (`sie3d.avatar.ReconstructConfig.gaze`)
 TURNS_AN_EYE = 0.05  # a gaze shape at least this strong (1.5° at most) is an expression turning that eye
+
+
+def check_gaze(gaze: str, name: str = "gaze") -> None:
+    """UsageError unless `gaze` is one of `GAZES`; `name` is what the user set it as (an option, a form field)."""
+    if gaze not in GAZES:
+        raise UsageError(f"{name} {gaze!r} is not a gaze", f"use one of: {', '.join(GAZES)}")
 
 
 def with_gaze(expression: np.ndarray, gaze: np.ndarray) -> np.ndarray:

@@ -30,7 +30,6 @@ avatar with its expression's wrinkles and folds (`sie3d.head.wrinkles`), `hair` 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -170,20 +169,16 @@ def _hair(person: Person, models: Models, emotion: str, intensity: float) -> np.
     return person.rest_expression
 
 
-def _looking_at_the_photographer(person: Person) -> Person:
-    return dataclasses.replace(person, config=dataclasses.replace(person.config, gaze="photo"))
-
-
 @register("rest_photo_gaze", description="the neutral avatar looking where the photo looks (--gaze photo)",
           uses_emotion=False)
 def _rest_photo_gaze(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
-    return _looking_at_the_photographer(person).rest_expression
+    return person.looking("photo").rest_expression
 
 
 @register("prototype_photo_gaze", description="the prototypes on the rest pose looking where the photo looks "
           "(--gaze photo)", uses_intensity=True)
 def _prototype_photo_gaze(person: Person, models: Models, emotion: str, intensity: float) -> np.ndarray:
-    return _prototype(_looking_at_the_photographer(person), models, emotion, intensity)
+    return _prototype(person.looking("photo"), models, emotion, intensity)
 
 
 @register("text", description="the prompt read by the conditioning network for this person (sie3d generate)",

@@ -58,8 +58,8 @@ COMMAND = "python -m sie3d.head.calibrate"
 # A re-run reproduces the committed file within these (it is deterministic; threads and BLAS builds may
 # still round differently). The offsets themselves reach ~3 mm.
 OFFSET_TOLERANCE_CM = 2e-3
-UPPER_LIDS = (159, 386)  # the middle of each upper lid: the figure the render rounds print
 CEILING_TOLERANCE = 1e-3
+UPPER_LIDS = (159, 386)  # the middle of each upper lid: the figure the render rounds print
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,9 @@ def _render_rounds(offsets: np.ndarray, observations: list[FaceObservation], pho
             gaps = []
             for obs, rgb in zip(observations, photos, strict=True):
                 fit = fitter.fit(obs)
+                points = fitter.landmarks_3d(fit)
                 textures = build_textures(rgb, obs, fit, head, size=512)
-                outline = fit.project(fitter.landmarks_3d(fit)[list(FACE_OVAL)])
+                outline = fit.project(points[list(FACE_OVAL)])
                 render = in_photo(TexturedHead.build(head, layout, textures), rgb, fit, textures, fit.expression,
                                   outline)
                 read = observer.observe(photo_from_array(render))[0].landmarks_px
@@ -201,7 +202,7 @@ def _render_rounds(offsets: np.ndarray, observations: list[FaceObservation], pho
                 # The fit moves the surface by minus an offset's change, and the render's reading with it: the
                 # change d that makes the reading move by -gap solves J d = gap (head-frame x and y only:
                 # the renders are near-frontal, and depth is what steps 1-3 read).
-                jac = _image_jacobian(fit, fitter.landmarks_3d(fit), scale)[0][..., :2]
+                jac = _image_jacobian(fit, points, scale)[0][..., :2]
                 normal += np.einsum("nij,nik->njk", jac, jac)
                 rhs += np.einsum("nij,ni->nj", jac, gap)
             mean_gap = np.mean(gaps, 0)

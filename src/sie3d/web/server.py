@@ -109,7 +109,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     from contextlib import asynccontextmanager
 
     from sie3d.assets.registry import asset_file
-    from sie3d.expressions import GAZES
+    from sie3d.expressions import check_gaze
     from sie3d.photo import image_header
     from sie3d.semantics.text import check_text
 
@@ -174,8 +174,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
             if not 0.0 <= intensity <= 1.0:
                 raise UsageError(f"intensity {intensity:g} is outside [0, 1]", "use e.g. 0.5 for a milder face")
             check_text(text)
-            if gaze not in GAZES:
-                raise UsageError(f"gaze {gaze!r} is not a gaze", f"use one of: {', '.join(GAZES)}")
+            check_gaze(gaze)
             if (photo is None) == (person is None):
                 raise UsageError("send either a photo or the id of an earlier job (person), not both or neither",
                                  "upload a photo the first time; then pass person=<job id> for a new text")

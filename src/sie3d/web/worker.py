@@ -110,9 +110,8 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
     if spec.person is not None:
         progress("load person")
         loaded = Person.load(spec.person)
-        person = with_hair_as_asked(loaded, models, spec.hair, progress)  # as the box says: made or taken off
-        if person.config.gaze != spec.gaze:
-            person = dataclasses.replace(person, config=dataclasses.replace(person.config, gaze=spec.gaze))
+        # as the boxes say: the hair made or taken off, the eyes looking ahead or as in the photo
+        person = with_hair_as_asked(loaded, models, spec.hair, progress).looking(spec.gaze)
         saved = Path(spec.person) if person is loaded else None  # hair or gaze changed: saved anew
     else:
         progress("read photo")
