@@ -25,6 +25,7 @@ from sie3d.avatar import (
     composite,
     photo_variants,
     reconstruct,
+    render_preview,
     write_outputs,
 )
 from sie3d.errors import PersonError, UsageError
@@ -186,7 +187,7 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     report = json.loads((out / "report.json").read_text())
     assert report["command"] == "test" and report["person"] is None
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
-                                         "wrinkles": False}
+                                         "wrinkles": False, "light": "studio"}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
         "eyes": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
         "hair": asdict(HairConfig()), "gaze": "ahead"}
@@ -268,6 +269,8 @@ def test_configs_and_variants_check_their_values() -> None:
         ReconstructConfig(face=-1)
     with pytest.raises(UsageError, match="unknown format"):
         OutputConfig(formats=("glb", "fbx"))
+    with pytest.raises(UsageError, match="unknown light"):
+        OutputConfig(light="sun")
     zeros = np.zeros(53, np.float32)
     for name in ("", "a/b", "person", "..", "x" * 65):
         with pytest.raises(ValueError, match="plain folder name"):
@@ -279,6 +282,31 @@ def test_configs_and_variants_check_their_values() -> None:
     models = Models.load()
     assert not {"observer", "embedder", "head", "fitter"} & set(vars(models))  # nothing loaded until used
     models.close()
+
+
+def test_the_photo_light_renders_the_face_as_bright_as_the_photo(happy: Person, models: Models) -> None:
+    """`light="photo"` lights the previews with the light the texture's de-lighting divided out: the frontal
+    render of the photo's expression is as bright as the photo between the eyes and the mouth (within 5 %; 1.01x
+    when written), where the studio light renders it darker (0.89x)."""
+    import torch
+
+    from sie3d.avatar import posed_verts
+    from sie3d.previews import preview_cameras
+    from sie3d.render import project
+
+    def between_eyes_and_mouth(image: np.ndarray, landmarks: np.ndarray) -> float:
+        (x0, x1), y1 = sorted((landmarks[33, 0], landmarks[263, 0])), landmarks[13, 1]  # eye corners; upper lip
+        y0 = (landmarks[33, 1] + landmarks[263, 1]) / 2
+        y0 += 0.15 * (y1 - y0)
+        return float(np.median(image[int(y0) : int(y1), int(x0) : int(x1)].reshape(-1, 3), 0).mean())
+
+    photo = between_eyes_and_mouth(happy.photo.rgb, happy.observation.landmarks_px)
+    expression = happy.fit.expression
+    cams = preview_cameras(models.head, posed_verts(happy, models, expression), (0.0,), 256)
+    landmarks = project(torch.from_numpy(models.fitter.landmarks_3d(happy.fit, expression)), cams)[0][0].numpy()
+    ratio = {light: between_eyes_and_mouth(render_preview(happy, models, expression, 256, (0.0,), light=light),
+                                           landmarks) / photo for light in ("photo", "studio")}  # fmt: skip
+    assert abs(ratio["photo"] - 1) < 0.05 and ratio["studio"] < 0.95, ratio
 
 
 def test_the_gaze_choice_makes_the_neutral_face_look_where_the_photo_looks(happy: Person, models: Models,

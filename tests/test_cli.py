@@ -55,6 +55,8 @@ def test_bad_inputs_exit_codes_and_no_partial_output(tmp_path, faces):
         (("inspect", str(tmp_path / "absent.jpg")), PhotoError.exit_code, ["no such file"]),
         (("inspect", str(tmp_path / "wall.png")), NoFaceError.exit_code, ["no face found", "fix:"]),
         (("inspect", str(faces / "london_001_neutral.jpg"), "--face", "3"), UsageError.exit_code, ["--face 3"]),
+        (("reconstruct", str(faces / "london_001_neutral.jpg"), "--light", "sun"), UsageError.exit_code,
+         ["unknown light 'sun'", "studio, photo"]),
     ]
     for args, code, phrases in cases:
         _assert_clean_failure(run_cli(*args, "-o", str(out)), code, *phrases)

@@ -332,3 +332,6 @@ def test_eval_cli_refuses_free_text_without_emotion_and_unknown_ablations(tmp_pa
     result = run_cli("eval", "--ablations", "photo,nope", "-o", str(out), env=ENV)
     assert result.returncode == UsageError.exit_code and "unknown ablation 'nope'" in result.stderr
     assert not out.exists()
+    result = run_cli("eval", "--light", "sun", "-o", str(out), env=ENV)
+    assert result.returncode == UsageError.exit_code and "unknown light 'sun'" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

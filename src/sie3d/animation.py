@@ -123,9 +123,9 @@ def frame_times(timeline: Timeline, fps: float) -> np.ndarray:
 
 
 def frames(person: Person, models: Models, timeline: Timeline, fps: float = 25.0, size: int = 512,
-           turntable: bool = False) -> Iterator[np.ndarray]:  # fmt: skip
+           turntable: bool = False, light: str = "studio") -> Iterator[np.ndarray]:  # fmt: skip
     """(size, size, 3) uint8 frames of the person following `timeline`, framed as the preview's front view
-    (turning once around the head over the timeline when `turntable`)."""
+    (turning once around the head over the timeline when `turntable`), lit as `light` says (`avatar.LIGHTS`)."""
     from sie3d.avatar import posed_verts, render_views
     from sie3d.previews import preview_cameras
 
@@ -133,7 +133,8 @@ def frames(person: Person, models: Models, timeline: Timeline, fps: float = 25.0
     rest = posed_verts(person, models, person.rest_expression)  # the framing does not follow the face
     for t, coefficients in zip(times, timeline.at(times), strict=True):
         yaw = 360.0 * t / timeline.duration if turntable and timeline.duration > 0 else 0.0
-        yield render_views(person, models, coefficients, preview_cameras(models.head, rest, (float(yaw),), size))[0]
+        cams = preview_cameras(models.head, rest, (float(yaw),), size)
+        yield render_views(person, models, coefficients, cams, light=light)[0]
 
 
 def animated_glb(person: Person, models: Models, timeline: Timeline, name: str = "timeline") -> bytes:

@@ -641,29 +641,52 @@ def posed_verts(person: Person, models: Models, coefficients: np.ndarray):
     return _textured(person, models).verts(person.fit.identity, _coefficients(coefficients))
 
 
+# How the turntable views (previews, videos, the eval's yaws) are lit. "studio": `STUDIO_LIGHT`, a key light above
+# the face and 19 degrees to its left: it models the face's relief, and facex reads expressions better under it than
+# under a light in line with the face -- though it lights the two sides unalike: seen from the lit side (+30
+# degrees) the head looks less like the photo than from the other (docs/RESULTS.md, "The studio light's side").
+# "photo": the light estimated from the photo with the texture (`HeadTextures.sh_lighting`, head space), the one
+# its de-lighting divided out -- the head as it was lit in the photo. Closer to the photo on an evenly lit
+# portrait; on a photo lit from one side the light's fit, made from the normals the photo sees, gives the sides
+# it did not see glare and colour casts.
+LIGHTS = ("studio", "photo")
+
+
+def check_light(light: str) -> str:
+    if light not in LIGHTS:
+        raise UsageError(f"unknown light {light!r}", f"use one of: {', '.join(LIGHTS)}")
+    return light
+
+
+def _sh_lighting(person: Person, light: str) -> np.ndarray | None:
+    """The SH light `light` (`LIGHTS`) renders `person` with; None: the studio light."""
+    return person.textures.sh_lighting if check_light(light) == "photo" else None
+
+
 def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
-                 wrinkles: float = 0.0) -> np.ndarray:  # fmt: skip
-    """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), under
-    the studio light on the preview background; with the expression's wrinkles at depth `wrinkles`
+                 wrinkles: float = 0.0, light: str = "studio") -> np.ndarray:  # fmt: skip
+    """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), lit as
+    `light` says (`LIGHTS`) on the preview background; with the expression's wrinkles at depth `wrinkles`
     (`wrinkle_detail`; 0 or False: none, 1 or True: as the maps make them)."""
     from sie3d.previews import to_image
 
     textured = _textured(person, models)
     detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
     views = textured.render(textured.verts(person.fit.identity, _coefficients(coefficients)), cameras,
-                            detail=detail).rgb  # fmt: skip
+                            detail=detail, sh_coeffs=_sh_lighting(person, light)).rgb  # fmt: skip
     return np.stack([to_image(view) for view in views])
 
 
 def render_preview(person: Person, models: Models, coefficients: np.ndarray, size: int = 512,
-                   yaws: Sequence[float] | None = None, *, wrinkles: float = 0.0) -> np.ndarray:
+                   yaws: Sequence[float] | None = None, *, wrinkles: float = 0.0, light: str = "studio") -> np.ndarray:
     """(size, len(yaws) * size, 3) uint8: the turntable sheet (front, +30°, -30°, profile by default); with
-    the expression's wrinkles at depth `wrinkles` (as in `render_views`)."""
+    the expression's wrinkles at depth `wrinkles` and lit as `light` says (as in `render_views`)."""
     from sie3d.previews import PREVIEW_YAWS, preview_sheet
 
     detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
     return preview_sheet(_textured(person, models), person.fit.identity, _coefficients(coefficients), size,
-                         tuple(PREVIEW_YAWS if yaws is None else yaws), detail)  # fmt: skip
+                         tuple(PREVIEW_YAWS if yaws is None else yaws), detail,
+                         _sh_lighting(person, light))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -786,9 +809,12 @@ class OutputConfig:
     in_photo: bool = True  # in_photo.png: the avatar composited into the photo
     preview_size: int = 512  # px per preview view
     wrinkles: bool = False  # the expression's wrinkles in previews, composites and (as a normal map) the GLB
+    light: str = "studio"  # how the previews are lit (`LIGHTS`); the in-photo composite is always lit as the photo
 
     def __post_init__(self) -> None:
         from sie3d.export import EXPORTERS
+
+        check_light(self.light)
 
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
         unknown = [f for f in self.formats if f not in EXPORTERS]
@@ -872,7 +898,7 @@ def write_outputs(person: Person, models: Models, variants: Sequence[Variant], o
             if config.previews:
                 progress(f"preview {variant.name}")
                 image = timed(f"preview_{variant.name}", render_preview, person, models, variant.coefficients,
-                              config.preview_size, wrinkles=depth)  # fmt: skip
+                              config.preview_size, wrinkles=depth, light=config.light)  # fmt: skip
                 write_later(f"write_{variant.name}", save_png, image, folder / "preview.png")
                 written.append(folder / "preview.png")
             if config.in_photo:

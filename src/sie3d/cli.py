@@ -351,7 +351,8 @@ def output_config(args: argparse.Namespace):
         raise UsageError(f"--formats {args.formats!r} names no format",
                          "use glb, obj, ply (Gaussian splats) or several, e.g. glb,obj,ply")  # fmt: skip
     wrinkles = {} if args.wrinkles is None else {"wrinkles": args.wrinkles}  # None: OutputConfig's default
-    return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo, **wrinkles)
+    return OutputConfig(formats=tuple(formats), previews=args.previews, in_photo=args.in_photo, light=args.light,
+                        **wrinkles)  # fmt: skip
 
 
 def add_avatar_arguments(parser: argparse.ArgumentParser, *, variants: bool = True) -> None:
@@ -376,6 +377,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, variants: bool = Tr
                         help="where the neutral face, and every expression that does not turn the eyes itself, "
                         "looks: ahead (default for a photo) or where the photo looks (at the photographer); a "
                         "person folder keeps its own unless given")
+    parser.add_argument("--light", default="studio",
+                        help="how the turntable pictures (preview.png, animate's video) are lit: studio (a key light "
+                        "above the face, to its left; default) or photo (the photo's own light as estimated with "
+                        "the texture: closer to the photo when it is evenly lit)")
     if not variants:
         parser.set_defaults(formats="glb", previews=False, in_photo=False, wrinkles=None)
         return
@@ -415,7 +420,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         line = animation.timeline(person, models, keys, intensity)
         names = []
         if line.duration > 0:
-            count = write_mp4(animation.frames(person, models, line, args.fps, args.size, args.turntable),
+            count = write_mp4(animation.frames(person, models, line, args.fps, args.size, args.turntable, args.light),
                               folder / "animation.mp4", args.fps)  # fmt: skip
             names.append(f"animation.mp4 ({count} frames, {line.duration:g} s)")
         (folder / "avatar.glb").write_bytes(animation.animated_glb(person, models, line))
@@ -516,12 +521,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                         "--ablations", names, "--intensities", intensities, "--size", str(size),
                         *(["--limit", str(args.limit)] if args.limit else []),
                         *(["--redact-photos"] if args.redact_photos else []), *(["--hair"] if args.hair else []),
-                        "--seed", str(args.seed),
+                        "--light", args.light, "--seed", str(args.seed),
                         "--threads", str(args.threads), "-o", args.output])  # fmt: skip
     config = harness.EvalConfig(
         photos=photos[: args.limit] if args.limit else photos, targets=targets, ablations=tuple(names.split(",")),
         views=harness.parse_views(views), intensities=harness.parse_intensities(intensities), size=size,
         references=references, seed=args.seed, command=command, redact_photos=args.redact_photos, hair=args.hair,
+        light=args.light,
     )  # fmt: skip
     out = Path(args.output)
     start = time.perf_counter()
@@ -697,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hair", action="store_true",
                     help="every series wears the hair volume, as the avatars sie3d makes by default (default: the "
                     "bare head, as the README's tables were measured; the hair ablation adds it to the rest)")
+    ev.add_argument("--light", default="studio",
+                    help="how the turntable views are lit: studio (the previews' light; default) or photo (the "
+                    "photo's own light, estimated with the texture); the in-photo view is always lit as the photo")
     ev.add_argument("--threads", type=int, default=1, choices=range(1, 65), metavar="N",
                     help="torch threads (default 1: on a busy or shared CPU more threads spin against each other "
                     "and run many times slower)")

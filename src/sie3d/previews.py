@@ -241,11 +241,13 @@ def to_image(linear_rgb: torch.Tensor) -> np.ndarray:
 
 
 def preview_sheet(textured: TexturedHead, identity: np.ndarray, expression: np.ndarray, size: int = 512,
-                  yaws: tuple[float, ...] = PREVIEW_YAWS, detail: torch.Tensor | None = None) -> np.ndarray:
+                  yaws: tuple[float, ...] = PREVIEW_YAWS, detail: torch.Tensor | None = None,
+                  sh_coeffs: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(size, len(yaws) * size, 3) uint8: the head from the front, at ±30° and in profile (with the face's
-    surface `detail`, see `TexturedHead.render`)."""
+    surface `detail` and lit by `sh_coeffs` or the studio light, see `TexturedHead.render`)."""
     verts = textured.verts(identity, expression)
-    views = textured.render(verts, preview_cameras(textured.head, verts, yaws, size), detail=detail).rgb
+    cams = preview_cameras(textured.head, verts, yaws, size)
+    views = textured.render(verts, cams, detail=detail, sh_coeffs=sh_coeffs).rgb
     return np.concatenate([to_image(view) for view in views], axis=1)
 
 

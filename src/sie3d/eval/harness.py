@@ -87,8 +87,12 @@ class EvalConfig:
     command: str = ""
     redact_photos: bool = False  # contact sheets without the source photos (for sheets that get published)
     hair: bool = False  # every series with the hair volume (default: the bare head, as the tables were measured)
+    light: str = "studio"  # how the turntable views are lit (`sie3d.avatar.LIGHTS`); the photo view as the photo
 
     def __post_init__(self) -> None:
+        from sie3d.avatar import check_light
+
+        check_light(self.light)
         if not self.photos:
             raise UsageError("no photos to evaluate", "pass --photos with a folder or a manifest.csv")
         if not self.targets:
@@ -282,9 +286,10 @@ def _photo_window(person, size: int):
 
 
 def _render_expression(person, models, expression: np.ndarray, views: Sequence[View], size: int,
-                       window, wrinkles: bool = False) -> list[tuple[View, np.ndarray, np.ndarray, float]]:
+                       window, wrinkles: bool = False, light: str = "studio",
+                       ) -> list[tuple[View, np.ndarray, np.ndarray, float]]:  # fmt: skip
     """[(view, rgb (H, W, 3) uint8, landmarks (468, 2) px, seconds)] of one expression in every view (with
-    its wrinkles when `wrinkles`)."""
+    its wrinkles when `wrinkles`; the turntable views lit as `light` says)."""
     from sie3d.avatar import composite, render_views
     from sie3d.render import project
 
@@ -295,7 +300,7 @@ def _render_expression(person, models, expression: np.ndarray, views: Sequence[V
         start = time.perf_counter()
         cams = _turntable_cameras(models.fitter.landmarks_3d(person.fit, person.rest_expression),
                                   [v.yaw for v in turntable], size)
-        rendered = render_views(person, models, expression, cams, wrinkles=wrinkles)
+        rendered = render_views(person, models, expression, cams, wrinkles=wrinkles, light=light)
         pixels, _ = project(torch.from_numpy(landmarks_head), cams)  # (B, 468, 2)
         seconds = (time.perf_counter() - start) / len(turntable)
         out += [(v, rendered[i], pixels[i].numpy(), seconds) for i, v in enumerate(turntable)]
@@ -378,8 +383,9 @@ def evaluate_photo(path: Path, person: str, config: EvalConfig, models, judges: 
     window = _photo_window(avatar, config.size) if any(v.in_photo for v in config.views) else None
     images: dict[str, JudgedImage] = {}
     for key, (posed, expression, wrinkles) in expressions.items():
-        for view, rgb, landmarks, seconds in _render_expression(posed, models, expression, config.views,
-                                                                config.size, window, wrinkles):  # fmt: skip
+        rendered = _render_expression(posed, models, expression, config.views, config.size, window, wrinkles,
+                                      config.light)  # fmt: skip
+        for view, rgb, landmarks, seconds in rendered:
             image_key = f"{key}@{view.name}"
             images[image_key] = JudgedImage(image_key, view.name, *_judge_crops(judges, rgb, landmarks), seconds)
     _run_judges(judges, [source, *images.values()])
