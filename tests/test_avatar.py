@@ -189,7 +189,7 @@ def test_write_outputs_one_variant_writes_exactly_what_is_asked(happy: Person, m
     assert report["config"]["output"] == {"formats": ["glb"], "previews": False, "in_photo": True, "preview_size": 512,
                                          "wrinkles": False, "light": "studio"}
     assert report["config"]["reconstruct"] == {"face": 0, "texture_size": 512, "texture": {
-        "eyes": "photo", "lashes": True, "mouth": "detailed", "occlusion": True},
+        "eyes": "photo", "lashes": True, "mouth": "detailed", "occlusion": True, "shadows": False},
         "hair": asdict(HairConfig()), "gaze": "ahead"}
     assert report["config"]["reconstruct"]["hair"]["enabled"] is True  # hair is on by default
     assert list(report["variants"]) == ["neutral"]

@@ -12,7 +12,7 @@ import torch
 from sie3d.expressions import on_top_of_rest, prototype
 from sie3d.head.mouth import mouth_interior
 from sie3d.render import orbit_cameras
-from sie3d.render.occlusion import MouthInterior, OcclusionConfig, vertex_openness
+from sie3d.render.occlusion import MouthInterior, OcclusionConfig, vertex_light, vertex_openness
 
 
 def _grid(heights: np.ndarray, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +43,24 @@ def test_a_flat_sheet_is_open_and_the_foot_of_a_wall_is_not():
     assert openness[foot].max() < 0.9
     assert openness[middle & (x < -2.0)].min() > 0.999  # beyond the radius
     assert openness[middle & (x > 2.0)].min() > 0.999  # on top
+
+
+def test_a_wall_casts_its_shadow_on_the_sheet_at_its_foot_and_nothing_shadows_itself():
+    """`vertex_light` on a 2 cm step lit at 45 degrees from the top's side: the lower sheet is in shadow up to
+    2 cm from the foot of the wall and lit beyond; the top and the lit sheet keep all the light (no acne); lit from
+    behind, nothing facing away gets any."""
+    step = np.zeros((61, 61), np.float32)
+    step[:, 31:] = 2.0
+    verts, faces = _grid(step, 0.25)
+    config = OcclusionConfig(span_cm=20.0)
+    light = vertex_light(verts, faces, torch.zeros(3), torch.tensor([1.0, 0.0, 1.0]), config).numpy()
+    x, y, z = verts.numpy().T
+    middle = np.abs(y) < 3.0
+    assert light[middle & (z == 0) & (x > -1.6) & (x < -0.4)].max() == 0.0  # in the wall's shadow
+    assert light[middle & (z == 0) & (x < -2.6)].min() == 1.0  # beyond it
+    assert light[middle & (z == 2) & (x > 0.6)].min() == 1.0  # on top
+    behind = vertex_light(verts, faces, torch.zeros(3), torch.tensor([0.0, 0.0, -1.0]), config).numpy()
+    assert behind[middle].max() == 0.0
 
 
 def test_the_inside_of_the_mouth_is_lit_by_its_depth_behind_the_inner_lips():
@@ -127,3 +145,27 @@ def test_the_photo_expression_renders_as_before_and_anger_darkens_between_the_br
     darker_render = render_views(happy, models, anger, cams).astype(int)
     assert (darker_render - render_views(flat, models, anger, cams)).min() < -10
     assert (darker_render - render_views(flat, models, anger, cams)).max() <= 0
+
+
+def test_anger_shades_the_lids_under_the_lowered_brows_when_shadows_are_on(models, happy):
+    """`TextureConfig(shadows=True)`: the studio light's new cast shadows on top of the occlusion -- none at the
+    photo's own expression, and anger's lowered brows put the upper lids in a shadow they were not in."""
+    from sie3d.avatar import _textured, retextured
+
+    shadowed = retextured(happy, models, dataclasses.replace(happy.config.texture, shadows=True))
+    assert shadowed.textures is happy.textures  # render-time only
+    plain, lit = _textured(happy, models).occlusion, _textured(shadowed, models).occlusion
+    assert plain.light is None and lit.light is not None
+    head = _textured(happy, models)
+    photo = head.verts(happy.fit.identity, happy.photo_expression)
+    mouth = torch.from_numpy(mouth_interior(models.head))
+    assert torch.equal(lit.shade(photo)[~mouth], torch.ones(int((~mouth).sum())))
+    anger = head.verts(happy.fit.identity, on_top_of_rest(happy.rest_expression, prototype("anger")))
+    with_shadows, without = lit.shade(anger).numpy(), plain.shade(anger).numpy()
+    assert (with_shadows <= without + 1e-6).all()
+    newly = np.flatnonzero(with_shadows < 0.9 * without)
+    assert len(newly) > 20
+    eyes = np.unique(models.head.topology.faces[models.head.topology.faces_of("M_ScleraLeft")])
+    verts = anger.numpy()
+    eye_level, middle = verts[eyes, 1].mean(), np.median(verts[newly], axis=0)
+    assert eye_level < middle[1] < eye_level + 2.0, (middle, eye_level)  # above the eyes, under the brows

@@ -546,8 +546,9 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
 
     if texture == person.config.texture:
         return person
-    if dataclasses.replace(texture, occlusion=person.config.texture.occlusion) == person.config.texture:
-        # occlusion is drawn at render time: the textures are the same
+    render_time = {"occlusion": person.config.texture.occlusion, "shadows": person.config.texture.shadows}
+    if dataclasses.replace(texture, **render_time) == person.config.texture:
+        # occlusion and shadows are drawn at render time: the textures are the same
         return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
     textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
                               size=person.config.texture_size, config=texture)  # fmt: skip
@@ -608,7 +609,7 @@ def _textured(person: Person, models: Models):
     textured = TexturedHead.build(models.head, render_layout(models.head), person.textures,
                                   mouth_light=person.config.texture.mouth == "detailed", hair=person.hair)
     if person.config.texture.occlusion:
-        textured = textured.with_occlusion(person.fit.identity, person.photo_expression)
+        textured = textured.with_occlusion(person.fit.identity, person.photo_expression, person.config.texture.shadows)
     _TEXTURED[person] = (models, textured)
     return textured
 

@@ -68,9 +68,11 @@ class TexturedHead:
         shade = textures.tiles.get(EYE_SHADE)
         return TexturedHead(head, layout, tiles, alpha, mouth_light, None if shade is None else shade[..., 3], hair)
 
-    def with_occlusion(self, identity: np.ndarray, reference_expression: np.ndarray) -> TexturedHead:
+    def with_occlusion(self, identity: np.ndarray, reference_expression: np.ndarray,
+                       shadows: bool = False) -> TexturedHead:  # fmt: skip
         """This head, darkening in every render what the posed expression hides more than
-        `reference_expression` (53,) does (`sie3d.render.occlusion`): the photo's own shading is in the
+        `reference_expression` (53,) does (`sie3d.render.occlusion`) -- and, with `shadows`, where it casts a
+        shadow from the studio light's direction that the reference did not: the photo's own shading is in the
         texture already."""
         from sie3d.head.mouth import mouth_interior
         from sie3d.render.occlusion import ExpressionOcclusion, MouthInterior
@@ -82,7 +84,7 @@ class TexturedHead:
             mouth = MouthInterior(torch.tensor(mouth_interior(self.head)), inner_lips)  # a copy of the cached mask
         occlusion = ExpressionOcclusion(verts, torch.from_numpy(self.head.topology.faces),
                                         face_center(self.head, verts), torch.from_numpy(self.layout.visible_faces),
-                                        mouth)  # fmt: skip
+                                        mouth, light=STUDIO_LIGHT if shadows else None)  # fmt: skip
         return replace(self, occlusion=occlusion)
 
     def verts(self, identity: np.ndarray, expression: np.ndarray) -> torch.Tensor:

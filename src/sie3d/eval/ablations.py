@@ -161,6 +161,9 @@ for _name, (_description, _texture) in _APPEARANCE.items():
 register("flat", description="the prototypes without the expression's occlusion (`sie3d.render.occlusion`): "
          "the shading of a deepened crease is not darkened", uses_intensity=True,
          texture=TextureConfig(occlusion=False))(_prototype)
+register("shadows", description="the prototypes with the key light's new cast shadows (`sie3d.render.occlusion."
+         "vertex_light`): a lowered brow shades the lid under it", uses_intensity=True,
+         texture=TextureConfig(shadows=True))(_prototype)
 
 
 @register("hair", description="the neutral avatar (rest pose) with the hair volume made from the photo "

@@ -84,12 +84,15 @@ class TextureConfig:
     occlusion: renders darken what the expression hides more than the photo's own expression does (brows
         drawn over the lids, deepened folds; `sie3d.render.occlusion`). Render-time only: the textures are
         the same either way, and the exported meshes carry none (engines shade occlusion themselves).
+    shadows: with the occlusion, renders also darken where the expression casts a shadow from a key light above
+        the face that the photo's own expression did not (brows lowered over the lids). Render-time only.
     """
 
     eyes: Literal["photo", "procedural"] = "photo"
     lashes: bool = True
     mouth: Literal["detailed", "generic"] = "detailed"
     occlusion: bool = True
+    shadows: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("eyes", ("photo", "procedural")), ("mouth", ("detailed", "generic"))):

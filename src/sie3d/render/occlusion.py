@@ -14,6 +14,13 @@ every vertex `OcclusionConfig.directions` directions in the image plane are marc
 (the cosine between its normal and the way to that neighbour, less `bias`, fading with distance) hides
 that share of the sky. Computed without gradients (a render's colour keeps its own), in about 0.1 s.
 
+**Cast shadows** (optional, `ExpressionOcclusion.light_direction`): a lowered brow also shades the lid under it from a
+key light above the face, which horizon-based openness, looking at the whole sky, hardly sees. `vertex_light`
+renders a depth map from the light's direction and tells each vertex how much of it the light reaches (3 x 3
+samples, so shadow edges are soft); a vertex the pose puts in a shadow the reference pose did not loses the
+light's direct part of its shading (diffuse x cosine over ambient + that: about half, facing the studio light).
+Relative, like the openness: the photo's own shadows are in the texture.
+
 **The inside of the mouth** is the exception: teeth, gums, tongue and socket have procedural textures with no
 shading of the photo in them (only a depth darkening baked on the neutral head, and the lips' opening dimming
 them as they close: `sie3d.head.mouth`, `sie3d.previews.mouth_light`), so their darkening here is absolute, for
@@ -36,10 +43,10 @@ from torch import Tensor
 
 from .camera import Cameras, look_at, perspective_K, project
 from .rasterize import rasterize
-from .renderer import RenderOutput
+from .renderer import DirectionalLight, RenderOutput
 from .shade import vertex_normals
 
-__all__ = ["ExpressionOcclusion", "MouthInterior", "OcclusionConfig", "vertex_openness"]
+__all__ = ["ExpressionOcclusion", "MouthInterior", "OcclusionConfig", "vertex_light", "vertex_openness"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class OcclusionConfig:
     mouth_free_cm: float = 0.5  # the inside of the mouth keeps all the light up to this far behind the inner lips
     mouth_falloff_cm: float = 1.0  # ... and beyond, exp(-depth / this)
     mouth_floor: float = 0.03  # the darkest the inside of the mouth gets, as a factor
+    shadow_size: int = 512  # px of the depth map seen from the key light (over `span_cm`)
+    shadow_bias_cm: float = 0.05  # a vertex this far behind the light's first surface still counts as lit (+ slope)
 
 
 @torch.no_grad()
@@ -91,6 +100,36 @@ def vertex_openness(verts: Tensor, faces: Tensor, center: Tensor, config: Occlus
     return (1 - hidden.mean(-1)).clamp(0, 1)
 
 
+@torch.no_grad()
+def vertex_light(verts: Tensor, faces: Tensor, center: Tensor, direction: Tensor,
+                 config: OcclusionConfig = OcclusionConfig(), face_mask: Tensor | None = None) -> Tensor:  # fmt: skip
+    """(V,) in [0, 1]: how much of each vertex of `verts` (V, 3), head space in cm, a distant light from
+    `direction` (3,) (toward the light) reaches -- the share of 3 x 3 samples of a depth map seen from the light
+    (`shadow_size` px over `span_cm`, centred on `center`), a texel apart, that the vertex is not behind. The
+    bias grows with the slope toward the light (a texel's depth step), so surfaces facing the light do not
+    shadow themselves; a vertex facing away from it gets none of it."""
+    distance = 300.0  # cm: a far, narrow camera is nearly orthographic
+    toward = direction / direction.norm()
+    size = config.shadow_size
+    eye = (center + toward * distance)[None]
+    up = torch.tensor([0.0, 0.0, -1.0] if abs(float(toward[1])) > 0.9 else [0.0, 1.0, 0.0], dtype=verts.dtype)
+    cams = Cameras(perspective_K(size * distance / config.span_cm, size, size)[None].contiguous(),
+                   look_at(eye, center[None], up[None]), size, size)  # fmt: skip
+    fragments = rasterize(verts, faces, cams, face_mask=face_mask)
+    first = torch.where(fragments.tri_id[0] >= 0, fragments.depth[0], torch.full_like(fragments.depth[0], 1e4))
+    pixels, depth = project(verts, cams)
+    shifts = torch.tensor([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=verts.dtype)  # (9, 2) px
+    at = pixels[0][:, None] + shifts[None]  # (V, 9, 2)
+    # nearest texel: a bilinear mix of a near surface and the far background would be neither
+    seen = F.grid_sample(first[None, None], (at / size * 2 - 1).reshape(1, -1, 1, 2), mode="nearest",
+                         align_corners=False, padding_mode="border").reshape(len(verts), len(shifts))
+    facing = vertex_normals(verts, faces) @ toward  # cosine to the light
+    slope = torch.sqrt((1 - facing**2).clamp_min(0)) / facing.clamp_min(0.2)  # tan of the angle, at most ~4.9
+    bias = config.shadow_bias_cm + 2 * slope * config.span_cm / size  # two texels' depth step
+    lit = (depth[0][:, None] <= seen + bias[:, None]).to(verts.dtype).mean(-1)
+    return torch.where(facing > 0, lit, torch.zeros_like(lit))
+
+
 @dataclass(frozen=True)
 class MouthInterior:
     """The inside of a head's mouth: `inside` (V,) bool, its vertices (procedural textures), and `lips` (K,) long,
@@ -120,6 +159,7 @@ class ExpressionOcclusion:
     face_mask: Tensor | None = None  # (F,) bool
     mouth: MouthInterior | None = None  # its light is absolute: procedural textures hold no shading
     config: OcclusionConfig = OcclusionConfig()
+    light: DirectionalLight | None = None  # a key light whose new cast shadows darken; None: none
     held_factor: Tensor | None = None  # (V,): `held` -- every pose is shaded like this one
     # "pose": (verts, factor) last shaded; not init: a `replace`d occlusion (another mouth, held) starts its own
     _last: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -127,6 +167,20 @@ class ExpressionOcclusion:
     @cached_property
     def reference(self) -> Tensor:
         return vertex_openness(self.reference_verts, self.faces, self.center, self.config, self.face_mask)
+
+    @cached_property
+    def reference_light(self) -> Tensor:
+        return self._light(self.reference_verts)
+
+    def _light(self, verts: Tensor) -> Tensor:
+        direction = torch.as_tensor(self.light.direction, dtype=verts.dtype)
+        return vertex_light(verts, self.faces, self.center, direction, self.config, self.face_mask)
+
+    def _key_share(self, verts: Tensor) -> Tensor:
+        """(V,) the share of each vertex's shading under `light` that its direct (key) part gives."""
+        direction = torch.as_tensor(self.light.direction, dtype=verts.dtype)
+        key = self.light.diffuse * (vertex_normals(verts, self.faces) @ (direction / direction.norm())).clamp_min(0)
+        return key / (self.light.ambient + key)
 
     def _with_mouth(self, factor: Tensor, verts: Tensor) -> Tensor:
         """`factor` with the inside of the mouth's absolute light instead, when there is a mouth."""
@@ -147,8 +201,11 @@ class ExpressionOcclusion:
         if last is not None and torch.equal(last[0], verts):
             return last[1]
         openness = vertex_openness(verts, self.faces, self.center, self.config, self.face_mask)
-        factor = (openness.clamp_min(0.05) / self.reference.clamp_min(0.05)).clamp(self.config.floor, 1.0)
-        factor = self._with_mouth(factor, verts)
+        factor = openness.clamp_min(0.05) / self.reference.clamp_min(0.05)
+        if self.light is not None:  # newly in the key light's shadow: its direct light gone
+            shadowed = (self.reference_light - self._light(verts)).clamp_min(0)
+            factor = factor * (1 - shadowed * self._key_share(verts))
+        factor = self._with_mouth(factor.clamp(self.config.floor, 1.0), verts)
         self._last["pose"] = (verts.clone(), factor)
         return factor
 
