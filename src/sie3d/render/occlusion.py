@@ -14,7 +14,7 @@ every vertex `OcclusionConfig.directions` directions in the image plane are marc
 (the cosine between its normal and the way to that neighbour, less `bias`, fading with distance) hides
 that share of the sky. Computed without gradients (a render's colour keeps its own), in about 0.1 s.
 
-**Cast shadows** (optional, `ExpressionOcclusion.light_direction`): a lowered brow also shades the lid under it from a
+**Cast shadows** (optional, `ExpressionOcclusion.light`): a lowered brow also shades the lid under it from a
 key light above the face, which horizon-based openness, looking at the whole sky, hardly sees. `vertex_light`
 renders a depth map from the light's direction and tells each vertex how much of it the light reaches (3 x 3
 samples, so shadow edges are soft); a vertex the pose puts in a shadow the reference pose did not loses the
