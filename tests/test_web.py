@@ -76,22 +76,29 @@ def test_a_new_text_reuses_the_saved_person(web_server, faces, first_job):
     assert job["result"]["text"] == "close to tears"
 
 
-def test_the_gaze_box_makes_the_neutral_face_look_where_the_photo_looks(web_server, first_job):
-    """The first job (the box clear, as by default) looks straight ahead; its person again with the box ticked
-    (gaze=photo): the neutral preset and the text's weights turn the eyes as the photo's; a bad value is a 400."""
+def test_the_gaze_and_light_boxes_make_the_face_look_and_lit_as_in_the_photo(web_server, first_job):
+    """The first job (the boxes clear, as by default) looks straight ahead; its person again with the boxes ticked
+    (gaze=photo, light=photo): the neutral preset and the text's weights turn the eyes as the photo's, and the
+    preview is lit by the photo's light (its report says so); a bad value of either is a 400."""
 
     def gaze(weights: dict) -> float:
         return max(v for n, v in weights.items() if n.startswith("eyeLook"))
 
     assert gaze(first_job["job"]["result"]["presets"]["neutral"]) == 0
-    status, answer = submit(web_server, "a warm smile", person=first_job["submitted"]["id"], gaze="photo")
+    status, answer = submit(web_server, "a warm smile", person=first_job["submitted"]["id"], gaze="photo",
+                            light="photo")  # fmt: skip
     assert status == 202, answer
     job, _ = wait_for_job(web_server, answer["id"], TIMEOUT)
     assert job["status"] == "done", job.get("error")
     presets = job["result"]["presets"]
     assert gaze(presets["neutral"]) > 0.05 and gaze(presets["text"]) == pytest.approx(gaze(presets["neutral"]))
+    for first, then in ((first_job["job"], "studio"), (job, "photo")):
+        status, _, report = request(web_server, "GET", first["result"]["urls"]["report"])
+        assert status == 200 and json.loads(report)["config"]["output"]["light"] == then
     status, answer = submit(web_server, "a warm smile", person=first_job["submitted"]["id"], gaze="sideways")
     assert status == 400 and "gaze 'sideways' is not a gaze" in answer["error"], answer
+    status, answer = submit(web_server, "a warm smile", person=first_job["submitted"]["id"], light="sun")
+    assert status == 400 and "unknown light 'sun'" in answer["error"], answer
 
 
 def test_the_hair_box_takes_off_and_adds_the_hair_volume(web_server, first_job):

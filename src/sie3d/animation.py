@@ -125,7 +125,7 @@ def frame_times(timeline: Timeline, fps: float) -> np.ndarray:
 def frames(person: Person, models: Models, timeline: Timeline, fps: float = 25.0, size: int = 512,
            turntable: bool = False, light: str = "studio") -> Iterator[np.ndarray]:  # fmt: skip
     """(size, size, 3) uint8 frames of the person following `timeline`, framed as the preview's front view
-    (turning once around the head over the timeline when `turntable`), lit as `light` says (`avatar.LIGHTS`)."""
+    (turning once around the head over the timeline when `turntable`), lit as `light` says (`sie3d.lighting`)."""
     from sie3d.avatar import posed_verts, render_views
     from sie3d.previews import preview_cameras
 

@@ -42,6 +42,7 @@ from sie3d.hair.config import HairConfig
 from sie3d.head.fit import HeadFit
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import HeadTextures, TextureConfig
+from sie3d.lighting import check_light
 from sie3d.photo import Photo
 
 if TYPE_CHECKING:
@@ -642,32 +643,15 @@ def posed_verts(person: Person, models: Models, coefficients: np.ndarray):
     return _textured(person, models).verts(person.fit.identity, _coefficients(coefficients))
 
 
-# How the turntable views (previews, videos, the eval's yaws) are lit. "studio": `STUDIO_LIGHT`, a key light above
-# the face and 19 degrees to its left: it models the face's relief, and facex reads expressions better under it than
-# under a light in line with the face -- though it lights the two sides unalike: seen from the lit side (+30
-# degrees) the head looks less like the photo than from the other (docs/RESULTS.md, "The studio light's side").
-# "photo": the light estimated from the photo with the texture (`HeadTextures.sh_lighting`, head space), the one
-# its de-lighting divided out -- the head as it was lit in the photo. Closer to the photo on an evenly lit
-# portrait; on a photo lit from one side the light's fit, made from the normals the photo sees, gives the sides
-# it did not see glare and colour casts.
-LIGHTS = ("studio", "photo")
-
-
-def check_light(light: str) -> str:
-    if light not in LIGHTS:
-        raise UsageError(f"unknown light {light!r}", f"use one of: {', '.join(LIGHTS)}")
-    return light
-
-
 def _sh_lighting(person: Person, light: str) -> np.ndarray | None:
-    """The SH light `light` (`LIGHTS`) renders `person` with; None: the studio light."""
+    """The SH light `light` (`sie3d.lighting.LIGHTS`) renders `person` with; None: the studio light."""
     return person.textures.sh_lighting if check_light(light) == "photo" else None
 
 
 def render_views(person: Person, models: Models, coefficients: np.ndarray, cameras: Cameras, *,
                  wrinkles: float = 0.0, light: str = "studio") -> np.ndarray:  # fmt: skip
     """(B, H, W, 3) uint8: the person wearing `coefficients` (53,) seen by `cameras` (head space, cm), lit as
-    `light` says (`LIGHTS`) on the preview background; with the expression's wrinkles at depth `wrinkles`
+    `light` says (`sie3d.lighting.LIGHTS`) on the preview background; with the expression's wrinkles at depth `wrinkles`
     (`wrinkle_detail`; 0 or False: none, 1 or True: as the maps make them)."""
     from sie3d.previews import to_image
 
@@ -810,7 +794,7 @@ class OutputConfig:
     in_photo: bool = True  # in_photo.png: the avatar composited into the photo
     preview_size: int = 512  # px per preview view
     wrinkles: bool = False  # the expression's wrinkles in previews, composites and (as a normal map) the GLB
-    light: str = "studio"  # how the previews are lit (`LIGHTS`); the in-photo composite is always lit as the photo
+    light: str = "studio"  # how the previews are lit (`sie3d.lighting`); the in-photo composite: as the photo
 
     def __post_init__(self) -> None:
         from sie3d.export import EXPORTERS

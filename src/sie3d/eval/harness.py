@@ -87,10 +87,10 @@ class EvalConfig:
     command: str = ""
     redact_photos: bool = False  # contact sheets without the source photos (for sheets that get published)
     hair: bool = False  # every series with the hair volume (default: the bare head, as the tables were measured)
-    light: str = "studio"  # how the turntable views are lit (`sie3d.avatar.LIGHTS`); the photo view as the photo
+    light: str = "studio"  # how the turntable views are lit (`sie3d.lighting`); the photo view as the photo
 
     def __post_init__(self) -> None:
-        from sie3d.avatar import check_light
+        from sie3d.lighting import check_light
 
         check_light(self.light)
         if not self.photos:

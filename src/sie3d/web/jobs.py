@@ -200,11 +200,11 @@ class JobQueue:
 
     def submit(self, job_id: str, folder: Path, text: str, intensity: float, photo: Path | None = None,
                person: Path | None = None, photo_sha256: str | None = None, photo_name: str = "the photo",
-               hair: bool = True, gaze: str = "ahead") -> Job:  # fmt: skip
+               hair: bool = True, gaze: str = "ahead", light: str = "studio") -> Job:  # fmt: skip
         """Queue a job (its folder from `new_job_folder`); `QueueFull` when too many are waiting."""
         spec = JobSpec(job_id, str(folder), text, intensity, str(photo) if photo else None, photo_name,
                        str(person) if person else None, self.config.max_pixels, self.config.texture_size,
-                       self.config.preview_size, hair, gaze)  # fmt: skip
+                       self.config.preview_size, hair, gaze, light)  # fmt: skip
         with self._lock:
             if len(self._waiting) >= self.config.max_queued:
                 raise QueueFull(f"{len(self._waiting)} jobs are already waiting")

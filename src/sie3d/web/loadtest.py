@@ -124,9 +124,9 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
 
 def submit(server: Server, text: str, photo: tuple[str, bytes] | None = None, person: str | None = None,
            intensity: float = 1.0, timeout: float = 120.0, hair: bool = True,
-           gaze: str = "ahead") -> tuple[int, dict]:  # fmt: skip
+           gaze: str = "ahead", light: str = "studio") -> tuple[int, dict]:  # fmt: skip
     """POST /api/generate; (status, JSON answer)."""
-    fields = {"text": text, "intensity": str(intensity), "hair": str(hair).lower(), "gaze": gaze}
+    fields = {"text": text, "intensity": str(intensity), "hair": str(hair).lower(), "gaze": gaze, "light": light}
     if person:
         fields["person"] = person
     body, kind = multipart(fields, {"photo": photo} if photo else {})

@@ -1,7 +1,8 @@
 """`sie3d web`: one page (photo + sentence -> a live 3D avatar, webcam puppeteering) and the HTTP API
 behind it, on FastAPI + uvicorn.
 
-    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity, hair, gaze
+    POST /api/generate       multipart: photo (file) or person (an earlier job's id), text, intensity, hair, gaze,
+                             light
                              -> 202 {"id", "status", "position", "url"}; 4xx/503 {"error", "fix"}
     GET  /api/jobs/{id}      -> {"status": queued|running|done|failed, "position", "stage", "progress",
                                  "result": {..., "urls": {...}}, "error": {...}}
@@ -110,6 +111,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
 
     from sie3d.assets.registry import asset_file
     from sie3d.expressions import check_gaze
+    from sie3d.lighting import check_light
     from sie3d.photo import image_header
     from sie3d.semantics.text import check_text
 
@@ -168,13 +170,15 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
     async def generate(request: Request, text: Annotated[str, Form()], intensity: Annotated[float, Form()] = 1.0,
                        photo: Annotated[UploadFile | None, File()] = None,
                        person: Annotated[str | None, Form()] = None, hair: Annotated[bool, Form()] = True,
-                       gaze: Annotated[str, Form()] = "ahead") -> Any:  # fmt: skip
+                       gaze: Annotated[str, Form()] = "ahead",
+                       light: Annotated[str, Form()] = "studio") -> Any:  # fmt: skip
         jobs: JobQueue = request.app.state.jobs
         try:
             if not 0.0 <= intensity <= 1.0:
                 raise UsageError(f"intensity {intensity:g} is outside [0, 1]", "use e.g. 0.5 for a milder face")
             check_text(text)
             check_gaze(gaze)
+            check_light(light)
             if (photo is None) == (person is None):
                 raise UsageError("send either a photo or the id of an earlier job (person), not both or neither",
                                  "upload a photo the first time; then pass person=<job id> for a new text")
@@ -206,7 +210,7 @@ def create_app(config: WebConfig, jobs: JobQueue | None = None) -> Any:
                     upload = None
             job = jobs.submit(job_id, folder, text, intensity, photo=upload, person=source_person, photo_sha256=sha,
                               photo_name=(photo.filename if photo is not None else None) or "the photo", hair=hair,
-                              gaze=gaze)
+                              gaze=gaze, light=light)
         except Sie3dError as exc:
             _remove(folder)
             return _error(400, exc.message, exc.hint, kind=type(exc).__name__)

@@ -61,6 +61,7 @@ class JobSpec:
     preview_size: int = 384
     hair: bool = True  # the hair volume (`sie3d.hair`): made for this job if the person has none yet; False: off
     gaze: str = "ahead"  # where the face looks unless the text turns the eyes (`ReconstructConfig.gaze`)
+    light: str = "studio"  # how preview.png is lit (`sie3d.lighting`)
 
 
 def run_job(spec: JobSpec) -> dict:
@@ -125,7 +126,7 @@ def _generate(spec: JobSpec, models: Any, progress: Any) -> dict:
     variant = text_variants(person, models, [spec.text], spec.intensity)[0]
     stage = folder / "out.partial"
     shutil.rmtree(stage, ignore_errors=True)
-    config = OutputConfig(preview_size=spec.preview_size)
+    config = OutputConfig(preview_size=spec.preview_size, light=spec.light)
     write_outputs(person, models, [variant], stage, config, saved_copy=saved, progress=progress)
     progress("package")
     obj_files = sorted((stage / variant.name).glob("avatar*"))

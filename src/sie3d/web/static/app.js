@@ -176,6 +176,7 @@ $("form").addEventListener("submit", async (event) => {
   form.append("intensity", $("intensity").value);
   form.append("hair", $("hair").checked ? "true" : "false");
   form.append("gaze", $("gaze").checked ? "photo" : "ahead");
+  form.append("light", $("light").checked ? "photo" : "studio");
   if (!state.photoChanged && state.person) form.append("person", state.person);
   else if (photoInput.files[0]) form.append("photo", photoInput.files[0]);
   else return showError({ error: "choose a photo first", fix: "drop a face photo on the box" });
