@@ -42,6 +42,7 @@ from sie3d.eval.references import References, compute_references, read_manifest
 from sie3d.eval.report import PHOTO_VIEW, PROBABILITY_COLUMNS, write_report, write_rows
 from sie3d.expressions import EMOTIONS
 from sie3d.face.observation import N_LANDMARKS, FaceObservation
+from sie3d.lighting import check_light
 from sie3d.semantics.prompts import Target, read_prompts  # noqa: F401  (read_prompts: part of the eval API)
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ class EvalConfig:
     light: str = "studio"  # how the turntable views are lit (`sie3d.lighting`); the photo view as the photo
 
     def __post_init__(self) -> None:
-        from sie3d.lighting import check_light
-
         check_light(self.light)
         if not self.photos:
             raise UsageError("no photos to evaluate", "pass --photos with a folder or a manifest.csv")
