@@ -194,6 +194,24 @@ def test_loose_long_hair_hangs_below_the_jaw_on_both_sides_and_behind(models, fa
     assert all(y < lobe - 5.0 for y in sides.values()), (lobe, sides)
 
 
+def test_short_hair_lies_on_the_nape_and_long_hair_hangs_free(models, people) -> None:
+    """Behind the head (more than 150 degrees from the nose) below the drop row, where hair covers the neck: short
+    hair lies on it (outer surface 0.8 cm off the scalp envelope on average, 1.3 at most; it hung straight down from
+    the back of the skull, 2.3 and 3.3 cm off, a helmet's rim), a long curtain hangs free (3 cm or more)."""
+
+    def off_the_neck(person) -> np.ndarray:
+        grid = person.hair.mesh.grid
+        drop = int(np.searchsorted(grid.polar, grid.drop_polar))
+        back = np.abs(np.degrees(grid.azimuth)) > 150.0
+        covered = grid.presence[drop:][:, back] >= 0.5
+        return (grid.radius - grid.scalp)[drop:][:, back][covered]
+
+    short, long = off_the_neck(people[SHORT]), off_the_neck(people[LONG])
+    assert short.size and long.size
+    assert short.mean() < 1.2 and short.max() < 2.0, (short.mean(), short.max())
+    assert long.mean() > 3.0, long.mean()
+
+
 def test_a_ponytails_end_brought_forward_hangs_no_curtain(models, faces) -> None:
     """A ponytail's end brought forward over one shoulder shows beside the neck as a lock about a centimetre wide:
     narrower than `min_hanging_width_cm`, it does not make that side of the head hang (it did: 3 cm below the ear

@@ -38,6 +38,9 @@ class HairConfig:
     fringe_clearance_deg: float = 5.0  # except a fringe the photo shows, down to this far above the brows at rest
     drop_polar_deg: float = 100.0  # below this the hair falls vertically
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
+    fall_rows: float = 3.0  # hair hanging this many rows below the drop row falls vertically; less, it lies closer
+    fall_blend_columns: float = 2.0  # the change between falling and lying on the nape spreads over these columns
+    nape_thinning_rows: float = 4.0  # lying on the nape, the hair thins to the minimum over this many rows
     min_hanging_width_cm: float = 1.5  # hair beside the neck narrower than this (a lock) hangs no curtain
     hanging_gap_rows: int = 2  # rows without it there that are bridged (strands parting) before the hair ends
     nape_azimuth_deg: float = 120.0  # behind this azimuth hair reaches at least the nape ...

@@ -33,7 +33,9 @@ comparison per point, which is what keeps the face out and what the tests check.
    one ear make no curtain across the back), and a side the photo does not see hangs like the other. It ends
    above the shoulders, where they would push it out. A hanging piece not joined to the cap (`detached_hair`)
    is left out, as is any piece apart from the rest (an island beside the face at the ear's height); above
-   hanging hair the cap holds hair down to the drop row (hair reaches what hangs from it).
+   hanging hair the cap holds hair down to the drop row (hair reaches what hangs from it). Only such a curtain
+   falls vertically: where nothing hangs (short hair, hair tied back), the hair below the drop row lies on the
+   nape as the cap lies on the scalp, thinning towards its edge (`fall_rows`, `nape_thinning_rows`).
 5. **The face is excluded by construction**: the directions of MediaPipe's face oval (its 3D landmarks on the
    fitted head under every expression), grown by `face_margin_deg`, carry no hair, whatever the mask says --
    except a **fringe**: above the brows at rest (by `fringe_clearance_deg`), the directions the photo shows
@@ -304,18 +306,20 @@ def _above_brows(brows_head: np.ndarray, centre: np.ndarray, polar: np.ndarray, 
 
 
 def _surface(centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray, scalp: np.ndarray, thickness: np.ndarray,
-             config: HairConfig) -> np.ndarray:  # fmt: skip
-    """(R, C + 1) outer radius: scalp + clearance + thickness above `drop_polar_deg`; below it the shell
-    falls vertically from the drop row (the same horizontal distance from the head's vertical axis), never
-    closer to the centre than the scalp plus clearance and minimum thickness."""
+             config: HairConfig, falls: np.ndarray | float = 1.0) -> np.ndarray:  # fmt: skip
+    """(R, C + 1) outer radius: scalp + clearance + thickness above `drop_polar_deg`; below it, in the columns
+    where hair `falls` (1; (C + 1,) or a number in [0, 1]), the shell falls vertically from the drop row (the
+    same horizontal distance from the head's vertical axis), never closer to the centre than the scalp plus
+    clearance and minimum thickness; where it does not (0), it keeps following the scalp as above."""
     cap = scalp + config.gap_cm + thickness
     drop = np.radians(config.drop_polar_deg)
     k = int(np.searchsorted(polar, drop))
     out = cap.copy()
     if k < len(polar):
         horizontal = cap[k - 1] * np.sin(polar[k - 1])  # (C + 1,) distance from the axis at the drop row
-        hanging = horizontal[None] / np.sin(polar[k:, None])
-        out[k:] = np.maximum(hanging, scalp[k:] + config.gap_cm + config.min_thickness_cm)
+        floor = scalp[k:] + config.gap_cm + config.min_thickness_cm
+        hanging = np.maximum(horizontal[None] / np.sin(polar[k:, None]), floor)
+        out[k:] = hanging * falls + cap[k:] * (1.0 - np.asarray(falls))
     return out
 
 
@@ -414,7 +418,6 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     lm = head.topology.landmarks_68
     nape_y = float(rest[lm[[2, 14]], 1].mean()) - config.nape_drop_cm
     radius = _surface(centre, polar, azimuth, scalp, thickness, config)
-    y = centre[1] + dirs[..., 1] * radius
     behind = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg + 15.0) / 30.0, 0, 1)[None]
     # ... lower at the middle of the back than beside the ears: a nape line curves down, it is not level.
     middle = np.clip((np.abs(np.degrees(azimuth)) - config.nape_azimuth_deg) / (180.0 - config.nape_azimuth_deg),
@@ -430,6 +433,17 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     # (two rows above the body: the row below the hair's last, the one-cell soft edge `_mesh` draws, is not pushed)
     hang = np.minimum(hang, np.where(body.any(0), np.maximum(body.argmax(0) - drop_row - 2, 0), config.rows))
     presence[drop_row:] = (np.arange(config.rows - drop_row)[:, None] < hang[None]).astype(np.float32)
+    # Only a curtain falls vertically. Where nothing hangs (short hair, hair tied back), the hair below the drop row
+    # lies on the nape as it lies on the scalp above, thinning to its edge: hanging straight down from the back of
+    # the skull, it stood off the neck as a helmet's rim. (From a column where hair hangs to one where none does,
+    # the shell passes from one to the other over a few columns.)
+    falls = blur_around(np.clip(hang[None, :-1] / config.fall_rows, 0.0, 1.0), 0.0, config.fall_blend_columns)[0]
+    falls = np.concatenate([falls, falls[:1]])
+    below_drop = np.arange(1, config.rows - drop_row + 1)[:, None]
+    thinning = np.clip(1.0 - below_drop / config.nape_thinning_rows, 0.0, 1.0)  # (hair on the nape is short)
+    lying = config.min_thickness_cm + (thickness[drop_row - 1] - config.min_thickness_cm) * thinning
+    thickness[drop_row:] = thickness[drop_row - 1] * falls + lying * (1.0 - falls)
+    y = centre[1] + dirs[..., 1] * _surface(centre, polar, azimuth, scalp, thickness, config, falls)
     crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
     if crown_has_hair:
         presence = np.maximum(presence, behind * (y >= nape_y))
@@ -470,8 +484,9 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     distance = np.concatenate([distance, distance[:, :1]], 1)
     taper = np.clip(distance / config.edge_taper_cells, 0.0, 1.0) ** 0.5
     thickness = thickness * taper
-    thickness[drop_row:] = thickness[drop_row - 1]
-    radius = _surface(centre, polar, azimuth, scalp, thickness, config)
+    # (a curtain keeps its width down to its end; on the nape the thickness tapers like the cap's)
+    thickness[drop_row:] = thickness[drop_row - 1] * falls + thickness[drop_row:] * (1.0 - falls)
+    radius = _surface(centre, polar, azimuth, scalp, thickness, config, falls)
 
     grid = HairGrid(centre, polar, azimuth, scalp, radius.astype(np.float32), presence, thickness, seen,
                     float(np.radians(config.drop_polar_deg)))
