@@ -445,8 +445,9 @@ def _byte_planes(image: np.ndarray) -> np.ndarray:
 def _from_byte_planes(planes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     if planes.dtype != np.uint8 or planes.shape != (4, int(np.prod(shape))):
         raise ValueError(f"texture bytes of shape {planes.shape} do not make a float32 image of shape {shape}")
-    # (one copy: the transposed planes are a new array; the view is float32 already on little-endian machines)
-    return np.ascontiguousarray(planes.T).view("<f4").reshape(shape).astype(np.float32, copy=False)
+    # (one copy: the planes interleaved -- stacked, 2-4x faster than copying their transpose; the view is float32
+    # already on little-endian machines)
+    return np.stack(tuple(planes), -1).view("<f4").reshape(shape).astype(np.float32, copy=False)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], stored: Collection[str] = ()) -> None:
