@@ -212,6 +212,25 @@ def test_short_hair_lies_on_the_nape_and_long_hair_hangs_free(models, people) ->
     assert long.mean() > 3.0, long.mean()
 
 
+def test_hair_lying_on_the_nape_never_passes_through_the_head_where_the_envelope_is_empty() -> None:
+    """`_surface` below the drop row with nothing falling: it follows the scalp envelope, except in directions no part
+    of the head lies in (an empty envelope, below the neck's open end), where it falls as a curtain would -- following
+    a zero envelope, it came within a centimetre of the head's centre."""
+    from sie3d.hair.geometry import _grid_angles, _surface
+
+    config = HairConfig()
+    polar, azimuth = _grid_angles(config)
+    scalp = np.full((config.rows, config.columns + 1), 9.0, np.float32)
+    scalp[-4:] = 0.0  # the lowest rows: no vertex of the head there
+    thickness = np.full_like(scalp, 1.0)
+    falling = _surface(np.zeros(3), polar, azimuth, scalp, thickness, config)
+    lying = _surface(np.zeros(3), polar, azimuth, scalp, thickness, config, falls=np.zeros(config.columns + 1))
+    drop = int(np.searchsorted(polar, np.radians(config.drop_polar_deg)))
+    np.testing.assert_allclose(lying[drop:-4], 9.0 + config.gap_cm + 1.0)  # on the neck
+    np.testing.assert_array_equal(lying[-4:], falling[-4:])  # below it: falls
+    assert (lying[-4:] > 9.0).all()
+
+
 def test_a_ponytails_end_brought_forward_hangs_no_curtain(models, faces) -> None:
     """A ponytail's end brought forward over one shoulder shows beside the neck as a lock about a centimetre wide:
     narrower than `min_hanging_width_cm`, it does not make that side of the head hang (it did: 3 cm below the ear

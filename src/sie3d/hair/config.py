@@ -36,7 +36,7 @@ class HairConfig:
     unmeasured_thickness_prior: float = 0.01
     face_margin_deg: float = 2.0  # the face oval's directions (under every expression) grown by this carry no hair,
     fringe_clearance_deg: float = 5.0  # except a fringe the photo shows, down to this far above the brows at rest
-    drop_polar_deg: float = 100.0  # below this the hair falls vertically
+    drop_polar_deg: float = 100.0  # below this the hair falls vertically where it hangs (else lies on the nape)
     curtain_azimuth_deg: float = 85.0  # ... and only behind this azimuth (0 = the nose): behind the shoulders' line
     fall_rows: float = 3.0  # hair hanging this many rows below the drop row falls vertically; less, it lies closer
     fall_blend_columns: float = 2.0  # the change between falling and lying on the nape spreads over these columns
@@ -61,3 +61,6 @@ class HairConfig:
                              f"{self.rows} x {self.columns}")  # fmt: skip
         if not 90.0 < self.max_polar_deg < 180.0:
             raise ValueError(f"max_polar_deg must lie in (90, 180), got {self.max_polar_deg}")
+        if self.fall_rows <= 0 or self.nape_thinning_rows <= 0:
+            raise ValueError(f"fall_rows and nape_thinning_rows must be positive, got {self.fall_rows} and "
+                             f"{self.nape_thinning_rows}")  # fmt: skip

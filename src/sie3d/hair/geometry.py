@@ -84,7 +84,7 @@ class HairGrid:
     presence: np.ndarray  # (R, C + 1) in [0, 1]: how much the direction holds hair (after the face exclusion)
     thickness: np.ndarray  # (R, C + 1) cm: hair thickness above the clearance (cap part)
     measured: np.ndarray  # (R, C + 1) bool: presence read from the photo (not continued)
-    drop_polar: float  # radians: below this polar angle the shell hangs vertically
+    drop_polar: float  # radians: below this polar angle the shell hangs vertically where a curtain hangs
 
     def radius_at(self, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) unit directions -> (outer radius (N,), presence (N,)), bilinear in the grid; directions
@@ -310,7 +310,8 @@ def _surface(centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray, scalp: 
     """(R, C + 1) outer radius: scalp + clearance + thickness above `drop_polar_deg`; below it, in the columns
     where hair `falls` (1; (C + 1,) or a number in [0, 1]), the shell falls vertically from the drop row (the
     same horizontal distance from the head's vertical axis), never closer to the centre than the scalp plus
-    clearance and minimum thickness; where it does not (0), it keeps following the scalp as above."""
+    clearance and minimum thickness; where it does not (0), it keeps following the scalp as above -- except in
+    directions where no part of the head lies (an empty envelope, below the neck's open end): there it falls."""
     cap = scalp + config.gap_cm + thickness
     drop = np.radians(config.drop_polar_deg)
     k = int(np.searchsorted(polar, drop))
@@ -319,7 +320,9 @@ def _surface(centre: np.ndarray, polar: np.ndarray, azimuth: np.ndarray, scalp: 
         horizontal = cap[k - 1] * np.sin(polar[k - 1])  # (C + 1,) distance from the axis at the drop row
         floor = scalp[k:] + config.gap_cm + config.min_thickness_cm
         hanging = np.maximum(horizontal[None] / np.sin(polar[k:, None]), floor)
-        out[k:] = hanging * falls + cap[k:] * (1.0 - np.asarray(falls))
+        # (following an empty envelope, the shell would pass through the centre of the head)
+        falls = np.where(scalp[k:] > 0, falls, 1.0)
+        out[k:] = hanging * falls + cap[k:] * (1.0 - falls)
     return out
 
 
@@ -438,7 +441,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     # the skull, it stood off the neck as a helmet's rim. (From a column where hair hangs to one where none does,
     # the shell passes from one to the other over a few columns.)
     falls = blur_around(np.clip(hang[None, :-1] / config.fall_rows, 0.0, 1.0), 0.0, config.fall_blend_columns)[0]
-    falls = np.concatenate([falls, falls[:1]])
+    falls = np.clip(np.concatenate([falls, falls[:1]]), 0.0, 1.0)  # (the blur of ones is 1 + 1e-7)
     below_drop = np.arange(1, config.rows - drop_row + 1)[:, None]
     thinning = np.clip(1.0 - below_drop / config.nape_thinning_rows, 0.0, 1.0)  # (hair on the nape is short)
     lying = config.min_thickness_cm + (thickness[drop_row - 1] - config.min_thickness_cm) * thinning
