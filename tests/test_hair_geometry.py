@@ -34,7 +34,15 @@ from sie3d.hair.geometry import (
     to_angles,
 )
 from sie3d.hair.mask import hair_mask
-from sie3d.hair.texture import SCALP_ROUGHNESS, hair_alpha, hair_at, scalp_roughness, smooth_edge, texel_points
+from sie3d.hair.texture import (
+    SCALP_ROUGHNESS,
+    despeckled,
+    hair_alpha,
+    hair_at,
+    scalp_roughness,
+    smooth_edge,
+    texel_points,
+)
 from sie3d.head.fit import BROWS
 from sie3d.head.model import N_EXPRESSION
 from sie3d.head.texture import LUMINANCE, srgb8_to_linear
@@ -471,6 +479,34 @@ def test_strand_tips_hang_from_the_hair_and_never_float() -> None:
     assert count == 2  # the hair and its tips, in one piece
     assert alpha[100:180].max() > 0.5  # the tips reach into the band
     assert (alpha[120:180] > 0).mean() < (alpha[100:110] > 0).mean()  # thinning out downward
+
+
+def test_specks_of_the_seen_hair_are_not_copied_around_the_head(people) -> None:
+    """Dark specks (texels darker than the median of their 5 x 5 neighbours by more than e^0.3) in the covered hair
+    texture, per 1000 texels: a pore or a compression artefact of the photo's hair was copied patch by patch all over
+    the back of the head (measured 18 to 54 on these four, 32 on average; now 6 to 13, 10)."""
+    rates = []
+    for name in (SHORT, LONG, CURLY_UPDO, FRINGE):
+        rgba = people[name].hair.texture.rgba
+        brightness = np.maximum(rgba[..., :3].mean(-1), 1e-4).astype(np.float32)
+        dark = np.log(brightness / np.maximum(cv2.medianBlur(brightness, 5), 1e-4)) < -0.3
+        rates.append(1000 * dark[rgba[..., 3] > 0.5].mean())
+    assert np.mean(rates) < 18, rates
+
+
+def test_despeckled_takes_out_points_and_keeps_patches_and_what_is_unseen() -> None:
+    colour = np.full((40, 40, 3), 0.4, np.float32)
+    colour[10, 10] = (0.05, 0.04, 0.03)  # a dark point
+    colour[20:30, 20:30] = 0.1  # a dark patch, larger than the median's window
+    colour[35, 35] = 0.9  # a bright point, unseen
+    seen = np.ones((40, 40), bool)
+    seen[35, 35] = False
+    out = despeckled(colour, seen)
+    np.testing.assert_allclose(out[10, 10].mean(), 0.4, rtol=1e-5)
+    assert out[10, 10, 0] > out[10, 10, 2]  # its hue kept
+    np.testing.assert_array_equal(out[22:28, 20:30], colour[22:28, 20:30])  # (a median rounds only its corners)
+    np.testing.assert_array_equal(out[20:30, 22:28], colour[20:30, 22:28])
+    np.testing.assert_array_equal(out[35, 35], colour[35, 35])
 
 
 @pytest.mark.parametrize("name", (SHORT, CURLY_UPDO))

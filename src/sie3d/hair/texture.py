@@ -11,7 +11,8 @@ from the crown, run along v everywhere.
 2. **Elsewhere, synthesized** (`synthesize`): a smooth base colour (push-pull continuation of the seen texels)
    times detail copied patch by patch from the seen hair -- the ratio of a seen texel to its base, so strands,
    highlights and gaps travel, not the seen part's brightness. Patches keep their orientation, so strands still
-   run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows.
+   run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows. Specks of the seen
+   hair (`despeckled`: points far from their neighbours' median) are copied at their neighbours' brightness.
 3. **Alpha** (`hair_alpha`): the grid's presence, its edge smoothed (`smooth_edge`: a curve, not the grid's
    staircase), its 0.5 level roughened by noise stretched along the strands (`strand_length` texels) and narrow
    across them: the edge of the volume is a comb of strand tips, not a helmet's rim.
@@ -51,14 +52,17 @@ from sie3d.head.texture import (
     srgb8_to_linear,
 )
 
-__all__ = ["HairTexture", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness", "smooth_edge",
-           "synthesize", "texel_points"]
+__all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness",
+           "smooth_edge", "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
 MIN_SOURCES = 64  # the synthesis copies from at least this many windows of the seen hair ...
 MIN_SOURCE_SEEN = 0.5  # ... each at least this much seen
+SPECK_LOG = 0.3  # a seen texel whose brightness departs from its 5 x 5 median by more than this (natural log) is a
+# speck (a pore of the scalp, a highlight, a compression artefact; `despeckled`), copied at the median's brightness:
+# copied patch by patch, specks became dots and dashes all over the back of the head
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
 EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
@@ -128,7 +132,7 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
     height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
-    ratio = np.clip(colour / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
+    ratio = np.clip(despeckled(colour, seen) / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     fractions = seen_fraction[: height - patch + 1, : width - patch + 1]
@@ -165,6 +169,17 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
     synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
     keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
+
+
+def despeckled(colour: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(H, W, 3) `colour` with its specks -- seen (`seen` > 0) texels whose brightness departs by more than
+    `SPECK_LOG` from the median of the 5 x 5 texels around them -- scaled to that median (their hue kept). (A
+    line-preserving test, the median along each of four lines through the texel, kept the dots: they are short
+    dashes more than points.)"""
+    brightness = np.maximum(colour.mean(-1), 1e-4).astype(np.float32)
+    median = np.maximum(cv2.medianBlur(brightness, 5), 1e-4)
+    speck = (np.abs(np.log(brightness / median)) > SPECK_LOG) & (seen > 0)
+    return np.where(speck[..., None], colour * (median / brightness)[..., None], colour).astype(np.float32)
 
 
 def _patches_needed(need: np.ndarray, step: int, patch: int) -> np.ndarray:
