@@ -132,7 +132,10 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
     height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
-    ratio = np.clip(despeckled(colour, seen) / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
+    # (the unseen texels, black, stand in as the base colour: else a seen texel at the edge of what the photo shows,
+    # with more unseen neighbours than seen, was a "speck" against their median of black)
+    filled = np.where(seen[..., None] > 0, colour, base)
+    ratio = np.clip(despeckled(filled, seen) / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     fractions = seen_fraction[: height - patch + 1, : width - patch + 1]
