@@ -414,8 +414,6 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     thickness = _continue(reach.astype(np.float32), on_silhouette.astype(np.float32), sigma_rows, sigma_cols, typical,
                           config.unmeasured_thickness_prior)  # fmt: skip
     thickness = np.clip(thickness, config.min_thickness_cm, config.max_thickness_cm)
-    # The cap's thickness below the drop row is that of the drop row (the hanging part keeps its width).
-    thickness[drop_row:] = thickness[drop_row - 1]
 
     # Behind the ears, hair reaches at least the nape.
     lm = head.topology.landmarks_68
@@ -445,6 +443,7 @@ def hair_geometry(head: HeadModel, fit: HeadFit, face_landmarks: np.ndarray, mas
     below_drop = np.arange(1, config.rows - drop_row + 1)[:, None]
     thinning = np.clip(1.0 - below_drop / config.nape_thinning_rows, 0.0, 1.0)  # (hair on the nape is short)
     lying = config.min_thickness_cm + (thickness[drop_row - 1] - config.min_thickness_cm) * thinning
+    # (below the drop row a curtain keeps the drop row's thickness; hair lying on the nape thins)
     thickness[drop_row:] = thickness[drop_row - 1] * falls + lying * (1.0 - falls)
     y = centre[1] + dirs[..., 1] * _surface(centre, polar, azimuth, scalp, thickness, config, falls)
     crown_has_hair = float(presence[: max(1, config.rows // 6)].mean()) >= config.min_presence
