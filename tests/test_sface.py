@@ -8,6 +8,8 @@ the 24 London people (neutral and happy photo each).
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,9 @@ from sie3d.face.sface import (
     cosine,
     crops_to_tensor,
     dequantize_linear,
+    fold_batchnorm,
+    layer_arrays,
+    layers_from_arrays,
     load_sface,
 )
 from sie3d.photo import load_photo
@@ -177,6 +182,22 @@ def test_unfolded_port_matches_onnxruntime(crops: dict, runtime) -> None:
     cosines = (_unit(port) * _unit(reference)).sum(1)
     assert cosines.min() >= 0.9999, f"unfolded port: min cosine {cosines.min():.6f}"
     assert np.abs(port - reference).max() < 1e-4 * np.abs(reference).max()
+
+
+def test_the_cached_network_is_the_converted_one_and_loads_without_onnx(model: SFace) -> None:
+    """`load_sface` reads the conversion from the cache folder: the same layers and float32 tensors as
+    converting the ONNX file again, and a process that finds it there never imports onnx."""
+    fresh = SFace(layers_from_arrays(layer_arrays(SFace.from_onnx(asset_file("sface")).layers)))
+    for cached, converted in ((model, load_sface()), (fresh, SFace.from_onnx(asset_file("sface")))):
+        assert str(cached) == str(converted)
+        ours, theirs = cached.state_dict(), converted.state_dict()
+        assert list(ours) == list(theirs)
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    folded = SFace(fold_batchnorm(SFace.from_onnx(asset_file("sface")).layers)).state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), folded.values(), strict=True))
+    probe = "import sys; from sie3d.face.sface import load_sface; load_sface(); print('onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_dequantized_weights_equal_onnxruntime_bit_for_bit() -> None:

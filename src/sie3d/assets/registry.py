@@ -18,12 +18,17 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sie3d.errors import AssetError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,30 @@ class AssetSpec:
 def cache_dir() -> Path:
     """Root of sie3d's cache: ``$SIE3D_CACHE`` or ``~/.cache/sie3d``."""
     return Path(os.environ.get("SIE3D_CACHE") or Path.home() / ".cache" / "sie3d").expanduser()
+
+
+def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of `path` (an ``.npz`` in the cache folder), or, when it is missing or damaged, `compute()`'s,
+    written there atomically for the next process: for what is derived from sie3d's own data and models alone
+    (the head model's tables, a converted network), under a name that changes with what it is derived from. A
+    read-only cache only costs the time."""
+    import numpy as np
+
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            log.warning("rebuilding the damaged cache file %s", path)
+    arrays = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
+        np.savez(partial, **arrays)
+        os.replace(partial, path)
+    except OSError as exc:
+        log.debug("could not cache %s: %s", path, exc)
+    return arrays
 
 
 @cache

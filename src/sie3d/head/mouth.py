@@ -117,7 +117,8 @@ GUMS_CACHE_VERSION = 1  # bump when `_gums_tongue_albedo` changes what it comput
 
 @lru_cache(maxsize=2)
 def _gums_tongue_tile(head: HeadModel, size: int, seed: int) -> np.ndarray:
-    from sie3d.head.texture import cached_arrays, material_texels
+    from sie3d.assets.registry import cached_arrays
+    from sie3d.head.texture import material_texels
 
     path = gums_tongue_cache_path(head, size, seed)
     albedo = cached_arrays(path, lambda: {"albedo": _gums_tongue_albedo(head, size, seed)})["albedo"]

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from sie3d.assets.registry import cached_arrays
 from sie3d.face.observation import FaceObservation
 from sie3d.head import eyes as eye_textures
 from sie3d.head import mouth as mouth_textures
@@ -203,26 +201,6 @@ def material_texels(head: HeadModel, material: str, tile: int, size: int) -> tup
 
     data = cached_arrays(_texels_cache_path(head, material, tile, size), compute)
     return data["tri"], data["rows_cols"], data["bary"]
-
-
-def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The arrays of `path` (an ``.npz`` in the cache folder), or, when it is missing or damaged, `compute()`'s,
-    written there atomically for the next process: for tables computed from the head model alone. A read-only
-    cache only costs the time."""
-    if path.is_file():
-        try:
-            with np.load(path) as data:
-                return {name: data[name] for name in data.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            log.warning("rebuilding the damaged cache file %s", path)
-    arrays = compute()
-    try:
-        partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, path)
-    except OSError as exc:
-        log.debug("could not cache %s: %s", path, exc)
-    return arrays
 
 
 @lru_cache(maxsize=4)

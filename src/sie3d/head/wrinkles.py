@@ -183,7 +183,8 @@ def _batch(coefficients: Tensor) -> Tensor:
 @lru_cache(maxsize=2)
 def wrinkle_maps(head: HeadModel, config: WrinkleConfig = WrinkleConfig()) -> WrinkleMaps:
     """The head's wrinkle maps for `config`: read from the cache folder, else built (about 1 s) and kept."""
-    from sie3d.head.texture import cached_arrays, head_cache_path
+    from sie3d.assets.registry import cached_arrays
+    from sie3d.head.texture import head_cache_path
 
     def build() -> dict[str, np.ndarray]:
         heights, texel_cm = build_heights(head, config)
