@@ -42,10 +42,12 @@ def test_an_expression_adds_to_the_rest_and_releases_its_antagonists():
     combined = on_top_of_rest(rest, prototype("anger"))
     # anger drives browDown and eyeSquint: the rest's browOuterUp and eyeWide (their antagonists) let go.
     assert combined[ICT_NAMES.index("browOuterUp_L")] == 0
-    assert combined[ICT_NAMES.index("eyeWide_L")] == pytest.approx(0.25)  # anger's own, not 0.3 + 0.25
+    assert combined[ICT_NAMES.index("eyeWide_L")] == 0
     assert combined[ICT_NAMES.index("browDown_L")] == pytest.approx(0.9)
     assert combined[ICT_NAMES.index("browInnerUp_L")] == 0  # a brow lowered without AU1: the inner raise lets go
-    assert combined[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.45)  # anger drives eyeWide too
+    assert combined[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.65)  # the rest's squint and anger's add
+    wide = on_top_of_rest(rest, coefficients({"eyeWide_R": 0.25, "eyeSquint_R": 0.45}))
+    assert wide[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.45)  # an expression driving both releases both
     happy = on_top_of_rest(rest, prototype("happy"))
     assert happy[ICT_NAMES.index("eyeSquint_R")] == pytest.approx(0.4)  # added: 0.2 + 0.2
     surprise = on_top_of_rest(rest, prototype("surprise"))

@@ -34,10 +34,12 @@ def _both(shape: str, value: float) -> dict[str, float]:
 
 
 PROTOTYPES: dict[str, dict[str, float]] = {
-    # AU4 + AU5 + AU7 + AU23/24: lowered, drawn-together brows, staring yet tightened lids, pressed lips (no
-    # AU9/10: a sneer of 0.2 lifted the upper lip off the teeth, which showed between the pressed lips).
-    "anger": {**_both("browDown", 0.9), **_both("eyeWide", 0.25), **_both("eyeSquint", 0.45),
-              **_both("mouthPress", 0.7), "mouthRollUpper": 0.1},
+    # AU4 + AU7 + AU23/24: lowered, drawn-together brows, tightened lids, pressed lips. FACS's anger also raises
+    # the upper lid (AU5), but on this rig eyeWide bares the white above the iris under a brow that does not
+    # press down on the lid: with it (0.25) the face stared in alarm, close up on every person looked at. (No
+    # AU9/10: a sneer of 0.2 lifted the upper lip off the teeth, which showed between the pressed lips.)
+    "anger": {**_both("browDown", 0.9), **_both("eyeSquint", 0.45), **_both("mouthPress", 0.7),
+              "mouthRollUpper": 0.1},
     # AU9 + AU10 + AU15 + AU16 (+AU4): wrinkled nose, raised upper lip, lip corners down.
     "disgust": {**_both("noseSneer", 0.85), **_both("mouthUpperUp", 0.6), **_both("mouthFrown", 0.4),
                 **_both("browDown", 0.4), **_both("cheekSquint", 0.3), **_both("mouthLowerDown", 0.2),
