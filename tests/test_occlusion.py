@@ -168,5 +168,6 @@ def test_anger_shades_the_lids_under_the_lowered_brows_when_shadows_are_on(model
     eyes = np.unique(models.head.topology.faces[models.head.topology.faces_of("M_ScleraLeft")])
     verts = anger.numpy()
     eye_level, middle = verts[eyes, 1].mean(), np.median(verts[newly], axis=0)
-    # on the upper lids under the brows: anger's tightened lids come down to about the eyeballs' middle
+    # on the upper lids under the brows: anger's tightened lids come down to about the eyeballs' middle (the
+    # median 0.12 cm below it on this person; 0.23 cm above it while anger raised the lids with eyeWide)
     assert eye_level - 0.5 < middle[1] < eye_level + 2.0, (middle, eye_level)

@@ -200,6 +200,26 @@ def test_the_cached_network_is_the_converted_one_and_loads_without_onnx(model: S
     assert out.strip() == "False"
 
 
+def test_an_unusable_cached_network_is_converted_again(model: SFace, tmp_path: Path, monkeypatch) -> None:
+    """A cache file that opens but holds no usable network (an empty chain, a missing tensor) is replaced by a
+    fresh conversion, with a warning, not used or raised."""
+    from sie3d.assets import registry
+
+    real = registry.cache_dir() / "sface"
+    name = next(real.glob("sface_*.npz")).name  # written by the `model` fixture's load
+    monkeypatch.setenv("SIE3D_CACHE", str(tmp_path))
+    broken = tmp_path / "sface" / name
+    broken.parent.mkdir()
+    arrays = layer_arrays(model.layers)
+    assert "2.weight" in arrays  # the first convolution's
+    for bad in ({"spec": np.array("[]")}, {k: v for k, v in arrays.items() if k != "2.weight"}):
+        np.savez(broken, **bad)
+        again = load_sface()
+        assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values(),
+                                                      strict=True))  # fmt: skip
+        assert len(np.load(broken).files) == len(arrays)  # replaced by the conversion
+
+
 def test_dequantized_weights_equal_onnxruntime_bit_for_bit() -> None:
     """All 29 DequantizeLinear nodes of the file, run alone in onnxruntime, give exactly our weights."""
     ort = pytest.importorskip("onnxruntime")

@@ -740,8 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ((N, 3) @ (3, 3)), where its threads only cost (0.8 ms on one thread, 50-100 ms on two, loaded).
     # numpy asks the kernel for transparent huge pages on every array of 4 MB or more; each new one is a 2 MB
     # page compacted and zeroed at first touch, which on virtual machines that hand freed memory back to
-    # their host costs more than it saves: `reconstruct` 8.5-9.0 s with them, 6.9-7.2 s without (system
-    # time 2.6-2.9 s -> 0.9-1.2 s; docs/RESULTS.md, "Huge pages").
+    # their host costs more than it saves: `reconstruct` took 0.77-0.84x the time without them on three photos
+    # (system time 2.2-2.6 s -> 0.8 s by the end of the reconstruction; docs/RESULTS.md, "Huge pages").
     # Read when torch and numpy load, which the commands do later; values the user set win.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

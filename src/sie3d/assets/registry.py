@@ -9,6 +9,7 @@ Cache layout: ``$SIE3D_CACHE`` (default ``~/.cache/sie3d``) / ``models/<package>
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -85,13 +86,15 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> d
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             log.warning("rebuilding the damaged cache file %s", path)
     arrays = compute()
+    partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + f".{os.getpid()}.partial.npz")
         np.savez(partial, **arrays)
         os.replace(partial, path)
     except OSError as exc:
         log.debug("could not cache %s: %s", path, exc)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return arrays
 
 

@@ -328,21 +328,38 @@ def load_sface(path: str | Path | None = None, *, fold_bn: bool = True) -> SFace
     """SFace converted from the registry's ONNX file (or `path`), in eval mode, all weights frozen.
 
     The registry's file, folded, is converted once and then read from the cache folder (``sface/`` in
-    `sie3d.assets.registry.cache_dir`, named after the file's sha256 and `SFACE_CACHE_VERSION`; the same
-    float32 weights). ``fold_bn=False`` keeps one torch layer per ONNX node (slower; for checking the
-    conversion).
+    `sie3d.assets.registry.cache_dir`, named after the sha256 the asset manifest gives the file and
+    `SFACE_CACHE_VERSION`; the same float32 weights). A cached file that does not rebuild into a network giving
+    (1, 128) features is converted again and replaced. ``fold_bn=False`` keeps one torch layer per ONNX node
+    (slower; for checking the conversion).
     """
     start = time.perf_counter()
     if path is None and fold_bn:
         source = asset_file("sface")
         cache = cache_dir() / "sface" / f"sface_{spec('sface').files[0].sha256[:16]}_v{SFACE_CACHE_VERSION}.npz"
-        model = SFace(layers_from_arrays(cached_arrays(cache, lambda: layer_arrays(_converted(source, True).layers))))
+        try:
+            model = _from_cache(cache, source)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            log.warning("rebuilding the unusable cache file %s (%s)", cache, exc)
+            cache.unlink(missing_ok=True)
+            model = _from_cache(cache, source)
     else:
         model = _converted(path or asset_file("sface"), fold_bn)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     log.debug("SFace loaded in %.2f s", time.perf_counter() - start)
+    return model
+
+
+def _from_cache(cache: Path, source: Path) -> SFace:
+    """The folded network from `cache` (converted from `source` and written there when missing); ValueError
+    unless it maps a crop to EMBEDDING_DIM features."""
+    model = SFace(layers_from_arrays(cached_arrays(cache, lambda: layer_arrays(_converted(source, True).layers))))
+    with torch.no_grad():
+        shape = tuple(model.eval()(torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)).shape)
+    if shape != (1, EMBEDDING_DIM):
+        raise ValueError(f"the cached network gives features of shape {shape}")
     return model
 
 

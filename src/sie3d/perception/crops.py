@@ -50,6 +50,7 @@ from torch import Tensor
 
 from sie3d.face.align import align_matrix
 from sie3d.face.observation import LANDMARK_IDS
+from sie3d.face.sface import CROP_SIZE
 
 RIGHT_EYE_CORNERS = (LANDMARK_IDS["right_eye_outer"], LANDMARK_IDS["right_eye_inner"])
 LEFT_EYE_CORNERS = (LANDMARK_IDS["left_eye_outer"], LANDMARK_IDS["left_eye_inner"])
@@ -59,7 +60,7 @@ ROI_ROTATION_FROM, ROI_ROTATION_TO = LANDMARK_IDS["right_eye_outer"], LANDMARK_I
 ROI_SCALE = 1.5  # MediaPipe's RectTransformation scale for the face landmark ROI
 HAAR_SIDE, HAAR_DOWN = 2.648, 0.24  # Haar-cascade box in units of d (calibrated on the shared photos)
 FER_MARGIN = 0.05  # fer's 10 px per side on a 200 px box
-SFACE_SIZE = 112  # sie3d.face.sface.CROP_SIZE (not imported: that module loads onnx)
+SFACE_SIZE = CROP_SIZE  # SFace's aligned crop
 
 # OpenCV's RGB -> gray weights (cv2.COLOR_RGB2GRAY), which fer uses.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
