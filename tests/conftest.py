@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from sie3d.cli import set_process_defaults
+
 # As `sie3d` itself runs (cli.main): idle thread pools sleep rather than spin, and numpy's arrays take no
-# transparent huge pages. Set before the test modules import torch and numpy; on the shared 2-core machine
-# spinning threads made renders several times slower.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+# transparent huge pages. Set before the test modules import torch and numpy (`sie3d.cli` imports neither); on
+# the shared 2-core machine spinning threads made renders several times slower.
+set_process_defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 JS_DIR = REPO / "tests" / "js"

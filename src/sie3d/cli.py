@@ -733,6 +733,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The process settings `main` makes before torch and numpy load (values the user set win):
+PROCESS_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1", "NUMPY_MADVISE_HUGEPAGE": "0"}
+
+
+def set_process_defaults() -> None:
+    """`PROCESS_DEFAULTS` into the environment where unset; read when torch and numpy load, so call it first
+    (`main` does; the test suite's conftest too, so that tests run as the command does)."""
+    for name, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Thread pools that spin while they wait fight other processes on a busy or shared CPU. Idle OpenMP
     # threads (torch's) sleep instead: the landmark fit measured 0.17 s passive, 1.1 s spinning, with 2
@@ -743,9 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # their host costs more than it saves: `reconstruct` took 0.77-0.84x the time without them on three photos
     # (system time 2.2-2.6 s -> 0.8 s by the end of the reconstruction; docs/RESULTS.md, "Huge pages").
     # Read when torch and numpy load, which the commands do later; values the user set win.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    set_process_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
