@@ -359,6 +359,23 @@ def test_the_hair_texture_keeps_the_photos_brightness(models, people, name) -> N
     assert 0.8 < np.median(texture) / np.median(photo) < 1.45
 
 
+def test_a_two_coloured_hat_keeps_both_colours_and_copies_no_specks(models, faces) -> None:
+    """A Santa hat (the mask's "headwear-or-hair"): its red crown, far darker than the white brim above the
+    forehead, was taken for backdrop between strands by hair's outlier rule and painted white. Headwear keeps
+    every seen texel's colour, and its synthesized back takes only brightness from the patches: copied per
+    channel, patches across the red-white border put white and cyan specks into the red and red ones into the
+    white."""
+    person = reconstruct(load_photo(faces / "max_surprised.jpeg"), models, HAIR_ON)
+    assert person.hair.mask_summary["kind"] == "headwear-or-hair"
+    rgba = person.hair.texture.rgba
+    r, g, b = (rgba[..., k][rgba[..., 3] > 0.5] for k in range(3))
+    red = (r > 3 * g) & (r > 3 * b) & (r > 0.1)  # the crown's red (linear: about 0.35, 0.01, 0.02)
+    cyan = (g > 1.5 * r) & (b > 1.5 * r)
+    assert 0.05 < red.mean() < 0.6, red.mean()  # the crown's share of the hat: 0.12 (none before)
+    assert cyan.mean() < 0.002, cyan.mean()  # 0 (0.006 with per-channel patches)
+    assert person.hair.texture.seen > 0.15  # 0.08 when the crown was dropped as an outlier (0.24 with it)
+
+
 @pytest.mark.parametrize("name", (SHORT, LONG))
 def test_the_texture_comes_from_the_photo_and_is_not_flat_behind(people, name) -> None:
     hair = people[name].hair

@@ -124,18 +124,26 @@ def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
 
 
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
-               patch: int) -> np.ndarray:  # fmt: skip
+               patch: int, grey_detail: bool = False) -> np.ndarray:  # fmt: skip
     """(H, W, 3) `colour` kept where `seen` (H, W) is 1 and synthesized where it is 0 and `wanted` (H, W)
     asks for it: a push-pull base colour times detail patches (ratio to the base) taken from the most seen
     places (their seen texels only), copied with their orientation (strands along v; at random mirrored across
-    them) and blended with raised-cosine weights."""
+    them) and blended with raised-cosine weights. `grey_detail`: the patches carry only brightness (the ratio of
+    the texels' mean to the base's), the base all of the colour -- for a source of several colours side by side
+    (headwear), whose per-channel ratios across a border between two of them (the red crown and white brim of a
+    Santa hat) copied white and cyan specks into red and red ones into white."""
     height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
     # (the unseen texels, black, stand in as the base colour: else a seen texel at the edge of what the photo shows,
     # with more unseen neighbours than seen, was a "speck" against their median of black)
     filled = np.where(seen[..., None] > 0, colour, base)
-    ratio = np.clip(despeckled(filled, seen) / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
+    detailed = despeckled(filled, seen)
+    if grey_detail:
+        detailed, smooth_base_grey = detailed.mean(-1, keepdims=True), smooth_base.mean(-1, keepdims=True)
+        ratio = np.repeat(np.clip(detailed / np.maximum(smooth_base_grey, 1e-4), 0.0, 4.0), 3, -1)
+    else:
+        ratio = np.clip(detailed / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     fractions = seen_fraction[: height - patch + 1, : width - patch + 1]
@@ -199,7 +207,7 @@ def _patches_needed(need: np.ndarray, step: int, patch: int) -> np.ndarray:
 
 
 def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
-                       patch: int) -> np.ndarray:  # fmt: skip
+                       patch: int, grey_detail: bool = False) -> np.ndarray:  # fmt: skip
     """`synthesize` on a texture whose u wraps around the head: run on the texture with `patch` columns of
     each side appended to the other, then the first `patch` columns cross-faded into what was synthesized past
     the last column, so u = 0 continues u = 1 (no seam down the middle of the back)."""
@@ -208,7 +216,7 @@ def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray,
     def wrap(x: np.ndarray) -> np.ndarray:
         return np.concatenate([x[:, -patch:], x, x[:, :patch]], 1)
 
-    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch)
+    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch, grey_detail)
     out = wide[:, patch : patch + size].copy()
     past_the_end = wide[:, patch + size :]  # continues column size - 1, stands for columns 0 .. patch - 1
     fade = (1.0 - (np.arange(patch) + 0.5) / patch)[None, :, None]
@@ -217,11 +225,15 @@ def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray,
 
 
 def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask: np.ndarray,
-                 sh_lighting: np.ndarray, landmarks_px: np.ndarray, config: HairConfig | None = None
-                 ) -> HairTexture:  # fmt: skip
+                 sh_lighting: np.ndarray, landmarks_px: np.ndarray, config: HairConfig | None = None, *,
+                 headwear: bool = False) -> HairTexture:  # fmt: skip
     """The hair's texture (see the module doc). `hair_mask` (H, W) is the binary, hole-filled mask the
     geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light;
-    `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is)."""
+    `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is). `headwear`: the mask took
+    the region for headwear (`HairMask.kind` "headwear-or-hair"), which is opaque and has colours of its own (a
+    Santa hat's red crown over its white brim): every seen texel keeps the photo's colour, however unlike the
+    part above the forehead (hair's outlier rule would take a crown three times darker than the brim for
+    backdrop between strands and paint the brim's white over it)."""
     config = config or HairConfig()
     size = config.texture_size
     rng = np.random.default_rng(config.seed)
@@ -248,17 +260,18 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
         strength = float(shading[0] @ LUMINANCE)
         light_colour = shading / strength if strength > 0.05 else np.ones_like(shading)  # (no light there: as is)
         colour[seen] = _sample_bilinear(photo, pixels[seen]) / np.maximum(light_colour, 0.05)
-        # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
-        # texel far brighter or darker than the hair just above the forehead is synthesized instead.
-        luminance = colour[seen] @ LUMINANCE
-        reference = luminance[_above_forehead(pixels[seen], landmarks_px)]
-        typical = float(np.median(reference if reference.size >= 50 else luminance))
-        outlier = (luminance > OUTLIER_RATIO * typical) | (luminance < typical / OUTLIER_RATIO)
-        seen[np.flatnonzero(seen)[outlier]] = False
+        if not headwear:
+            # Skin or backdrop showing between strands, or backdrop the mask took for hair, is not hair: a seen
+            # texel far brighter or darker than the hair just above the forehead is synthesized instead.
+            luminance = colour[seen] @ LUMINANCE
+            reference = luminance[_above_forehead(pixels[seen], landmarks_px)]
+            typical = float(np.median(reference if reference.size >= 50 else luminance))
+            outlier = (luminance > OUTLIER_RATIO * typical) | (luminance < typical / OUTLIER_RATIO)
+            seen[np.flatnonzero(seen)[outlier]] = False
     colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng)
-    rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
+    rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch, grey_detail=headwear)
     covered = alpha > 0.5
     fraction = float((seen & covered).sum() / max(covered.sum(), 1))
     return HairTexture(np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32), fraction)

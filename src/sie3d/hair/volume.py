@@ -78,7 +78,8 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
     start = time.perf_counter()
     face_height = float(np.ptp(fit.project(face_landmarks[1, [10, 152]])[:, 1]))
     texture = hair_texture(photo_rgb, fit, mesh, filled_mask(mask.mask, (config.max_hole * face_height) ** 2),
-                           textures.sh_lighting, observation.landmarks_px[:, :2], config)  # fmt: skip
+                           textures.sh_lighting, observation.landmarks_px[:, :2], config,
+                           headwear=mask.kind == "headwear-or-hair")  # fmt: skip
     tiles = scalp_tiles(textures, head, fit, mesh, texture)
     timings["texture"] = time.perf_counter() - start
     return Hair(mesh, texture, tiles, mask.summary(), timings), mask
