@@ -58,14 +58,14 @@ def _skin(person: Person) -> np.ndarray:
 def _lids(person: Person) -> np.ndarray:
     """(N, 3) linear photo colours of the lids: the band around each eye opening, between the lid contour and
     the contour widened by half (the skin that would be painted on the eyeball if sampling went wrong)."""
-    from sie3d.head.texture import _polygon_mask, srgb_to_linear
+    from sie3d.head.texture import polygon_mask, srgb_to_linear
 
     photo = srgb_to_linear(person.photo.rgb.astype(np.float32) / 255)
     size = (photo.shape[1], photo.shape[0])
     band = np.zeros(photo.shape[:2], bool)
     for ids in eyes._EYES.values():
         contour = person.observation.landmarks_px[list(ids["contour"]), :2]
-        band |= _polygon_mask(contour, size, shrink=-0.5) & ~_polygon_mask(contour, size, shrink=-0.1)
+        band |= polygon_mask(contour, size, shrink=-0.5) & ~polygon_mask(contour, size, shrink=-0.1)
     return photo[band]
 
 

@@ -46,6 +46,7 @@ from sie3d.lighting import check_light
 from sie3d.photo import Photo
 
 if TYPE_CHECKING:
+    from sie3d.face.hands import HandDetector
     from sie3d.face.landmarker import FaceObserver
     from sie3d.face.sface import IdentityEmbedder
     from sie3d.hair.segmentation import PersonSegmenter
@@ -96,6 +97,13 @@ class Models:
         from sie3d.head.fit import HeadFitter
 
         return HeadFitter(self.head)
+
+    @cached_property
+    def hands(self) -> HandDetector:
+        """MediaPipe's palm detection and hand landmarks, to keep hands over the face out of the texture."""
+        from sie3d.face.hands import HandDetector
+
+        return HandDetector()
 
     @cached_property
     def segmenter(self) -> PersonSegmenter:
@@ -225,6 +233,9 @@ class Person:
     config: ReconstructConfig = ReconstructConfig()
     hair: Hair | None = None  # with `config.hair.enabled` and hair in the photo
     hair_made: bool = False  # the hair stage ran (then None is a bald head); never for a folder of format 1
+    # (K, 21, 2) photo pixels: the hands found in the photo (`sie3d.face.hands`), kept out of the texture and in
+    # front of the composite; none for a folder saved before hands were looked for
+    hands: np.ndarray = field(default_factory=lambda: np.zeros((0, 21, 2), np.float32))
 
     @property
     def rest_expression(self) -> np.ndarray:
@@ -269,6 +280,7 @@ class Person:
         for tile, image in self.textures.tiles.items():
             arrays[f"textures.tile{tile}"] = _byte_planes(image)
         arrays["textures.sh_lighting"] = self.textures.sh_lighting
+        arrays["hands.landmarks_px"] = np.asarray(self.hands, np.float32).reshape(-1, 21, 2)
         arrays["textures.skin_albedo"] = self.textures.skin_albedo
         meta = {
             "format": PERSON_FORMAT,
@@ -343,6 +355,7 @@ class Person:
                 fit=fit, textures=textures, warnings=(*meta["warnings"], *[_PAINTED_GAZE] * painted),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
                 config=config, hair=hair, hair_made=config.hair.enabled and meta["format_version"] >= 2,
+                hands=arrays.get("hands.landmarks_px", np.zeros((0, 21, 2), np.float32)),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None
@@ -483,7 +496,7 @@ def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = Recons
     from sie3d.head.texture import build_textures
 
     start = time.perf_counter()
-    models.preload("observer", "embedder", "head", "fitter")  # loaded on first use; timed apart from the stages
+    models.preload("observer", "embedder", "head", "fitter", "hands")  # loaded on first use; timed apart
     timings = {"load_models": time.perf_counter() - start}
     progress("observe")
     start = time.perf_counter()
@@ -495,9 +508,13 @@ def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = Recons
     timings["fit"] = time.perf_counter() - start
     progress("texture")
     start = time.perf_counter()
-    textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size, config=config.texture)
+    hands = np.asarray([hand.landmarks for hand in models.hands(photo.rgb)], np.float32).reshape(-1, 21, 2)
+    covered, hand_cover = hands_over_face(hands, chosen, photo.rgb.shape[:2])
+    textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size, config=config.texture,
+                              covered=covered)  # fmt: skip
     timings["texture"] = time.perf_counter() - start
-    person = Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit), timings, config)
+    person = Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit, hand_cover), timings,
+                    config, hands=hands)  # fmt: skip
     if config.hair.enabled:
         progress("hair")
         person = with_hair(person, models, config.hair)
@@ -552,8 +569,9 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
     if dataclasses.replace(texture, **render_time) == person.config.texture:
         # occlusion and shadows are drawn at render time: the textures are the same
         return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
+    covered, _ = hands_over_face(person.hands, person.observation, person.photo.rgb.shape[:2])
     textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
-                              size=person.config.texture_size, config=texture)  # fmt: skip
+                              size=person.config.texture_size, config=texture, covered=covered)  # fmt: skip
     hair = person.hair
     if hair is not None:  # the hair painted on the new textures' scalp, not the old ones'
         from sie3d.hair.volume import scalp_tiles
@@ -564,13 +582,35 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
                                config=dataclasses.replace(person.config, texture=texture))  # fmt: skip
 
 
+def hands_over_face(hands: np.ndarray, obs: FaceObservation, shape: tuple[int, int]
+                    ) -> tuple[np.ndarray | None, float]:  # fmt: skip
+    """The pixels of a photo of `shape` (H, W) that the hands with points `hands` (K, 21, 2) cover ((H, W) bool;
+    None when there is no hand) and the share of the face oval of `obs` (`sie3d.head.fit.FACE_OVAL`) they
+    cover."""
+    from sie3d.face.hands import hand_mask
+    from sie3d.head.fit import FACE_OVAL
+    from sie3d.head.texture import polygon_mask
+
+    if len(hands) == 0:
+        return None, 0.0
+    covered = hand_mask(hands, shape)
+    oval = polygon_mask(obs.landmarks_px[list(FACE_OVAL), :2], (shape[1], shape[0]))
+    return covered, float((covered & oval).sum() / max(oval.sum(), 1))
+
+
 MAX_RELIABLE_YAW = 45.0  # degrees; beyond this one side of the face is mostly unseen
 MAX_RELIABLE_FIT_ERROR = 0.05  # landmark error as a fraction of the eye distance
+MAX_HAND_COVER = 0.05  # share of the face oval a hand may cover before the texture is said to be guessed there
 
 
-def input_warnings(obs: FaceObservation, fit: HeadFit) -> tuple[str, ...]:
-    """Known ways a result degrades, said plainly (they also go into report.json)."""
+def input_warnings(obs: FaceObservation, fit: HeadFit, hand_cover: float = 0.0) -> tuple[str, ...]:
+    """Known ways a result degrades, said plainly (they also go into report.json); `hand_cover`: the share of the
+    face a hand covers (`hands_over_face`)."""
     warnings = []
+    if hand_cover > MAX_HAND_COVER:
+        warnings.append(f"a hand covers {100 * hand_cover:.0f}% of the face: the texture there is taken from the "
+                        "other side of the face or the skin's colour, and the shape under it is guessed; use a "
+                        "photo with the face uncovered for a faithful avatar")
     width, height = obs.image_size
     x, y = obs.landmarks_px[:, 0], obs.landmarks_px[:, 1]
     outside = float(((x < 0) | (x >= width) | (y < 0) | (y >= height)).mean())
@@ -691,7 +731,9 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
 
     Over the whole photo at its resolution by default (rendering only the face's region); into `window`
     (e.g. a downscaled crop around the face, rendered whole) when given, at the window's size. With the
-    expression's wrinkles at depth `wrinkles` (as in `render_views`), lit by the photo's lighting."""
+    expression's wrinkles at depth `wrinkles` (as in `render_views`), lit by the photo's lighting. The photo's
+    hands (`Person.hands`) stay in front of the face."""
+    from sie3d.face.hands import hand_mask
     from sie3d.head.fit import FACE_OVAL
     from sie3d.previews import in_photo, in_photo_face_region
 
@@ -700,7 +742,13 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
         in_photo, window.rgb, window.fit)  # fmt: skip
     outline = fit.project(models.fitter.landmarks_3d(person.fit, coefficients)[list(FACE_OVAL)])
     detail = wrinkle_detail(person, models, coefficients, wrinkles) if wrinkles else None
-    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline, detail)
+    covered = None
+    if len(person.hands):  # the hands' points in the target's pixels (a window is a scaled crop of the photo)
+        scale = fit.focal_px / person.fit.focal_px
+        shift = np.asarray(fit.principal_px) - np.asarray(person.fit.principal_px) * scale
+        covered = hand_mask(person.hands * scale + shift.astype(np.float32), rgb.shape[:2])
+    return draw(_textured(person, models), rgb, fit, person.textures, coefficients, outline, detail,
+                covered=covered)  # fmt: skip
 
 
 # -- outputs -----------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
 
 def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
              expression: np.ndarray, face_outline_px: np.ndarray, detail: torch.Tensor | None = None,
-             factor: int | None = None) -> np.ndarray:
+             factor: int | None = None, covered: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8: the avatar rendered with the photo's own camera and lighting, composited over the
     photo's face with a feathered mask (the person's real hair, ears, neck and background stay).
 
@@ -299,7 +299,8 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     that image (`HeadFit.crop` for a window); `face_outline_px` (N, 2): the face oval of the rendered
     expression in those pixels. The composite stays inside the oval (slightly widened), so the neck and
     the bald scalp of the model never show, and where the hair volume lies in front of the face (a fringe) the
-    photo is kept too: its own hair stays over the forehead. Every pixel is rendered; see `in_photo_face_region`.
+    photo is kept too: its own hair stays over the forehead; so is it where `covered` (H, W bool) says something
+    lies over the face (a hand, `sie3d.face.hands.hand_mask`). Every pixel is rendered; see `in_photo_face_region`.
     A small face is rendered `factor` times finer per side and averaged down (default: `supersampling`)."""
     height, width = photo_rgb.shape[:2]
     factor = supersampling(face_outline_px) if factor is None else factor
@@ -321,12 +322,16 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     if hair is not None:
         keep &= ~_hair_in_front(hair, fine, cams, out, inside)
     keep = _block_mean(keep.astype(np.float32), factor) >= 0.5
+    if covered is not None:
+        keep &= ~covered
     # Erode by the feather width, then blur: the blend finishes inside the face, so neither the rendered
     # jaw silhouette nor the model's bald forehead edge shows.
     feather = _feather_px(face_outline_px)
     kernel = np.ones((2 * round(feather) + 1,) * 2, np.uint8)  # erosion = PIL's MinFilter, but separable: fast
     mask = Image.fromarray(cv2.erode((keep * 255).astype(np.uint8), kernel))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(feather)), np.float32)[..., None] / 255.0
+    if covered is not None:  # the blur's tail stops at the hand: it is the photo's, every pixel of it
+        alpha[covered] = 0.0
     rendered = to_image(torch.from_numpy(_block_mean(out.rgb[0].numpy(), factor))).astype(np.float32)
     return (rendered * alpha + photo_rgb.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
 
@@ -354,7 +359,7 @@ def _feather_px(face_outline_px: np.ndarray) -> float:
 
 def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textures: HeadTextures,
                          expression: np.ndarray, face_outline_px: np.ndarray,
-                         detail: torch.Tensor | None = None) -> np.ndarray:
+                         detail: torch.Tensor | None = None, covered: np.ndarray | None = None) -> np.ndarray:
     """`in_photo` of a whole (large) photo at its resolution, rendering only the face's region: outside
     it the mask is zero and the photo stays as it is. Equal to `in_photo` but where float rounding of
     the moved camera flips which of two nearly coincident triangles (lid and eyeball, teeth and mouth
@@ -371,7 +376,8 @@ def in_photo_face_region(textured: TexturedHead, photo_rgb: np.ndarray, fit: Hea
     if x1 > x0 and y1 > y0:  # else the face lies outside the photo
         region = fit.crop(x0, y0, (x1 - x0, y1 - y0))
         out[y0:y1, x0:x1] = in_photo(textured, photo_rgb[y0:y1, x0:x1], region, textures, expression,
-                                     face_outline_px - np.array([x0, y0], np.float32), detail)  # fmt: skip
+                                     face_outline_px - np.array([x0, y0], np.float32), detail,
+                                     covered=None if covered is None else covered[y0:y1, x0:x1])  # fmt: skip
     return out
 
 

@@ -183,7 +183,7 @@ class EyeSamples:
 def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.ndarray) -> EyeSamples:
     """Iris detail and sclera colour from the photo's open eyes; `skin_photo` (N, 3): linear photo colours of
     the face's skin, to reject samples that look like skin (a lid, a squint, a reflection on glasses)."""
-    from sie3d.head.texture import _polygon_mask, _sample_bilinear, _skin_like
+    from sie3d.head.texture import _sample_bilinear, _skin_like, polygon_mask
 
     height, width = photo_linear.shape[:2]
     lm = obs.landmarks_px[:, :2].astype(np.float64)
@@ -209,7 +209,7 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
-        opening = _polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.12)  # off the lid margins
+        opening = polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.12)  # off the lid margins
         # Iris: polar samples, valid inside the opening, below catch-light brightness and unlike skin.
         offsets = rho[:, None, None] * radius * (np.cos(phi)[None, :, None] * ex + np.sin(phi)[None, :, None] * ey)
         points = (centre + offsets).reshape(-1, 2)

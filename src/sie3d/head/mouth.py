@@ -164,7 +164,7 @@ def photo_teeth_colour(photo_linear: np.ndarray, obs: FaceObservation) -> np.nda
     """(3,) linear teeth albedo from the photo when its mouth is open on visible teeth, else None: the
     bright, nearly colourless pixels inside the inner lip contour (teeth, not lips, tongue or the dark
     cavity), their median colour brought to an enamel's range."""
-    from sie3d.head.texture import _polygon_mask
+    from sie3d.head.texture import polygon_mask
 
     lm = obs.landmarks_px[:, :2]
     contour = lm[list(INNER_MOUTH)]
@@ -177,7 +177,7 @@ def photo_teeth_colour(photo_linear: np.ndarray, obs: FaceObservation) -> np.nda
     x1, y1 = np.minimum(np.ceil(contour.max(0)).astype(int) + 1, [image_width, height])
     if x1 - x0 < 4 or y1 - y0 < 3:
         return None
-    mask = _polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.08)
+    mask = polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.08)
     pixels = photo_linear[y0:y1, x0:x1][mask]
     if len(pixels) < 20:
         return None

@@ -277,7 +277,7 @@ def uv_rasterize(uvs: np.ndarray, uv_faces: np.ndarray, tile: int, size: int) ->
     return frags.tri_id[0].numpy(), frags.bary[0].numpy()
 
 
-def _polygon_mask(points: np.ndarray, size: tuple[int, int], shrink: float = 0.0) -> np.ndarray:
+def polygon_mask(points: np.ndarray, size: tuple[int, int], shrink: float = 0.0) -> np.ndarray:
     """(H, W) bool mask of a polygon given by pixel points, optionally shrunk toward its centroid."""
     centre = points.mean(0)
     points = centre + (points - centre) * (1.0 - shrink)
@@ -362,9 +362,12 @@ def _interpolate(values: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> n
 
 
 def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, head: HeadModel,
-                   size: int = 1024, config: TextureConfig = TextureConfig()) -> HeadTextures:
+                   size: int = 1024, config: TextureConfig = TextureConfig(),
+                   covered: np.ndarray | None = None) -> HeadTextures:  # fmt: skip
     """The person's textures from the photo (`size` texels per side of the face and head tiles; mouth, eye
-    and lash tiles half of it), the eyes, lashes and mouth as `config` asks."""
+    and lash tiles half of it), the eyes, lashes and mouth as `config` asks. `covered` (H, W) bool: pixels of
+    the photo where something lies over the face (a hand, `sie3d.face.hands.hand_mask`); no texel takes its
+    colour from them (they are filled as the photo's unseen parts are: the mirrored side, then the skin)."""
     topo = head.topology
     layout = render_layout(head)
     with torch.no_grad():
@@ -375,9 +378,11 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
 
     # Where the photo shows skin: inside the face oval, outside the eye and mouth openings.
     landmarks = obs.landmarks_px[:, :2]
-    skin = _polygon_mask(landmarks[list(FACE_OVAL)], (width, height), shrink=0.03)
+    skin = polygon_mask(landmarks[list(FACE_OVAL)], (width, height), shrink=0.03)
     for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING, MOUTH_OPENING):
-        skin &= ~_polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
+        skin &= ~polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
+    if covered is not None:
+        skin &= ~covered
 
     # Face tile: texel -> surface point -> photo pixel. Only texels that land on skin can take the photo's
     # colour, so geometry, visibility and colours are computed for those first (about a third of the

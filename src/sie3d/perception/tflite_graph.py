@@ -63,6 +63,7 @@ _OPTIONS = {
     "CONCATENATION": (tflite.ConcatenationOptions, ("Axis", "FusedActivationFunction")),
     "STRIDED_SLICE": (tflite.StridedSliceOptions, ("BeginMask", "EndMask", "EllipsisMask", "NewAxisMask",
                                                    "ShrinkAxisMask", "Offset")),
+    "FULLY_CONNECTED": (tflite.FullyConnectedOptions, ("FusedActivationFunction", "WeightsFormat", "KeepNumDims")),
 }  # fmt: skip
 
 
@@ -198,7 +199,8 @@ class TFLiteGraph(nn.Module):
 
     def _check(self, op: _Op, constants: dict[int, np.ndarray]) -> None:
         """Refuse, at load time, operators this converter does not implement or that would mix the batch."""
-        supported = _ELEMENTWISE | _SPATIAL | {"RESHAPE", "TRANSPOSE", "MEAN", "SUM", "STRIDED_SLICE", "CONCATENATION"}
+        supported = _ELEMENTWISE | _SPATIAL | {"RESHAPE", "TRANSPOSE", "MEAN", "SUM", "STRIDED_SLICE", "CONCATENATION",
+                                               "FULLY_CONNECTED"}  # fmt: skip
         where = f"{self.source}: {op.name} -> {self.tensors[op.outputs[0]].name}"
         if op.name not in supported:
             raise TFLiteFormatError(f"{where}: operator {op.name} is not supported")
@@ -214,8 +216,12 @@ class TFLiteGraph(nn.Module):
         if op.name == "STRIDED_SLICE" and (op.options.get("EllipsisMask") or op.options.get("NewAxisMask")
                                            or op.options.get("Offset")):
             raise TFLiteFormatError(f"{where}: ellipsis, new-axis and offset strided slices are not supported")
+        if op.name == "FULLY_CONNECTED" and (op.inputs[1] not in constants or op.options.get("WeightsFormat", 0)
+                                             or op.options.get("KeepNumDims")):  # fmt: skip
+            raise TFLiteFormatError(f"{where}: a dynamic or shuffled weight matrix, or kept dimensions")
         if op.name in ("ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-                       "CONCATENATION") and op.options.get("FusedActivationFunction", 0) not in _ACTIVATIONS:
+                       "CONCATENATION", "FULLY_CONNECTED") and op.options.get("FusedActivationFunction",
+                                                                               0) not in _ACTIVATIONS:  # fmt: skip
             raise TFLiteFormatError(f"{where}: fused activation {op.options['FusedActivationFunction']}")
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", TRANSPOSE_CONV_BIAS) and op.inputs[1] not in constants:
             raise TFLiteFormatError(f"{where}: convolution with a dynamic filter")
@@ -311,6 +317,11 @@ class TFLiteGraph(nn.Module):
             return _ACTIVATIONS[opts.get("FusedActivationFunction", 0)](torch.cat(parts, dim=axis)), False
         if name == "STRIDED_SLICE":
             return self._strided_slice(op, x), False
+        if name == "FULLY_CONNECTED":  # (B, ..., I) flattened to (B, I) times the (O, I) weights, plus the bias
+            weight = self._const(op.inputs[1])
+            bias = self._const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            y = F.linear(x.reshape(x.shape[0], weight.shape[1]), weight, bias)
+            return _ACTIVATIONS[opts.get("FusedActivationFunction", 0)](y), False
         raise TFLiteFormatError(f"{self.source}: operator {name} is not supported")  # unreachable after _check
 
     def _spatial(self, op: _Op, x: Tensor) -> Tensor:
