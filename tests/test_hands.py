@@ -23,12 +23,7 @@ HAND_ON_CHIN = "singnet_benedict_cumberbatch_2014.png"
 GROUP = "max_group.jpeg"  # two hands on a table and a tablet, away from the faces
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
