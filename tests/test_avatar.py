@@ -359,3 +359,19 @@ def test_the_gaze_choice_makes_the_neutral_face_look_where_the_photo_looks(happy
     done = run_cli("generate", str(folder), "--text", "a calm face", "--gaze", "sideways", "-o", str(tmp_path / "x"))
     assert done.returncode == 2 and "--gaze 'sideways' is not a gaze" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_small_face_is_warned_about_and_a_studio_portrait_is_not(models, faces) -> None:
+    """A face under `MIN_SHARP_FACE_PX` tall (a London portrait shrunk to 120 px: the face 46 px) gets a warning
+    that names its size; the same portrait at its own 768 px (the face about 330 px) gets none."""
+    import cv2
+
+    from sie3d.avatar import MIN_SHARP_FACE_PX, ReconstructConfig, reconstruct
+    from sie3d.photo import load_photo, photo_from_array
+
+    photo = load_photo(faces / "london_012_neutral.jpg")
+    small = photo_from_array(cv2.resize(photo.rgb, (120, 120), interpolation=cv2.INTER_AREA))
+    config = ReconstructConfig(texture_size=256, hair=dataclasses.replace(ReconstructConfig().hair, enabled=False))
+    warned = [w for w in reconstruct(small, models, config).warnings if "px tall" in w]
+    assert len(warned) == 1 and f"at least {MIN_SHARP_FACE_PX} px" in warned[0], warned
+    assert not [w for w in reconstruct(photo, models, config).warnings if "px tall" in w]

@@ -39,7 +39,7 @@ from sie3d.errors import PersonError, UsageError
 from sie3d.expressions import EYE_GAZE, check_gaze, with_gaze
 from sie3d.face.observation import FaceObservation
 from sie3d.hair.config import HairConfig
-from sie3d.head.fit import HeadFit
+from sie3d.head.fit import FACE_OVAL, HeadFit
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import HeadTextures, TextureConfig
 from sie3d.lighting import check_light
@@ -588,7 +588,6 @@ def hands_over_face(hands: np.ndarray, obs: FaceObservation, shape: tuple[int, i
     None when there is no hand) and the share of the face oval of `obs` (`sie3d.head.fit.FACE_OVAL`) they
     cover."""
     from sie3d.face.hands import hand_mask
-    from sie3d.head.fit import FACE_OVAL
     from sie3d.head.texture import polygon_mask
 
     if len(hands) == 0:
@@ -601,12 +600,20 @@ def hands_over_face(hands: np.ndarray, obs: FaceObservation, shape: tuple[int, i
 MAX_RELIABLE_YAW = 45.0  # degrees; beyond this one side of the face is mostly unseen
 MAX_RELIABLE_FIT_ERROR = 0.05  # landmark error as a fraction of the eye distance
 MAX_HAND_COVER = 0.05  # share of the face oval a hand may cover before the texture is said to be guessed there
+# Face height (MediaPipe's oval, forehead to chin, in the photo's pixels) below which the texture is said to be blurry:
+# the face tile's 1024 texels hold the face about 600 texels tall, so a 100 px face is stretched six times.
+MIN_SHARP_FACE_PX = 100
 
 
 def input_warnings(obs: FaceObservation, fit: HeadFit, hand_cover: float = 0.0) -> tuple[str, ...]:
     """Known ways a result degrades, said plainly (they also go into report.json); `hand_cover`: the share of the
     face a hand covers (`hands_over_face`)."""
     warnings = []
+    face_px = float(np.ptp(obs.landmarks_px[list(FACE_OVAL), 1]))
+    if face_px < MIN_SHARP_FACE_PX:
+        warnings.append(f"the face is only {face_px:.0f} px tall in the photo: the texture is blurry and the fit "
+                        f"rough; a photo in which the face is at least {MIN_SHARP_FACE_PX} px tall gives a sharper "
+                        "avatar")
     if hand_cover > MAX_HAND_COVER:
         warnings.append(f"a hand covers {100 * hand_cover:.0f}% of the face: the texture there is taken from the "
                         "other side of the face or the skin's colour, and the shape under it is guessed; use a "
@@ -734,7 +741,6 @@ def composite(person: Person, models: Models, coefficients: np.ndarray, window: 
     expression's wrinkles at depth `wrinkles` (as in `render_views`), lit by the photo's lighting. The photo's
     hands (`Person.hands`) stay in front of the face."""
     from sie3d.face.hands import hand_mask
-    from sie3d.head.fit import FACE_OVAL
     from sie3d.previews import in_photo, in_photo_face_region
 
     coefficients = _coefficients(coefficients)
