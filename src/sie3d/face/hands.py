@@ -191,7 +191,8 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> list
         iou = inter / np.maximum(area[best] + area[rest] - inter, 1e-9)
         members = rest[iou > overlap]
         clusters.append((members, float(scores[best])))
-        order = [i for i in order if i not in set(members.tolist())]
+        merged = set(members.tolist())
+        order = [i for i in order if i not in merged]
     return clusters
 
 
