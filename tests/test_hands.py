@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from sie3d.assets import registry
-from sie3d.avatar import Person, ReconstructConfig, composite, hands_over_face, reconstruct
+from sie3d.avatar import (
+    OutputConfig,
+    Person,
+    ReconstructConfig,
+    build_report,
+    composite,
+    hands_over_face,
+    reconstruct,
+)
 from sie3d.face import observe_photo
 from sie3d.face.hands import HAND_ASSET, LANDMARK_FILE, PALM_FILE, hand_mask, palm_anchors
 from sie3d.head.names import ICT_NAMES
@@ -113,3 +121,5 @@ def test_the_hand_stays_in_front_of_the_composite_and_is_saved_with_the_person(m
     loaded = Person.load(person.save(tmp_path / "person"))
     assert np.array_equal(loaded.hands, person.hands)
     assert np.array_equal(composite(loaded, models, smile), image)
+    report = build_report(loaded, models, [], OutputConfig(), {})
+    assert report["hands"]["found"] == 1 and 0.08 < report["hands"]["face_covered"] < 0.3

@@ -1116,6 +1116,8 @@ def build_report(person: Person, models: Models, variants: Sequence[Variant], co
                     "skin_albedo_linear": np.round(person.textures.skin_albedo, 4).tolist(),
                     "photo_lighting_sh": np.round(person.textures.sh_lighting, 4).tolist()},
         "hair": None if person.hair is None else person.hair.summary(),  # None: hair off, or a bald head
+        "hands": {"found": len(person.hands), "face_covered": round(hands_over_face(
+            person.hands, person.observation, person.photo.rgb.shape[:2])[1], 4)},  # fmt: skip
         "config": {"reconstruct": person.config.to_json(), "fit": dataclasses.asdict(models.fitter.settings),
                    "output": config.to_json()},
         "person": "person/" if saved_person else None,
