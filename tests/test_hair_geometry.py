@@ -360,13 +360,14 @@ def test_the_hair_texture_keeps_the_photos_brightness(models, people, name) -> N
 
 
 def test_a_two_coloured_hat_keeps_both_colours_and_copies_no_specks(models, faces) -> None:
-    """A Santa hat (the mask's "headwear-or-hair"): its red crown, far darker than the white brim above the
-    forehead, was taken for backdrop between strands by hair's outlier rule and painted white. Headwear keeps
-    every seen texel's colour, and its synthesized back takes only brightness from the patches: copied per
-    channel, patches across the red-white border put white and cyan specks into the red and red ones into the
-    white."""
+    """A Santa hat (the mask's "headwear-or-hair", for its vivid red): its red crown, far darker than the white
+    brim above the forehead, was taken for backdrop between strands by hair's outlier rule and painted white.
+    Vivid headwear keeps every seen texel's colour, and its synthesized back takes only brightness from the
+    patches: copied per channel, patches across the red-white border put white and cyan specks into the red and
+    red ones into the white."""
     person = reconstruct(load_photo(faces / "max_surprised.jpeg"), models, HAIR_ON)
     assert person.hair.mask_summary["kind"] == "headwear-or-hair"
+    assert any("vivid colour" in note for note in person.hair.mask_summary["notes"])
     rgba = person.hair.texture.rgba
     r, g, b = (rgba[..., k][rgba[..., 3] > 0.5] for k in range(3))
     red = (r > 3 * g) & (r > 3 * b) & (r > 0.1)  # the crown's red (linear: about 0.35, 0.01, 0.02)

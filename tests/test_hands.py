@@ -7,6 +7,7 @@ studio portraits; the texture takes no colour from under the hand and the person
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ from sie3d.assets import registry
 from sie3d.avatar import (
     OutputConfig,
     Person,
+    PhotoWindow,
     ReconstructConfig,
     build_report,
     composite,
@@ -22,7 +24,7 @@ from sie3d.avatar import (
     reconstruct,
 )
 from sie3d.face import observe_photo
-from sie3d.face.hands import HAND_ASSET, LANDMARK_FILE, PALM_FILE, hand_mask, palm_anchors
+from sie3d.face.hands import HAND_ASSET, LANDMARK_FILE, PALM_FILE, _weighted_nms, hand_mask, palm_anchors
 from sie3d.head.names import ICT_NAMES
 from sie3d.head.texture import build_textures
 from sie3d.photo import load_photo
@@ -121,5 +123,22 @@ def test_the_hand_stays_in_front_of_the_composite_and_is_saved_with_the_person(m
     loaded = Person.load(person.save(tmp_path / "person"))
     assert np.array_equal(loaded.hands, person.hands)
     assert np.array_equal(composite(loaded, models, smile), image)
+    # Into a window of the photo (a crop, halved), as the evaluation composites: the hand stays there too.
+    left, top = 40, 120
+    crop = photo.rgb[top : top + 320, left : left + 320]
+    window = PhotoWindow(cv2.resize(crop, (160, 160), interpolation=cv2.INTER_AREA),
+                         person.fit.crop(left, top, (160, 160), 0.5))  # fmt: skip
+    framed = composite(person, models, smile, window)
+    in_window = hand_mask((person.hands - np.array([left, top], np.float32)) * 0.5, (160, 160))
+    assert in_window.mean() > 0.1 and np.array_equal(framed[in_window], window.rgb[in_window])
+    assert (framed != window.rgb).any(-1).mean() > 0.05  # the face around it is rendered
     report = build_report(loaded, models, [], OutputConfig(), {})
     assert report["hands"]["found"] == 1 and 0.08 < report["hands"]["face_covered"] < 0.3
+
+
+def test_merging_palms_ends_with_a_degenerate_box() -> None:
+    """A box of no area overlaps nothing, itself included: it is still a cluster of its own (the merging loop
+    once waited for it to leave forever)."""
+    boxes = np.array([[0.5, 0.5, 0.5, 0.5], [0.1, 0.1, 0.3, 0.3], [0.12, 0.1, 0.31, 0.3]], np.float32)
+    clusters = _weighted_nms(boxes, np.array([0.9, 0.8, 0.7], np.float32), 0.3)
+    assert [sorted(m.tolist()) for m, _ in clusters] == [[0], [1, 2]]

@@ -511,7 +511,7 @@ def reconstruct(photo: Photo, models: Models, config: ReconstructConfig = Recons
     hands = np.asarray([hand.landmarks for hand in models.hands(photo.rgb)], np.float32).reshape(-1, 21, 2)
     covered, hand_cover = hands_over_face(hands, chosen, photo.rgb.shape[:2])
     textures = build_textures(photo.rgb, chosen, fit, models.head, size=config.texture_size, config=config.texture,
-                              covered=covered)  # fmt: skip
+                              occluded=covered)  # fmt: skip
     timings["texture"] = time.perf_counter() - start
     person = Person(photo, chosen, tuple(faces), fit, textures, input_warnings(chosen, fit, hand_cover), timings,
                     config, hands=hands)  # fmt: skip
@@ -571,7 +571,7 @@ def retextured(person: Person, models: Models, texture: TextureConfig) -> Person
         return dataclasses.replace(person, config=dataclasses.replace(person.config, texture=texture))
     covered, _ = hands_over_face(person.hands, person.observation, person.photo.rgb.shape[:2])
     textures = build_textures(person.photo.rgb, person.observation, person.fit, models.head,
-                              size=person.config.texture_size, config=texture, covered=covered)  # fmt: skip
+                              size=person.config.texture_size, config=texture, occluded=covered)  # fmt: skip
     hair = person.hair
     if hair is not None:  # the hair painted on the new textures' scalp, not the old ones'
         from sie3d.hair.volume import scalp_tiles

@@ -189,7 +189,7 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> list
         low, high = np.maximum(boxes[best, :2], boxes[rest, :2]), np.minimum(boxes[best, 2:], boxes[rest, 2:])
         inter = np.prod(np.maximum(high - low, 0), 1)
         iou = inter / np.maximum(area[best] + area[rest] - inter, 1e-9)
-        members = rest[iou > overlap]
+        members = rest[(iou > overlap) | (rest == best)]  # the best is its own (a degenerate box overlaps nothing)
         clusters.append((members, float(scores[best])))
         merged = set(members.tolist())
         order = [i for i in order if i not in merged]

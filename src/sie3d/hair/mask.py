@@ -124,7 +124,9 @@ class HairMask:
 
     ``mask`` (H, W) float32 in [0, 1], photo resolution: probability-like weight of hair (headwear included).
     ``confidence`` in [0, 1]: how clearly hair and skin separated (see `classify_hair`). ``kind`` is one of
-    `KINDS`. ``notes`` are human-readable sentences for a report. ``timings`` are seconds per step.
+    `KINDS`. ``notes`` are human-readable sentences for a report. ``timings`` are seconds per step. ``vivid``:
+    the region is headwear because of a vivid colour no hair has (a hat: opaque, with colours of its own), not
+    only because of dyed-looking colours or its size (`headwear_verdict`).
     """
 
     mask: np.ndarray
@@ -132,6 +134,7 @@ class HairMask:
     kind: str
     notes: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    vivid: bool = False
 
     @property
     def coverage(self) -> float:
@@ -299,6 +302,7 @@ class CropHair:
     kind: str
     notes: tuple[str, ...]
     seeds: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # name -> (S, S) bool, for sheets
+    vivid: bool = False  # headwear because of a vivid colour (`HairMask.vivid`)
 
 
 def _fit_trimmed(samples: np.ndarray, floor: float, trim: float) -> Gaussian:
@@ -427,19 +431,21 @@ def _background_models(samples: np.ndarray, min_seeds: int, config: HairMaskConf
 
 
 def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area: float,
-                     config: HairMaskConfig) -> tuple[bool, list[str]]:  # fmt: skip
-    """Is the (S, S) bool region `inside` headwear rather than hair? Returns (headwear, sentences saying why).
+                     config: HairMaskConfig) -> tuple[bool, list[str], bool]:  # fmt: skip
+    """Is the (S, S) bool region `inside` headwear rather than hair? Returns (headwear, sentences saying why,
+    whether a vivid colour said so).
 
     Yes when more than ``headwear_vivid`` of it is vivid (Lab chroma above `VIVID_CHROMA`: a red hat), when more
     than ``headwear_fraction`` has colours natural hair rarely has (`_unnatural_fraction`: a green scarf, or dyed
     hair -- the note says both), or when it covers more than ``max_hair_area`` face heights squared (a headscarf,
     a hood). Colour is not judged on a grayscale photo. A black cap passes for black hair: no verdict here.
     """
-    notes = []
+    notes, vivid_headwear = [], False
     if not gray and inside.any():
         vivid = float((np.hypot(features[inside, 1], features[inside, 2]) > VIVID_CHROMA).mean())
         unnatural = _unnatural_fraction(features, inside)
         if vivid > config.headwear_vivid:
+            vivid_headwear = True
             notes.append(f"{vivid:.0%} of the region is of a vivid colour (Lab chroma above {VIVID_CHROMA:.0f}) no "
                          "hair has: headwear, treated as hair")  # fmt: skip
         elif unnatural > config.headwear_fraction:
@@ -448,7 +454,7 @@ def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area:
     if area > config.max_hair_area:
         notes.append(f"an unusually large region ({area:.1f} face heights squared): a headscarf or hood, or a "
                      "background the segmentation took for the person? treated as hair")  # fmt: skip
-    return bool(notes), notes
+    return bool(notes), notes, vivid_headwear
 
 
 def _brow_line(landmarks: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -623,7 +629,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     confidence = separation * decided
 
     area = float(inside.sum()) / face_px**2  # in face heights squared: 0.1 .. 1.0 on the shared photos' hair
-    headwear, why = headwear_verdict(features, inside, gray, area, config)
+    headwear, why, vivid = headwear_verdict(features, inside, gray, area, config)
     kind = "headwear-or-hair" if headwear else "hair"
     notes += why
     if area > config.max_hair_area:
@@ -634,7 +640,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     if not inside.any():
         notes.append("no hair found around the face")
     notes.append(f"hair on {inside.mean():.1%} of the head crop; confidence {confidence:.2f}")
-    return CropHair(mask, confidence, kind, tuple(notes), seeds)
+    return CropHair(mask, confidence, kind, tuple(notes), seeds, vivid)
 
 
 # -- the whole stage -------------------------------------------------------------------------------------------
@@ -686,5 +692,5 @@ def hair_mask_debug(rgb: np.ndarray, observation: FaceObservation, segmenter: Pe
     mask = cv2.warpAffine(result.mask, crop.inverse, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
     mask = np.clip(mask, 0.0, 1.0).astype(np.float32)
     timings["to_photo"] = time.perf_counter() - start
-    hair = HairMask(mask, result.confidence, result.kind, result.notes, timings)
+    hair = HairMask(mask, result.confidence, result.kind, result.notes, timings, result.vivid)
     return hair, {"crop": crop_rgb, "person": person, "crop_hair": result, "head_crop": crop}

@@ -230,10 +230,11 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     """The hair's texture (see the module doc). `hair_mask` (H, W) is the binary, hole-filled mask the
     geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light;
     `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is). `headwear`: the mask took
-    the region for headwear (`HairMask.kind` "headwear-or-hair"), which is opaque and has colours of its own (a
-    Santa hat's red crown over its white brim): every seen texel keeps the photo's colour, however unlike the
-    part above the forehead (hair's outlier rule would take a crown three times darker than the brim for
-    backdrop between strands and paint the brim's white over it)."""
+    the region for headwear because of a vivid colour no hair has (`HairMask.vivid`; not for dyed-looking hair or
+    a region large enough to hold backdrop): it is opaque and has colours of its own (a Santa hat's red crown over
+    its white brim), so every seen texel keeps the photo's colour, however unlike the part above the forehead
+    (hair's outlier rule would take a crown three times darker than the brim for backdrop between strands and
+    paint the brim's white over it)."""
     config = config or HairConfig()
     size = config.texture_size
     rng = np.random.default_rng(config.seed)

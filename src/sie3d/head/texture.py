@@ -363,11 +363,12 @@ def _interpolate(values: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> n
 
 def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, head: HeadModel,
                    size: int = 1024, config: TextureConfig = TextureConfig(),
-                   covered: np.ndarray | None = None) -> HeadTextures:  # fmt: skip
+                   occluded: np.ndarray | None = None) -> HeadTextures:  # fmt: skip
     """The person's textures from the photo (`size` texels per side of the face and head tiles; mouth, eye
-    and lash tiles half of it), the eyes, lashes and mouth as `config` asks. `covered` (H, W) bool: pixels of
-    the photo where something lies over the face (a hand, `sie3d.face.hands.hand_mask`); no texel takes its
-    colour from them (they are filled as the photo's unseen parts are: the mirrored side, then the skin)."""
+    and lash tiles half of it), the eyes, lashes and mouth as `config` asks. `occluded` (H, W) bool: pixels of
+    the photo where something lies over the face (a hand, `sie3d.face.hands.hand_mask`); no texel of the face
+    tile takes its colour from them (they are filled as the photo's unseen parts are: the mirrored side, then
+    the skin)."""
     topo = head.topology
     layout = render_layout(head)
     with torch.no_grad():
@@ -381,8 +382,8 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     skin = polygon_mask(landmarks[list(FACE_OVAL)], (width, height), shrink=0.03)
     for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING, MOUTH_OPENING):
         skin &= ~polygon_mask(landmarks[list(opening)], (width, height), shrink=-0.12)
-    if covered is not None:
-        skin &= ~covered
+    if occluded is not None:
+        skin &= ~occluded
 
     # Face tile: texel -> surface point -> photo pixel. Only texels that land on skin can take the photo's
     # colour, so geometry, visibility and colours are computed for those first (about a third of the
@@ -483,13 +484,19 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     reached = (blend[rows, cols] > 0) & ~take_mirror[rows, cols]
     reached[usable] = False
     near = np.flatnonzero(reached)
-    near_colours = _sample_bilinear(photo_linear, fit.project(points(near)))
+    near_px = fit.project(points(near))
+    hidden = np.zeros(len(near), bool)  # near texels whose photo pixel is occluded: they take the fill below
+    if occluded is not None:
+        px = np.clip(near_px.astype(int), 0, [width - 1, height - 1])
+        hidden = occluded[px[:, 1], px[:, 0]]
+    near_colours = _sample_bilinear(photo_linear, near_px)
     tile[rows[near], cols[near]] = albedo_of(near, near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(
         np.float32))  # fmt: skip
     tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
     # Seamless fill: push-pull extrapolation, blended through the feathered mask.
     filled = push_pull_fill(tile, solid)
+    tile[rows[near[hidden]], cols[near[hidden]]] = filled[rows[near[hidden]], cols[near[hidden]]]
     face_tile = filled * (1 - blend[..., None]) + tile * blend[..., None]
     # Pull the far extrapolation toward the median skin so ears and neck edges do not inherit stray tones.
     # Far from anything seen, converge to the median skin, which is also the back-of-head colour: no seam
