@@ -217,6 +217,11 @@ _PAINTED_GAZE = ("saved before the gaze shapes turned the eyes: its eyes were fi
 _PERSON_JSON, _PERSON_ARRAYS, _PERSON_PHOTO = "person.json", "arrays.npz", "photo.png"
 
 
+def _no_hands() -> np.ndarray:
+    """(0, 21, 2) float32: `Person.hands` of a photo without hands (or a folder saved before they were sought)."""
+    return np.zeros((0, 21, 2), np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class Person:
     """A reconstructed person: the photo, the chosen face and every face found, the fitted head and its
@@ -235,7 +240,7 @@ class Person:
     hair_made: bool = False  # the hair stage ran (then None is a bald head); never for a folder of format 1
     # (K, 21, 2) photo pixels: the hands found in the photo (`sie3d.face.hands`), kept out of the texture and in
     # front of the composite; none for a folder saved before hands were looked for
-    hands: np.ndarray = field(default_factory=lambda: np.zeros((0, 21, 2), np.float32))
+    hands: np.ndarray = field(default_factory=_no_hands)
 
     @property
     def rest_expression(self) -> np.ndarray:
@@ -355,7 +360,7 @@ class Person:
                 fit=fit, textures=textures, warnings=(*meta["warnings"], *[_PAINTED_GAZE] * painted),
                 timings={"load_person": time.perf_counter() - start},  # this process's work, not the saved run's
                 config=config, hair=hair, hair_made=config.hair.enabled and meta["format_version"] >= 2,
-                hands=arrays.get("hands.landmarks_px", np.zeros((0, 21, 2), np.float32)),
+                hands=arrays.get("hands.landmarks_px", _no_hands()),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise PersonError(f"{folder} is damaged: {type(exc).__name__}: {exc}", fix) from None

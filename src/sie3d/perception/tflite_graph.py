@@ -219,10 +219,10 @@ class TFLiteGraph(nn.Module):
         if op.name == "FULLY_CONNECTED" and (op.inputs[1] not in constants or op.options.get("WeightsFormat", 0)
                                              or op.options.get("KeepNumDims")):  # fmt: skip
             raise TFLiteFormatError(f"{where}: a dynamic or shuffled weight matrix, or kept dimensions")
+        fused = op.options.get("FusedActivationFunction", 0)
         if op.name in ("ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-                       "CONCATENATION", "FULLY_CONNECTED") and op.options.get("FusedActivationFunction",
-                                                                               0) not in _ACTIVATIONS:  # fmt: skip
-            raise TFLiteFormatError(f"{where}: fused activation {op.options['FusedActivationFunction']}")
+                       "CONCATENATION", "FULLY_CONNECTED") and fused not in _ACTIVATIONS:
+            raise TFLiteFormatError(f"{where}: fused activation {fused}")
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", TRANSPOSE_CONV_BIAS) and op.inputs[1] not in constants:
             raise TFLiteFormatError(f"{where}: convolution with a dynamic filter")
         if op.name == TRANSPOSE_CONV_BIAS and (op.options.get("Padding", -1) < 0 or len(op.inputs) < 3
