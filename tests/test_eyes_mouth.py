@@ -129,6 +129,27 @@ def test_open_eyes_are_sampled(happy):
     assert eyes.IRIS_TO_EYE_WIDTH_RANGE[0] <= samples.iris_to_eye_width <= eyes.IRIS_TO_EYE_WIDTH_RANGE[1]
 
 
+def test_irises_keep_the_photos_colour_under_a_side_light(models, faces):
+    """Hand-checked: grey-blue irises under a hard side light (`singnet_benedict_cumberbatch_2014`, one eye in
+    shadow), blue ones in a studio photo (`london_012`), hazel-brown and dark brown ones (`london_004`,
+    `zoom_45cm`). The side-lit grey-blue irises came out dark brown: their colour was the mean of polar samples
+    that count the pupil, and the lit iris's own pixels were dropped as catch-lights (brighter than 2.5x a median
+    that counted the pupil) and as skin (the side-lit face's skin spans every shade). Now the colour is read off
+    the pupil and the lid's shadow (`eyes.iris_colour`), and each eye is brought to the two eyes' mean light."""
+
+    def iris(name: str) -> np.ndarray:
+        person = reconstruct(load_photo(faces / name), models, ReconstructConfig(texture_size=256))
+        texels, _ = _eyeball_texels(person, models)
+        return np.median(texels[texels.mean(1) > 0.012], axis=0)  # not the pupil
+
+    side_lit, blue, hazel, brown = (iris(name) for name in ("singnet_benedict_cumberbatch_2014.png",
+                                                             "london_012_neutral.jpg", "london_004_neutral.jpg",
+                                                             "zoom_45cm.jpg"))  # fmt: skip
+    assert side_lit[2] / side_lit[0] > 0.85 and blue[2] / blue[0] > 1.0  # grey-blue and blue: as blue as red
+    assert hazel[2] / hazel[0] < 0.8 and brown[2] / brown[0] < 0.7  # brown: red over blue
+    assert side_lit.mean() > 3 * brown.mean()  # a light iris, not a dark one (0.018 before: as dark as brown)
+
+
 def test_the_point_the_fit_meets_the_iris_with_is_the_painted_irises_centre(models):
     """The iris (darkest texels) sits at the eye tile's centre, and the point of each eyeball that the fit puts on
     the photo's iris (`pupil_surface`) carries that centre's UV: the fit turns the eye so that the painted iris

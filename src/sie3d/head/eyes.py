@@ -11,8 +11,11 @@ them where the photo's irises look (`sie3d.head.fit`, `pupil_points`).
 
 Photo samples never paint skin on the eyeball: an iris or sclera sample counts only when it lies inside the
 eye opening (MediaPipe's lid contour, shrunk away from the lashes), the eye is open (lid distance over eye
-width), it is not a catch-light and its colour is not skin-like; what no sample covers comes from the same
-ring of the other eye, then from the ring's neighbours, then from a generic colour.
+width), it is not a catch-light or sclera (far brighter than the iris's median off the pupil) and not a lid
+(skin-like *and* lit like the cheek under the eye: a brown iris is skin-coloured but dark, a grey one under a side
+light as bright as the shaded skin); what no sample covers comes from the same ring of the other eye, then from
+the ring's neighbours, then from a generic colour. The iris's colour is read where it shows best
+(`iris_colour`: off the pupil, below the lid's shadow), each eye brought to the two eyes' mean light.
 """
 
 from __future__ import annotations
@@ -56,7 +59,13 @@ _EYES = {
              "contour": (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
              "blink": "eyeBlinkLeft"},
 }  # fmt: skip
+# The iris's own colour is read from this band of normalised radii (off the pupil, the limbal ring and the lid's
+# shadow on its upper rim) and from the samples below the iris's centre.
+IRIS_COLOUR_BAND = (0.4, 0.85)
+IRIS_BRIGHTEST = 0.6  # an iris sample brighter than this x the cheek under the eye may be a lid or a catch-light
 _ICT_EYE = {"right": "Right", "left": "Left"}
+# MediaPipe ids of the cheek just under each eye (mirror pairs): the light that falls on that eye.
+_UNDER_EYE = {"right": (118, 119, 101, 50), "left": (347, 348, 330, 280)}
 
 
 @dataclass(frozen=True)
@@ -182,15 +191,16 @@ class EyeSamples:
 
 def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.ndarray) -> EyeSamples:
     """Iris detail and sclera colour from the photo's open eyes; `skin_photo` (N, 3): linear photo colours of
-    the face's skin, to reject samples that look like skin (a lid, a squint, a reflection on glasses)."""
+    the face's skin, to reject samples that look like skin (a lid, a squint, a reflection on glasses). Each eye's
+    iris is brought to the two eyes' mean light, measured on the cheek under each (a side light leaves one eye in
+    shadow)."""
     from sie3d.head.texture import _sample_bilinear, _skin_like, polygon_mask
 
     height, width = photo_linear.shape[:2]
     lm = obs.landmarks_px[:, :2].astype(np.float64)
     rho = (np.arange(POLAR_RINGS) + 0.5) / POLAR_RINGS
     phi = np.arange(POLAR_ANGLES) * 2 * np.pi / POLAR_ANGLES
-    iris_sum = np.zeros((POLAR_RINGS, POLAR_ANGLES, 3))
-    iris_count = np.zeros((POLAR_RINGS, POLAR_ANGLES))
+    irises, levels = [], []  # per eye: (polar colours, valid), the light on the skin around it
     sclera_samples, ratios = [], []
     ex = lm[263] - lm[33]  # head +x in the image (the subject's right eye to left eye)
     ex /= np.linalg.norm(ex)
@@ -202,13 +212,13 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
         radius = float(np.mean([np.linalg.norm(lm[i] - centre) for i in ids["rim"]]))
         if radius < 1.5:  # an iris a few pixels across holds no detail worth sampling
             continue
-        ratios.append(radius / max(float(np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])), 1e-6))
         contour = lm[list(ids["contour"])]
         x0, y0 = np.floor(contour.min(0)).astype(int) - 2
         x1, y1 = np.ceil(contour.max(0)).astype(int) + 3
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
+        ratios.append(radius / max(float(np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])), 1e-6))
         opening = polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.12)  # off the lid margins
         # Iris: polar samples, valid inside the opening, below catch-light brightness and unlike skin.
         offsets = rho[:, None, None] * radius * (np.cos(phi)[None, :, None] * ex + np.sin(phi)[None, :, None] * ey)
@@ -219,11 +229,16 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
         valid = inside.copy()
         valid[inside] = opening[px[inside, 1], px[inside, 0]]
         luminance = colours.mean(1)
-        if valid.sum() >= 8:
-            valid &= luminance <= 2.5 * np.median(luminance[valid]) + 1e-4
-        valid &= ~_skin_like(colours, skin_photo)
-        iris_sum += (colours * valid[:, None]).reshape(POLAR_RINGS, POLAR_ANGLES, 3)
-        iris_count += valid.reshape(POLAR_RINGS, POLAR_ANGLES)
+        level = _cheek_light(photo_linear, lm, eye)
+        # Catch-lights and sclera: far brighter than the iris's median, off the pupil (`IRIS_COLOUR_BAND`). Skin (a
+        # lid): skin-like and lit like the cheek, as an iris never is (a brown iris's colour is skin-like, at a
+        # fraction of the skin's light; a grey or green one under a side light is as bright as the shaded skin).
+        band = valid & np.repeat((rho >= IRIS_COLOUR_BAND[0]) & (rho <= IRIS_COLOUR_BAND[1]), POLAR_ANGLES)
+        if band.sum() >= 8:
+            valid &= luminance <= 2.5 * np.median(luminance[band]) + 1e-4
+        valid &= ~((luminance > IRIS_BRIGHTEST * level) & _skin_like(colours, skin_photo))
+        irises.append((colours, valid))
+        levels.append(level)
         # Sclera: pixels of the opening outside 1.2 iris radii, the brighter half (the rest is lash shadow).
         ys, xs = np.nonzero(opening)
         pixels = np.stack([xs + x0, ys + y0], -1).astype(np.float64)
@@ -237,8 +252,15 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
                 lum = candidates.mean(1)  # between the lash shadow and the glare (catch-lights, glasses)
                 band = (lum >= np.percentile(lum, 40)) & (lum <= np.percentile(lum, 85))
                 sclera_samples.append(candidates[band])
-    seen = iris_count > 0
-    iris = iris_sum / np.maximum(iris_count, 1)[..., None]
+    iris_sum = np.zeros((POLAR_RINGS * POLAR_ANGLES, 3))
+    iris_count = np.zeros(POLAR_RINGS * POLAR_ANGLES)
+    mean_level = float(np.exp(np.mean(np.log(np.maximum(levels, 1e-5))))) if levels else 1.0
+    for (colours, valid), level in zip(irises, levels, strict=True):
+        gain = float(np.clip(mean_level / max(level, 1e-5), 0.5, 2.0))
+        iris_sum += colours * gain * valid[:, None]
+        iris_count += valid
+    seen = (iris_count > 0).reshape(POLAR_RINGS, POLAR_ANGLES)
+    iris = (iris_sum / np.maximum(iris_count, 1)[:, None]).reshape(POLAR_RINGS, POLAR_ANGLES, 3)
     iris = _fill_polar(iris, seen)
     if sclera_samples:
         sclera, sclera_seen = np.median(np.concatenate(sclera_samples), axis=0), True
@@ -246,6 +268,15 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
         sclera, sclera_seen = np.asarray(DEFAULT_SCLERA), False
     ratio = float(np.clip(np.mean(ratios), *IRIS_TO_EYE_WIDTH_RANGE)) if ratios else IRIS_TO_EYE_WIDTH
     return EyeSamples(iris.astype(np.float32), seen, np.asarray(sclera, np.float32), sclera_seen, ratio)
+
+
+def _cheek_light(photo_linear: np.ndarray, lm: np.ndarray, eye: str) -> float:
+    """The light on the cheek just under `eye`: the median luminance of 3 x 3 px around each of its
+    `_UNDER_EYE` landmarks in `lm` (N, 2) px."""
+    from sie3d.head.texture import _sample_bilinear
+
+    around = lm[list(_UNDER_EYE[eye])][:, None] + np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1]), -1).reshape(1, 9, 2)
+    return float(np.median(_sample_bilinear(photo_linear, around.reshape(-1, 2) + 0.5).mean(1)))
 
 
 def _fill_polar(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -267,10 +298,23 @@ def _fill_polar(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
 # -- the eye texture --------------------------------------------------------------------------------
 
 
-def _iris_albedo(iris: np.ndarray) -> np.ndarray:
-    """Photo iris colours -> albedo at the photo's exposure (as the skin's albedo is): the mean kept within
-    the range of real eye colours, the detail kept as a bounded ratio to the mean."""
-    mean = iris.reshape(-1, 3).mean(0)
+def iris_colour(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(3,) the iris's own colour in polar samples `iris` (R, A, 3) of which `seen` (R, A) come from the photo: the
+    median of the seen samples in `IRIS_COLOUR_BAND` below the iris's centre (the upper rim lies in the lid's
+    shadow, the middle is pupil); of the whole band, then of everything, when too few are seen there."""
+    rho = (np.arange(iris.shape[0]) + 0.5) / iris.shape[0]
+    phi = np.arange(iris.shape[1]) * 2 * np.pi / iris.shape[1]
+    band = ((rho >= IRIS_COLOUR_BAND[0]) & (rho <= IRIS_COLOUR_BAND[1]))[:, None]
+    for where in (band & (np.sin(phi) < 0)[None] & seen, band & seen, np.ones_like(seen)):
+        if where.sum() >= 8:
+            return np.median(iris[where], axis=0)
+    return iris.reshape(-1, 3).mean(0)
+
+
+def _iris_albedo(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Photo iris colours -> albedo at the photo's exposure (as the skin's albedo is): the iris's own colour
+    (`iris_colour`) kept within the range of real eye colours, the detail kept as a bounded ratio to it."""
+    mean = iris_colour(iris, seen)
     level = float(mean.mean())
     hue = mean / max(level, 1e-5)
     # Very dark irises are dark brown (their measured hue is noise and the skin's light): lean to brown.
@@ -313,7 +357,7 @@ def eye_texture(samples: EyeSamples, head: HeadModel, size: int, eye_width_cm: f
     rho = np.arccos(np.clip(z, -1, 1)) / iris_angle  # normalised iris radius
     phi = np.mod(np.arctan2(y, x), 2 * np.pi)
 
-    iris_polar = _iris_albedo(samples.iris)
+    iris_polar = _iris_albedo(samples.iris, samples.iris_seen)
     ring_index = np.clip(rho * POLAR_RINGS - 0.5, 0, POLAR_RINGS - 1)
     angle_index = phi / (2 * np.pi) * POLAR_ANGLES
     r0, a0 = np.floor(ring_index).astype(int), np.floor(angle_index).astype(int) % POLAR_ANGLES
