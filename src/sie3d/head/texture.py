@@ -11,8 +11,9 @@ face oval (never hair or background) and outside the eye and mouth openings. Tex
 see are filled from their left/right mirror (ICT's face UVs are exactly symmetric: u' = 1 - u), then
 by a smooth skin-tone extrapolation, blended without seams. The photo's low-order lighting is
 estimated from the fitted normals (9 spherical-harmonic coefficients per channel, assuming a uniform
-skin albedo) and divided out, so the albedo can be re-lit. Eyes come from `sie3d.head.eyes`, teeth, gums,
-tongue and the mouth socket from `sie3d.head.mouth`; `TextureConfig` chooses them.
+skin albedo) and divided out, so the albedo can be re-lit; skin in shadow is redder than lit skin, so what the
+division brightens takes the lit skin's chromaticity in proportion (`SHADOW_CHROMA_GAIN`). Eyes come from
+`sie3d.head.eyes`, teeth, gums, tongue and the mouth socket from `sie3d.head.mouth`; `TextureConfig` chooses them.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ BRIGHTEST_SKIN = 1.5  # the same elsewhere on the face
 # re-lighting with `HeadTextures.sh_lighting` (normalised to that median) shades no darker, so that it gives back
 # the photo where the de-lighting clamped (the model's silhouettes: nose wings, lids, jaw).
 DARKEST_SHADING = 0.35
+SHADOW_CHROMA_GAIN = 2.0  # a texel the de-lighting brightens this much takes all of the lit skin's chromaticity
 LID_MOTION_CM = 0.02  # texels whose surface a blink moves this far are the lids'
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # of linear Rec. 709 / sRGB colours
 
@@ -337,6 +339,16 @@ def _skin_like(colours: np.ndarray, skin: np.ndarray, tolerance: float = 3.0) ->
     return (np.abs(query - centre) / spread).max(-1) < tolerance
 
 
+def _chroma(colours: np.ndarray) -> np.ndarray:
+    """Chromaticity: linear colours (..., 3) over their luminance."""
+    return colours / np.maximum(colours @ LUMINANCE, 1e-6)[..., None]
+
+
+def _with_chroma(colours: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """`colours` (..., 3) with the chromaticity `chroma` (..., 3; luminance 1 or not), their luminance kept."""
+    return chroma / np.maximum(chroma @ LUMINANCE, 1e-6)[..., None] * (colours @ LUMINANCE)[..., None]
+
+
 def _shading_basis(normals: np.ndarray) -> np.ndarray:
     """(N, 9): the renderer's SH shading of each normal under each unit SH light (linear in the light)."""
     n = torch.from_numpy(normals.astype(np.float32))[None]
@@ -454,11 +466,18 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     skin_luminance = float(np.median((colours[reference] * gain(shading[reference])) @ LUMINANCE))
     on_lids = lid_texels(head, size)
 
+    skin_chroma = _chroma(np.median(colours[reference], axis=0))
+
     def albedo_of(texels: np.ndarray, colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
-        """Up to one global scale: the photo's mean exposure stays in the texture."""
+        """Up to one global scale: the photo's mean exposure stays in the texture. Skin in shadow is redder than
+        lit skin (light scattered under it comes out red): a texel the de-lighting brightens takes the lit skin's
+        chromaticity in that proportion (all of it from `SHADOW_CHROMA_GAIN` x brighter), its luminance its own."""
         brightest = np.where(on_lids[texels], BRIGHTEST_LID, BRIGHTEST_SKIN)
         ceiling = np.maximum(1.0, brightest * skin_luminance / np.maximum(colours @ LUMINANCE, 1e-6))
-        return colours * np.minimum(gain(shading), ceiling[:, None])
+        albedo = colours * np.minimum(gain(shading), ceiling[:, None])
+        lifted = (albedo @ LUMINANCE) / np.maximum(colours @ LUMINANCE, 1e-6)
+        share = np.clip((lifted - 1.0) / (SHADOW_CHROMA_GAIN - 1.0), 0.0, 1.0)[:, None]
+        return _with_chroma(albedo, _chroma(albedo) * (1 - share) + skin_chroma * share)
 
     albedo = albedo_of(usable, colours, shading)
     # A fringe is inside the face oval but is not skin: on the forehead, drop texels whose albedo is far
