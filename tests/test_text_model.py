@@ -80,6 +80,50 @@ def test_a_side_named_beside_an_expression_stays_on_its_part(text_model):
     assert eye.coefficients[idx("eyeBlink_R")] > eye.coefficients[idx("eyeBlink_L")] + 0.3
 
 
+@pytest.mark.parametrize("text", ["a gleeful grin with raised eyebrows", "a gleeful grin with both eyebrows raised",
+                                  "raised eyebrows and an open mouth", "can't believe their eyes",
+                                  "panicking about the exam"])  # fmt: skip
+def test_a_text_that_names_no_side_moves_both_sides_alike(text_model, text):
+    """The network read these hand-written sentences (the README's first among them) with one side up to 0.3-0.6
+    stronger than the other (the right brow 0.44, the left 0.14; one eye half shut in a panic). A text that asks
+    for no side now moves both alike (`even_sides`)."""
+    from sie3d.semantics.vocabulary import mirror
+
+    coefficients = text_model.interpret(text).coefficients
+    paired = [i for i, n in enumerate(ICT_NAMES) if not n.startswith("eyeLook")]
+    assert np.abs(coefficients - mirror(coefficients))[paired].max() < 0.05
+
+
+def test_a_text_that_asks_for_one_side_keeps_it(text_model):
+    """Sides, singular parts and one-sided expressions (a smirk, a wink, a sneer: `one_sided_words`) are read as
+    the network reads them; so is a lopsided photo's own smile built on ("smile more")."""
+    from sie3d.semantics.interpret import even_sides
+    from sie3d.semantics.vocabulary import asks_for_a_side
+
+    idx = ICT_NAMES.index
+    assert asks_for_a_side("a smirk") and asks_for_a_side("she winked") and asks_for_a_side("a left-sided smile")
+    assert asks_for_a_side("a raised eyebrow") and asks_for_a_side("shifting the jaw")
+    assert not asks_for_a_side("raised eyebrows") and not asks_for_a_side("a gleeful grin")
+    smirk = text_model.interpret("a smirk").coefficients
+    assert smirk[idx("mouthSmile_L")] > smirk[idx("mouthSmile_R")] + 0.2
+    jaw = text_model.interpret("slide the jaw over").coefficients
+    assert abs(jaw[idx("jawLeft")] - jaw[idx("jawRight")]) > 0.3
+    # `even_sides` itself: a lopsided photo smile built on stays lopsided, a one-sided rise is shared, a neutral
+    # face on a lopsided rest stays neutral, a sideways pull one way goes neither way.
+    rest, photo = np.zeros(53, np.float32), np.zeros(53, np.float32)
+    photo[[idx("mouthSmile_L"), idx("mouthSmile_R")]] = 0.5, 0.3
+    rest[[idx("mouthFrown_L"), idx("mouthFrown_R")]] = 0.4, 0.0
+    face = np.zeros(53, np.float32)
+    face[[idx("mouthSmile_L"), idx("mouthSmile_R")]] = 0.8, 0.6  # the photo's smile, 0.3 more on both sides
+    face[[idx("browOuterUp_L"), idx("browOuterUp_R")]] = 0.14, 0.44
+    face[idx("mouthLeft")] = 0.15
+    even = even_sides(face, (rest, photo))
+    assert even[[idx("mouthSmile_L"), idx("mouthSmile_R")]] == pytest.approx([0.8, 0.6])
+    assert even[[idx("browOuterUp_L"), idx("browOuterUp_R")]] == pytest.approx([0.29, 0.29])
+    assert even[[idx("mouthFrown_L"), idx("mouthFrown_R")]] == pytest.approx([0.0, 0.0])
+    assert even[[idx("mouthLeft"), idx("mouthRight")]] == pytest.approx([0.0, 0.0])
+
+
 def test_nonsense_is_low_confidence_and_near_neutral(text_model):
     reading = text_model.interpret("purple banana")
     assert reading.confidence < 0.5

@@ -15,7 +15,8 @@ width), it is not a catch-light or sclera (far brighter than the iris's median o
 (skin-like *and* lit like the cheek under the eye: a brown iris is skin-coloured but dark, a grey one under a side
 light as bright as the shaded skin); what no sample covers comes from the same ring of the other eye, then from
 the ring's neighbours, then from a generic colour. The iris's colour is read where it shows best
-(`iris_colour`: off the pupil, below the lid's shadow), each eye brought to the two eyes' mean light.
+(`iris_colour`: off the pupil, below the lid's shadow); with both eyes open, each is brought to the two eyes' mean
+light.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ _EYES = {
 # The iris's own colour is read from this band of normalised radii (off the pupil, the limbal ring and the lid's
 # shadow on its upper rim) and from the samples below the iris's centre.
 IRIS_COLOUR_BAND = (0.4, 0.85)
-IRIS_BRIGHTEST = 0.6  # an iris sample brighter than this x the cheek under the eye may be a lid or a catch-light
+LID_LIGHT = 0.6  # a skin-coloured sample brighter than this x the cheek under its eye is a lid, not the iris
 _ICT_EYE = {"right": "Right", "left": "Left"}
 # MediaPipe ids of the cheek just under each eye (mirror pairs): the light that falls on that eye.
 _UNDER_EYE = {"right": (118, 119, 101, 50), "left": (347, 348, 330, 280)}
@@ -200,7 +201,7 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
     lm = obs.landmarks_px[:, :2].astype(np.float64)
     rho = (np.arange(POLAR_RINGS) + 0.5) / POLAR_RINGS
     phi = np.arange(POLAR_ANGLES) * 2 * np.pi / POLAR_ANGLES
-    irises, levels = [], []  # per eye: (polar colours, valid), the light on the skin around it
+    irises, levels = [], []  # per eye: (polar colours, valid), the light on the cheek under it
     sclera_samples, ratios = [], []
     ex = lm[263] - lm[33]  # head +x in the image (the subject's right eye to left eye)
     ex /= np.linalg.norm(ex)
@@ -220,7 +221,7 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
             continue
         ratios.append(radius / max(float(np.linalg.norm(lm[ids["corners"][0]] - lm[ids["corners"][1]])), 1e-6))
         opening = polygon_mask(contour - [x0, y0], (x1 - x0, y1 - y0), shrink=0.12)  # off the lid margins
-        # Iris: polar samples, valid inside the opening, below catch-light brightness and unlike skin.
+        # Iris: polar samples, valid inside the opening, neither a catch-light nor lit skin.
         offsets = rho[:, None, None] * radius * (np.cos(phi)[None, :, None] * ex + np.sin(phi)[None, :, None] * ey)
         points = (centre + offsets).reshape(-1, 2)
         colours = _sample_bilinear(photo_linear, points + 0.5)
@@ -233,10 +234,11 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
         # Catch-lights and sclera: far brighter than the iris's median, off the pupil (`IRIS_COLOUR_BAND`). Skin (a
         # lid): skin-like and lit like the cheek, as an iris never is (a brown iris's colour is skin-like, at a
         # fraction of the skin's light; a grey or green one under a side light is as bright as the shaded skin).
-        band = valid & np.repeat((rho >= IRIS_COLOUR_BAND[0]) & (rho <= IRIS_COLOUR_BAND[1]), POLAR_ANGLES)
-        if band.sum() >= 8:
-            valid &= luminance <= 2.5 * np.median(luminance[band]) + 1e-4
-        valid &= ~((luminance > IRIS_BRIGHTEST * level) & _skin_like(colours, skin_photo))
+        in_band = valid & np.repeat((rho >= IRIS_COLOUR_BAND[0]) & (rho <= IRIS_COLOUR_BAND[1]), POLAR_ANGLES)
+        reference = in_band if in_band.sum() >= 8 else valid
+        if reference.sum() >= 8:
+            valid &= luminance <= 2.5 * np.median(luminance[reference]) + 1e-4
+        valid &= ~((luminance > LID_LIGHT * level) & _skin_like(colours, skin_photo))
         irises.append((colours, valid))
         levels.append(level)
         # Sclera: pixels of the opening outside 1.2 iris radii, the brighter half (the rest is lash shadow).
@@ -271,8 +273,8 @@ def sample_eyes(photo_linear: np.ndarray, obs: FaceObservation, skin_photo: np.n
 
 
 def _cheek_light(photo_linear: np.ndarray, lm: np.ndarray, eye: str) -> float:
-    """The light on the cheek just under `eye`: the median luminance of 3 x 3 px around each of its
-    `_UNDER_EYE` landmarks in `lm` (N, 2) px."""
+    """The light on the cheek just under `eye`: the median of the mean of R, G and B over 3 x 3 px around each of
+    its `_UNDER_EYE` landmarks in `lm` (N, 2) px."""
     from sie3d.head.texture import _sample_bilinear
 
     around = lm[list(_UNDER_EYE[eye])][:, None] + np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1]), -1).reshape(1, 9, 2)
@@ -301,22 +303,23 @@ def _fill_polar(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
 def iris_colour(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """(3,) the iris's own colour in polar samples `iris` (R, A, 3) of which `seen` (R, A) come from the photo: the
     median of the seen samples in `IRIS_COLOUR_BAND` below the iris's centre (the upper rim lies in the lid's
-    shadow, the middle is pupil); of the whole band, then of everything, when too few are seen there."""
+    shadow, the middle is pupil); of the whole seen band when too few are seen there; of all the samples (the
+    filled ones too) when too few are seen in the band."""
     rho = (np.arange(iris.shape[0]) + 0.5) / iris.shape[0]
     phi = np.arange(iris.shape[1]) * 2 * np.pi / iris.shape[1]
     band = ((rho >= IRIS_COLOUR_BAND[0]) & (rho <= IRIS_COLOUR_BAND[1]))[:, None]
-    for where in (band & (np.sin(phi) < 0)[None] & seen, band & seen, np.ones_like(seen)):
+    for where in (band & (np.sin(phi) < 0)[None] & seen, band & seen):
         if where.sum() >= 8:
             return np.median(iris[where], axis=0)
-    return iris.reshape(-1, 3).mean(0)
+    return np.median(iris.reshape(-1, 3), axis=0)
 
 
 def _iris_albedo(iris: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Photo iris colours -> albedo at the photo's exposure (as the skin's albedo is): the iris's own colour
     (`iris_colour`) kept within the range of real eye colours, the detail kept as a bounded ratio to it."""
-    mean = iris_colour(iris, seen)
-    level = float(mean.mean())
-    hue = mean / max(level, 1e-5)
+    colour = iris_colour(iris, seen)
+    level = float(colour.mean())
+    hue = colour / max(level, 1e-5)
     # Very dark irises are dark brown (their measured hue is noise and the skin's light): lean to brown.
     brown = np.array([1.45, 0.95, 0.6])
     dark = float(np.clip((0.03 - level) / 0.02, 0.0, 1.0))

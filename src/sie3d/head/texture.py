@@ -47,6 +47,9 @@ EYE_SHADE = 8  # not a UDIM tile: the RGBA texture of the eye-occlusion shell (U
 # (opaque, the cards read as a thick black band around the eyes).
 HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid", "M_EyeLashes")
 # MediaPipe's contour of the mouth opening (the eyes': `sie3d.head.fit`), whose pixels are not skin.
+OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)  # MediaPipe ids, upper edge then lower
+LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 # Linear-RGB albedos of the generic materials (`TextureConfig(eyes="procedural", mouth="generic")`).
 TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
@@ -65,7 +68,7 @@ BRIGHTEST_SKIN = 1.5  # the same elsewhere on the face
 # re-lighting with `HeadTextures.sh_lighting` (normalised to that median) shades no darker, so that it gives back
 # the photo where the de-lighting clamped (the model's silhouettes: nose wings, lids, jaw).
 DARKEST_SHADING = 0.35
-SHADOW_CHROMA_GAIN = 2.0  # a texel the de-lighting brightens this much takes all of the lit skin's chromaticity
+SHADOW_CHROMA_GAIN = 2.0  # (> 1) a texel the de-lighting brightens this much takes all of the lit skin's chromaticity
 LID_MOTION_CM = 0.02  # texels whose surface a blink moves this far are the lids'
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # of linear Rec. 709 / sRGB colours
 
@@ -466,25 +469,36 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     skin_luminance = float(np.median((colours[reference] * gain(shading[reference])) @ LUMINANCE))
     on_lids = lid_texels(head, size)
 
-    skin_chroma = _chroma(np.median(colours[reference], axis=0))
-
     def albedo_of(texels: np.ndarray, colours: np.ndarray, shading: np.ndarray) -> np.ndarray:
-        """Up to one global scale: the photo's mean exposure stays in the texture. Skin in shadow is redder than
-        lit skin (light scattered under it comes out red): a texel the de-lighting brightens takes the lit skin's
-        chromaticity in that proportion (all of it from `SHADOW_CHROMA_GAIN` x brighter), its luminance its own."""
+        """Up to one global scale: the photo's mean exposure stays in the texture."""
         brightest = np.where(on_lids[texels], BRIGHTEST_LID, BRIGHTEST_SKIN)
         ceiling = np.maximum(1.0, brightest * skin_luminance / np.maximum(colours @ LUMINANCE, 1e-6))
-        albedo = colours * np.minimum(gain(shading), ceiling[:, None])
+        return colours * np.minimum(gain(shading), ceiling[:, None])
+
+    # Skin in shadow is redder than lit skin (light scattered under it comes out red): a texel the de-lighting
+    # brightens takes the lit skin's chromaticity in proportion (`SHADOW_CHROMA_GAIN`), its luminance its own --
+    # but not on the lips and brows, whose colours are their own.
+    lit = reference & ((shading @ LUMINANCE) >= (mean_shading @ LUMINANCE))
+    skin_chroma = _chroma(np.median(colours[lit if lit.sum() >= 50 else reference], axis=0))
+    features = np.zeros((height, width), bool)
+    for outline in (OUTER_LIPS, RIGHT_BROW, LEFT_BROW):
+        features |= polygon_mask(landmarks[list(outline)], (width, height), shrink=-0.15)
+
+    def toward_skin(albedo: np.ndarray, colours: np.ndarray, px: np.ndarray) -> np.ndarray:
+        """`albedo` (N, 3) lifted from the photo's `colours` (N, 3) at pixels `px` (N, 2)."""
         lifted = (albedo @ LUMINANCE) / np.maximum(colours @ LUMINANCE, 1e-6)
-        share = np.clip((lifted - 1.0) / (SHADOW_CHROMA_GAIN - 1.0), 0.0, 1.0)[:, None]
+        share = np.clip((lifted - 1.0) / (SHADOW_CHROMA_GAIN - 1.0), 0.0, 1.0)
+        at = np.clip(px.astype(int), 0, [width - 1, height - 1])
+        share = np.where(features[at[:, 1], at[:, 0]], 0.0, share)[:, None]
         return _with_chroma(albedo, _chroma(albedo) * (1 - share) + skin_chroma * share)
 
     albedo = albedo_of(usable, colours, shading)
     # A fringe is inside the face oval but is not skin: on the forehead, drop texels whose albedo is far
-    # from the skin seen below the brows.
+    # from the skin seen below the brows (judged before any colour is moved toward the skin's).
     skin_like = reference.copy()
     skin_like[~reference] = _skin_like(albedo[~reference], albedo[reference])
-    usable, usable_facing, albedo = usable[skin_like], usable_facing[skin_like], albedo[skin_like]
+    albedo = toward_skin(albedo, colours, pixels[on_skin[keep]])[skin_like]
+    usable, usable_facing = usable[skin_like], usable_facing[skin_like]
     skin_albedo = np.median(albedo, axis=0)
 
     weight = np.zeros((size, size), np.float32)
@@ -509,8 +523,8 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
         px = np.clip(near_px.astype(int), 0, [width - 1, height - 1])
         hidden = occluded[px[:, 1], px[:, 0]]
     near_colours = _sample_bilinear(photo_linear, near_px)
-    tile[rows[near], cols[near]] = albedo_of(near, near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(
-        np.float32))  # fmt: skip
+    near_albedo = albedo_of(near, near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(np.float32))
+    tile[rows[near], cols[near]] = toward_skin(near_albedo, near_colours, near_px)
     tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
     # Seamless fill: push-pull extrapolation, blended through the feathered mask.

@@ -8,6 +8,7 @@ expands ("mouthSmile" = both sides) and checks it.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -165,6 +166,50 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
                 for y in expand({b: 1}):
                     pairs.append((ICT_NAMES.index(x), ICT_NAMES.index(y)))
     return Vocabulary(shapes, concepts, parts, tuple(dict.fromkeys(pairs)))
+
+
+# Words that ask for one side of the face, whatever the vocabulary says: sides, moves to one side ("shift the jaw
+# over", "an off-centre jaw"; with an -ed or -ing ending too), and a paired part in the singular ("a raised
+# eyebrow", "a tear on her cheek").
+SIDE_CUES = frozenset({"left", "right", "one", "single", "half", "side", "sided", "sideways", "lopsided", "crooked",
+                       "uneven", "asymmetric", "asymmetrical", "unilateral", "cocked", "askew", "aside", "over",
+                       "shift", "slide", "centre", "center", "eye", "eyebrow", "brow", "eyelid", "lid", "cheek",
+                       "nostril", "dimple", "corner"})  # fmt: skip
+# Words of one-sided concepts' phrases that say nothing of a side by themselves (they stay out of the cues).
+_NOT_CUES = frozenset({"someone", "trying", "understand", "head", "upper", "raising", "scratching", "baring"})
+
+
+def words(text: str) -> list[str]:
+    """The lower-case words of `text` ("self-satisfied" is one word)."""
+    return re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+
+
+@cache
+def one_sided_words() -> frozenset[str]:
+    """Words that ask for an asymmetric face: `SIDE_CUES`, and the words of the one-sided concepts' phrases (a
+    smirk, a wink, skepticism, confusion, a sneer, contempt) and of the parts that move to one side (the jaw or
+    the mouth sideways) that no two-sided concept or part uses."""
+    vocabulary = load()
+    one, two = set(), set()
+    for concept in vocabulary.concepts.values():
+        for phrase in concept.adj + concept.verb + concept.noun:
+            (one if concept.side else two).update(words(phrase))
+    for part in vocabulary.parts.values():
+        for phrase in part.verb + part.state:
+            (two if np.allclose(part.values, mirror(part.values)) else one).update(words(phrase))
+    return frozenset(SIDE_CUES | {w for w in one - two - _NOT_CUES if len(w) > 2})
+
+
+def asks_for_a_side(text: str) -> bool:
+    """Whether `text` names a side, a paired part in the singular or a one-sided expression (`one_sided_words`;
+    the parts of a hyphenated word count, and "smirks", "winked", "shifting": a word's -s, -d, -ed or -ing ending
+    dropped)."""
+    cues = one_sided_words()
+    found = {part for word in words(text) for part in (word, *word.split("-"))} - _PLURAL_PARTS
+    return any(w in cues or (len(w) > 4 and (w[:-1] in cues or w[:-2] in cues or w[:-3] in cues)) for w in found)
+
+
+_PLURAL_PARTS = frozenset({"eyes", "eyebrows", "brows", "eyelids", "lids", "cheeks", "nostrils", "dimples", "corners"})
 
 
 def _other(side: str) -> str:
