@@ -101,9 +101,13 @@ def test_a_text_that_asks_for_one_side_keeps_it(text_model):
     from sie3d.semantics.vocabulary import asks_for_a_side
 
     idx = ICT_NAMES.index
-    assert asks_for_a_side("a smirk") and asks_for_a_side("she winked") and asks_for_a_side("a left-sided smile")
-    assert asks_for_a_side("a raised eyebrow") and asks_for_a_side("shifting the jaw")
-    assert not asks_for_a_side("raised eyebrows") and not asks_for_a_side("a gleeful grin")
+    for text in ("a smirk", "she winked", "a left-sided smile", "a raised eyebrow", "shifting the jaw",
+                 "slide the mouth over", "closing one eye", "mouth pulled leftward"):  # fmt: skip
+        assert asks_for_a_side(text), text
+    for text in ("raised eyebrows", "a gleeful grin", "over the moon", "feeling left out", "all right",
+                 "a furrowed brow", "a dimpled smile", "overly excited", "snarling with disgust", "no doubt happy",
+                 "half-closed eyes", "a woman with brown eyes smiling"):  # fmt: skip
+        assert not asks_for_a_side(text), text
     smirk = text_model.interpret("a smirk").coefficients
     assert smirk[idx("mouthSmile_L")] > smirk[idx("mouthSmile_R")] + 0.2
     jaw = text_model.interpret("slide the jaw over").coefficients
@@ -113,6 +117,7 @@ def test_a_text_that_asks_for_one_side_keeps_it(text_model):
     rest, photo = np.zeros(53, np.float32), np.zeros(53, np.float32)
     photo[[idx("mouthSmile_L"), idx("mouthSmile_R")]] = 0.5, 0.3
     rest[[idx("mouthFrown_L"), idx("mouthFrown_R")]] = 0.4, 0.0
+    photo[[idx("mouthFrown_L"), idx("mouthFrown_R")]] = 0.4, 0.0
     face = np.zeros(53, np.float32)
     face[[idx("mouthSmile_L"), idx("mouthSmile_R")]] = 0.8, 0.6  # the photo's smile, 0.3 more on both sides
     face[[idx("browOuterUp_L"), idx("browOuterUp_R")]] = 0.14, 0.44

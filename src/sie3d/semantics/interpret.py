@@ -23,7 +23,7 @@ import torch
 from sie3d.errors import AssetError
 from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
-from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, ConditioningConfig, ConditioningNet, Words
+from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, N_SHAPES, ConditioningConfig, ConditioningNet, Words
 from sie3d.semantics.vocabulary import MIRROR, asks_for_a_side
 
 FORMAT_VERSION = 1  # of the weights file written by `sie3d.semantics.train.save`
@@ -32,7 +32,7 @@ ASSET = "conditioning"  # the bundled weights, listed with their sha256 in the a
 EMOTION_LABELS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
                   "sadness": "sad", "surprise": "surprise"}  # fmt: skip
 OPPOSED = {frozenset(("happy", e)) for e in ("anger", "disgust", "fear", "sadness")}
-MOVED = 0.05  # a shape the text moves this far from the person's rest is the text's (`even_sides`)
+MOVED = 0.05  # a shape the text moves this far from the person's rest and photo expression is the text's (`even_sides`)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class TextModel:
             words = Words(ids, mask, self.encoder.word_table)
             out = self.network(torch.from_numpy(embeddings),
                                torch.from_numpy(np.repeat(features[None], len(checks), 0)), words)  # fmt: skip
-        rest, photo = features[-len(ICT_NAMES) :], features[-2 * len(ICT_NAMES) : -len(ICT_NAMES)]
+        photo, rest = features[-2 * N_SHAPES : -N_SHAPES], features[-N_SHAPES:]  # `identity_features`' order
         results = []
         for i, check in enumerate(checks):
             # A text without letters (digits, punctuation) gives the encoder nothing to read: whatever the network
@@ -196,16 +196,18 @@ def even_sides(coefficients: np.ndarray, references: tuple[np.ndarray, ...]) -> 
     two moves ("smile more" builds on the photo's own smile, lopsided as it may be). A pair that moves the mouth
     or the jaw sideways takes the smaller value or move instead (a symmetric face goes neither way). Pairs the
     text left alone keep the face's own asymmetry, and the gaze (`eyeLook*`: the eyes turn together, one in and
-    one out) is never touched."""
+    one out) is never touched. A lid the text closes on one side only (a wink nobody asked for) closes
+    half-way on both, as a brow raised on one side rises half-way on both."""
     out = coefficients.copy()
     for i, j in _PAIRS:
         pair = coefficients[[i, j]]
         if min(np.abs(pair - r[[i, j]]).max() for r in references) <= MOVED:
             continue
         even = np.min if i in _SIDEWAYS else np.mean
-        readings = [np.full(2, even(pair))] + [r[[i, j]] + even(pair - r[[i, j]]) for r in references]
+        readings = [np.full(2, even(pair))] + [np.clip(r[[i, j]] + even(pair - r[[i, j]]), 0.0, 1.0)
+                                               for r in references]  # fmt: skip
         out[[i, j]] = min(readings, key=lambda reading: float(np.abs(reading - pair).sum()))
-    return np.clip(out, 0.0, 1.0)
+    return out
 
 
 _PAIRS = tuple((i, int(j)) for i, j in enumerate(MIRROR) if i < j and not ICT_NAMES[i].startswith("eyeLook"))

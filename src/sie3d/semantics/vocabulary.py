@@ -168,48 +168,60 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
     return Vocabulary(shapes, concepts, parts, tuple(dict.fromkeys(pairs)))
 
 
-# Words that ask for one side of the face, whatever the vocabulary says: sides, moves to one side ("shift the jaw
-# over", "an off-centre jaw"; with an -ed or -ing ending too), and a paired part in the singular ("a raised
-# eyebrow", "a tear on her cheek").
-SIDE_CUES = frozenset({"left", "right", "one", "single", "half", "side", "sided", "sideways", "lopsided", "crooked",
-                       "uneven", "asymmetric", "asymmetrical", "unilateral", "cocked", "askew", "aside", "over",
-                       "shift", "slide", "centre", "center", "eye", "eyebrow", "brow", "eyelid", "lid", "cheek",
-                       "nostril", "dimple", "corner"})  # fmt: skip
-# Words of one-sided concepts' phrases that say nothing of a side by themselves (they stay out of the cues).
-_NOT_CUES = frozenset({"someone", "trying", "understand", "head", "upper", "raising", "scratching", "baring"})
+# Phrases that ask for one side of the face, whatever the vocabulary says: a side of the face (not "left out" or
+# "all right"), one of a paired part, a move to one side, a paired part in the singular ("a raised eyebrow", "a
+# tear on her cheek"; not "brow", which is mostly both: "a furrowed brow").
+SIDE_PHRASES = re.compile(
+    r"\b(?<!all )(left|right)(?![- ](out|alone|behind|speechless|now|away|before|after|there|here|then|on)\b)"
+    r"|\b(left|right)(wards?|-sided)\b|\bone[- ](side|sided|eye|eyebrow|corner|cheek|nostril|lid|eyelid)\b"
+    r"|\bto (the|one) side\b|\b(eye|eyebrow|eyelid|cheek|nostril)\b(?!-)"
+    r"|\b(shift|slid|slide|swing|swung|twist)\w*\b[^.,;]*\b(jaw|mouth|lips|chin)\b|\b(jaw|mouth|lips|chin)\b[^.,;]*\b(over|aside)\b"
+    r"|\b(sideways|lopsided|crooked|uneven|asymmetric(al)?|unilateral|cocked|askew|off-cent(re|er))\b")  # fmt: skip
+_ENDINGS = ("s", "d", "ed", "ing")  # "smirks", "winked", "shifting": a cue's forms
+# Words of one-sided phrases that say nothing of a side by themselves ("no doubt", "a long shift", "over the moon"):
+# they stay out of the cues (the sideways moves are `SIDE_PHRASES`' instead).
+_NOT_CUES = frozenset({"someone", "trying", "understand", "head", "upper", "raising", "scratching", "baring", "over",
+                       "side", "shift", "shifted", "slide", "slid", "swing", "twist", "twisted", "moved", "doubt",
+                       "knowing", "self", "satisfied", "superior"})  # fmt: skip
 
 
 def words(text: str) -> list[str]:
-    """The lower-case words of `text` ("self-satisfied" is one word)."""
-    return re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+    """The lower-case words of `text` and the parts of its hyphenated words ("self-satisfied", "self",
+    "satisfied")."""
+    found = re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+    return found + [part for word in found if "-" in word for part in word.split("-")]
+
+
+def _stems(word: str) -> set[str]:
+    """`word` and what it is with one of `_ENDINGS` dropped ("winked": "winke", "wink")."""
+    return {word} | {word[: -len(e)] for e in _ENDINGS if word.endswith(e) and len(word) - len(e) > 2}
 
 
 @cache
 def one_sided_words() -> frozenset[str]:
-    """Words that ask for an asymmetric face: `SIDE_CUES`, and the words of the one-sided concepts' phrases (a
-    smirk, a wink, skepticism, confusion, a sneer, contempt) and of the parts that move to one side (the jaw or
-    the mouth sideways) that no two-sided concept or part uses."""
+    """Words that ask for an asymmetric face: those of the one-sided concepts' phrases (a smirk, a wink, skepticism,
+    confusion, a sneer, contempt) and of the parts that move to one side (the jaw or the mouth sideways) that no
+    phrase or situation of a two-sided concept or part uses in any form ("snarl": "snarling with disgust")."""
     vocabulary = load()
     one, two = set(), set()
     for concept in vocabulary.concepts.values():
-        for phrase in concept.adj + concept.verb + concept.noun:
-            (one if concept.side else two).update(words(phrase))
+        (one if concept.side else two).update(w for phrase in concept.adj + concept.verb + concept.noun
+                                              for w in words(phrase))  # fmt: skip
+        two.update(w for phrase in concept.situation for w in words(phrase))
     for part in vocabulary.parts.values():
-        for phrase in part.verb + part.state:
-            (two if np.allclose(part.values, mirror(part.values)) else one).update(words(phrase))
-    return frozenset(SIDE_CUES | {w for w in one - two - _NOT_CUES if len(w) > 2})
+        (two if np.allclose(part.values, mirror(part.values)) else one).update(w for phrase in part.verb + part.state
+                                                                               for w in words(phrase))  # fmt: skip
+    two_stems = {stem for w in two for stem in _stems(w)}
+    return frozenset(w for w in one - _NOT_CUES if len(w) > 2 and not _stems(w) & two_stems)
 
 
 def asks_for_a_side(text: str) -> bool:
-    """Whether `text` names a side, a paired part in the singular or a one-sided expression (`one_sided_words`;
-    the parts of a hyphenated word count, and "smirks", "winked", "shifting": a word's -s, -d, -ed or -ing ending
-    dropped)."""
+    """Whether `text` names a side, one of a paired part or a paired part in the singular (`SIDE_PHRASES`), or a
+    one-sided expression or move in any form of its words (`one_sided_words`)."""
+    if SIDE_PHRASES.search(text.lower()):
+        return True
     cues = one_sided_words()
-    found = {part for word in words(text) for part in (word, *word.split("-"))} - _PLURAL_PARTS
-    return any(w in cues or (len(w) > 4 and (w[:-1] in cues or w[:-2] in cues or w[:-3] in cues)) for w in found)
-
-
-_PLURAL_PARTS = frozenset({"eyes", "eyebrows", "brows", "eyelids", "lids", "cheeks", "nostrils", "dimples", "corners"})
+    return any(_stems(w) & cues for w in words(text))
 
 
 def _other(side: str) -> str:
