@@ -47,10 +47,11 @@ EYE_SHADE = 8  # not a UDIM tile: the RGBA texture of the eye-occlusion shell (U
 # (opaque, the cards read as a thick black band around the eyes).
 HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_EyeBlend", "M_LacrimalFluid", "M_EyeLashes")
 # MediaPipe's contour of the mouth opening (the eyes': `sie3d.head.fit`), whose pixels are not skin.
-OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
-RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)  # MediaPipe ids, upper edge then lower
-LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 MOUTH_OPENING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+# MediaPipe's outlines of the lips and brows, whose colours are their own (`SHADOW_CHROMA_GAIN` leaves them).
+OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)  # upper edge, then lower
+LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 # Linear-RGB albedos of the generic materials (`TextureConfig(eyes="procedural", mouth="generic")`).
 TEETH = (0.62, 0.58, 0.50)  # a bright white reads as a gap between parted lips
 GUMS = (0.34, 0.11, 0.12)  # in shadow under the palate even where near the lips
