@@ -485,11 +485,10 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     for outline in (OUTER_LIPS, RIGHT_BROW, LEFT_BROW):
         features |= polygon_mask(landmarks[list(outline)], (width, height), shrink=-0.15)
 
-    def toward_skin(albedo: np.ndarray, colours: np.ndarray, px: np.ndarray) -> np.ndarray:
-        """`albedo` (N, 3) lifted from the photo's `colours` (N, 3) at pixels `px` (N, 2)."""
+    def toward_skin(albedo: np.ndarray, colours: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """`albedo` (N, 3) lifted from the photo's `colours` (N, 3) at the photo's pixels `at` (N, 2) int."""
         lifted = (albedo @ LUMINANCE) / np.maximum(colours @ LUMINANCE, 1e-6)
         share = np.clip((lifted - 1.0) / (SHADOW_CHROMA_GAIN - 1.0), 0.0, 1.0)
-        at = np.clip(px.astype(int), 0, [width - 1, height - 1])
         share = np.where(features[at[:, 1], at[:, 0]], 0.0, share)[:, None]
         return _with_chroma(albedo, _chroma(albedo) * (1 - share) + skin_chroma * share)
 
@@ -498,7 +497,7 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     # from the skin seen below the brows (judged before any colour is moved toward the skin's).
     skin_like = reference.copy()
     skin_like[~reference] = _skin_like(albedo[~reference], albedo[reference])
-    albedo = toward_skin(albedo, colours, pixels[on_skin[keep]])[skin_like]
+    albedo = toward_skin(albedo, colours, px[on_skin[keep]])[skin_like]
     usable, usable_facing = usable[skin_like], usable_facing[skin_like]
     skin_albedo = np.median(albedo, axis=0)
 
@@ -519,13 +518,12 @@ def build_textures(photo_rgb: np.ndarray, obs: FaceObservation, fit: HeadFit, he
     reached[usable] = False
     near = np.flatnonzero(reached)
     near_px = fit.project(points(near))
-    hidden = np.zeros(len(near), bool)  # near texels whose photo pixel is occluded: they take the fill below
-    if occluded is not None:
-        px = np.clip(near_px.astype(int), 0, [width - 1, height - 1])
-        hidden = occluded[px[:, 1], px[:, 0]]
+    near_at = np.clip(near_px.astype(int), 0, [width - 1, height - 1])
+    # near texels whose photo pixel is occluded: they take the fill below
+    hidden = np.zeros(len(near), bool) if occluded is None else occluded[near_at[:, 1], near_at[:, 0]]
     near_colours = _sample_bilinear(photo_linear, near_px)
     near_albedo = albedo_of(near, near_colours, (_shading_basis(texel_normals(near)) @ sh).astype(np.float32))
-    tile[rows[near], cols[near]] = toward_skin(near_albedo, near_colours, near_px)
+    tile[rows[near], cols[near]] = toward_skin(near_albedo, near_colours, near_at)
     tile = np.where(take_mirror[..., None], tile[:, ::-1], tile)
     sh = sh / mean_shading  # normalised: albedo x shading(normal) reproduces the photo's colours
     # Seamless fill: push-pull extrapolation, blended through the feathered mask.
