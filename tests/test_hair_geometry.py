@@ -36,11 +36,14 @@ from sie3d.hair.geometry import (
 from sie3d.hair.mask import hair_mask
 from sie3d.hair.texture import (
     SCALP_ROUGHNESS,
+    HairTexture,
     despeckled,
     hair_alpha,
     hair_at,
     scalp_roughness,
+    short_tips,
     smooth_edge,
+    soft_edged,
     texel_points,
 )
 from sie3d.head.fit import BROWS
@@ -497,6 +500,40 @@ def test_strand_tips_hang_from_the_hair_and_never_float() -> None:
     assert count == 2  # the hair and its tips, in one piece
     assert alpha[100:180].max() > 0.5  # the tips reach into the band
     assert (alpha[120:180] > 0).mean() < (alpha[100:110] > 0).mean()  # thinning out downward
+
+
+def test_strand_tips_are_short_at_the_hairline_and_long_where_the_hair_hangs(people) -> None:
+    """Long strand tips hung over the forehead as a fringe of dark teeth the photo does not show: high on the head
+    (the hairline, the temples) the tips are now about a quarter as long as where the hair hangs. Measured as the
+    mean length of the alpha's runs along v (the strands' direction) across an edge where the presence fades."""
+    presence = np.tile(np.clip(np.linspace(1.4, -0.4, 256), 0, 1)[:, None], (1, 256)).astype(np.float32)
+
+    def run_length(alpha: np.ndarray) -> float:
+        band = alpha[96:160] > 0.5  # where the presence crosses one half
+        starts = band[1:] & ~band[:-1]
+        return float(band.sum() / max(starts.sum(), 1))
+
+    long, short = (run_length(hair_alpha(presence, np.random.default_rng(0), s)) for s in (0.0, 1.0))
+    assert short < 0.5 * long, (short, long)
+    # On a real head: short over the forehead's hairline (40-75 degrees from the crown), long below the ears.
+    grid = people[SHORT].hair.mesh.grid
+    weights = short_tips(grid, 512)
+    polar = np.degrees((np.arange(512) + 0.5) / 512 * (grid.polar[0] + grid.polar[-1]))
+    assert (weights[polar < 75] == 1).all() and (weights[polar > 115] == 0).all()
+
+
+def test_the_hair_painted_on_the_scalp_fades_into_the_skin_in_the_hairs_colour() -> None:
+    """The painted hairline is the hair's alpha blurred: partial at the edge, where its colour is the hair's (the
+    texture's colour outside the hair, black here, is not mixed in), and unchanged where the hair is whole."""
+    rgba = np.zeros((64, 64, 4), np.float32)
+    rgba[:32, :, :3] = (0.3, 0.2, 0.1)
+    rgba[:32, :, 3] = 1.0
+    soft = soft_edged(HairTexture(rgba, 1.0), 4.0).rgba
+    edge = (soft[..., 3] > 0.05) & (soft[..., 3] < 0.95)
+    assert edge[28:36].all() and not edge[:16].any() and not edge[48:].any()
+    np.testing.assert_allclose(soft[edge][:, :3], np.broadcast_to((0.3, 0.2, 0.1), (edge.sum(), 3)), atol=1e-5)
+    np.testing.assert_allclose(soft[:16], rgba[:16], atol=1e-6)
+    assert np.allclose(soft[..., 3].mean(0), soft[..., 3].mean(0)[0])  # wrapping around the head: no seam
 
 
 def test_specks_of_the_seen_hair_are_not_copied_around_the_head(people) -> None:

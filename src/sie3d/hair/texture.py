@@ -14,12 +14,15 @@ from the crown, run along v everywhere.
    run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows. Specks of the seen
    hair (`despeckled`: points far from their neighbours' median) are copied at their neighbours' brightness.
 3. **Alpha** (`hair_alpha`): the grid's presence, its edge smoothed (`smooth_edge`: a curve, not the grid's
-   staircase), its 0.5 level roughened by noise stretched along the strands (`strand_length` texels) and narrow
-   across them: the edge of the volume is a comb of strand tips, not a helmet's rim.
+   staircase), its 0.5 level roughened by noise stretched along the strands and narrow across them: the edge of
+   the volume is a comb of strand tips, not a helmet's rim. The tips are long where the hair hangs (below
+   `SHORT_TIPS_POLAR_DEG`) and short high on the head, at the hairline and the temples, where hair grows out of the
+   skin: long tips there hung over the forehead as a fringe of dark teeth the photo does not show.
 4. **The scalp under the hair** (`paint_scalp`): the hair texture is painted on the head's own texture in the
    directions that hold hair (by its alpha, in the roots' shade), so the scalp showing through thin hair looks
    like hair, and where the photo's hairline is lower than the volume may reach (the volume keeps clear of the
-   forehead under every expression) the hair is painted down to it, its edge the volume's comb of strand tips.
+   forehead under every expression) the hair is painted down to it, fading into the skin over a few millimetres
+   (`SCALP_EDGE_BLUR`): a painted comb of hard teeth under the volume's own read as a dark band of stripes.
 """
 
 from __future__ import annotations
@@ -53,11 +56,14 @@ from sie3d.head.texture import (
 )
 
 __all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness",
-           "smooth_edge", "synthesize", "texel_points"]
+           "short_tips", "smooth_edge", "soft_edged", "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
-STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated
+STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated where the hair hangs ...
+HAIRLINE_STRAND_LENGTH = 6.0  # ... and where it grows out of the skin (the hairline, the temples)
+SHORT_TIPS_POLAR_DEG = (80.0, 110.0)  # polar angles (0 = the crown, 90 = the eyes' height) over which the tips
+# lengthen from the hairline's to the hanging hair's: the forehead's hairline lies at 40-75 degrees, hair hangs below
 MIN_SOURCES = 64  # the synthesis copies from at least this many windows of the seen hair ...
 MIN_SOURCE_SEEN = 0.5  # ... each at least this much seen
 SPECK_LOG = 0.3  # a seen texel whose brightness departs from its 5 x 5 median by more than this (natural log) is a
@@ -66,6 +72,7 @@ SPECK_LOG = 0.3  # a seen texel whose brightness departs from its 5 x 5 median b
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
 EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
+SCALP_EDGE_BLUR = 4.0  # hair texels (about 2 mm on the head): the painted hair's alpha is blurred by this much
 SCALP_MATERIALS = {"M_Face": 0, "M_BackHead": 1}  # the head's materials the hair is painted on, and their tiles
 # glTF roughness of the head where hair is painted on it: matte. At the skin's 0.6, a viewer's light made a grey
 # sheen of the smooth scalp where it shows under the strand tips (three.js, the web page's key light).
@@ -96,11 +103,24 @@ def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.
     return points.astype(np.float32), normals.astype(np.float32), presence.astype(np.float32)
 
 
-def hair_alpha(presence: np.ndarray, rng: np.random.Generator, strand_length: float = STRAND_LENGTH) -> np.ndarray:
-    """(S, S) alpha from the texels' presence: 1 inside, 0 outside, the edge broken into strand tips."""
-    noise = rng.standard_normal(presence.shape).astype(np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=0.8, sigmaY=strand_length / 3)
-    noise /= noise.std() + 1e-6
+def short_tips(grid: HairGrid, size: int) -> np.ndarray:
+    """(S,) per row of an S x S hair texture: 1 where its strand tips are the hairline's (short), 0 where they are
+    the hanging hair's, between them across `SHORT_TIPS_POLAR_DEG`."""
+    polar = np.degrees((np.arange(size) + 0.5) / size * (grid.polar[0] + grid.polar[-1]))  # as in `texel_points`
+    low, high = SHORT_TIPS_POLAR_DEG
+    return np.clip((high - polar) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def hair_alpha(presence: np.ndarray, rng: np.random.Generator, short: np.ndarray | float = 0.0) -> np.ndarray:
+    """(S, S) alpha from the texels' presence: 1 inside, 0 outside, the edge broken into strand tips, as long as
+    `STRAND_LENGTH` where `short` (per row (S,), or one value) is 0 and `HAIRLINE_STRAND_LENGTH` where it is 1."""
+    white = rng.standard_normal(presence.shape).astype(np.float32)
+    short = np.broadcast_to(np.asarray(short, np.float32), presence.shape[:1])[:, None]
+    noise = np.zeros_like(white)
+    for length, weight in ((STRAND_LENGTH, 1.0 - short), (HAIRLINE_STRAND_LENGTH, short)):
+        if weight.any():
+            blurred = cv2.GaussianBlur(white, (0, 0), sigmaX=0.8, sigmaY=length / 3)
+            noise += weight * blurred / (blurred.std() + 1e-6)
     level = presence + EDGE_NOISE * np.clip(noise, -2.0, 2.0)
     alpha = np.clip((level - 0.45) / 0.1, 0.0, 1.0).astype(np.float32)
     # Strand tips hang from the hair: where the presence lingers below one half (the continued edge), the noise
@@ -271,7 +291,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
             seen[np.flatnonzero(seen)[outlier]] = False
     colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
     seen = seen.reshape(size, size)
-    alpha = hair_alpha(presence, rng)
+    alpha = hair_alpha(presence, rng, short_tips(mesh.grid, size))
     rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch, grey_detail=headwear)
     covered = alpha > 0.5
     fraction = float((seen & covered).sum() / max(covered.sum(), 1))
@@ -306,14 +326,33 @@ def hair_at(texture: HairTexture, grid: HairGrid, points: np.ndarray) -> np.ndar
     return np.where((polar <= grid.polar[-1])[:, None], rgba, 0.0)
 
 
+def soft_edged(texture: HairTexture, sigma: float) -> HairTexture:
+    """`texture` with its alpha blurred by `sigma` texels (wrapping around the head), its colour blurred with
+    alpha as weight where the alpha is partial (the colour outside the hair is not hair's) and kept where it is 1."""
+    rgba = texture.rgba
+    alpha = rgba[..., 3]
+    size = alpha.shape[1]
+    pad = int(np.ceil(3 * sigma))
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        wrapped = cv2.copyMakeBorder(image, 0, 0, pad, pad, cv2.BORDER_WRAP)
+        return cv2.GaussianBlur(wrapped, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)[:, pad : pad + size]
+
+    soft = blur(alpha)
+    colour = blur(rgba[..., :3] * alpha[..., None]) / np.maximum(soft, 1e-6)[..., None]
+    colour = np.where((alpha >= 1.0)[..., None], rgba[..., :3], colour)
+    return replace(texture, rgba=np.concatenate([colour, soft[..., None]], -1).astype(np.float32))
+
+
 def paint_scalp(textures: HeadTextures, head: HeadModel, verts_rest: np.ndarray, grid: HairGrid,
                  texture: HairTexture) -> HeadTextures:  # fmt: skip
     """`textures` with the hair painted on the face and head tiles where the hair covers the head: each texel
     takes the hair texture's colour in its direction from the grid's centre, in the roots' shade
     (`SCALP_ROOT_SHADE`), by that texel's alpha -- so where the photo shows hair lower than the volume may reach
     (it keeps clear of the forehead under every expression), the hairline is painted down to the photo's, its
-    edge the same comb of strand tips as the volume's. `verts_rest` (V, 3): the person's head at rest."""
+    edge the volume's own, softened by `SCALP_EDGE_BLUR`. `verts_rest` (V, 3): the person's head at rest."""
     faces = head.topology.faces
+    texture = soft_edged(texture, SCALP_EDGE_BLUR)
     # The triangles with a corner in a direction that holds hair, and their neighbours (a texel's strand tip
     # can lie in a triangle none of whose corners does); then every texel of theirs on its own.
     near = grid.radius_at_angles(*to_angles(verts_rest - grid.centre))[1] > 0
