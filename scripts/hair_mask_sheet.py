@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in photo_list(args.photos):
             try:
                 photo = load_photo(path)
-                observation, _ = observer.observe(photo)
+                observation, faces = observer.observe(photo)
             except Sie3dError as exc:
                 log.info("%s: skipped (%s)", path.name, exc.message)
                 continue
             start = time.perf_counter()
-            hair, debug = hair_mask_debug(photo.rgb, observation, segmenter, config)
+            hair, debug = hair_mask_debug(photo.rgb, observation, segmenter, config, faces[1:])
             seconds = time.perf_counter() - start
             crop_hair = debug["crop_hair"]
             oval = debug["head_crop"].to_crop(observation.landmarks_px)[list(FACE_OVAL)]

@@ -33,6 +33,7 @@ from sie3d.hair.mask import (
     hair_mask,
     hair_mask_debug,
     head_crop,
+    other_heads,
 )
 from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import FACE_OVAL
@@ -66,23 +67,31 @@ def segmenter() -> PersonSegmenter:
 
 
 @pytest.fixture(scope="module")
-def observed(observer, faces) -> dict:
-    """name -> (photo RGB, FaceObservation of its largest face)."""
+def observed_all(observer, faces) -> dict:
+    """name -> (photo RGB, FaceObservation of its largest face, the photo's other faces)."""
     result = {}
     for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE, *PORT_PHOTOS, *SHADOWED}:
         photo = load_photo(faces / name)
-        result[name] = (photo.rgb, observer.observe(photo)[0])
+        largest, every = observer.observe(photo)
+        result[name] = (photo.rgb, largest, every[1:])
     return result
 
 
 @pytest.fixture(scope="module")
-def masks(observed, segmenter) -> dict[str, tuple[HairMask, float]]:
-    """name -> (HairMask, seconds) for the photos with hand-checked expectations."""
+def observed(observed_all) -> dict:
+    """name -> (photo RGB, FaceObservation of its largest face)."""
+    return {name: value[:2] for name, value in observed_all.items()}
+
+
+@pytest.fixture(scope="module")
+def masks(observed_all, segmenter) -> dict[str, tuple[HairMask, float]]:
+    """name -> (HairMask, seconds) for the photos with hand-checked expectations (with the photo's other faces,
+    as `sie3d reconstruct` makes them)."""
     result = {}
     for name in (*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE):
-        rgb, observation = observed[name]
+        rgb, observation, others = observed_all[name]
         start = time.perf_counter()
-        mask = hair_mask(rgb, observation, segmenter)
+        mask = hair_mask(rgb, observation, segmenter, others=others)
         result[name] = (mask, time.perf_counter() - start)
     return result
 
@@ -297,6 +306,24 @@ def test_a_headscarf_is_called_headwear(masks) -> None:
     mask, _ = masks[HIJAB]
     assert mask.kind == "headwear-or-hair", mask.notes
     assert any("headscarf" in note for note in mask.notes)
+
+
+def test_a_neighbours_head_is_not_this_ones_hair(masks, observed_all, segmenter) -> None:
+    """In a group the person segmentation takes the neighbours for one person, and the colour model took the
+    white headscarf of the girl beside the largest face for hers (the headscarves touch). With the photo's other
+    faces given, what lies nearer another face's head (in face heights) is not hair; alone, it was."""
+    rgb, observation, others = observed_all[HIJAB]
+    assert len(others) >= 1
+    with_others, _ = masks[HIJAB]
+    alone = hair_mask(rgb, observation, segmenter)
+    theirs = other_heads(rgb.shape[:2], observation.landmarks_px, [o.landmarks_px for o in others], 1.15)
+    assert (alone.mask[theirs] > 0.5).sum() > 0.05 * _face_height(observation.landmarks_px) ** 2
+    well_inside = cv2.erode(theirs.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)  # (resampling)
+    assert not (with_others.mask[well_inside] > 0.5).any()
+    assert any("other face" in note for note in with_others.notes)
+    # what is not a neighbour's stays as it was
+    both = ~cv2.dilate(theirs.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert np.mean((alone.mask[both] > 0.5) == (with_others.mask[both] > 0.5)) > 0.97
 
 
 def test_debug_returns_the_crop_and_its_person_probability(observed, segmenter) -> None:

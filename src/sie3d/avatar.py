@@ -535,8 +535,9 @@ def with_hair(person: Person, models: Models, config: HairConfig | None = None) 
     config = dataclasses.replace(config or person.config.hair, enabled=True)
     start = time.perf_counter()
     landmarks = face_landmarks_under_every_expression(models.fitter, person.fit)
+    others = [face for face in person.faces if face.index != person.observation.index]
     hair, _ = build_hair(person.photo.rgb, person.observation, person.fit, person.textures, models.head, landmarks,
-                         models.segmenter, config)  # fmt: skip
+                         models.segmenter, config, others)  # fmt: skip
     timings = {**person.timings, "hair": time.perf_counter() - start}
     return dataclasses.replace(person, hair=hair, hair_made=True, timings=timings,
                                config=dataclasses.replace(person.config, hair=config))  # fmt: skip

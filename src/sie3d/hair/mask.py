@@ -37,6 +37,7 @@ how far to trust it. Only hair of the chosen face's person is looked for. Every 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -46,9 +47,10 @@ from sie3d.errors import UsageError
 from sie3d.face.observation import N_LANDMARKS, FaceObservation
 from sie3d.hair.segmentation import SEGMENTATION_ASSET, PersonSegmenter
 from sie3d.head.fit import BROWS, FACE_OVAL
+from sie3d.head.texture import polygon_mask
 
 __all__ = ["KINDS", "SEGMENTATION_ASSET", "HairMask", "HairMaskConfig", "PersonSegmenter", "classify_hair",
-           "hair_mask", "hair_mask_debug", "head_crop"]
+           "hair_mask", "hair_mask_debug", "head_crop", "other_heads"]
 
 # MediaPipe face-mesh landmark ids ("left"/"right" = the subject's own sides).
 FOREHEAD, CHIN = 10, 152
@@ -112,6 +114,7 @@ class HairMaskConfig:
     covariance_floor: float = 1.0  # added to every class covariance's diagonal (feature units squared)
     neck_margin: float = 0.0  # the neck column is the jaw-corner span widened by this much each side
     smooth_sigma: float = 1.0  # pixels (at work_size) of the final mask's Gaussian smoothing
+    other_head_margin: float = 1.15  # a pixel nearer another face's head than this times our head's is theirs
 
     def __post_init__(self) -> None:
         if self.work_size < 64 or self.crop_side <= 0 or not 0 < self.person_threshold < 1:
@@ -268,10 +271,32 @@ def _disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np
     return mask.astype(bool)
 
 
-def _polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
-    return mask.astype(bool)
+def _head_centre(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """The middle of a face's head (halfway from the forehead landmark to the chin, raised by a third of the
+    face's height: the skull's centre, between the face and the crown) and the face's height, in pixels."""
+    top, chin = landmarks[FOREHEAD, :2], landmarks[CHIN, :2]
+    height = float(np.linalg.norm(chin - top))
+    return (top + chin) / 2 + (top - chin) / 3, height
+
+
+def other_heads(shape: tuple[int, int], landmarks: np.ndarray, others: Sequence[np.ndarray], margin: float
+                ) -> np.ndarray:  # fmt: skip
+    """(H, W) bool: the pixels nearer another face's head than this face's, distances measured in each face's
+    height and ours allowed `margin` times as far (a weighted Voronoi split of a group photo by head): what the
+    person segmentation gives to this person there belongs to a neighbour."""
+    theirs = np.zeros(shape, bool)
+    if not len(others):
+        return theirs
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+
+    def distance(points: np.ndarray) -> np.ndarray:
+        centre, height = _head_centre(points)
+        return np.hypot(xx - centre[0], yy - centre[1]) / max(height, 1.0)
+
+    ours = distance(landmarks)
+    for other in others:
+        theirs |= distance(other) * margin < ours
+    return theirs
 
 
 def _disc(radius: float) -> np.ndarray:
@@ -501,11 +526,14 @@ def _unnatural_fraction(features: np.ndarray, inside: np.ndarray) -> float:
 
 
 def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, face_px: float,
-                  config: HairMaskConfig = HairMaskConfig()) -> CropHair:  # fmt: skip
+                  config: HairMaskConfig = HairMaskConfig(), others: Sequence[np.ndarray] = ()
+                  ) -> CropHair:  # fmt: skip
     """The hair of an upright head crop.
 
     Takes the crop (S, S, 3) uint8 RGB, the person probability (S, S) float in [0, 1] at the same size, the
-    (478, 2) landmarks in crop pixels and the face height in crop pixels; returns a `CropHair`.
+    (478, 2) landmarks in crop pixels and the face height in crop pixels; returns a `CropHair`. `others`: the
+    landmarks (478, 2, crop pixels) of the photo's other faces, whose heads are not this one's hair
+    (`other_heads`: the segmentation takes a group for one person, and a neighbour's hair or headscarf for ours).
 
     Confidence: the product of (a) how far the hair seeds lie from the skin model (median Mahalanobis distance,
     mapped 2 -> 0 and 6 -> 1) and (b) how decided the kept pixels are (mean |2 p - 1| of the hair posterior
@@ -520,8 +548,12 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     if gray:
         notes.append("grayscale photo: hair told from skin by lightness and texture only")
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    theirs = other_heads(shape, landmarks, others, config.other_head_margin)
+    if theirs.any():
+        person = person * ~theirs
+        notes.append(f"{len(others)} other face(s) in the photo: their heads are not this one's hair")
     is_person = person > config.person_threshold
-    face = _polygon_mask(shape, landmarks[list(FACE_OVAL)])
+    face = polygon_mask(landmarks[list(FACE_OVAL), :2], shape[::-1])
     no_seed = _grow(face, config.face_margin * face_px)
     fringe_zone = no_seed & (yy < _brow_line(landmarks, xx) - config.fringe_clearance * face_px)
     no_hair = no_seed & ~fringe_zone
@@ -598,7 +630,8 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
             + ((yy - centre_y) / (reach * config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
     # They compete below the ears only: higher up, dark hair against a dark backdrop would be taken for it.
     below_ears = yy > ear_y
-    for background in _background_models(features[(person < config.background_below) & near], min_seeds, config):
+    backdrop = (person < config.background_below) & near & ~theirs
+    for background in _background_models(features[backdrop], min_seeds, config):
         logs.append(np.where(below_ears, background.log_likelihood(features) + log_background, -np.inf))
     # Anything else (another person's coat, a background the segmentation let through): a flat density that
     # wins wherever a pixel lies farther than ``outlier_distance`` from the hair model and every other class.
@@ -620,7 +653,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     outline = _grow(~is_person, config.outline_reach * face_px)
     keep = _grow(_components_kept(core, hair_seed, outline), 2)
     mask = cv2.GaussianBlur((candidate * keep).astype(np.float32), (0, 0), config.smooth_sigma)
-    mask[no_hair] = 0.0
+    mask[no_hair | theirs] = 0.0
     inside = mask > 0.5
 
     hair_seed_distance = skin_distance[hair_seed]
@@ -647,19 +680,22 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
 
 
 def hair_mask(rgb: np.ndarray, observation: FaceObservation, segmenter: PersonSegmenter,
-              config: HairMaskConfig = HairMaskConfig()) -> HairMask:  # fmt: skip
+              config: HairMaskConfig = HairMaskConfig(), others: Sequence[FaceObservation] = ()
+              ) -> HairMask:  # fmt: skip
     """The hair mask of one observed face.
 
     Takes the photo (H, W, 3) uint8 RGB the observation was made on, the `FaceObservation` (its 478
     landmarks in that photo's pixels) and a loaded `PersonSegmenter`; returns a `HairMask` at the photo's
-    resolution. Raises `UsageError` for an image of the wrong type or an observation of another size.
+    resolution. `others`: the photo's other faces (their heads are not this one's hair, see `other_heads`).
+    Raises `UsageError` for an image of the wrong type or an observation of another size.
     `hair_mask_debug` also returns the intermediate images.
     """
-    return hair_mask_debug(rgb, observation, segmenter, config)[0]
+    return hair_mask_debug(rgb, observation, segmenter, config, others)[0]
 
 
 def hair_mask_debug(rgb: np.ndarray, observation: FaceObservation, segmenter: PersonSegmenter,
-                    config: HairMaskConfig = HairMaskConfig()) -> tuple[HairMask, dict]:  # fmt: skip
+                    config: HairMaskConfig = HairMaskConfig(), others: Sequence[FaceObservation] = ()
+                    ) -> tuple[HairMask, dict]:  # fmt: skip
     """`hair_mask` and the intermediate images: {"crop": (S, S, 3) uint8, "person": (S, S) float32,
     "crop_hair": CropHair, "head_crop": HeadCrop} (for contact sheets and tests)."""
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -686,7 +722,8 @@ def hair_mask_debug(rgb: np.ndarray, observation: FaceObservation, segmenter: Pe
     person = person * inside
     timings["segmentation"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = classify_hair(crop_rgb, person, crop.to_crop(landmarks), crop.face_px, config)
+    theirs = [crop.to_crop(np.asarray(other.landmarks_px, np.float64)) for other in others]
+    result = classify_hair(crop_rgb, person, crop.to_crop(landmarks), crop.face_px, config, theirs)
     timings["colour_model"] = time.perf_counter() - start
     start = time.perf_counter()
     mask = cv2.warpAffine(result.mask, crop.inverse, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,15 +61,16 @@ class Hair:
 
 def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit, textures: HeadTextures,
                head: HeadModel, face_landmarks: np.ndarray, segmenter: PersonSegmenter,
-               config: HairConfig) -> tuple[Hair | None, HairMask]:  # fmt: skip
+               config: HairConfig, others: Sequence[FaceObservation] = ()) -> tuple[Hair | None, HairMask]:  # fmt: skip
     """The person's hair, or None when the photo shows a bald head or too little hair; and the mask it came
     from. `face_landmarks` (K, 468, 3): MediaPipe's landmarks on the fitted head under each of
-    `envelope_expressions(fit)` (`sie3d.hair.geometry.face_landmarks_under_every_expression`)."""
+    `envelope_expressions(fit)` (`sie3d.hair.geometry.face_landmarks_under_every_expression`). `others`: the
+    photo's other faces (`sie3d.hair.mask.hair_mask`)."""
     from sie3d.hair.mask import hair_mask
 
     timings = {}
     start = time.perf_counter()
-    mask = hair_mask(photo_rgb, observation, segmenter)
+    mask = hair_mask(photo_rgb, observation, segmenter, others=others)
     timings["mask"] = time.perf_counter() - start
     start = time.perf_counter()
     mesh = hair_geometry(head, fit, face_landmarks, mask, config)
