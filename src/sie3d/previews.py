@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
 from sie3d.head.fit import HeadFit
 from sie3d.head.model import HeadModel
@@ -22,6 +22,7 @@ from sie3d.head.texture import (
     HeadTextures,
     RenderLayout,
     linear_to_srgb,
+    polygon_mask,
 )
 from sie3d.render import Cameras, RenderOutput, draw_in_window, orbit_cameras, rasterize, render_mesh
 from sie3d.render.renderer import STUDIO_LIGHT, DirectionalLight
@@ -314,10 +315,7 @@ def in_photo(textured: TexturedHead, photo_rgb: np.ndarray, fit: HeadFit, textur
     out = textured.render(textured.verts(fit.identity, expression), cams, sh_coeffs=textures.sh_lighting,
                           detail=detail)
     frags = out.fragments.tri_id[0].numpy()
-    outline = face_outline_px.mean(0) + (face_outline_px - face_outline_px.mean(0)) * 0.98
-    oval = Image.new("L", (width * factor, height * factor), 0)
-    ImageDraw.Draw(oval).polygon([tuple(p) for p in (outline * factor).tolist()], fill=255)
-    inside = np.asarray(oval) > 0
+    inside = polygon_mask(face_outline_px * factor, (width * factor, height * factor), shrink=0.02)
     keep = (frags >= 0) & face_mask[np.maximum(frags, 0)] & inside
     if hair is not None:
         keep &= ~_hair_in_front(hair, fine, cams, out, inside)
