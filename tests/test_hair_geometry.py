@@ -504,7 +504,7 @@ def test_strand_tips_hang_from_the_hair_and_never_float() -> None:
 
 def test_strand_tips_are_short_at_the_hairline_and_long_where_the_hair_hangs(people) -> None:
     """Long strand tips hung over the forehead as a fringe of dark teeth the photo does not show: high on the head
-    (the hairline, the temples) the tips are now about a quarter as long as where the hair hangs. Measured as the
+    (the hairline, the temples) the tips are now a third as long as where the hair hangs. Measured as the
     mean length of the alpha's runs along v (the strands' direction) across an edge where the presence fades."""
     presence = np.tile(np.clip(np.linspace(1.4, -0.4, 256), 0, 1)[:, None], (1, 256)).astype(np.float32)
 

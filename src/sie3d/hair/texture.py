@@ -21,7 +21,7 @@ from the crown, run along v everywhere.
 4. **The scalp under the hair** (`paint_scalp`): the hair texture is painted on the head's own texture in the
    directions that hold hair (by its alpha, in the roots' shade), so the scalp showing through thin hair looks
    like hair, and where the photo's hairline is lower than the volume may reach (the volume keeps clear of the
-   forehead under every expression) the hair is painted down to it, fading into the skin over a few millimetres
+   forehead under every expression) the hair is painted down to it, fading into the skin over about a millimetre
    (`SCALP_EDGE_BLUR`): a painted comb of hard teeth under the volume's own read as a dark band of stripes.
 """
 
@@ -61,7 +61,7 @@ __all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture",
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
 STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated where the hair hangs ...
-HAIRLINE_STRAND_LENGTH = 6.0  # ... and where it grows out of the skin (the hairline, the temples)
+HAIRLINE_STRAND_LENGTH = 8.0  # ... and where it grows out of the skin (the hairline, the temples)
 SHORT_TIPS_POLAR_DEG = (80.0, 110.0)  # polar angles (0 = the crown, 90 = the eyes' height) over which the tips
 # lengthen from the hairline's to the hanging hair's: the forehead's hairline lies at 40-75 degrees, hair hangs below
 MIN_SOURCES = 64  # the synthesis copies from at least this many windows of the seen hair ...
@@ -72,7 +72,7 @@ SPECK_LOG = 0.3  # a seen texel whose brightness departs from its 5 x 5 median b
 EDGE_NOISE = 0.2  # presence units per standard deviation by which the strand noise moves the alpha's edge
 EDGE_SMOOTHING = 1.0  # grid cells: the blur that turns the presence's staircase edge into a curve
 SCALP_ROOT_SHADE = 0.7  # the hair painted on the scalp is in the shade of the hair above it
-SCALP_EDGE_BLUR = 4.0  # hair texels (about 2 mm on the head): the painted hair's alpha is blurred by this much
+SCALP_EDGE_BLUR = 2.0  # hair texels (about 1 mm on the head): the painted hair's alpha is blurred by this much
 SCALP_MATERIALS = {"M_Face": 0, "M_BackHead": 1}  # the head's materials the hair is painted on, and their tiles
 # glTF roughness of the head where hair is painted on it: matte. At the skin's 0.6, a viewer's light made a grey
 # sheen of the smooth scalp where it shows under the strand tips (three.js, the web page's key light).
