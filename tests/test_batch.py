@@ -35,14 +35,16 @@ def test_manifest_rows_become_items(tmp_path, faces):
     (tmp_path / "ann.jpg").write_bytes((faces / "london_001_neutral.jpg").read_bytes())
     manifest = tmp_path / "manifest.csv"
     manifest.write_text('Photo,Text,Intensity,ID,notes\nann.jpg,"a smile, wide",0.5,ann-smile,x\n\nann.jpg,,,\n')
-    items = batch.plan(manifest, ["quietly furious"])
+    long = "a gleeful grin with raised eyebrows"
+    items = batch.plan(manifest, ["quietly furious", long])
     assert [(i.id, i.text, i.intensity, i.source) for i in items] == [
         ("ann-smile", "a smile, wide", 0.5, f"{manifest}:2"),
         ("ann-expression", None, 1.0, f"{manifest}:4"),
         ("ann-quietly-furious", "quietly furious", 1.0, "prompt 'quietly furious'"),
+        ("ann-a-gleeful-grin-with", long, 1.0, f"prompt {long!r}"),  # cut at a word's end
     ]
     assert all(i.photo == tmp_path / "ann.jpg" for i in items)
-    assert [len(j.items) for j in batch.jobs_of(items)] == [3]  # one photo: one fit for all three
+    assert [len(j.items) for j in batch.jobs_of(items)] == [4]  # one photo: one fit for all four
 
 
 @pytest.mark.parametrize(("text", "phrase"), [
