@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%s: skipped (%s)", path.name, exc.message)
                 continue
             start = time.perf_counter()
-            hair, debug = hair_mask_debug(photo.rgb, observation, segmenter, config, faces[1:])
+            hair, debug = hair_mask_debug(photo.rgb, observation, segmenter, config,
+                                           [f for f in faces if f.index != observation.index])
             seconds = time.perf_counter() - start
             crop_hair = debug["crop_hair"]
             oval = debug["head_crop"].to_crop(observation.landmarks_px)[list(FACE_OVAL)]

@@ -214,6 +214,9 @@ def test_variant_names_are_unique_folder_names():
     assert variant_names(["smile", "smile", "smile 2", "Person", "¡Qué sorpresa!", "???"]) == [
         "smile", "smile-2", "smile-2-2", "person-text", "que-sorpresa", "text"]
     assert len(set(variant_names(["a"] * 5))) == 5
+    long = "a gleeful grin with raised eyebrows and a wink of the left eye"
+    assert variant_names([long]) == ["a-gleeful-grin-with-raised-eyebrows-and"]  # cut at a word's end
+    assert variant_names(["a " + "very" * 20]) == ["a-" + ("very" * 20)[:38]]  # one long word: cut where it must
 
 
 def test_text_and_closed_vocabulary_ablations(happy, models):

@@ -198,19 +198,10 @@ def plan(source: Path, prompts: Sequence[str] = (), intensity: float = 1.0) -> l
     return _name_items(items)
 
 
-def _clipped(words: str, limit: int) -> str:
-    """The hyphenated `words` cut to at most `limit` characters, at a word's end where one is in reach
-    ("a-gleeful-grin-with", not "a-gleeful-grin-with-rais")."""
-    if len(words) <= limit:
-        return words
-    head = words[: limit + 1]
-    return head.rsplit("-", 1)[0] if "-" in head.strip("-") else words[:limit]
-
-
 def _name_items(items: list[BatchItem]) -> list[BatchItem]:
     """Give every item without an id a unique readable one; refuse two items with one id, and two items
     that would make the same avatar."""
-    from sie3d.semantics.interpret import variant_names
+    from sie3d.semantics.interpret import clipped, variant_names
 
     seen: dict[tuple, str] = {}
     for item in items:
@@ -234,7 +225,7 @@ def _name_items(items: list[BatchItem]) -> list[BatchItem]:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", item.photo.stem).strip("-._") or "photo"
         words = variant_names([item.text])[0] if item.text else "expression"
         strength = "" if item.intensity == 1.0 else f"-i{item.intensity:g}"
-        base = f"{stem[:32]}-{_clipped(words, 24)}".strip("-") + strength
+        base = f"{stem[:32]}-{clipped(words, 24)}".strip("-") + strength
         name, count = base, 1
         while name in taken:
             count += 1

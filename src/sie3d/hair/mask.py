@@ -30,7 +30,9 @@ what does ship and from the photo itself:
    treated as hair); no crown in the photo at all gives ``"unknown"``.
 
 `HairMask.mask` is a float (H, W) image in [0, 1] at the photo's resolution; ``confidence`` and ``notes`` say
-how far to trust it. Only hair of the chosen face's person is looked for. Every threshold is a field of
+how far to trust it. Only hair of the chosen face's person is looked for: the photo's other faces' heads are
+left out (`other_heads`: the segmentation takes a group for one person, a neighbour's hair or headscarf for
+ours). Every threshold is a field of
 `HairMaskConfig`; they were set by looking at the contact sheet of the 79 shared photos, not learned.
 """
 
@@ -117,7 +119,8 @@ class HairMaskConfig:
     other_head_margin: float = 1.15  # a pixel nearer another face's head than this times our head's is theirs
 
     def __post_init__(self) -> None:
-        if self.work_size < 64 or self.crop_side <= 0 or not 0 < self.person_threshold < 1:
+        if (self.work_size < 64 or self.crop_side <= 0 or not 0 < self.person_threshold < 1
+                or self.other_head_margin < 1):
             raise ValueError(f"invalid HairMaskConfig: {self}")
 
 
@@ -548,10 +551,13 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     if gray:
         notes.append("grayscale photo: hair told from skin by lightness and texture only")
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # The person's outline (what the kept hair must reach, what the crown keeps clear of) is the segmentation's,
+    # not the border drawn between this head and a neighbour's.
+    segmented = person > config.person_threshold
     theirs = other_heads(shape, landmarks, others, config.other_head_margin)
     if theirs.any():
         person = person * ~theirs
-        notes.append(f"{len(others)} other face(s) in the photo: their heads are not this one's hair")
+        notes.append("another face's head is in the crop: it is not this one's hair")
     is_person = person > config.person_threshold
     face = polygon_mask(landmarks[list(FACE_OVAL), :2], shape[::-1])
     no_seed = _grow(face, config.face_margin * face_px)
@@ -582,7 +588,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     ellipse = (((xx - top_x) / (config.scalp_width * face_px)) ** 2
                + ((yy - centre_y) / (config.scalp_height * face_px)) ** 2) <= 1.0  # fmt: skip
     scalp = ellipse & ~no_seed & (yy < ear_y) & is_person
-    crown = scalp & (yy < top_y) & ~_grow(~is_person, config.crown_inset * face_px)
+    crown = scalp & (yy < top_y) & ~_grow(~segmented, config.crown_inset * face_px)
     hair_seed = scalp & hair_evidence
     # Clothes: not skin, not even bare skin in another light (a chest, a hand), below the chin, in the middle.
     clothes_seed = (is_person & hair_evidence & (skin_distance > config.clothes_from_skin * config.far_from_skin)
@@ -650,7 +656,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     allowed = ~fringe_zone | _opened(core & fringe_zone & like_hair, config.fringe_width * face_px)
     core &= allowed
     candidate = candidate * allowed
-    outline = _grow(~is_person, config.outline_reach * face_px)
+    outline = _grow(~segmented, config.outline_reach * face_px)
     keep = _grow(_components_kept(core, hair_seed, outline), 2)
     mask = cv2.GaussianBlur((candidate * keep).astype(np.float32), (0, 0), config.smooth_sigma)
     mask[no_hair | theirs] = 0.0
@@ -722,6 +728,10 @@ def hair_mask_debug(rgb: np.ndarray, observation: FaceObservation, segmenter: Pe
     person = person * inside
     timings["segmentation"] = time.perf_counter() - start
     start = time.perf_counter()
+    for other in others:
+        if tuple(other.image_size) != (width, height) or not np.isfinite(other.landmarks_px[:, :2]).all():
+            raise UsageError(f"another face of the photo was observed on a {other.image_size[0]}x"
+                             f"{other.image_size[1]} photo or has no finite landmarks")  # fmt: skip
     theirs = [crop.to_crop(np.asarray(other.landmarks_px, np.float64)) for other in others]
     result = classify_hair(crop_rgb, person, crop.to_crop(landmarks), crop.face_px, config, theirs)
     timings["colour_model"] = time.perf_counter() - start

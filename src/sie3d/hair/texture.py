@@ -331,15 +331,8 @@ def soft_edged(texture: HairTexture, sigma: float) -> HairTexture:
     alpha as weight where the alpha is partial (the colour outside the hair is not hair's) and kept where it is 1."""
     rgba = texture.rgba
     alpha = rgba[..., 3]
-    size = alpha.shape[1]
-    pad = int(np.ceil(3 * sigma))
-
-    def blur(image: np.ndarray) -> np.ndarray:
-        wrapped = cv2.copyMakeBorder(image, 0, 0, pad, pad, cv2.BORDER_WRAP)
-        return cv2.GaussianBlur(wrapped, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)[:, pad : pad + size]
-
-    soft = blur(alpha)
-    colour = blur(rgba[..., :3] * alpha[..., None]) / np.maximum(soft, 1e-6)[..., None]
+    soft = blur_around(alpha, sigma, sigma)
+    colour = blur_around(rgba[..., :3] * alpha[..., None], sigma, sigma) / np.maximum(soft, 1e-6)[..., None]
     colour = np.where((alpha >= 1.0)[..., None], rgba[..., :3], colour)
     return replace(texture, rgba=np.concatenate([colour, soft[..., None]], -1).astype(np.float32))
 

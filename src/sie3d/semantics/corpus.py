@@ -496,8 +496,7 @@ class Generator:
             recipe = self.recipe.with_part(self.concept_recipe(concept, scale), values, mask)
             emotion = _mix(_weighted_emotion(concept.emotion, scale), 0.75, part.emotion, 0.25)
             return self._example(frame.format(a=text, part=part_text), "compound", state, recipe, emotion,
-                                 expected=concept.top_emotion, key=(mask & (values > 0)) if side else None,
-                                 side=side)
+                                 expected=concept.top_emotion, key=mask & (values > 0), side=side)
         a, b = self.rng.sample([c for c in self.expressive if c.kind != "compound"], 2)
         frame = self.draw(state, "frames:blend", list(BLEND_FRAMES))
         wa, wb = BLEND_FRAMES[frame]

@@ -214,13 +214,22 @@ _PAIRS = tuple((i, int(j)) for i, j in enumerate(MIRROR) if i < j and not ICT_NA
 _SIDEWAYS = frozenset(ICT_NAMES.index(n) for n in ("mouthLeft", "mouthRight", "jawLeft", "jawRight"))
 
 
+def clipped(words: str, limit: int) -> str:
+    """The hyphenated `words` cut to at most `limit` characters, at a word's end where that keeps at least half
+    of them ("a-gleeful-grin-with", not "a-gleeful-grin-with-rais"; one long word is cut where it must)."""
+    if len(words) <= limit:
+        return words
+    head = words[: limit + 1].rsplit("-", 1)[0].strip("-")
+    return head if len(head) >= limit // 2 else words[:limit].strip("-")
+
+
 def variant_names(texts: list[str], max_length: int = 40) -> list[str]:
-    """Folder names for the variants of several texts: lowercase words joined by '-', cut at `max_length`,
-    made unique with -2, -3 ... ("A gleeful grin!" -> "a-gleeful-grin")."""
+    """Folder names for the variants of several texts: lowercase words joined by '-', cut at `max_length`
+    (at a word's end, `clipped`), made unique with -2, -3 ... ("A gleeful grin!" -> "a-gleeful-grin")."""
     names: list[str] = []
     for text in texts:
         words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode())
-        base = "-".join(words)[:max_length].strip("-") or "text"
+        base = clipped("-".join(words), max_length) or "text"
         base = "person-text" if base == "person" else base  # "person/" holds the saved person
         name, count = base, 1
         while name in names:  # "smile", "smile", "smile 2" -> smile, smile-2, smile-2-2

@@ -262,6 +262,10 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
             row["correct"], row["n_correct"] = _side_kept(pred[m], target[m], corpus.key[test][m])
         if category == "compound" and (sided := m & (corpus.side[test] != "")).any():  # "smiling, left brow up"
             row["sided_correct"], row["n_sided"] = _side_kept(pred[sided], target[sided], corpus.key[test][sided])
+        if category == "compound" and (modified := m & (corpus.side[test] == "") & corpus.key[test].any(1)).any():
+            # "happy with raised eyebrows": the part's shapes as the part alone would set them
+            row["modifier_correct"] = _on_key(pred[modified], target[modified], corpus.key[test][modified])
+            row["n_modifier"] = int(modified.sum())
         if category == "negation":
             off = corpus.negated[test][m]
             active = ((pred[m] - rest[m]) * off).max(1)
@@ -287,6 +291,12 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
         result["paraphrase"]["top1_basic"] = round(float((top1[basic] == corpus.expected[test][basic]).mean()), 4)
         result["paraphrase"]["n_basic"] = int(basic.sum())
     return result
+
+
+def _on_key(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> float:
+    """Share of requests whose asked shapes (`key`, (N, 53) bool) came out within 0.15 of the target on average."""
+    on_key = (np.abs(pred - target) * key).sum(1) / np.maximum(key.sum(1), 1)
+    return round(float((on_key < 0.15).mean()), 4)
 
 
 def _side_kept(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> tuple[float, int]:
