@@ -80,6 +80,41 @@ def test_a_side_named_beside_an_expression_stays_on_its_part(text_model):
     assert eye.coefficients[idx("eyeBlink_R")] > eye.coefficients[idx("eyeBlink_L")] + 0.3
 
 
+@pytest.mark.parametrize("text", ["a gleeful grin with raised eyebrows", "a joyful grin with raised eyebrows",
+                                  "a smile, eyebrows raised", "raised eyebrows and a gleeful grin"])  # fmt: skip
+def test_a_part_joined_to_an_expression_is_as_strong_as_asked_alone(text_model, text):
+    """The network let the expression win over the part joined to it: "a gleeful grin with raised eyebrows" raised
+    the brows 0.29, "a joyful grin with raised eyebrows" 0.09, against 0.86 for "raised eyebrows" alone. A clause
+    the network reads as a part request now sets the part's shapes as it reads them alone; the expression stays."""
+    idx = ICT_NAMES.index
+    brows = [idx(n) for n in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")]
+    alone = text_model.interpret("raised eyebrows").coefficients
+    both = text_model.interpret(text).coefficients
+    assert both[brows].min() > 0.8 * alone[brows].min() > 0.5
+    assert _smile(both) > 0.5
+    assert both[[idx("browDown_L"), idx("browDown_R")]].max() < 0.1
+
+
+def test_clauses_are_read_alone_only_where_they_add_a_part() -> None:
+    """Negations, a part that only names where an expression happens ("a frown with the brows") and, when the text
+    names a side, the clauses that do not are left to the network; so is a text it reads as a part request."""
+    from sie3d.semantics.interpret import clauses
+
+    assert clauses("a gleeful grin with raised eyebrows") == ["a gleeful grin", "raised eyebrows"]
+    assert clauses("happy") == [] and clauses("smiling without raised eyebrows") == []
+    assert clauses("smiling, not with raised eyebrows") == [] and clauses("a grin but no frown") == []
+    assert clauses("a frown with the brows") == [] and clauses("winking with her right eye") == []
+    assert clauses("smiling, left eyebrow raised") == ["left eyebrow raised"]
+
+
+def test_a_negated_or_sided_part_beside_an_expression_reads_as_before(text_model):
+    idx = ICT_NAMES.index
+    brows = [idx(n) for n in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")]
+    assert text_model.interpret("a gleeful grin without raised eyebrows").coefficients[brows].max() < 0.3
+    wink = text_model.interpret("winking with her right eye").coefficients
+    assert wink[idx("eyeBlink_R")] > 0.6 > wink[idx("eyeBlink_L")] + 0.3
+
+
 @pytest.mark.parametrize("text", ["a gleeful grin with raised eyebrows", "a gleeful grin with both eyebrows raised",
                                   "raised eyebrows and an open mouth", "can't believe their eyes",
                                   "panicking about the exam"])  # fmt: skip
