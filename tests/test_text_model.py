@@ -82,37 +82,92 @@ def test_a_side_named_beside_an_expression_stays_on_its_part(text_model):
 
 @pytest.mark.parametrize("text", ["a gleeful grin with raised eyebrows", "a joyful grin with raised eyebrows",
                                   "a smile, eyebrows raised", "raised eyebrows and a gleeful grin"])  # fmt: skip
-def test_a_part_joined_to_an_expression_is_as_strong_as_asked_alone(text_model, text):
+@pytest.mark.parametrize("frowning_rest", [False, True])
+def test_a_part_joined_to_an_expression_is_as_strong_as_asked_alone(text_model, text, frowning_rest):
     """The network let the expression win over the part joined to it: "a gleeful grin with raised eyebrows" raised
     the brows 0.29, "a joyful grin with raised eyebrows" 0.09, against 0.86 for "raised eyebrows" alone. A clause
-    the network reads as a part request now sets the part's shapes as it reads them alone; the expression stays."""
+    the network reads as a part request now sets the part's shapes as it reads them alone; the expression stays.
+    Also for a person whose rest frowns a little (the raised brows relax it)."""
     idx = ICT_NAMES.index
     brows = [idx(n) for n in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")]
-    alone = text_model.interpret("raised eyebrows").coefficients
-    both = text_model.interpret(text).coefficients
+    person = _person(text_model)
+    if frowning_rest:
+        person[IDENTITY_DIM - 53 + idx("browDown_L")], person[IDENTITY_DIM - 53 + idx("browDown_R")] = 0.27, 0.19
+    alone = text_model.interpret("raised eyebrows", person).coefficients
+    both = text_model.interpret(text, person).coefficients
     assert both[brows].min() > 0.8 * alone[brows].min() > 0.5
     assert _smile(both) > 0.5
     assert both[[idx("browDown_L"), idx("browDown_R")]].max() < 0.1
 
 
-def test_clauses_are_read_alone_only_where_they_add_a_part() -> None:
-    """Negations, a part that only names where an expression happens ("a frown with the brows") and, when the text
-    names a side, the clauses that do not are left to the network; so is a text it reads as a part request."""
+def test_clauses_are_read_alone_only_where_they_may_add_a_part() -> None:
+    """Negations (typographic apostrophes and "dont" too), a "with" that only names where an expression happens ("a
+    frown with the brows", "a wink with the right eye.", "a smile with her eyes too") and, when the text names a
+    side, the clauses that do not are left to the network; a single word before "and" stays with what follows."""
     from sie3d.semantics.interpret import clauses
 
-    assert clauses("a gleeful grin with raised eyebrows") == ["a gleeful grin", "raised eyebrows"]
+    assert clauses("a gleeful grin with raised eyebrows.") == ["a gleeful grin", "raised eyebrows"]
     assert clauses("happy") == [] and clauses("smiling without raised eyebrows") == []
     assert clauses("smiling, not with raised eyebrows") == [] and clauses("a grin but no frown") == []
+    assert clauses("smiling but don\u2019t squint") == [] and clauses("a big smile; dont squint") == []
     assert clauses("a frown with the brows") == [] and clauses("winking with her right eye") == []
+    assert clauses("a wink with the right eye.") == [] and clauses("a smile with her eyes too") == []
     assert clauses("smiling, left eyebrow raised") == ["left eyebrow raised"]
+    assert clauses("a fearful face with raised and knitted brows") == ["a fearful face", "raised and knitted brows"]
+    assert clauses("a salt-and-pepper beard and a smile") == ["a salt-and-pepper beard", "a smile"]
 
 
-def test_a_negated_or_sided_part_beside_an_expression_reads_as_before(text_model):
+def test_with_parts_raises_and_lowers_only_as_far_as_asked_and_keeps_what_another_part_raises() -> None:
+    from sie3d.semantics.interpret import with_parts
+
+    idx = ICT_NAMES.index
+    rest = np.zeros(53, np.float32)
+    reading = np.zeros(53, np.float32)
+    reading[[idx("browDown_L"), idx("mouthSmile_L")]] = 0.6, 0.9
+    up = np.zeros(53, np.float32)
+    up[idx("browInnerUp_L")] = 0.8
+    moved = up > 0.1
+    out = with_parts(reading, rest, [(moved, up)])
+    assert out[idx("browInnerUp_L")] == pytest.approx(0.8) and out[idx("browDown_L")] == 0.0  # the frown relaxed
+    assert out[idx("mouthSmile_L")] == pytest.approx(0.9)  # the rest of the reading stays
+    stronger = reading.copy()
+    stronger[idx("browInnerUp_L")] = 0.95
+    assert with_parts(stronger, rest, [(moved, up)])[idx("browInnerUp_L")] == pytest.approx(0.95)  # never weaker
+    down = np.zeros(53, np.float32)
+    down[idx("browDown_L")] = 0.7
+    both = with_parts(reading, rest, [(moved, up), (down > 0.1, down)])
+    assert both[idx("browInnerUp_L")] == pytest.approx(0.8) and both[idx("browDown_L")] == pytest.approx(0.7)
+
+
+def test_part_request_is_one_vocabulary_part_and_not_an_expression() -> None:
+    from sie3d.semantics.interpret import part_request
+
+    idx = ICT_NAMES.index
+    rest = np.zeros(53, np.float32)
+    brows = np.zeros(53, np.float32)
+    brows[[idx(n) for n in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")]] = 0.85
+    assert part_request(brows, 0.0, 1.0, 0.5, rest, 0.5) is not None
+    assert part_request(brows, 0.0, 1.0, 0.0, rest, 0.5) is None  # an emotion reads no neutral
+    assert part_request(brows, 0.9, 1.0, 0.5, rest, 0.5) is None  # keeps the photo: relative
+    assert part_request(brows, 0.0, 0.2, 0.5, rest, 0.5) is None  # not about a face
+    mixed = brows.copy()
+    mixed[idx("mouthFrown_L")] = 0.5  # brows and mouth: no one part
+    assert part_request(mixed, 0.0, 1.0, 0.5, rest, 0.5) is None
+    frowning = rest.copy()
+    frowning[idx("browDown_L")] = 0.3  # a frowning rest the raised brows relax: still the brows' part
+    assert part_request(brows, 0.0, 1.0, 0.5, frowning, 0.5) is not None
+
+
+def test_a_part_beside_an_expression_reads_as_before_where_the_rule_stays_out(text_model):
     idx = ICT_NAMES.index
     brows = [idx(n) for n in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")]
     assert text_model.interpret("a gleeful grin without raised eyebrows").coefficients[brows].max() < 0.3
-    wink = text_model.interpret("winking with her right eye").coefficients
-    assert wink[idx("eyeBlink_R")] > 0.6 > wink[idx("eyeBlink_L")] + 0.3
+    for text in ("winking with her right eye", "a wink with the right eye."):
+        wink = text_model.interpret(text).coefficients
+        assert wink[idx("eyeBlink_R")] > 0.6 > wink[idx("eyeBlink_L")] + 0.3, text
+    assert text_model.interpret("a smile with the eyes.").coefficients[idx("eyeWide_L")] < 0.3
+    fear = text_model.interpret("a fearful face with raised and knitted brows").coefficients
+    assert fear[idx("browInnerUp_L")] > 0.7 and fear[idx("browDown_L")] > 0.2  # AU1 + AU4, as fear has them
 
 
 @pytest.mark.parametrize("text", ["a gleeful grin with raised eyebrows", "a gleeful grin with both eyebrows raised",

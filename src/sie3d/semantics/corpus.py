@@ -36,7 +36,7 @@ import numpy as np
 
 from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
-from sie3d.semantics.vocabulary import SIDES, Concept, Part, Vocabulary, load, mirror
+from sie3d.semantics.vocabulary import SIDES, Concept, Part, Vocabulary, antagonist_table, load, mirror
 
 N = len(ICT_NAMES)
 NEUTRAL = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")]
@@ -277,9 +277,7 @@ class _Recipe:
 
     def __init__(self, voc: Vocabulary) -> None:
         self.voc = voc
-        self.antagonists = np.zeros((N, N), bool)
-        for a, b in voc.antagonists:
-            self.antagonists[a, b] = self.antagonists[b, a] = True
+        self.antagonists = antagonist_table(voc.antagonists)
 
     def _opposed(self, active: np.ndarray) -> np.ndarray:
         """(53,) bool: shapes antagonistic to any active one."""

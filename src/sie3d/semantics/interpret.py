@@ -25,7 +25,7 @@ from sie3d.errors import AssetError
 from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, N_SHAPES, ConditioningConfig, ConditioningNet, Words
-from sie3d.semantics.vocabulary import MIRROR, SIDE_PHRASES, asks_for_a_side
+from sie3d.semantics.vocabulary import MIRROR, SIDE_PHRASES, asks_for_a_side, words
 
 FORMAT_VERSION = 1  # of the weights file written by `sie3d.semantics.train.save`
 ASSET = "conditioning"  # the bundled weights, listed with their sha256 in the asset manifest
@@ -34,16 +34,20 @@ EMOTION_LABELS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy
                   "sadness": "sad", "surprise": "surprise"}  # fmt: skip
 OPPOSED = {frozenset(("happy", e)) for e in ("anger", "disgust", "fear", "sadness")}
 MOVED = 0.05  # a shape the text moves this far from the person's rest and photo expression is the text's (`even_sides`)
-# Where a sentence may join a part of the face to an expression ("a gleeful grin with raised eyebrows").
-CLAUSE_BREAK = re.compile(r"\s*(?:[,;]|\b(?:with|and|but)\b)\s*", re.IGNORECASE)
-# A sentence with a negation is left to the network ("smiling, not with raised eyebrows"), ...
-NEGATION = re.compile(r"\b(not|no|never|without|nothing|neither|nor|instead|rather|except|anything but)\b|n't\b",
+# Where a sentence may join a part of the face to an expression ("a gleeful grin with raised eyebrows"; not inside
+# a hyphenated word: "salt-and-pepper").
+CLAUSE_BREAK = re.compile(r"\s*([,;]|(?<!-)\b(?:with|and|but)\b(?!-))\s*", re.IGNORECASE)
+# A sentence with a negation is left to the network ("smiling, not with raised eyebrows", "don't squint"), ...
+NEGATION = re.compile(r"\b(?:not|no|never|without|nothing|neither|nor|instead|rather|except|anything but)\b"
+                      r"|n['\u2019]t\b|\b(?:do|does|did|is|are|was|were|can|could|would|should|must|have|has|had)nt\b",
                       re.IGNORECASE)  # fmt: skip
-# ... and so is one whose "with" names the part that makes the expression, not a state of it ("a frown with the
-# brows", "a wink with her right eye").
-BARE_PART = re.compile(r"^(?:(?:the|her|his|their|its|my|your|one|both)\s+)?(?:(?:left|right)\s+)?(?:eyes?|eyebrows?"
-                       r"|brows?|eyelids?|lids?|mouth|lips?|side|jaw|cheeks?|nose|nostrils?|chin|forehead|teeth)$",
-                       re.IGNORECASE)  # fmt: skip
+# ... and so is one with a clause made only of these words: a "with" that names the part an expression is made with,
+# not a state of it ("a frown with the brows", "a wink with her right eye.", "a smile with her eyes too").
+BARE_WORDS = frozenset((
+    "a", "an", "the", "her", "his", "their", "its", "my", "your", "our", "one", "both", "all", "whole", "only", "too",
+    "also", "upper", "lower", "inner", "outer", "left", "right", "eye", "eyes", "eyebrow", "eyebrows", "brow",
+    "brows", "eyelid", "eyelids", "lid", "lids", "mouth", "lip", "lips", "side", "sides", "jaw", "cheek", "cheeks",
+    "nose", "nostril", "nostrils", "chin", "forehead", "teeth", "tooth"))  # fmt: skip
 PART_SHAPES = 6  # a clause that moves at most this many shapes, by more than PART_MOVED, asks for a part
 PART_MOVED = 0.1
 PART_NEUTRAL = 0.2  # ... and reads at least this neutral (the vocabulary's parts: 0.3-1.0; an emotion: 0)
@@ -196,37 +200,46 @@ class TextModel:
                                           tuple(warnings), blend))  # fmt: skip
         return results
 
-
     def _read(self, texts: list[str], features: np.ndarray):
-        """The network's raw output for `texts` (already checked) and one person's (334,) `features`."""
+        """The network's raw output for `texts` (already checked) and one person's (334,) `features` or one per
+        text (N, 334)."""
         embeddings = self.encoder.encode(texts)
         ids, mask = self.encoder.word_ids(texts, MAX_WORDS)
-        people = torch.from_numpy(np.repeat(features[None], len(texts), 0))
+        people = np.broadcast_to(features, (len(texts), IDENTITY_DIM)).astype(np.float32)
         with torch.no_grad():
-            return self.network(torch.from_numpy(embeddings), people, Words(ids, mask, self.encoder.word_table))
+            return self.network(torch.from_numpy(embeddings), torch.from_numpy(people),
+                                Words(ids, mask, self.encoder.word_table))  # fmt: skip
 
     def _part_clauses(self, texts: list[str], features: np.ndarray, whole) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-        """Per text, the part requests of its clauses (`part_request`), in order; `whole`: the network's reading
-        of the texts themselves.
+        """`part_clauses` read by this model for one person's (334,) `features`."""
+        people = np.broadcast_to(features, (len(texts), IDENTITY_DIM))
+        return part_clauses(self._read, texts, people, whole, self.config.low_confidence)
 
-        The network reads "raised eyebrows" alone well (the held-out part requests: 0.90) but joined to an
-        expression it lets the expression win ("a gleeful grin with raised eyebrows": brows 0.29 instead of 0.86;
-        the held-out "expression with a part" requests had the part's shapes within 0.15 on 0.47). So the clauses
-        of a sentence (`clauses`: split at commas, "with", "and", "but") are also read alone, and those the network
-        reads as a part request are applied to the sentence's reading (`with_parts`). A text the network reads as
-        a part request as a whole ("squinting, please", "jaw down and lips apart") is its own."""
-        rest = features[-N_SHAPES:]
-        pieces = [(i, c) for i, text in enumerate(texts) for c in clauses(text)
-                  if part_request(*_reading(whole, i), rest, self.config.low_confidence) is None]
-        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
-        if not pieces:
-            return found
-        out = self._read([c for _, c in pieces], features)
-        for k, (i, _) in enumerate(pieces):
-            part = part_request(*_reading(out, k), rest, self.config.low_confidence)
-            if part is not None:
-                found[i].append(part)
+
+def part_clauses(read, texts: list[str], features: np.ndarray, whole, low_confidence: float
+                 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+    """Per text, the part requests of its clauses (`part_request`), in order. `read(texts, features)`: the
+    network's output for texts and people (N, 334); `features` (N, 334) the person of each text; `whole`: the
+    network's output for the texts themselves.
+
+    The network reads "raised eyebrows" alone well (the held-out part requests: 0.90) but joined to an expression
+    it lets the expression win ("a gleeful grin with raised eyebrows": brows 0.29 instead of 0.86; the held-out
+    "expression with a part" requests had the part's shapes within 0.15 on 0.47). So the clauses of a sentence
+    (`clauses`: split at commas, semicolons, "with", "and", "but") are also read alone, and those the network
+    reads as a part request are applied to the sentence's reading (`with_parts`). A text the network reads as a
+    part request as a whole ("squinting, please", "jaw down and lips apart") is its own."""
+    rest = features[:, -N_SHAPES:]
+    pieces = [(i, c) for i, text in enumerate(texts) for c in clauses(text)
+              if part_request(*_reading(whole, i), rest[i], low_confidence) is None]  # fmt: skip
+    found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
+    if not pieces:
         return found
+    out = read([c for _, c in pieces], np.stack([features[i] for i, _ in pieces]))
+    for k, (i, _) in enumerate(pieces):
+        part = part_request(*_reading(out, k), rest[i], low_confidence)
+        if part is not None:
+            found[i].append(part)
+    return found
 
 
 def _reading(out, k: int) -> tuple[np.ndarray, float, float, float]:
@@ -240,42 +253,59 @@ def part_request(values: np.ndarray, keep_photo: float, confidence: float, neutr
     """(moved (53,) bool, `values`) when the network's reading of a clause (`values` (53,), its mean `keep_photo`,
     its `confidence`, its `neutral` probability) is a part request for a person at `rest` (53,): confident,
     keeping nothing of the photo, partly neutral (`PART_NEUTRAL`), moving 1 to `PART_SHAPES` shapes by more than
-    `PART_MOVED`, all of them shapes one part of the vocabulary sets (the brows, the eyes, the jaw ...). None
-    otherwise (an expression, a situation, a photo-relative request, not a face)."""
+    `PART_MOVED` (not counting the antagonists it relaxes), all of them shapes one part of the vocabulary sets (the
+    brows, the eyes, the jaw ...). None otherwise (an expression, a situation, a photo-relative request, not a
+    face)."""
     moved = np.abs(values - rest) > PART_MOVED
+    raised = moved & (values > rest)
+    # (antagonists it relaxes from the rest, a frowning rest's brows under "raised eyebrows", are not its own shapes)
+    own = moved & ~(_antagonists()[raised].any(0) & (values < rest))
     if (confidence < low_confidence or keep_photo > 0.5 or neutral < PART_NEUTRAL
-            or not 1 <= moved.sum() <= PART_SHAPES or not (_part_masks()[:, moved].all(1)).any()):
+            or not 1 <= own.sum() <= PART_SHAPES or not (_part_masks()[:, own].all(1)).any()):
         return None
     return moved, values
 
 
 def clauses(text: str) -> list[str]:
-    """The clauses of `text` that may ask for a part of the face beside the rest of it: split at `CLAUSE_BREAK`
-    (those with a letter); none when there is only one, when the text negates (`NEGATION`) or when a clause is a
-    bare part (`BARE_PART`); when the text names a side (`SIDE_PHRASES`), only the clauses that name it ("winking
-    with her right eye" is not "winking" on the network's own side)."""
+    """The clauses of `text` that may ask for a part of the face beside the rest of it: split at `CLAUSE_BREAK`, a
+    single word before "and" kept with what follows ("raised and knitted brows"), stripped of punctuation, those
+    with a letter; none when there is only one, when the text negates (`NEGATION`) or when a clause holds only
+    `BARE_WORDS`; when the text names a side (`SIDE_PHRASES`), only the clauses that name it ("winking with her
+    right eye" is not "winking" on the network's own side)."""
     if NEGATION.search(text):
         return []
-    pieces = [c for c in CLAUSE_BREAK.split(text) if re.search(r"[^\W\d_]", c)]
-    if len(pieces) < 2 or any(BARE_PART.match(c) for c in pieces):
+    split = CLAUSE_BREAK.split(text)
+    pieces = [split[0]]
+    for separator, piece in zip(split[1::2], split[2::2], strict=True):
+        if separator.lower() == "and" and len(words(pieces[-1])) == 1:
+            pieces[-1] = f"{pieces[-1]} and {piece}"
+        else:
+            pieces.append(piece)
+    pieces = [p.strip(" .!?\u2026:\"'()[]-\u2013\u2014") for p in pieces]
+    pieces = [p for p in pieces if words(p)]
+    if len(pieces) < 2 or any(set(words(p)) <= BARE_WORDS for p in pieces):
         return []
     if SIDE_PHRASES.search(text.lower()):
-        pieces = [c for c in pieces if SIDE_PHRASES.search(c.lower())]
+        pieces = [p for p in pieces if SIDE_PHRASES.search(p.lower())]
     return pieces
 
 
 def with_parts(coefficients: np.ndarray, rest: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """(53,) `coefficients` with each part request (`part_request`) applied, in order: a shape the part raises
-    (above `rest`) is at least its value, one it lowers at most; where the part raises a shape beyond the
-    coefficients, that shape's antagonists go no higher than the part has them (raised brows relax a frown)."""
+    """(53,) `coefficients` with each part request (`part_request`) applied: a shape a part raises (above `rest`)
+    is at least its value, one it lowers at most; where a part raises a shape beyond the coefficients, that shape's
+    antagonists go no higher than the part has them (raised brows relax a frown) -- unless another part of the
+    same text raises them ("raised and knitted brows" of fear keep both)."""
     out = coefficients.copy()
+    raised_by_any = np.zeros(len(out), bool)
+    for moved, values in parts:
+        raised_by_any |= moved & (values > rest)
     for moved, values in parts:
         raised, lowered = moved & (values > rest), moved & (values < rest)
         beyond = raised & (values > out)
         out[raised] = np.maximum(out[raised], values[raised])
         out[lowered] = np.minimum(out[lowered], values[lowered])
         if beyond.any():
-            relax = _antagonists()[beyond].any(0) & ~moved
+            relax = _antagonists()[beyond].any(0) & ~moved & ~raised_by_any
             out[relax] = np.minimum(out[relax], values[relax])
     return out
 
@@ -291,12 +321,9 @@ def _part_masks() -> np.ndarray:
 @cache
 def _antagonists() -> np.ndarray:
     """(53, 53) bool: the vocabulary's antagonist shapes (a raised brow and a lowered one)."""
-    from sie3d.semantics.vocabulary import load
+    from sie3d.semantics.vocabulary import antagonist_table, load
 
-    table = np.zeros((N_SHAPES, N_SHAPES), bool)
-    for a, b in load().antagonists:
-        table[a, b] = table[b, a] = True
-    return table
+    return antagonist_table(load().antagonists)
 
 
 def even_sides(coefficients: np.ndarray, references: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -37,7 +37,14 @@ from tqdm import tqdm
 from sie3d.expressions import EMOTIONS
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics import corpus as corpus_module
-from sie3d.semantics.conditioning import MAX_WORDS, ConditioningConfig, ConditioningNet, Words, identity_features
+from sie3d.semantics.conditioning import (
+    MAX_WORDS,
+    N_SHAPES,
+    ConditioningConfig,
+    ConditioningNet,
+    Words,
+    identity_features,
+)
 from sie3d.semantics.corpus import ARRAY_FIELDS, Corpus, CorpusConfig, apply_recipe, emotion_reading
 from sie3d.semantics.interpret import FORMAT_VERSION
 from sie3d.semantics.vocabulary import load as load_vocabulary
@@ -238,13 +245,17 @@ def predict(model: ConditioningNet, embeddings: np.ndarray, features: np.ndarray
 
 
 def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, people: People, words: Words,
-             seed: int = 1) -> dict:
-    """Held-out metrics per category (test split), each example applied to a seeded real person."""
+             seed: int = 1, rules: bool = False) -> dict:
+    """Held-out metrics per category (test split), each example applied to a seeded real person; with `rules`,
+    of the network's outputs as `sie3d` reads a text (`through_rules`), else of the network alone."""
     rng = np.random.default_rng(seed)
     test = np.flatnonzero(corpus.split == "test")
     who = rng.integers(len(people), size=len(test))
     target, emotion, _, _ = batch_targets(corpus, test, people, who)
     pred, dist, conf = predict(model, embeddings[test], people.features(who), words.select(torch.from_numpy(test)))
+    if rules:
+        pred = through_rules(model, [corpus.texts[i] for i in test], people.features(who), embeddings[test],
+                             words.select(torch.from_numpy(test)))  # fmt: skip
     rest = people.rest[who]
     top1 = np.array(EMOTIONS)[dist.argmax(1)]
     result = {}
@@ -291,6 +302,31 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
         result["paraphrase"]["top1_basic"] = round(float((top1[basic] == corpus.expected[test][basic]).mean()), 4)
         result["paraphrase"]["n_basic"] = int(basic.sum())
     return result
+
+
+@torch.no_grad()
+def through_rules(model: ConditioningNet, texts: list[str], features: np.ndarray, embeddings: np.ndarray,
+                  words: Words) -> np.ndarray:  # fmt: skip
+    """(N, 53) the coefficients `sie3d` reads from `texts` for people `features` (N, 334) at intensity 1: the
+    network's, with the parts its clauses ask for (`interpret.part_clauses`, `with_parts`) and both sides alike
+    where the text names no side (`even_sides`). The confidence's pull toward the rest is left out (the nonsense
+    category judges the confidence itself)."""
+    from sie3d.semantics.interpret import InterpretConfig, even_sides, part_clauses, with_parts
+    from sie3d.semantics.vocabulary import asks_for_a_side
+
+    def read(clause_texts: list[str], people: np.ndarray):
+        return model(torch.from_numpy(embed(clause_texts, False)), torch.from_numpy(np.ascontiguousarray(people)),
+                     corpus_words(clause_texts))  # fmt: skip
+
+    whole = model(torch.from_numpy(embeddings), torch.from_numpy(features), words)
+    parts = part_clauses(read, texts, features, whole, InterpretConfig().low_confidence)
+    out = whole.coefficients.numpy().copy()
+    for i, text in enumerate(texts):
+        photo, rest = features[i, -2 * N_SHAPES : -N_SHAPES], features[i, -N_SHAPES:]
+        out[i] = with_parts(out[i], rest, parts[i])
+        if not asks_for_a_side(text):
+            out[i] = even_sides(out[i], (rest, photo))
+    return out
 
 
 def _on_key(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> float:
@@ -450,6 +486,26 @@ def summary_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def rules_table(faces: Path, corpus_config: CorpusConfig) -> str:
+    """Markdown: the shipped network's held-out figures alone and through the rules (`through_rules`)."""
+    from sie3d.semantics.interpret import load_network
+
+    torch.set_num_threads(TrainConfig.threads)
+    model, _ = load_network()
+    corpus = corpus_module.generate(corpus_config)
+    embeddings = embed(corpus.texts)
+    real = real_people(faces)
+    words = corpus_words(corpus.texts)
+    rows = ["| | laterality | a side beside an expression | a part beside an expression | negation | part-only | "
+            "mean coefficient error, compounds |", "|" + "---|" * 7]
+    for name, rules in (("the network", False), ("through the rules", True)):
+        m = evaluate(model, corpus, embeddings, real, words, rules=rules)
+        rows.append(f"| {name} | {m['laterality']['correct']:.3f} | {m['compound']['sided_correct']:.3f} | "
+                    f"{m['compound']['modifier_correct']:.3f} | {m['negation']['correct']:.3f} | "
+                    f"{m['part']['correct']:.3f} | {m['compound']['coefficient_mae']:.4f} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 ABLATIONS = {  # name -> (model config, corpus augmentation)
     "FiLM, text + identity (shipped)": (ConditioningConfig("film"), True),
     "MLP, text + identity": (ConditioningConfig("mlp"), True),
@@ -470,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--output", help="weights file (default: the shipped src/sie3d/semantics/conditioning.pt)")
     parser.add_argument("--no-save", action="store_true", help="train and report only")
+    parser.add_argument("--rules-only", action="store_true", help="no training: the shipped network's held-out "
+                        "figures alone and through the rules `sie3d` reads a text with (parts read alone, sides)")
     parser.add_argument("--check", action="store_true", help="retrain (not saved) and compare the held-out figures "
                         f"with the committed report (tolerance {CHECK_TOLERANCE})")
     args = parser.parse_args(argv)
@@ -479,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no shared faces folder found: pass --faces DIR (or set SIE3D_FACES)")
     config = TrainConfig(seed=args.seed, epochs=args.epochs, threads=args.threads)
     corpus_config = CorpusConfig(seed=args.seed)
+    if args.rules_only:
+        print(rules_table(faces, corpus_config))
+        return 0
     reports = {}
     variants = ABLATIONS if args.ablations else dict(list(ABLATIONS.items())[:1])
     for name, (model_config, augment) in variants.items():
