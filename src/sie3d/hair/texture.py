@@ -56,7 +56,7 @@ from sie3d.head.texture import (
 )
 
 __all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness",
-           "short_tips", "smooth_edge", "soft_edged", "synthesize", "texel_points"]
+           "row_polar", "short_tips", "smooth_edge", "soft_edged", "synthesize", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
@@ -89,12 +89,17 @@ class HairTexture:
     seen: float
 
 
+def row_polar(grid: HairGrid, size: int) -> np.ndarray:
+    """(S,) the polar angle (radians) of each row of an S x S hair texture: v = 1 - polar / (the grid's first +
+    last polar), as in the mesh's UVs."""
+    return (np.arange(size) + 0.5) / size * (grid.polar[0] + grid.polar[-1])
+
+
 def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every texel of an S x S hair texture on the hair's outer surface: (points (S, S, 3) head space cm,
     outward normals (S, S, 3), presence (S, S))."""
     u = (np.arange(size) + 0.5) / size
-    v = 1.0 - (np.arange(size) + 0.5) / size
-    polar = (1.0 - v) * (grid.polar[0] + grid.polar[-1])  # v = 1 - polar / max polar, as in the mesh's UVs
+    polar = row_polar(grid, size)
     azimuth = -np.pi + 2 * np.pi * u
     dirs = directions(polar[:, None], azimuth[None])
     radius, presence = grid.radius_at_angles(polar[:, None], azimuth[None])  # (S, S): rows and columns apart
@@ -106,7 +111,7 @@ def texel_points(grid: HairGrid, size: int) -> tuple[np.ndarray, np.ndarray, np.
 def short_tips(grid: HairGrid, size: int) -> np.ndarray:
     """(S,) per row of an S x S hair texture: 1 where its strand tips are the hairline's (short), 0 where they are
     the hanging hair's, between them across `SHORT_TIPS_POLAR_DEG`."""
-    polar = np.degrees((np.arange(size) + 0.5) / size * (grid.polar[0] + grid.polar[-1]))  # as in `texel_points`
+    polar = np.degrees(row_polar(grid, size))
     low, high = SHORT_TIPS_POLAR_DEG
     return np.clip((high - polar) / (high - low), 0.0, 1.0).astype(np.float32)
 

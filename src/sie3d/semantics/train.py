@@ -286,7 +286,7 @@ def evaluate(model: ConditioningNet, corpus: Corpus, embeddings: np.ndarray, peo
         if category == "part":
             key = corpus.key[test][m]
             err = np.abs(pred[m] - target[m])
-            on_key = (err * key).sum(1) / np.maximum(key.sum(1), 1)
+            on_key = _on_key_error(pred[m], target[m], key)
             touched = (corpus.keep_rest[test][m] < 0.5) | key  # shapes the request sets or relaxes
             off_key = (err * ~touched).sum(1) / np.maximum((~touched).sum(1), 1)
             row["correct"] = round(float(((on_key < 0.15) & (off_key < 0.05)).mean()), 4)
@@ -329,10 +329,14 @@ def through_rules(model: ConditioningNet, texts: list[str], features: np.ndarray
     return out
 
 
+def _on_key_error(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """(N,) each request's mean error on its asked shapes (`key`, (N, 53) bool)."""
+    return (np.abs(pred - target) * key).sum(1) / np.maximum(key.sum(1), 1)
+
+
 def _on_key(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> float:
     """Share of requests whose asked shapes (`key`, (N, 53) bool) came out within 0.15 of the target on average."""
-    on_key = (np.abs(pred - target) * key).sum(1) / np.maximum(key.sum(1), 1)
-    return round(float((on_key < 0.15).mean()), 4)
+    return round(float((_on_key_error(pred, target, key) < 0.15).mean()), 4)
 
 
 def _side_kept(pred: np.ndarray, target: np.ndarray, key: np.ndarray) -> tuple[float, int]:

@@ -168,9 +168,6 @@ def load(path: Path = VOCABULARY_PATH) -> Vocabulary:
     return Vocabulary(shapes, concepts, parts, tuple(dict.fromkeys(pairs)))
 
 
-# Phrases that ask for one side of the face, whatever the vocabulary says: a side of the face (not "left out" or
-# "all right"), one of a paired part, a move to one side, a paired part in the singular ("a raised eyebrow", "a
-# tear on her cheek"; not "brow", which is mostly both: "a furrowed brow").
 def antagonist_table(pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
     """(53, 53) bool: the antagonist `pairs` (`Vocabulary.antagonists`) both ways (a raised brow, a lowered one)."""
     table = np.zeros((N_SHAPES, N_SHAPES), bool)
@@ -179,6 +176,9 @@ def antagonist_table(pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
     return table
 
 
+# Phrases that ask for one side of the face, whatever the vocabulary says: a side of the face (not "left out" or
+# "all right"), one of a paired part, a move to one side, a paired part in the singular ("a raised eyebrow", "a
+# tear on her cheek"; not "brow", which is mostly both: "a furrowed brow").
 SIDE_PHRASES = re.compile(
     r"\b(?<!all )(left|right)(?![- ](out|alone|behind|speechless|now|away|before|after|there|here|then|on)\b)"
     r"|\b(left|right)(wards?|-sided)\b|\bone[- ](side|sided|eye|eyebrow|corner|cheek|nostril|lid|eyelid)\b"
