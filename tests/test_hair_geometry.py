@@ -365,9 +365,9 @@ def test_the_hair_texture_keeps_the_photos_brightness(models, people, name) -> N
 def test_a_two_coloured_hat_keeps_both_colours_and_copies_no_specks(models, faces) -> None:
     """A Santa hat (the mask's "headwear-or-hair", for its vivid red): its red crown, far darker than the white
     brim above the forehead, was taken for backdrop between strands by hair's outlier rule and painted white.
-    Vivid headwear keeps every seen texel's colour, and its synthesized back takes only brightness from the
-    patches: copied per channel, patches across the red-white border put white and cyan specks into the red and
-    red ones into the white."""
+    Opaque headwear keeps every seen texel's colour, and its unseen back goes round the head ring by ring: patches
+    copied per channel across the red-white border put white and cyan specks into the red and red ones into the
+    white."""
     person = reconstruct(load_photo(faces / "max_surprised.jpeg"), models, HAIR_ON)
     assert person.hair.mask_summary["kind"] == "headwear-or-hair"
     assert any("vivid colour" in note for note in person.hair.mask_summary["notes"])
@@ -378,6 +378,34 @@ def test_a_two_coloured_hat_keeps_both_colours_and_copies_no_specks(models, face
     assert 0.05 < red.mean() < 0.6, red.mean()  # the crown's share of the hat: 0.12 (none before)
     assert cyan.mean() < 0.002, cyan.mean()  # 0 (0.006 with per-channel patches)
     assert person.hair.texture.seen > 0.15  # 0.08 when the crown was dropped as an outlier (0.24 with it)
+    size = rgba.shape[0]
+    rows, colours, _ = _back_rings(rgba)
+    r, g, b = (colours[rows < 0.2 * size][..., k] for k in range(3))
+    assert ((r > 3 * g) & (r > 3 * b)).mean() > 0.5  # red behind, at the crown (a grey-white cap before the rings)
+
+
+def _back_rings(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The back of the head (azimuth beyond +-150 degrees) of a hair texture: (its rows covered all across, as
+    indices from the crown; their texels' (rows, texels, 3) colours; their median luminance)."""
+    size = rgba.shape[0]
+    back = np.concatenate([rgba[:, : size // 12], rgba[:, -size // 12 :]], 1)
+    rows = np.flatnonzero((back[..., 3] > 0.9).mean(1) > 0.9)
+    return rows, back[rows, :, :3], np.median(back[rows, :, :3] @ LUMINANCE, 1)
+
+
+def test_a_caps_band_and_crown_go_round_the_head(models, faces) -> None:
+    """A navy cap with a white crown (two tones: opaque headwear) was black hair all round, its crown and badge
+    dropped as backdrop between strands. Its back now continues what the photo shows of its front ring by ring:
+    the white crown (rows from the crown down) over the dark band, each ring about one colour round the head
+    (hair's patches mottled it with the band's and the crown's colours)."""
+    person = reconstruct(load_photo(faces / "mpl_grace_hopper.jpg"), models, HAIR_ON)
+    assert person.hair.mask_summary["kind"] == "headwear-or-hair"
+    size = person.hair.texture.rgba.shape[0]
+    rows, colours, ring = _back_rings(person.hair.texture.rgba)
+    crown, band = np.median(ring[rows < 0.2 * size]), np.median(ring[rows > 0.35 * size])
+    assert crown > 10 * band, (crown, band)  # measured 0.93 and 0.003
+    spread = np.median(np.std(np.log(colours @ LUMINANCE + 1e-3), 1))
+    assert spread < 0.2, spread  # 0.08: the rings' faint strand noise
 
 
 @pytest.mark.parametrize("name", (SHORT, LONG))

@@ -6,7 +6,7 @@
 - expectations checked by hand on the contact sheet of the shared photos (scripts/hair_mask_sheet.py):
   bald heads give an empty mask, long hair reaches below the ears, short hair stays above the jaw, the
   face below the brows is never hair, a fringe covers the forehead and bare foreheads stay bare, skin in the
-  shadow near the hairline is not hair, a Santa hat and a headscarf are called headwear;
+  shadow near the hairline is not hair, a Santa hat, a two-toned cap and a headscarf are called headwear;
 - a tilted head and a grayscale copy give the same mask; bad inputs give a `UsageError`; a mask takes well
   under a second on one thread.
 """
@@ -45,6 +45,7 @@ LONG = ("singnet_adele_2016.jpg", "london_025_neutral.jpg", "singnet_city_portra
 SHORT = ("london_004_neutral.jpg", "london_018_neutral.jpg", "singnet_elon_musk_2015.jpg", "london_005_neutral.jpg")
 FRINGE = ("london_003_neutral.jpg", "skimage_astronaut.png")  # bangs to the brows; a short fringe
 HAT = "max_surprised.jpeg"  # a man in a Santa Claus costume: red and white hat
+CAP = "mpl_grace_hopper.jpg"  # a navy officer's cap: a dark band under a white crown, a gold badge
 HIJAB = "singnet_classroom_in_tanzania.jpg"  # girls in white headscarves; the largest face is taken
 # Bare skin in the shadow near the hairline (checked by hand on the photos): points as (right, up) offsets from the
 # forehead landmark in face heights. The mask took every one of them for hair before `skin_in_shadow` (and, for the
@@ -70,7 +71,7 @@ def segmenter() -> PersonSegmenter:
 def observed_all(observer, faces) -> dict:
     """name -> (photo RGB, FaceObservation of its largest face, the photo's other faces)."""
     result = {}
-    for name in {*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE, *PORT_PHOTOS, *SHADOWED}:
+    for name in {*BALD, *LONG, *SHORT, HAT, CAP, HIJAB, *FRINGE, *PORT_PHOTOS, *SHADOWED}:
         photo = load_photo(faces / name)
         largest, every = observer.observe(photo)
         result[name] = (photo.rgb, largest, tuple(f for f in every if f.index != largest.index))
@@ -88,7 +89,7 @@ def masks(observed_all, segmenter) -> dict[str, tuple[HairMask, float]]:
     """name -> (HairMask, seconds) for the photos with hand-checked expectations (with the photo's other faces,
     as `sie3d reconstruct` makes them)."""
     result = {}
-    for name in (*BALD, *LONG, *SHORT, HAT, HIJAB, *FRINGE):
+    for name in (*BALD, *LONG, *SHORT, HAT, CAP, HIJAB, *FRINGE):
         rgb, observation, others = observed_all[name]
         start = time.perf_counter()
         mask = hair_mask(rgb, observation, segmenter, others=others)
@@ -299,6 +300,19 @@ def test_a_santa_hat_is_called_headwear_and_kept_as_hair(masks, observed) -> Non
     assert any("headwear" in note for note in mask.notes)
     top = int(landmarks[10, 1])
     assert (mask.mask[:top] > 0.5).sum() > 0.3 * _face_height(landmarks) ** 2  # the hat is in the mask
+
+
+def test_a_two_toned_cap_is_opaque_headwear_and_hair_is_not(masks) -> None:
+    """A dark cap under a white crown passed for black hair: no vivid colour, a hair-sized region. Its two tones
+    give it away (lightness quartiles 4 and 60; the shared photos' hair at most 39 apart, a Santa hat 56), and such
+    headwear keeps its own colours in the texture (`HairMask.opaque`). Hair, long, short or with a fringe, and the
+    headscarf (headwear by its size alone, perhaps backdrop) are not opaque."""
+    cap = masks[CAP][0]
+    assert cap.kind == "headwear-or-hair" and cap.opaque, cap.notes
+    assert any("two tones" in note for note in cap.notes)
+    assert masks[HAT][0].opaque
+    for name in (*LONG, *SHORT, *FRINGE, HIJAB):
+        assert not masks[name][0].opaque, (name, masks[name][0].notes)
 
 
 def test_a_headscarf_is_called_headwear(masks) -> None:

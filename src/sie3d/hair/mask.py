@@ -26,8 +26,9 @@ what does ship and from the photo itself:
    hair: a forehead or temple the light falls off from passed for hair before.
 4. **Verdicts** (`bald_verdict`, colour and size checks): a crown that is mostly skin, or smooth, not darker
    than the skin and only partly unlike it, is ``kind="bald"`` with an empty mask; vivid or unnatural colours,
-   or a region far larger than hair covers, make it ``"headwear-or-hair"`` (headwear stays in the mask: it is
-   treated as hair); no crown in the photo at all gives ``"unknown"``.
+   two tones far apart (a cap's dark band under its white crown) or a region far larger than hair covers make it
+   ``"headwear-or-hair"`` (headwear stays in the mask: it is treated as hair); no crown in the photo at all gives
+   ``"unknown"``.
 
 `HairMask.mask` is a float (H, W) image in [0, 1] at the photo's resolution; ``confidence`` and ``notes`` say
 how far to trust it. Only hair of the chosen face's person is looked for: the photo's other faces' heads are
@@ -111,6 +112,7 @@ class HairMaskConfig:
     bald_texture_ratio: float = 1.4  # "smooth": median crown texture below this times the skin's
     headwear_fraction: float = 0.3  # "headwear-or-hair" above this fraction of unnatural hair colours
     headwear_vivid: float = 0.08  # ... or above this fraction of vivid ones (see VIVID_CHROMA)
+    headwear_two_tone: float = 45.0  # ... or when its lightness quartiles lie this many L units apart (two tones)
     max_hair_area: float = 2.0  # ... or when the mask covers more than this many face heights squared
     gray_chroma: float = 4.0  # a photo whose 99th-percentile chroma (Lab) is below this is grayscale
     covariance_floor: float = 1.0  # added to every class covariance's diagonal (feature units squared)
@@ -130,9 +132,9 @@ class HairMask:
 
     ``mask`` (H, W) float32 in [0, 1], photo resolution: probability-like weight of hair (headwear included).
     ``confidence`` in [0, 1]: how clearly hair and skin separated (see `classify_hair`). ``kind`` is one of
-    `KINDS`. ``notes`` are human-readable sentences for a report. ``timings`` are seconds per step. ``vivid``:
-    the region is headwear because of a vivid colour no hair has (a hat: opaque, with colours of its own), not
-    only because of dyed-looking colours or its size (`headwear_verdict`).
+    `KINDS`. ``notes`` are human-readable sentences for a report. ``timings`` are seconds per step. ``opaque``:
+    the region is headwear because of a vivid colour or two tones no hair has (a hat: opaque, with colours of its
+    own), not only because of dyed-looking colours or its size (`headwear_verdict`).
     """
 
     mask: np.ndarray
@@ -140,7 +142,7 @@ class HairMask:
     kind: str
     notes: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict, compare=False)
-    vivid: bool = False
+    opaque: bool = False
 
     @property
     def coverage(self) -> float:
@@ -330,7 +332,7 @@ class CropHair:
     kind: str
     notes: tuple[str, ...]
     seeds: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # name -> (S, S) bool, for sheets
-    vivid: bool = False  # headwear because of a vivid colour (`HairMask.vivid`)
+    opaque: bool = False  # headwear with colours of its own (`HairMask.opaque`)
 
 
 def _fit_trimmed(samples: np.ndarray, floor: float, trim: float) -> Gaussian:
@@ -461,28 +463,37 @@ def _background_models(samples: np.ndarray, min_seeds: int, config: HairMaskConf
 def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area: float,
                      config: HairMaskConfig) -> tuple[bool, list[str], bool]:  # fmt: skip
     """Is the (S, S) bool region `inside` headwear rather than hair? Returns (headwear, sentences saying why,
-    whether a vivid colour said so).
+    whether it is opaque headwear with colours of its own, `HairMask.opaque`).
 
-    Yes when more than ``headwear_vivid`` of it is vivid (Lab chroma above `VIVID_CHROMA`: a red hat), when more
-    than ``headwear_fraction`` has colours natural hair rarely has (`_unnatural_fraction`: a green scarf, or dyed
-    hair -- the note says both), or when it covers more than ``max_hair_area`` face heights squared (a headscarf,
-    a hood). Colour is not judged on a grayscale photo. A black cap passes for black hair: no verdict here.
+    Yes, opaque, when more than ``headwear_vivid`` of it is vivid (Lab chroma above `VIVID_CHROMA`: a red hat) or
+    when its lightness quartiles lie more than ``headwear_two_tone`` L units apart (a dark cap's band under a white
+    crown: the shared photos' hair, grey, streaked or with backdrop between curls, reaches 39, both hats 56). Yes,
+    but perhaps hair, when more than ``headwear_fraction`` has colours natural hair rarely has
+    (`_unnatural_fraction`: a green scarf, or dyed hair -- the note says both), or when it covers more than
+    ``max_hair_area`` face heights squared (a headscarf, a hood, or backdrop the segmentation took for the person).
+    Colour is not judged on a grayscale photo. A one-coloured black cap passes for black hair: no verdict here.
     """
-    notes, vivid_headwear = [], False
+    notes, opaque = [], False
+    if inside.any():
+        low, high = np.percentile(features[inside, 0], (25, 75))
+        if high - low > config.headwear_two_tone:
+            opaque = True
+            notes.append(f"two tones far apart (lightness quartiles {low:.0f} and {high:.0f}), as a cap's band and "
+                         "crown, not hair's: headwear, treated as hair")  # fmt: skip
     if not gray and inside.any():
         vivid = float((np.hypot(features[inside, 1], features[inside, 2]) > VIVID_CHROMA).mean())
         unnatural = _unnatural_fraction(features, inside)
         if vivid > config.headwear_vivid:
-            vivid_headwear = True
+            opaque = True
             notes.append(f"{vivid:.0%} of the region is of a vivid colour (Lab chroma above {VIVID_CHROMA:.0f}) no "
                          "hair has: headwear, treated as hair")  # fmt: skip
-        elif unnatural > config.headwear_fraction:
+        elif unnatural > config.headwear_fraction and not opaque:
             notes.append(f"{unnatural:.0%} of the region has colours natural hair rarely has: headwear or dyed "
                          "hair, treated as hair")  # fmt: skip
     if area > config.max_hair_area:
         notes.append(f"an unusually large region ({area:.1f} face heights squared): a headscarf or hood, or a "
                      "background the segmentation took for the person? treated as hair")  # fmt: skip
-    return bool(notes), notes, vivid_headwear
+    return bool(notes), notes, opaque
 
 
 def _brow_line(landmarks: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -668,7 +679,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     confidence = separation * decided
 
     area = float(inside.sum()) / face_px**2  # in face heights squared: 0.1 .. 1.0 on the shared photos' hair
-    headwear, why, vivid = headwear_verdict(features, inside, gray, area, config)
+    headwear, why, opaque = headwear_verdict(features, inside, gray, area, config)
     kind = "headwear-or-hair" if headwear else "hair"
     notes += why
     if area > config.max_hair_area:
@@ -679,7 +690,7 @@ def classify_hair(rgb: np.ndarray, person: np.ndarray, landmarks: np.ndarray, fa
     if not inside.any():
         notes.append("no hair found around the face")
     notes.append(f"hair on {inside.mean():.1%} of the head crop; confidence {confidence:.2f}")
-    return CropHair(mask, confidence, kind, tuple(notes), seeds, vivid)
+    return CropHair(mask, confidence, kind, tuple(notes), seeds, opaque)
 
 
 # -- the whole stage -------------------------------------------------------------------------------------------
@@ -739,5 +750,5 @@ def hair_mask_debug(rgb: np.ndarray, observation: FaceObservation, segmenter: Pe
     mask = cv2.warpAffine(result.mask, crop.inverse, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
     mask = np.clip(mask, 0.0, 1.0).astype(np.float32)
     timings["to_photo"] = time.perf_counter() - start
-    hair = HairMask(mask, result.confidence, result.kind, result.notes, timings, result.vivid)
+    hair = HairMask(mask, result.confidence, result.kind, result.notes, timings, result.opaque)
     return hair, {"crop": crop_rgb, "person": person, "crop_hair": result, "head_crop": crop}

@@ -56,7 +56,7 @@ from sie3d.head.texture import (
 )
 
 __all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness",
-           "row_polar", "short_tips", "smooth_edge", "soft_edged", "synthesize", "texel_points"]
+           "row_polar", "short_tips", "smooth_edge", "soft_edged", "synthesize", "synthesize_rings", "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
@@ -64,6 +64,11 @@ STRAND_LENGTH = 24.0  # texels: how far along v the alpha noise is correlated wh
 HAIRLINE_STRAND_LENGTH = 8.0  # ... and where it grows out of the skin (the hairline, the temples)
 SHORT_TIPS_POLAR_DEG = (80.0, 110.0)  # polar angles (0 = the crown, 90 = the eyes' height) over which the tips
 # lengthen from the hairline's to the hanging hair's: the forehead's hairline lies at 40-75 degrees, hair hangs below
+MIN_RING_SEEN = 8  # headwear: a row's median colour needs this many seen texels (`synthesize_rings`) ...
+RING_FACING = 0.5  # ... that face the camera by more than this cosine (60 degrees) ...
+RING_NOISE = 0.1  # ... and its rings carry strand noise of this std (fabric, not a painted band) ...
+RING_SMOOTH = 10.0  # ... their colours smoothed over this many rows (std): one row's shading made stripes
+STRAND_NOISE = 0.35  # the std of the noise that stands in for patches where too little hair is seen
 MIN_SOURCES = 64  # the synthesis copies from at least this many windows of the seen hair ...
 MIN_SOURCE_SEEN = 0.5  # ... each at least this much seen
 SPECK_LOG = 0.3  # a seen texel whose brightness departs from its 5 x 5 median by more than this (natural log) is a
@@ -149,26 +154,18 @@ def smooth_edge(presence: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
 
 
 def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
-               patch: int, grey_detail: bool = False) -> np.ndarray:  # fmt: skip
+               patch: int) -> np.ndarray:  # fmt: skip
     """(H, W, 3) `colour` kept where `seen` (H, W) is 1 and synthesized where it is 0 and `wanted` (H, W)
     asks for it: a push-pull base colour times detail patches (ratio to the base) taken from the most seen
     places (their seen texels only), copied with their orientation (strands along v; at random mirrored across
-    them) and blended with raised-cosine weights. `grey_detail`: the patches carry only brightness (the ratio of
-    the texels' mean to the base's), the base all of the colour -- for a source of several colours side by side
-    (headwear), whose per-channel ratios across a border between two of them (the red crown and white brim of a
-    Santa hat) copied white and cyan specks into red and red ones into white."""
+    them) and blended with raised-cosine weights."""
     height, width = colour.shape[:2]
     base = push_pull_fill(colour, seen.astype(np.float32))
     smooth_base = cv2.GaussianBlur(base, (0, 0), sigmaX=patch / 2)
     # (the unseen texels, black, stand in as the base colour: else a seen texel at the edge of what the photo shows,
     # with more unseen neighbours than seen, was a "speck" against their median of black)
     filled = np.where(seen[..., None] > 0, colour, base)
-    detailed = despeckled(filled, seen)
-    if grey_detail:
-        detailed, smooth_base_grey = detailed.mean(-1, keepdims=True), smooth_base.mean(-1, keepdims=True)
-        ratio = np.repeat(np.clip(detailed / np.maximum(smooth_base_grey, 1e-4), 0.0, 4.0), 3, -1)
-    else:
-        ratio = np.clip(detailed / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
+    ratio = np.clip(despeckled(filled, seen) / np.maximum(smooth_base, 1e-4), 0.0, 4.0)
     step = max(2, patch // 2)
     seen_fraction = cv2.blur(seen.astype(np.float32), (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     fractions = seen_fraction[: height - patch + 1, : width - patch + 1]
@@ -180,8 +177,7 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
     threshold = min(0.97, max(MIN_SOURCE_SEEN, kth_most_seen))
     ys, xs = np.nonzero(fractions >= threshold)
     if len(ys) == 0:  # too little seen hair for patches: strand-like noise around the base colour
-        noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.7, 10.0)
-        detail = 1.0 + 0.35 * noise[..., None] / (noise.std() + 1e-6)
+        detail = strand_noise((height, width), rng, STRAND_NOISE)
     else:
         window = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
         weight = np.outer(window, window)[..., None].astype(np.float32)
@@ -202,9 +198,43 @@ def synthesize(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np
                 total[top + step : top + step + patch, left + step : left + step + patch] += source_weight
         acc, total = acc[step : step + height, step : step + width], total[step : step + height, step : step + width]
         detail = np.where(total > 1e-3, acc / np.maximum(total, 1e-6), 1.0)
-    synthetic = np.clip(smooth_base * detail, 0.0, 1.0)
+    return _kept_where_seen(colour, seen, np.clip(smooth_base * detail, 0.0, 1.0))
+
+
+def strand_noise(shape: tuple[int, int], rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """(H, W, 1) brightness factors around 1: noise stretched along v (the strands), `amplitude` its std."""
+    noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 0.7, 10.0)
+    return 1.0 + amplitude * noise[..., None] / (noise.std() + 1e-6)
+
+
+def _kept_where_seen(colour: np.ndarray, seen: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """`colour` where `seen` (H, W), `synthetic` elsewhere, the seen part's edge blended over 1.5 texels."""
     keep = cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)[..., None] * seen[..., None]
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
+
+
+def synthesize_rings(colour: np.ndarray, seen: np.ndarray, facing: np.ndarray, rng: np.random.Generator
+                     ) -> np.ndarray:  # fmt: skip
+    """Headwear's (H, W, 3) `colour`, kept where `seen` (H, W) is 1 and elsewhere the median colour of the seen
+    texels of its row that face the camera (`facing` (H, W), the cosine, above `RING_FACING`) -- the ring round
+    the head at its angle from the crown -- in faint strand noise. A hat goes round the head as the photo shows
+    its front: a cap's band under its crown, a Santa hat's brim under its red. Rows with fewer than
+    `MIN_RING_SEEN` such texels take the colour of the nearest rows that have them (interpolated), and the rings'
+    colours are smoothed across rows (`RING_SMOOTH`). (Texels seen edge-on, at the hat's outline in the photo,
+    take the outline's or the backdrop's colour: as rings, they made the top of a white-crowned cap navy.)
+    (Patches copied from the front, as hair is synthesized, mottled a two-toned cap's sides and back with its
+    band's and crown's colours, and copied its badge.)"""
+    height = colour.shape[0]
+    face_on = (seen > 0) & (facing > RING_FACING)
+    rows = np.flatnonzero(face_on.sum(1) >= MIN_RING_SEEN)
+    if rows.size == 0:
+        return colour
+    medians = np.stack([np.median(colour[row][face_on[row]], 0) for row in rows])
+    ring = np.stack([np.interp(np.arange(height), rows, medians[:, k]) for k in range(3)], -1)
+    ring = cv2.GaussianBlur(ring[:, None].astype(np.float32), (0, 0), 1e-3, RING_SMOOTH,
+                            borderType=cv2.BORDER_REPLICATE)[:, 0]  # fmt: skip
+    synthetic = np.clip(ring[:, None, :] * strand_noise(seen.shape, rng, RING_NOISE), 0.0, 1.0)
+    return _kept_where_seen(colour, seen, synthetic)
 
 
 def despeckled(colour: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -232,7 +262,7 @@ def _patches_needed(need: np.ndarray, step: int, patch: int) -> np.ndarray:
 
 
 def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray, rng: np.random.Generator,
-                       patch: int, grey_detail: bool = False) -> np.ndarray:  # fmt: skip
+                       patch: int) -> np.ndarray:  # fmt: skip
     """`synthesize` on a texture whose u wraps around the head: run on the texture with `patch` columns of
     each side appended to the other, then the first `patch` columns cross-faded into what was synthesized past
     the last column, so u = 0 continues u = 1 (no seam down the middle of the back)."""
@@ -241,7 +271,7 @@ def _synthesize_around(colour: np.ndarray, seen: np.ndarray, wanted: np.ndarray,
     def wrap(x: np.ndarray) -> np.ndarray:
         return np.concatenate([x[:, -patch:], x, x[:, :patch]], 1)
 
-    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch, grey_detail)
+    wide = synthesize(wrap(colour), wrap(seen), wrap(wanted), rng, patch)
     out = wide[:, patch : patch + size].copy()
     past_the_end = wide[:, patch + size :]  # continues column size - 1, stands for columns 0 .. patch - 1
     fade = (1.0 - (np.arange(patch) + 0.5) / patch)[None, :, None]
@@ -255,11 +285,12 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     """The hair's texture (see the module doc). `hair_mask` (H, W) is the binary, hole-filled mask the
     geometry used (`sie3d.hair.geometry.filled_mask`); `sh_lighting` (9, 3) the photo's estimated light;
     `landmarks_px` (468, 2) the face's landmarks in the photo (where the hairline is). `headwear`: the mask took
-    the region for headwear because of a vivid colour no hair has (`HairMask.vivid`; not for dyed-looking hair or
-    a region large enough to hold backdrop): it is opaque and has colours of its own (a Santa hat's red crown over
-    its white brim), so every seen texel keeps the photo's colour, however unlike the part above the forehead
-    (hair's outlier rule would take a crown three times darker than the brim for backdrop between strands and
-    paint the brim's white over it)."""
+    the region for headwear because of a vivid colour or two tones no hair has (`HairMask.opaque`; not for
+    dyed-looking hair or a region large enough to hold backdrop): it is opaque and has colours of its own (a Santa
+    hat's red crown over its white brim), so every seen texel keeps the photo's colour, however unlike the part
+    above the forehead (hair's outlier rule would take a crown three times darker than the brim for backdrop
+    between strands and paint the brim's white over it), and the rest goes round the head ring by ring
+    (`synthesize_rings`)."""
     config = config or HairConfig()
     size = config.texture_size
     rng = np.random.default_rng(config.seed)
@@ -297,7 +328,10 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     colour = np.clip(colour, 0.0, 1.0).reshape(size, size, 3)
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng, short_tips(mesh.grid, size))
-    rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch, grey_detail=headwear)
+    if headwear:
+        rgb = synthesize_rings(colour, seen.astype(np.float32), facing.reshape(size, size), rng)
+    else:
+        rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
     covered = alpha > 0.5
     fraction = float((seen & covered).sum() / max(covered.sum(), 1))
     return HairTexture(np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32), fraction)

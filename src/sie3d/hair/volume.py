@@ -81,7 +81,7 @@ def build_hair(photo_rgb: np.ndarray, observation: FaceObservation, fit: HeadFit
     face_height = float(np.ptp(fit.project(face_landmarks[1, [10, 152]])[:, 1]))
     texture = hair_texture(photo_rgb, fit, mesh, filled_mask(mask.mask, (config.max_hole * face_height) ** 2),
                            textures.sh_lighting, observation.landmarks_px[:, :2], config,
-                           headwear=mask.vivid)  # fmt: skip
+                           headwear=mask.opaque)  # fmt: skip
     tiles = scalp_tiles(textures, head, fit, mesh, texture)
     timings["texture"] = time.perf_counter() - start
     return Hair(mesh, texture, tiles, mask.summary(), timings), mask
