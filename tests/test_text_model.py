@@ -10,6 +10,8 @@ import pytest
 
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM
+from sie3d.semantics.corpus import generate
+from sie3d.semantics.interpret import names_nothing
 
 from conftest import run_cli
 
@@ -228,6 +230,24 @@ def test_nonsense_is_low_confidence_and_near_neutral(text_model):
     digits = text_model.interpret("12345 !!!")  # nothing to read: no expression, whatever the network says
     assert digits.confidence == 0.0 and np.abs(digits.coefficients - text_model.average_person[-53:]).max() < 1e-6
     assert text_model.interpret("😭").top_emotion == "sad"  # "loudly crying face"
+
+
+def test_a_text_of_function_words_names_no_expression(text_model):
+    """The network read "very" as disgust and "and and and" as a grimace, each with confidence 1.00: a text made
+    only of words like these names nothing, so it gets the rest face, a neutral reading and a warning. Words that
+    do name something keep the network's reading, whatever their company."""
+    rest = text_model.average_person[-53:]
+    for text in ("and and and", "very", "of the", "it is", "not", "a little"):
+        reading = text_model.interpret(text)
+        assert reading.confidence == 0.0 and reading.top_emotion == "neutral", text
+        assert np.abs(reading.coefficients - rest).max() < 1e-6, text
+        assert any("names no expression" in w for w in reading.warnings), text
+    assert text_model.interpret("very happy").top_emotion == "happy"
+    assert text_model.interpret("not smiling").confidence > 0.5
+    assert not names_nothing("so-so") and not names_nothing("still") and not names_nothing("as is")
+    assert not names_nothing("笑顔") and not names_nothing("look up")
+    # No sentence of the training corpus is made of function words only (its "as is" keeps the photo's face).
+    assert not any(names_nothing(text) for text in generate().texts)
 
 
 def test_contradictory_text_is_a_reported_blend(text_model):

@@ -48,6 +48,32 @@ BARE_WORDS = frozenset((
     "also", "upper", "lower", "inner", "outer", "left", "right", "eye", "eyes", "eyebrow", "eyebrows", "brow",
     "brows", "eyelid", "eyelids", "lid", "lids", "mouth", "lip", "lips", "side", "sides", "jaw", "cheek", "cheeks",
     "nose", "nostril", "nostrils", "chin", "forehead", "teeth", "tooth"))  # fmt: skip
+# Words that name nothing on a face by themselves: articles, pronouns, conjunctions, prepositions, auxiliaries and
+# adverbs of degree. A text made only of them ("and and and", "very", "of the") names no expression: the network,
+# trained on descriptions, read "very" as disgust and "and and and" as a grimace, both with confidence 1.00.
+# (Not here: the words of a direction, "up", "down", "left", "right", which a gaze request may be made of; "still",
+# a face without movement; "as", of "as is", the photo's expression kept.)
+FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "another", "such", "what",
+    "which", "whose", "who", "whom", "i", "me", "my", "mine", "myself", "you", "your", "yours", "yourself", "he", "him",
+    "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself", "we", "us", "our", "ours", "ourselves",
+    "they", "them", "their", "theirs", "themselves", "one", "and", "or", "but", "nor", "so", "yet", "if", "then",
+    "than", "because", "while", "though", "although", "both", "either", "neither", "whether", "of", "in", "on",
+    "at", "to", "from", "by", "for", "about", "into", "onto", "over", "under", "with", "within", "without", "through",
+    "across", "after", "before", "during", "between", "among", "against", "upon", "off", "out", "is", "am", "are",
+    "was", "were", "be", "been", "being", "do", "does", "did", "have", "has", "had", "will", "would", "shall",
+    "should", "can", "could", "may", "might", "must", "very", "really", "too", "quite", "rather", "somewhat",
+    "slightly", "extremely", "little", "bit", "much", "more", "most", "less", "least", "just", "even", "only", "also",
+    "almost", "barely", "totally", "completely", "fully", "not", "no", "never", "there", "here", "please"))  # fmt: skip
+_TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*")  # a word, in any script; "so-so" and "don't" whole
+
+
+def names_nothing(text: str) -> bool:
+    """Whether `text` has words and every one is a function word (`FUNCTION_WORDS`)."""
+    tokens = _TOKEN.findall(text.lower())
+    return bool(tokens) and all(token in FUNCTION_WORDS for token in tokens)
+
+
 PART_SHAPES = 6  # a clause that moves at most this many shapes, by more than PART_MOVED, asks for a part
 PART_MOVED = 0.1
 PART_NEUTRAL = 0.2  # ... and reads at least this neutral (the vocabulary's parts: 0.3-1.0; an emotion: 0)
@@ -174,20 +200,27 @@ class TextModel:
         parts = self._part_clauses(texts, features, out)
         results = []
         for i, check in enumerate(checks):
-            # A text without letters (digits, punctuation) gives the encoder nothing to read: whatever the network
-            # makes of it is noise, so it counts as no expression at all.
-            confidence = float(out.confidence[i]) if check.language is not None else 0.0
+            # A text without letters (digits, punctuation) gives the encoder nothing to read, and one of function
+            # words only names nothing: whatever the network makes of them is noise, so they count as no expression.
+            nothing = names_nothing(check.text)
+            unread = check.language is None or nothing
+            confidence = 0.0 if unread else float(out.confidence[i])
             coefficients = with_parts(out.coefficients[i].numpy(), rest, parts[i])
             warnings = list(check.warnings)
             trust = min(1.0, confidence / self.config.low_confidence)
-            if trust < 1.0:
+            if nothing:
+                warnings.append("the text names no expression, only words like 'and', 'the' or 'very': the face "
+                                "stays at the person's rest; describe an expression, e.g. 'a warm smile' or "
+                                "'very surprised'")  # fmt: skip
+            elif trust < 1.0:
                 warnings.append(f"the text does not read as a facial expression (confidence {confidence:.2f}): the "
                                 "face stays close to the person's rest; describe an expression, e.g. "
                                 "'a warm smile' or 'raised eyebrows'")  # fmt: skip
             coefficients = np.clip(rest + intensity * trust * (coefficients - rest), 0.0, 1.0).astype(np.float32)
             if not asks_for_a_side(check.text):
                 coefficients = even_sides(coefficients, (rest, photo))
-            probabilities = out.emotions[i].numpy()
+            probabilities = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")] if unread else (
+                out.emotions[i].numpy())  # fmt: skip
             order = np.argsort(-probabilities)
             blend = ()
             second_share = probabilities[order[1]]
