@@ -195,6 +195,17 @@ def test_cli_reconstruct_options_and_bad_inputs(tmp_path, faces):
     assert wrong.returncode == 2 and "power of two" in wrong.stderr
 
 
+def test_cli_says_when_a_hat_is_made_as_the_hair(tmp_path, faces):
+    """A hat or scarf becomes the hair volume: the command's summary says so (the report's notes say why)."""
+    out = tmp_path / "cap"
+    done = run_cli("reconstruct", str(faces / "mpl_grace_hopper.jpg"), "-o", str(out), "--texture-size", "256",
+                   "--formats", "glb", "--variants", "neutral", "--no-previews", "--no-in-photo")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "headwear (a hat or scarf) made as the hair" in done.stdout
+    notes = json.loads((out / "report.json").read_text())["hair"]["mask"]["notes"]
+    assert any("two tones" in note for note in notes)
+
+
 def test_gums_and_tongue_tile_is_cached_on_disk_and_read_back_unchanged(models):
     from sie3d.head import mouth
 
