@@ -243,6 +243,11 @@ class Person:
     hands: np.ndarray = field(default_factory=_no_hands)
 
     @property
+    def headwear(self) -> bool:
+        """Whether the hair volume is headwear -- a hat or a scarf the hair mask took for it (its notes say why)."""
+        return self.hair is not None and self.hair.mask_summary.get("kind") == "headwear-or-hair"
+
+    @property
     def rest_expression(self) -> np.ndarray:
         """(53,) the person's resting face: the fitted eye/brow shape kept, the emotional expression removed,
         looking where `rest_gaze` looks."""
