@@ -357,13 +357,17 @@ class Generator:
             self._partitions[key] = (train, [x for i, x in enumerate(items) if i in held])
         return self._partitions[key]
 
-    def draw(self, state: dict, key: str, items: Sequence, keep_first: bool = True):
-        """One item; test examples draw held-out items half the time (and remember they did)."""
+    def draw(self, state: dict, key: str, items: Sequence, keep_first: bool = True, where=None):
+        """One item; test examples draw held-out items half the time (and remember they did). `where`: only items
+        it accepts, each on its own side of the list's one partition (a filtered list partitioned on its own let
+        a held-out phrase into training sentences); None when no accepted item is on the side drawn from."""
         train, held = self.partition(key, items, keep_first)
+        if where is not None:
+            train, held = [x for x in train if where(x)], [x for x in held if where(x)]
         if state["split"] == "test" and held and self.rng.random() < 0.5:
             state["novel"] = True
             return self.rng.choice(held)
-        return self.rng.choice(train)
+        return self.rng.choice(train) if train else None
 
     # -- phrases ------------------------------------------------------------------------------------
     def phrase(self, state: dict, concept: Concept, intensity: bool = True) -> tuple[str, float, str]:
@@ -521,22 +525,19 @@ class Generator:
             frame = self.draw(state, "frames:negation", NEGATION_ALONE)
             slot = re.search(r"\{(\w+)\}", frame).group(1)
             form = {"adj": "adj", "verb": "verb", "noun": "noun", "bare": "noun"}[slot]
-            words = [w for w in getattr(negated, form) if _simple(w)]
-            if not words:
+            word = self.draw(state, f"{negated.name}:{form}", getattr(negated, form), where=_simple)
+            if word is None:
                 return None
-            word = self.draw(state, f"{negated.name}:{form}:simple", words)
             text = frame.format(**{slot: _bare(word) if slot == "bare" else word})
             neutral = self.voc.concepts["neutral"]
             return self._example(text, "negation", state, self.concept_recipe(neutral, 1.0), NEUTRAL,
                                  expected="neutral", negated=key_off)
         wanted = self.rng.choice([c for c in self.clear if c.top_emotion != negated.top_emotion])
         frame = self.draw(state, "frames:negation_pair", NEGATION_PAIR)
-        words_a = [w for w in wanted.adj if _simple(w)]
-        words_b = [w for w in negated.adj if _simple(w)]
-        if not words_a or not words_b:
+        text_a = self.draw(state, f"{wanted.name}:adj", wanted.adj, where=_simple)
+        text_b = self.draw(state, f"{negated.name}:adj", negated.adj, where=_simple)
+        if text_a is None or text_b is None:
             return None
-        text_a = self.draw(state, f"{wanted.name}:adj:simple", words_a)
-        text_b = self.draw(state, f"{negated.name}:adj:simple", words_b)
         key_off = key_off & (wanted.coefficients < 0.2)
         return self._example(frame.format(a=text_a, b=text_b), "negation", state,
                              self.concept_recipe(wanted, 1.0), wanted.emotion, expected=wanted.top_emotion,

@@ -260,7 +260,11 @@ def part_clauses(read, texts: list[str], features: np.ndarray, whole, low_confid
     "expression with a part" requests had the part's shapes within 0.15 on 0.47). So the clauses of a sentence
     (`clauses`: split at commas, semicolons, "with", "and", "but") are also read alone, and those the network
     reads as a part request are applied to the sentence's reading (`with_parts`). A text the network reads as a
-    part request as a whole ("squinting, please", "jaw down and lips apart") is its own."""
+    part request as a whole ("squinting, please", "jaw down and lips apart") is its own. The other way round too:
+    retrained on December 5 (twentieth session), the network let the part win ("a smile, eyebrows raised": the
+    smile 0.44 against 0.85 for "a smile" alone), so beside a part, a clause read as an expression
+    (`expression_beside`) raises its own shapes to what it has alone -- not those the parts move, nor their
+    antagonists."""
     rest = features[:, -N_SHAPES:]
     pieces = [(i, c) for i, text in enumerate(texts) for c in clauses(text)
               if part_request(*_reading(whole, i), rest[i], low_confidence) is None]  # fmt: skip
@@ -268,11 +272,34 @@ def part_clauses(read, texts: list[str], features: np.ndarray, whole, low_confid
     if not pieces:
         return found
     out = read([c for _, c in pieces], np.stack([features[i] for i, _ in pieces]))
-    for k, (i, _) in enumerate(pieces):
-        part = part_request(*_reading(out, k), rest[i], low_confidence)
+    readings = [(i, _reading(out, k)) for k, (i, _) in enumerate(pieces)]
+    others: list[list[tuple]] = [[] for _ in texts]
+    for i, reading in readings:
+        part = part_request(*reading, rest[i], low_confidence)
         if part is not None:
             found[i].append(part)
+        else:
+            others[i].append(reading)
+    for i, parts in enumerate(found):
+        if parts:
+            parts += [e for r in others[i] if (e := expression_beside(*r, rest[i], parts, low_confidence)) is not None]
     return found
+
+
+def expression_beside(values: np.ndarray, keep_photo: float, confidence: float, neutral: float, rest: np.ndarray,
+                      parts: list[tuple[np.ndarray, np.ndarray]], low_confidence: float
+                      ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """A clause's reading (as `part_request` takes it) beside the sentence's `parts`, as one more entry for
+    `with_parts`: the shapes it raises above `rest` by more than `PART_MOVED` that no part moves and that are no
+    antagonist of a shape a part raises. None unless it reads as an expression: confident, keeping nothing of the
+    photo, less than half neutral."""
+    if confidence < low_confidence or keep_photo > 0.5 or neutral >= 0.5:
+        return None
+    moved = np.zeros(len(values), bool)
+    for part_moved, part_values in parts:
+        moved |= part_moved | _antagonists()[part_moved & (part_values > rest)].any(0)
+    raised = (values - rest > PART_MOVED) & ~moved
+    return (raised, values) if raised.any() else None
 
 
 def _reading(out, k: int) -> tuple[np.ndarray, float, float, float]:
