@@ -201,7 +201,7 @@ def test_cli_says_when_a_hat_is_made_as_the_hair(tmp_path, faces):
     done = run_cli("reconstruct", str(faces / "mpl_grace_hopper.jpg"), "-o", str(out), "--texture-size", "256",
                    "--formats", "glb", "--variants", "neutral", "--no-previews", "--no-in-photo")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "headwear (a hat or scarf) made as the hair" in done.stdout
+    assert "a hat made as the hair, its colours kept" in done.stdout
     notes = json.loads((out / "report.json").read_text())["hair"]["mask"]["notes"]
     assert any("two tones" in note for note in notes)
 

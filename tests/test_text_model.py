@@ -11,7 +11,7 @@ import pytest
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM
 from sie3d.semantics.corpus import generate
-from sie3d.semantics.interpret import names_nothing
+from sie3d.semantics.interpret import expression_beside, names_nothing
 
 from conftest import run_cli
 
@@ -232,6 +232,24 @@ def test_nonsense_is_low_confidence_and_near_neutral(text_model):
     assert text_model.interpret("😭").top_emotion == "sad"  # "loudly crying face"
 
 
+def test_an_expression_beside_a_part_leaves_the_parts_shapes_and_their_antagonists():
+    """`expression_beside`: the clause read as an expression raises its own shapes, not those the part moves
+    (the inner brows here) nor their antagonists (the lowered brows), and nothing when unsure or photo-relative."""
+    idx = ICT_NAMES.index
+    rest = np.zeros(53, np.float32)
+    brows = np.zeros(53, bool)
+    brows[[idx("browInnerUp_L"), idx("browInnerUp_R")]] = True
+    part = (brows, np.where(brows, 0.8, 0.0).astype(np.float32))
+    expression = np.zeros(53, np.float32)
+    expression[[idx("mouthSmile_L"), idx("mouthSmile_R"), idx("browDown_L"), idx("browInnerUp_L")]] = 0.8, 0.8, 0.5, 0.3
+    moved, values = expression_beside(expression, 0.0, 1.0, 0.0, rest, [part], 0.5)
+    assert moved[[idx("mouthSmile_L"), idx("mouthSmile_R")]].all() and moved.sum() == 2
+    assert np.array_equal(values, expression)
+    assert expression_beside(expression, 0.9, 1.0, 0.0, rest, [part], 0.5) is None  # keeps the photo: relative
+    assert expression_beside(expression, 0.0, 0.2, 0.0, rest, [part], 0.5) is None  # not confident
+    assert expression_beside(rest, 0.0, 1.0, 1.0, rest, [part], 0.5) is None  # raises nothing
+
+
 def test_a_text_of_function_words_names_no_expression(text_model):
     """The network read "very" as disgust and "and and and" as a grimace, each with confidence 1.00: a text made
     only of words like these names nothing, so it gets the rest face, a neutral reading and a warning. Words that
@@ -245,7 +263,8 @@ def test_a_text_of_function_words_names_no_expression(text_model):
     assert text_model.interpret("very happy").top_emotion == "happy"
     assert text_model.interpret("not smiling").confidence > 0.5
     assert not names_nothing("so-so") and not names_nothing("still") and not names_nothing("as is")
-    assert not names_nothing("笑顔") and not names_nothing("look up")
+    assert not names_nothing("笑顔") and not names_nothing("up") and not names_nothing("down")
+    assert not names_nothing("more") and not names_nothing("what?!") and not names_nothing("no no no")
     # No sentence of the training corpus is made of function words only (its "as is" keeps the photo's face).
     assert not any(names_nothing(text) for text in generate().texts)
 

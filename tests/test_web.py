@@ -44,7 +44,7 @@ def test_generate_through_the_api(web_server, first_job):
     assert result["top_emotion"] == "happy" and 0 <= result["confidence"] <= 1
     assert abs(sum(result["emotions"].values()) - 1) < 1e-2
     assert 0 < result["fit_error_percent_of_eye_distance"] < 2 and result["faces_found"] == 1
-    assert result["headwear"] is False  # (a hat or scarf made as the hair: True, and the page says so)
+    assert result["hair_note"] is None  # (a hat made as the hair: the note, and the page says it)
     assert set(result["presets"]) == {"anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise", "text"}
     assert all(list(p) == list(rig_names()) for p in result["presets"].values())
     assert result["presets"]["happy"]["mouthSmileLeft"] > 0.5

@@ -243,9 +243,15 @@ class Person:
     hands: np.ndarray = field(default_factory=_no_hands)
 
     @property
-    def headwear(self) -> bool:
-        """Whether the hair volume is headwear -- a hat or a scarf the hair mask took for it (its notes say why)."""
-        return self.hair is not None and self.hair.mask_summary.get("kind") == "headwear-or-hair"
+    def hair_note(self) -> str | None:
+        """What the hair volume is when it may not be hair (the hair mask's verdict; its notes in the report say
+        why), else None: a hat (headwear with colours of its own, `HairMask.opaque`) or perhaps headwear."""
+        summary = self.hair.mask_summary if self.hair is not None else {}
+        if summary.get("opaque"):
+            return "a hat made as the hair, its colours kept"
+        if summary.get("kind") == "headwear-or-hair":
+            return "perhaps headwear or dyed hair, made as the hair (report.json: hair, mask, notes)"
+        return None
 
     @property
     def rest_expression(self) -> np.ndarray:

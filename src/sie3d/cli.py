@@ -321,7 +321,7 @@ def make_avatar(args: argparse.Namespace, variants: Callable[[Person, Models], S
     fit = person.fit
     print(f"{args.photo}: face #{person.observation.index} of {len(person.faces)}, landmark error "
           f"{100 * fit.landmark_error_iod:.1f}% of the eye distance, {100 * person.textures.coverage:.0f}% of the "
-          f"face texture from the photo{', headwear (a hat or scarf) made as the hair' if person.headwear else ''}")
+          f"face texture from the photo{f', {person.hair_note}' if person.hair_note else ''}")
     for warning in person.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     files = [*(f"avatar.{f}" for f in output.formats), *(["preview.png"] if output.previews else []),

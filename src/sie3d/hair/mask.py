@@ -113,6 +113,7 @@ class HairMaskConfig:
     headwear_fraction: float = 0.3  # "headwear-or-hair" above this fraction of unnatural hair colours
     headwear_vivid: float = 0.08  # ... or above this fraction of vivid ones (see VIVID_CHROMA)
     headwear_two_tone: float = 45.0  # ... or when its lightness quartiles lie this many L units apart (two tones)
+    two_tone_min_area: float = 0.1  # ... judged on regions of at least this many face heights squared
     max_hair_area: float = 2.0  # ... or when the mask covers more than this many face heights squared
     gray_chroma: float = 4.0  # a photo whose 99th-percentile chroma (Lab) is below this is grayscale
     covariance_floor: float = 1.0  # added to every class covariance's diagonal (feature units squared)
@@ -151,8 +152,9 @@ class HairMask:
 
     def summary(self) -> dict:
         """JSON-safe description for a report (everything but the mask itself)."""
-        return {"kind": self.kind, "confidence": round(self.confidence, 3), "coverage": round(self.coverage, 4),
-                "notes": list(self.notes), "timings": {k: round(v, 4) for k, v in self.timings.items()}}
+        return {"kind": self.kind, "opaque": self.opaque, "confidence": round(self.confidence, 3),
+                "coverage": round(self.coverage, 4), "notes": list(self.notes),
+                "timings": {k: round(v, 4) for k, v in self.timings.items()}}
 
 
 # -- the head crop ----------------------------------------------------------------------------------------------
@@ -467,14 +469,15 @@ def headwear_verdict(features: np.ndarray, inside: np.ndarray, gray: bool, area:
 
     Yes, opaque, when more than ``headwear_vivid`` of it is vivid (Lab chroma above `VIVID_CHROMA`: a red hat) or
     when its lightness quartiles lie more than ``headwear_two_tone`` L units apart (a dark cap's band under a white
-    crown: the shared photos' hair, grey, streaked or with backdrop between curls, reaches 39, both hats 56). Yes,
+    crown: the shared photos' hair, grey, streaked or with backdrop between curls, reaches 39, both hats 56; judged
+    on regions of at least ``two_tone_min_area``, where quartiles mean something). Yes,
     but perhaps hair, when more than ``headwear_fraction`` has colours natural hair rarely has
     (`_unnatural_fraction`: a green scarf, or dyed hair -- the note says both), or when it covers more than
     ``max_hair_area`` face heights squared (a headscarf, a hood, or backdrop the segmentation took for the person).
     Colour is not judged on a grayscale photo. A one-coloured black cap passes for black hair: no verdict here.
     """
     notes, opaque = [], False
-    if inside.any():
+    if area >= config.two_tone_min_area:
         low, high = np.percentile(features[inside, 0], (25, 75))
         if high - low > config.headwear_two_tone:
             opaque = True

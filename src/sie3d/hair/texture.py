@@ -13,6 +13,8 @@ from the crown, run along v everywhere.
    highlights and gaps travel, not the seen part's brightness. Patches keep their orientation, so strands still
    run along v (the hair's direction), and overlap with raised-cosine weights so no seam shows. Specks of the seen
    hair (`despeckled`: points far from their neighbours' median) are copied at their neighbours' brightness.
+   Headwear with colours of its own (a hat: `HairMask.opaque`) keeps every seen colour and goes round the head
+   ring by ring instead (`synthesize_rings`): a cap's band under its crown, a Santa hat's brim under its red.
 3. **Alpha** (`hair_alpha`): the grid's presence, its edge smoothed (`smooth_edge`: a curve, not the grid's
    staircase), its 0.5 level roughened by noise stretched along the strands and narrow across them: the edge of
    the volume is a comb of strand tips, not a helmet's rim. The tips are long where the hair hangs (below
@@ -56,7 +58,8 @@ from sie3d.head.texture import (
 )
 
 __all__ = ["HairTexture", "despeckled", "hair_alpha", "hair_at", "hair_texture", "paint_scalp", "scalp_roughness",
-           "row_polar", "short_tips", "smooth_edge", "soft_edged", "synthesize", "synthesize_rings", "texel_points"]
+           "row_polar", "short_tips", "smooth_edge", "soft_edged", "strand_noise", "synthesize", "synthesize_rings",
+           "texel_points"]
 
 OUTLIER_RATIO = 3.0  # seen texels this many times brighter or darker than the hair above the forehead are dropped
 SEEN_FACING = 0.05  # a texel takes the photo's colour where cos(normal, to camera) exceeds this
@@ -65,6 +68,7 @@ HAIRLINE_STRAND_LENGTH = 8.0  # ... and where it grows out of the skin (the hair
 SHORT_TIPS_POLAR_DEG = (80.0, 110.0)  # polar angles (0 = the crown, 90 = the eyes' height) over which the tips
 # lengthen from the hairline's to the hanging hair's: the forehead's hairline lies at 40-75 degrees, hair hangs below
 MIN_RING_SEEN = 8  # headwear: a row's median colour needs this many seen texels (`synthesize_rings`) ...
+RING_FALLBACK_PATCH = 32  # ... and with no such row, the patches of hair's synthesis, this many texels wide
 RING_FACING = 0.5  # ... that face the camera by more than this cosine (60 degrees) ...
 RING_NOISE = 0.1  # ... and its rings carry strand noise of this std (fabric, not a painted band) ...
 RING_SMOOTH = 10.0  # ... their colours smoothed over this many rows (std): one row's shading made stripes
@@ -227,8 +231,8 @@ def synthesize_rings(colour: np.ndarray, seen: np.ndarray, facing: np.ndarray, r
     height = colour.shape[0]
     face_on = (seen > 0) & (facing > RING_FACING)
     rows = np.flatnonzero(face_on.sum(1) >= MIN_RING_SEEN)
-    if rows.size == 0:
-        return colour
+    if rows.size == 0:  # seen only edge-on: as hair is
+        return _synthesize_around(colour, seen, np.ones(seen.shape, bool), rng, RING_FALLBACK_PATCH)
     medians = np.stack([np.median(colour[row][face_on[row]], 0) for row in rows])
     ring = np.stack([np.interp(np.arange(height), rows, medians[:, k]) for k in range(3)], -1)
     ring = cv2.GaussianBlur(ring[:, None].astype(np.float32), (0, 0), 1e-3, RING_SMOOTH,

@@ -360,14 +360,17 @@ class Generator:
     def draw(self, state: dict, key: str, items: Sequence, keep_first: bool = True, where=None):
         """One item; test examples draw held-out items half the time (and remember they did). `where`: only items
         it accepts, each on its own side of the list's one partition (a filtered list partitioned on its own let
-        a held-out phrase into training sentences); None when no accepted item is on the side drawn from."""
+        a held-out phrase into training sentences); with `where`, None when no accepted item is on the side drawn
+        from."""
         train, held = self.partition(key, items, keep_first)
         if where is not None:
             train, held = [x for x in train if where(x)], [x for x in held if where(x)]
+            if not train:
+                return None
         if state["split"] == "test" and held and self.rng.random() < 0.5:
             state["novel"] = True
             return self.rng.choice(held)
-        return self.rng.choice(train) if train else None
+        return self.rng.choice(train)
 
     # -- phrases ------------------------------------------------------------------------------------
     def phrase(self, state: dict, concept: Concept, intensity: bool = True) -> tuple[str, float, str]:

@@ -48,29 +48,31 @@ BARE_WORDS = frozenset((
     "also", "upper", "lower", "inner", "outer", "left", "right", "eye", "eyes", "eyebrow", "eyebrows", "brow",
     "brows", "eyelid", "eyelids", "lid", "lids", "mouth", "lip", "lips", "side", "sides", "jaw", "cheek", "cheeks",
     "nose", "nostril", "nostrils", "chin", "forehead", "teeth", "tooth"))  # fmt: skip
-# Words that name nothing on a face by themselves: articles, pronouns, conjunctions, prepositions, auxiliaries and
-# adverbs of degree. A text made only of them ("and and and", "very", "of the") names no expression: the network,
-# trained on descriptions, read "very" as disgust and "and and and" as a grimace, both with confidence 1.00.
-# (Not here: the words of a direction, "up", "down", "left", "right", which a gaze request may be made of; "still",
-# a face without movement; "as", of "as is", the photo's expression kept.)
+# Words that name nothing on a face by themselves: articles, pronouns, conjunctions, prepositions, auxiliaries,
+# adverbs of degree, "not", "never", "please". A text made only of them ("and and and", "very", "of the") names no
+# expression: the network, trained on descriptions, read "very" as disgust and "and and and" as a grimace, both with
+# confidence 1.00. (Not here: the words of a direction, "up", "down", "left", "right", "over", "out", "off", which a
+# gaze or a part may be asked with; "still", a face without movement; "as", of "as is", the photo's expression
+# kept; amounts a photo-relative request is made of, "more", "less", "even", "so", "too", "much"; and reactions,
+# "what", "no".)
 FUNCTION_WORDS = frozenset((
-    "a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "another", "such", "what",
-    "which", "whose", "who", "whom", "i", "me", "my", "mine", "myself", "you", "your", "yours", "yourself", "he", "him",
-    "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself", "we", "us", "our", "ours", "ourselves",
-    "they", "them", "their", "theirs", "themselves", "one", "and", "or", "but", "nor", "so", "yet", "if", "then",
-    "than", "because", "while", "though", "although", "both", "either", "neither", "whether", "of", "in", "on",
-    "at", "to", "from", "by", "for", "about", "into", "onto", "over", "under", "with", "within", "without", "through",
-    "across", "after", "before", "during", "between", "among", "against", "upon", "off", "out", "is", "am", "are",
-    "was", "were", "be", "been", "being", "do", "does", "did", "have", "has", "had", "will", "would", "shall",
-    "should", "can", "could", "may", "might", "must", "very", "really", "too", "quite", "rather", "somewhat",
-    "slightly", "extremely", "little", "bit", "much", "more", "most", "less", "least", "just", "even", "only", "also",
-    "almost", "barely", "totally", "completely", "fully", "not", "no", "never", "there", "here", "please"))  # fmt: skip
-_TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*")  # a word, in any script; "so-so" and "don't" whole
-
-
+    "a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "another", "such", "which",
+    "whose", "who", "whom", "i", "me", "my", "mine", "myself", "you", "your", "yours", "yourself", "he", "him", "his",
+    "himself", "she", "her", "hers", "herself", "it", "its", "itself", "we", "us", "our", "ours", "ourselves", "they",
+    "them", "their", "theirs", "themselves", "one", "and", "or", "but", "nor", "yet", "if", "then", "than",
+    "because", "while", "though", "although", "both", "either", "neither", "whether", "of", "in", "on", "at", "to",
+    "from", "by", "for", "about", "into", "onto", "under", "with", "within", "without", "through", "across", "after",
+    "before", "during", "between", "among", "against", "upon", "is", "am", "are", "was", "were", "be", "been",
+    "being", "do", "does", "did", "have", "has", "had", "will", "would", "shall", "should", "can", "could", "may",
+    "might", "must", "very", "really", "quite", "rather", "somewhat", "slightly", "extremely", "little", "bit",
+    "most", "least", "just", "only", "also", "almost", "barely", "totally", "completely", "fully", "not", "never",
+    "there", "here", "please"))  # fmt: skip
 def names_nothing(text: str) -> bool:
-    """Whether `text` has words and every one is a function word (`FUNCTION_WORDS`)."""
-    tokens = _TOKEN.findall(text.lower())
+    """Whether `text` has words (`sie3d.semantics.text.WORD`, in any script) and every one is a function word
+    (`FUNCTION_WORDS`)."""
+    from sie3d.semantics.text import WORD
+
+    tokens = WORD.findall(text.lower())
     return bool(tokens) and all(token in FUNCTION_WORDS for token in tokens)
 
 
@@ -251,7 +253,8 @@ class TextModel:
 
 def part_clauses(read, texts: list[str], features: np.ndarray, whole, low_confidence: float
                  ) -> list[list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
-    """Per text, the part requests of its clauses (`part_request`), in order. `read(texts, features)`: the
+    """Per text, the part requests of its clauses (`part_request`), in order, and beside them the clauses read as
+    an expression (`expression_beside`). `read(texts, features)`: the
     network's output for texts and people (N, 334); `features` (N, 334) the person of each text; `whole`: the
     network's output for the texts themselves.
 
@@ -291,9 +294,10 @@ def expression_beside(values: np.ndarray, keep_photo: float, confidence: float, 
                       ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
     """A clause's reading (as `part_request` takes it) beside the sentence's `parts`, as one more entry for
     `with_parts`: the shapes it raises above `rest` by more than `PART_MOVED` that no part moves and that are no
-    antagonist of a shape a part raises. None unless it reads as an expression: confident, keeping nothing of the
-    photo, less than half neutral."""
-    if confidence < low_confidence or keep_photo > 0.5 or neutral >= 0.5:
+    antagonist of a shape a part raises. None unless it is confident and keeps nothing of the photo (a relative
+    request builds on the photo), or when it raises nothing (a neutral clause). (`neutral` is taken as
+    `part_request` takes it, unused: a state such as "stern" reads half neutral.)"""
+    if confidence < low_confidence or keep_photo > 0.5:
         return None
     moved = np.zeros(len(values), bool)
     for part_moved, part_values in parts:

@@ -54,7 +54,7 @@ MAX_CHARS = 2000
 # Raw input longer than this many times `max_chars` is rejected before it is even normalised.
 _RAW_FACTOR = 10
 _ALLOWED_CONTROLS = frozenset("\t\n\r")
-_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")  # a word in any script ("don't" whole)
 # British -> American spellings, one rewrite at a time (pyspellchecker's English list is American).
 _BRITISH = tuple((re.compile(a), b) for a, b in (
     (r"our", "or"), (r"is(e|ed|es|ing|ation|ations)$", r"iz\1"), (r"ys(e|ed|es|ing)$", r"yz\1"),
@@ -171,7 +171,7 @@ def detect_language(text: str, rule: LanguageRule = LanguageRule()) -> LanguageV
         return LanguageVerdict(None, False, "no letters")
     if sum(not _is_latin(c) for c in letters) > rule.non_latin_share * len(letters):
         return LanguageVerdict(_top_language(text), False, "script")
-    words = [w.lower().replace("\u2019", "'") for w in _WORD.findall(text)]
+    words = [w.lower().replace("\u2019", "'") for w in WORD.findall(text)]
     english = [_english_frequency(w) for w in words]
     if all(f > 0 for f in english):
         # The usual prompt: every word is in the English list, and the foreign lists are never loaded. Foreign

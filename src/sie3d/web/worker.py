@@ -163,7 +163,7 @@ def summarise(person: Any, variant: Any) -> dict:
         "fit_error_percent_of_eye_distance": round(100 * fit.landmark_error_iod, 2),
         "texture_from_photo_percent": round(100 * person.textures.coverage, 1),
         "faces_found": len(person.faces),
-        "headwear": person.headwear,
+        "hair_note": person.hair_note,
         "presets": presets,
         "files": {"glb": f"{variant.name}/avatar.glb", "obj_zip": f"{variant.name}/avatar_obj.zip",
                   "preview": f"{variant.name}/preview.png", "in_photo": f"{variant.name}/in_photo.png",

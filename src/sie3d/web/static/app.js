@@ -237,7 +237,7 @@ async function showResult(job) {
   }));
   $("fit").textContent = `Landmark error ${r.fit_error_percent_of_eye_distance}% of the eye distance; ` +
     `${r.texture_from_photo_percent}% of the face texture from the photo; ${r.faces_found} face(s) found` +
-    (r.headwear ? "; headwear (a hat or scarf) made as the hair." : ".");
+    (r.hair_note ? `; ${r.hair_note}.` : ".");
   $("warnings").replaceChildren(...r.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
   const link = (url, text) => Object.assign(document.createElement("a"), { href: url, textContent: text, download: "" });
   $("downloads").replaceChildren(link(r.urls.glb, "avatar.glb"), " · ", link(r.urls.obj_zip, "OBJ (zip)"), " · ",
