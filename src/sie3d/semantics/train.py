@@ -421,15 +421,26 @@ def record_in_manifest(path: Path, asset: str = "conditioning") -> None:
 HEADLINE = (("plain", "top1"), ("paraphrase", "top1"), ("paraphrase", "top1_basic"), ("identity", "top1"),
             ("laterality", "correct"), ("compound", "sided_correct"), ("negation", "correct"), ("part", "correct"),
             ("relative", "coefficient_mae"), ("nonsense", "low_confidence"))
-CHECK_TOLERANCE = 0.03  # absolute, on each headline figure: float sums differ across CPUs and thread counts
+CHECK_TOLERANCE = 0.03  # absolute, on each headline figure: float sums differ across CPUs and thread counts ...
+_COUNTS = {"top1": "n_top1", "top1_basic": "n_top1", "correct": "n_correct", "sided_correct": "n_sided"}
+
+
+def check_tolerance(metrics: dict, key: str, value: float) -> float:
+    """How far a retrain's headline figure `key` may lie from the committed `value`: `CHECK_TOLERANCE`, or for a
+    share two standard errors over the sentences it counts where that is wider. A retrain with the same seed on the
+    same machine and threads moved the one-sided parts beside an expression (125 sentences) from 0.64 to 0.72."""
+    count = metrics.get(_COUNTS.get(key, "n"), metrics.get("n"))
+    if not count or key == "coefficient_mae":
+        return CHECK_TOLERANCE
+    return max(CHECK_TOLERANCE, 2.0 * math.sqrt(value * (1.0 - value) / count))
 
 
 def compare(report: dict, committed: dict) -> list[str]:
-    """Headline figures that differ from the committed report by more than the tolerance."""
+    """Headline figures that differ from the committed report by more than their tolerance (`check_tolerance`)."""
     out = []
     for category, key in HEADLINE:
         a, b = report["metrics"][category].get(key), committed["metrics"][category].get(key)
-        if a is None or b is None or abs(a - b) > CHECK_TOLERANCE:
+        if a is None or b is None or abs(a - b) > check_tolerance(committed["metrics"][category], key, b):
             out.append(f"{category}.{key}: {a} vs committed {b}")
     return out
 
@@ -533,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules-only", action="store_true", help="no training: the shipped network's held-out "
                         "figures alone and through the rules `sie3d` reads a text with (parts read alone, sides)")
     parser.add_argument("--check", action="store_true", help="retrain (not saved) and compare the held-out figures "
-                        f"with the committed report (tolerance {CHECK_TOLERANCE})")
+                        f"with the committed report (tolerance {CHECK_TOLERANCE}, or two standard errors of a share)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = Path(args.faces) if args.faces else shared_faces_dir()
