@@ -44,6 +44,7 @@ from sie3d.hair.texture import (
     short_tips,
     smooth_edge,
     soft_edged,
+    synthesize_rings,
     texel_points,
 )
 from sie3d.head.fit import BROWS
@@ -391,6 +392,20 @@ def _back_rings(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     back = np.concatenate([rgba[:, : size // 12], rgba[:, -size // 12 :]], 1)
     rows = np.flatnonzero((back[..., 3] > 0.9).mean(1) > 0.9)
     return rows, back[rows, :, :3], np.median(back[rows, :, :3] @ LUMINANCE, 1)
+
+
+def test_headwear_seen_only_edge_on_is_synthesized_not_left_black() -> None:
+    """`synthesize_rings` with no row seen face-on falls back to hair's synthesis: every texel gets a colour."""
+    rng = np.random.default_rng(0)
+    size = 64
+    colour = np.zeros((size, size, 3), np.float32)
+    seen = np.zeros((size, size), np.float32)
+    colour[20:30, 10:40] = (0.5, 0.1, 0.1)
+    seen[20:30, 10:40] = 1.0
+    facing = np.full((size, size), 0.2, np.float32)  # all edge-on: no row has a face-on texel
+    out = synthesize_rings(colour, seen, facing, rng, 16)
+    assert out.shape == colour.shape and out.min() > 0.01  # no black texel left where nothing was seen
+    np.testing.assert_allclose(out[24, 25], colour[24, 25], atol=1e-3)  # the seen colour kept
 
 
 def test_a_caps_band_and_crown_go_round_the_head(models, faces) -> None:

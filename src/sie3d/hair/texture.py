@@ -68,7 +68,6 @@ HAIRLINE_STRAND_LENGTH = 8.0  # ... and where it grows out of the skin (the hair
 SHORT_TIPS_POLAR_DEG = (80.0, 110.0)  # polar angles (0 = the crown, 90 = the eyes' height) over which the tips
 # lengthen from the hairline's to the hanging hair's: the forehead's hairline lies at 40-75 degrees, hair hangs below
 MIN_RING_SEEN = 8  # headwear: a row's median colour needs this many seen texels (`synthesize_rings`) ...
-RING_FALLBACK_PATCH = 32  # ... and with no such row, the patches of hair's synthesis, this many texels wide
 RING_FACING = 0.5  # ... that face the camera by more than this cosine (60 degrees) ...
 RING_NOISE = 0.1  # ... and its rings carry strand noise of this std (fabric, not a painted band) ...
 RING_SMOOTH = 10.0  # ... their colours smoothed over this many rows (std): one row's shading made stripes
@@ -217,14 +216,15 @@ def _kept_where_seen(colour: np.ndarray, seen: np.ndarray, synthetic: np.ndarray
     return (colour * keep + synthetic * (1 - keep)).astype(np.float32)
 
 
-def synthesize_rings(colour: np.ndarray, seen: np.ndarray, facing: np.ndarray, rng: np.random.Generator
-                     ) -> np.ndarray:  # fmt: skip
+def synthesize_rings(colour: np.ndarray, seen: np.ndarray, facing: np.ndarray, rng: np.random.Generator,
+                     patch: int) -> np.ndarray:  # fmt: skip
     """Headwear's (H, W, 3) `colour`, kept where `seen` (H, W) is 1 and elsewhere the median colour of the seen
     texels of its row that face the camera (`facing` (H, W), the cosine, above `RING_FACING`) -- the ring round
     the head at its angle from the crown -- in faint strand noise. A hat goes round the head as the photo shows
     its front: a cap's band under its crown, a Santa hat's brim under its red. Rows with fewer than
     `MIN_RING_SEEN` such texels take the colour of the nearest rows that have them (interpolated), and the rings'
-    colours are smoothed across rows (`RING_SMOOTH`). (Texels seen edge-on, at the hat's outline in the photo,
+    colours are smoothed across rows (`RING_SMOOTH`); with no such row, it is synthesized as hair is, in patches
+    `patch` texels wide. (Texels seen edge-on, at the hat's outline in the photo,
     take the outline's or the backdrop's colour: as rings, they made the top of a white-crowned cap navy.)
     (Patches copied from the front, as hair is synthesized, mottled a two-toned cap's sides and back with its
     band's and crown's colours, and copied its badge.)"""
@@ -232,7 +232,7 @@ def synthesize_rings(colour: np.ndarray, seen: np.ndarray, facing: np.ndarray, r
     face_on = (seen > 0) & (facing > RING_FACING)
     rows = np.flatnonzero(face_on.sum(1) >= MIN_RING_SEEN)
     if rows.size == 0:  # seen only edge-on: as hair is
-        return _synthesize_around(colour, seen, np.ones(seen.shape, bool), rng, RING_FALLBACK_PATCH)
+        return _synthesize_around(colour, seen, np.ones(seen.shape, bool), rng, patch)
     medians = np.stack([np.median(colour[row][face_on[row]], 0) for row in rows])
     ring = np.stack([np.interp(np.arange(height), rows, medians[:, k]) for k in range(3)], -1)
     ring = cv2.GaussianBlur(ring[:, None].astype(np.float32), (0, 0), 1e-3, RING_SMOOTH,
@@ -333,7 +333,7 @@ def hair_texture(photo_rgb: np.ndarray, fit: HeadFit, mesh: HairMesh, hair_mask:
     seen = seen.reshape(size, size)
     alpha = hair_alpha(presence, rng, short_tips(mesh.grid, size))
     if headwear:
-        rgb = synthesize_rings(colour, seen.astype(np.float32), facing.reshape(size, size), rng)
+        rgb = synthesize_rings(colour, seen.astype(np.float32), facing.reshape(size, size), rng, config.patch)
     else:
         rgb = _synthesize_around(colour, seen.astype(np.float32), alpha > 0, rng, config.patch)
     covered = alpha > 0.5
