@@ -269,6 +269,13 @@ def test_a_text_of_function_words_names_no_expression(text_model):
     assert not any(names_nothing(text) for text in generate().texts)
 
 
+def test_a_tongue_asked_for_is_said_to_be_missing(text_model):
+    """The expression shapes have no tongue: the reading says so (the network read "sticking out the tongue" as a
+    sad pucker); other texts do not get the warning."""
+    assert any("tongue" in w for w in text_model.interpret("sticking out the tongue").warnings)
+    assert not any("tongue" in w for w in text_model.interpret("a warm smile").warnings)
+
+
 def test_contradictory_text_is_a_reported_blend(text_model):
     reading = text_model.interpret("happy and sad")
     assert set(reading.blend) == {"happy", "sadness"}

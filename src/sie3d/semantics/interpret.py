@@ -76,6 +76,11 @@ def names_nothing(text: str) -> bool:
     return bool(tokens) and all(token in FUNCTION_WORDS for token in tokens)
 
 
+# The 53 expression shapes have no tongue: a text that asks for it ("sticking out the tongue" read as a sad pucker)
+# is told so; the GLB's `tongueOut` morph target (authored by sie3d, `sie3d.export.rig`) is there for viewers.
+TONGUE = re.compile(r"\btongues?\b", re.IGNORECASE)
+
+
 PART_SHAPES = 6  # a clause that moves at most this many shapes, by more than PART_MOVED, asks for a part
 PART_MOVED = 0.1
 PART_NEUTRAL = 0.2  # ... and reads at least this neutral (the vocabulary's parts: 0.3-1.0; an emotion: 0)
@@ -210,6 +215,9 @@ class TextModel:
             coefficients = with_parts(out.coefficients[i].numpy(), rest, parts[i])
             warnings = list(check.warnings)
             trust = min(1.0, confidence / self.config.low_confidence)
+            if TONGUE.search(check.text):
+                warnings.append("the face cannot move its tongue: the 53 expression shapes have none (the GLB's "
+                                "tongueOut morph target can be set in a viewer or an engine)")
             if nothing:
                 warnings.append("the text names no expression, only words like 'and', 'the' or 'very': the face "
                                 "stays at the person's rest; describe an expression, e.g. 'a warm smile' or "
