@@ -67,6 +67,8 @@ FUNCTION_WORDS = frozenset((
     "might", "must", "very", "really", "quite", "rather", "somewhat", "slightly", "extremely", "little", "bit",
     "most", "least", "just", "only", "also", "almost", "barely", "totally", "completely", "fully", "not", "never",
     "there", "here", "please"))  # fmt: skip
+
+
 def names_nothing(text: str) -> bool:
     """Whether `text` has words (`sie3d.semantics.text.WORD`, in any script) and every one is a function word
     (`FUNCTION_WORDS`)."""
