@@ -242,12 +242,12 @@ def test_an_expression_beside_a_part_leaves_the_parts_shapes_and_their_antagonis
     part = (brows, np.where(brows, 0.8, 0.0).astype(np.float32))
     expression = np.zeros(53, np.float32)
     expression[[idx("mouthSmile_L"), idx("mouthSmile_R"), idx("browDown_L"), idx("browInnerUp_L")]] = 0.8, 0.8, 0.5, 0.3
-    moved, values = expression_beside(expression, 0.0, 1.0, 0.0, rest, [part], 0.5)
+    moved, values = expression_beside(expression, 0.0, 1.0, rest, [part], 0.5)
     assert moved[[idx("mouthSmile_L"), idx("mouthSmile_R")]].all() and moved.sum() == 2
     assert np.array_equal(values, expression)
-    assert expression_beside(expression, 0.9, 1.0, 0.0, rest, [part], 0.5) is None  # keeps the photo: relative
-    assert expression_beside(expression, 0.0, 0.2, 0.0, rest, [part], 0.5) is None  # not confident
-    assert expression_beside(rest, 0.0, 1.0, 1.0, rest, [part], 0.5) is None  # raises nothing
+    assert expression_beside(expression, 0.9, 1.0, rest, [part], 0.5) is None  # keeps the photo: relative
+    assert expression_beside(expression, 0.0, 0.2, rest, [part], 0.5) is None  # not confident
+    assert expression_beside(rest, 0.0, 1.0, rest, [part], 0.5) is None  # raises nothing
 
 
 def test_a_text_of_function_words_names_no_expression(text_model):

@@ -16,6 +16,7 @@ from sie3d.errors import UsageError
 from sie3d.head.names import ICT_NAMES
 
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")
+NEUTRAL_EMOTION = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")]  # (7,) no expression's reading
 # Spellings of the seven emotions in manifests, prompt files and judge outputs -> `EMOTIONS` names.
 EMOTION_ALIASES: dict[str, str] = {
     **{e: e for e in EMOTIONS},

@@ -34,12 +34,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sie3d.expressions import EMOTIONS
+from sie3d.expressions import EMOTIONS, NEUTRAL_EMOTION
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.vocabulary import SIDES, Concept, Part, Vocabulary, antagonist_table, load, mirror
 
 N = len(ICT_NAMES)
-NEUTRAL = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")]
 CATEGORIES = ("plain", "paraphrase", "situation", "laterality", "compound", "negation", "part", "relative",
               "identity", "nonsense")  # fmt: skip
 BASIC = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprise")  # concept names of the 7
@@ -319,7 +318,7 @@ def _mix(a: np.ndarray, wa: float, b: np.ndarray, wb: float) -> np.ndarray:
 def _weighted_emotion(emotion: np.ndarray, scale: float) -> np.ndarray:
     """A concept's reading at an intensity: weaker expressions lean towards neutral, never past it."""
     w = min(1.0, 0.5 + 0.5 * scale)
-    return (w * emotion + (1 - w) * NEUTRAL).astype(np.float32)
+    return (w * emotion + (1 - w) * NEUTRAL_EMOTION).astype(np.float32)
 
 
 class Generator:
@@ -533,7 +532,7 @@ class Generator:
                 return None
             text = frame.format(**{slot: _bare(word) if slot == "bare" else word})
             neutral = self.voc.concepts["neutral"]
-            return self._example(text, "negation", state, self.concept_recipe(neutral, 1.0), NEUTRAL,
+            return self._example(text, "negation", state, self.concept_recipe(neutral, 1.0), NEUTRAL_EMOTION,
                                  expected="neutral", negated=key_off)
         wanted = self.rng.choice([c for c in self.clear if c.top_emotion != negated.top_emotion])
         frame = self.draw(state, "frames:negation_pair", NEGATION_PAIR)
@@ -583,7 +582,8 @@ class Generator:
         if any(example in text for example in NONSENSE_EXAMPLES) and state["split"] == "train":
             return None  # the issue's own example stays unseen
         neutral = self.voc.concepts["neutral"]
-        return self._example(text, "nonsense", state, self.concept_recipe(neutral, 1.0), NEUTRAL, confidence=0.0)
+        return self._example(text, "nonsense", state, self.concept_recipe(neutral, 1.0), NEUTRAL_EMOTION,
+                             confidence=0.0)
 
     # -- assembly -----------------------------------------------------------------------------------
     def _example(self, text: str, category: str, state: dict, recipe, emotion, *, confidence: float = 1.0,

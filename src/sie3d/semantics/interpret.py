@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sie3d.errors import AssetError
-from sie3d.expressions import EMOTIONS
+from sie3d.expressions import EMOTIONS, NEUTRAL_EMOTION
 from sie3d.head.names import ICT_NAMES
 from sie3d.semantics.conditioning import IDENTITY_DIM, MAX_WORDS, N_SHAPES, ConditioningConfig, ConditioningNet, Words
 from sie3d.semantics.vocabulary import MIRROR, SIDE_PHRASES, asks_for_a_side, words
@@ -231,8 +231,7 @@ class TextModel:
             coefficients = np.clip(rest + intensity * trust * (coefficients - rest), 0.0, 1.0).astype(np.float32)
             if not asks_for_a_side(check.text):
                 coefficients = even_sides(coefficients, (rest, photo))
-            probabilities = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("neutral")] if unread else (
-                out.emotions[i].numpy())  # fmt: skip
+            probabilities = NEUTRAL_EMOTION.copy() if unread else out.emotions[i].numpy()
             order = np.argsort(-probabilities)
             blend = ()
             second_share = probabilities[order[1]]
@@ -295,18 +294,19 @@ def part_clauses(read, texts: list[str], features: np.ndarray, whole, low_confid
             others[i].append(reading)
     for i, parts in enumerate(found):
         if parts:
-            parts += [e for r in others[i] if (e := expression_beside(*r, rest[i], parts, low_confidence)) is not None]
+            parts += [e for values, keep_photo, confidence, _ in others[i]
+                      if (e := expression_beside(values, keep_photo, confidence, rest[i], parts, low_confidence))]
     return found
 
 
-def expression_beside(values: np.ndarray, keep_photo: float, confidence: float, neutral: float, rest: np.ndarray,
+def expression_beside(values: np.ndarray, keep_photo: float, confidence: float, rest: np.ndarray,
                       parts: list[tuple[np.ndarray, np.ndarray]], low_confidence: float
                       ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
-    """A clause's reading (as `part_request` takes it) beside the sentence's `parts`, as one more entry for
-    `with_parts`: the shapes it raises above `rest` by more than `PART_MOVED` that no part moves and that are no
-    antagonist of a shape a part raises. None unless it is confident and keeps nothing of the photo (a relative
-    request builds on the photo), or when it raises nothing (a neutral clause). (`neutral` is taken as
-    `part_request` takes it, unused: a state such as "stern" reads half neutral.)"""
+    """A clause's reading (`values` (53,), its mean `keep_photo`, its `confidence`) beside the sentence's `parts`,
+    as one more entry for `with_parts`: the shapes it raises above `rest` by more than `PART_MOVED` that no part
+    moves and that are no antagonist of a shape a part raises. None unless it is confident and keeps nothing of the
+    photo (a relative request builds on the photo), or when it raises nothing (a neutral clause; however neutral
+    its reading otherwise: a state such as "stern" reads half neutral)."""
     if confidence < low_confidence or keep_photo > 0.5:
         return None
     moved = np.zeros(len(values), bool)
